@@ -1,0 +1,63 @@
+# The two commands a person needs: `make pipeline` and `make test`. Both set themselves up.
+# Caches that make repeated runs fast: pip (~/.cache/pip), Go modules and builds
+# (~/go/pkg/mod, ~/.cache/go-build), Spark jars and the FerretDB binary
+# (<state>/cache, default .lakehouse/cache).
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+LAKEHOUSE := $(BIN)/lakehouse
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help setup up down status test test-unit pipeline lint format lock clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python requirements.lock pyproject.toml
+	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
+	@touch $@
+
+setup: $(STAMP) ## create .venv, install pinned deps, resolve Spark jars, build FerretDB (idempotent)
+	@$(LAKEHOUSE) setup
+
+up: setup ## start PostgreSQL, FerretDB and the Spark Thrift Server
+	@$(LAKEHOUSE) up
+
+down: ## stop the local services (data stays)
+	@$(LAKEHOUSE) down
+
+status: ## what runs where, pids and logs
+	@$(LAKEHOUSE) status
+
+pipeline: setup ## run the whole pipeline (today: bring the services up)
+	@$(LAKEHOUSE) up
+
+test: setup ## run the whole test suite (starts and stops its own services)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-unit: setup ## only the tests that need no live service
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+lint: setup ## ruff check and format check
+	$(BIN)/ruff check lakehouse jobs tests
+	$(BIN)/ruff format --check lakehouse jobs tests
+
+format: setup ## apply ruff fixes and formatting
+	$(BIN)/ruff check --fix lakehouse jobs tests
+	$(BIN)/ruff format lakehouse jobs tests
+
+lock: $(BIN)/python ## re-resolve requirements.lock from pyproject.toml
+	$(BIN)/pip install --quiet -e '.[dev]'
+	(echo "# Pinned dependency set used by make setup and CI (regenerate with: make lock)."; \
+	  $(BIN)/pip freeze --exclude-editable) > requirements.lock
+
+clean: down ## remove the state directory (all local data!) and the virtualenv
+	rm -rf .lakehouse $(VENV)

@@ -1,0 +1,160 @@
+"""The `lakehouse` command.
+
+    lakehouse setup                 resolve Spark jars, build FerretDB (no network when done)
+    lakehouse up | down | status    local services
+    lakehouse sql "QUERY"           run a query over the Thrift endpoint
+    lakehouse generate              write synthetic source files
+
+Errors are one line on stderr and a non-zero exit code; no stack traces for expected failures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from lakehouse.config import Config, ConfigError, load_config
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def _print_status(config: Config) -> None:
+    from lakehouse import services
+
+    rows = [("service", "state", "address", "pid", "log")]
+    for s in services.status(config):
+        rows.append((s.name, s.state, s.address, str(s.pid or "-"), str(s.log or "-")))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    print(f"state directory: {config.home}")
+
+
+def _service_names(names: list[str]) -> tuple[str, ...]:
+    from lakehouse.services import SERVICES
+
+    unknown = [n for n in names if n not in SERVICES]
+    if unknown:
+        raise ValueError(f"unknown service {unknown[0]!r}: choose from {', '.join(SERVICES)}")
+    return tuple(names) or SERVICES
+
+
+def cmd_setup(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse.jars import resolve_jars
+    from lakehouse.services import mongodb
+
+    jars = resolve_jars(config.jar_dir, config.spark.packages, config.spark.maven_repo)
+    print(f"spark jars: {len(jars)} in {config.jar_dir}")
+    if config.mongodb.embedded:
+        print(f"ferretdb: {mongodb.build_ferretdb(config)}")
+    return EXIT_OK
+
+
+def cmd_up(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse import services
+
+    wanted = _service_names(args.services)
+    started = services.up(config, wanted)
+    print(f"started: {', '.join(started)}" if started else "everything was already running")
+    _print_status(config)
+    print(f"\nJDBC (BI tools, beeline): {config.thrift.jdbc_url}/gold")
+    return EXIT_OK
+
+
+def cmd_down(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse import services
+
+    stopped = services.down(config, _service_names(args.services))
+    print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+    print(f"data kept in {config.home}")
+    return EXIT_OK
+
+
+def cmd_status(config: Config, args: argparse.Namespace) -> int:
+    _print_status(config)
+    return EXIT_OK
+
+
+def cmd_sql(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse.sql_client import format_result, run_query
+
+    print(format_result(run_query(config, args.query, database=args.database), args.format))
+    return EXIT_OK
+
+
+def cmd_generate(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse.sources.generate import generate
+
+    out = Path(args.out) if args.out else config.data_dir / args.scale
+    manifest = generate(
+        out, scale=args.scale, seed=args.seed, defect_rate=args.defect_rate, progress=lambda m: print(m, flush=True)
+    )
+    rows = {name: info["rows"] for name, info in manifest["files"].items()}
+    print(f"wrote {', '.join(f'{n} ({r:,} rows)' for n, r in rows.items())} to {out}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from lakehouse.services import SERVICES
+    from lakehouse.sql_client import FORMATS
+
+    parser = argparse.ArgumentParser(prog="lakehouse", description="Video-streaming lakehouse on Spark and Delta.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Callable[[Config, argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(handler=handler)
+        return p
+
+    add("setup", cmd_setup, "resolve the Spark jars and build FerretDB into the cache (idempotent)")
+    for name, handler, text in (
+        ("up", cmd_up, "start the local services and wait until they are healthy"),
+        ("down", cmd_down, "stop the services that `up` started; data stays"),
+    ):
+        p = add(name, handler, text)
+        p.add_argument("services", nargs="*", metavar="SERVICE", help=f"any of {', '.join(SERVICES)} (default: all)")
+    add("status", cmd_status, "show what runs where, pids and log files")
+
+    p = add("sql", cmd_sql, "run a query over the Thrift endpoint and print the result")
+    p.add_argument("query")
+    p.add_argument("--format", choices=FORMATS, default="table")
+    p.add_argument("--database", default="default")
+
+    p = add("generate", cmd_generate, "write synthetic source files (users, sessions, ratings, content)")
+    p.add_argument("--scale", choices=("tiny", "small", "medium", "large"), default="small")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--defect-rate", type=float, default=0.01)
+    p.add_argument("--out", help="output directory (default: <state>/data/<scale>)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    from lakehouse.jars import JarResolutionError
+    from lakehouse.services import ServiceError
+    from lakehouse.sql_client import QueryError
+
+    try:
+        config = load_config()
+        return args.handler(config, args)
+    except (ConfigError, ServiceError, QueryError, JarResolutionError, ValueError) as exc:
+        print(f"lakehouse {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print(f"lakehouse {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

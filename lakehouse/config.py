@@ -1,0 +1,396 @@
+"""One typed configuration object for the whole project.
+
+Values come from ``conf/lakehouse.yaml`` (defaults), then from ``LAKEHOUSE_*`` environment
+variables, which win: ``LAKEHOUSE_<SECTION>_<KEY>`` for a key in a section
+(``LAKEHOUSE_THRIFT_PORT=10001``) and ``LAKEHOUSE_<KEY>`` for a top-level key
+(``LAKEHOUSE_HOME``). ``SPARK_MASTER`` also sets ``spark.master``.
+
+Secrets never come from the YAML file. The PostgreSQL password is read from
+``LAKEHOUSE_POSTGRES_PASSWORD``, from the URL in ``LAKEHOUSE_POSTGRES_URL``, or, for the local
+embedded server, from a file generated once under the state directory. It is kept out of
+``repr()`` and out of every message this module raises.
+
+Load the object once at an entry point with :func:`load_config` and pass it down.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import secrets
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG_FILE = PROJECT_ROOT / "conf" / "lakehouse.yaml"
+ENV_PREFIX = "LAKEHOUSE_"
+PASSWORD_ENV = "LAKEHOUSE_POSTGRES_PASSWORD"
+CONFIG_FILE_ENV = "LAKEHOUSE_CONFIG"
+# Environment variables with the prefix that are not config keys.
+NON_CONFIG_ENV = {PASSWORD_ENV, CONFIG_FILE_ENV}
+MEMORY_PATTERN = re.compile(r"^\d+[kmgt]?$", re.IGNORECASE)
+MASTER_PATTERN = re.compile(r"^(local(\[(\*|\d+)(,\d+)?\])?|spark://.+|yarn|k8s://.+|mesos://.+)$")
+LOG_LEVELS = ("ALL", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF")
+MAX_PORT = 65535
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or invalid; the message names the key and its origin."""
+
+
+@dataclass(frozen=True)
+class SparkConfig:
+    master: str = "local[*]"
+    driver_memory: str = "2g"
+    executor_memory: str = "2g"
+    shuffle_partitions: int = 8
+    delta_snapshot_partitions: int = 4
+    ui_enabled: bool = False
+    log_level: str = "WARN"
+    warehouse_dir: str | None = None
+    packages: tuple[str, ...] = ()
+    maven_repo: str = "https://repo1.maven.org/maven2"
+
+    def validate(self) -> None:
+        if not MASTER_PATTERN.match(self.master):
+            raise ConfigError(
+                f"spark.master: {self.master!r} is not a Spark master URL "
+                "(local[*], local[N], spark://host:port, yarn, k8s://...)"
+            )
+        for name in ("driver_memory", "executor_memory"):
+            value = getattr(self, name)
+            if not MEMORY_PATTERN.match(value):
+                raise ConfigError(f"spark.{name}: {value!r} is not a JVM memory size such as 2g")
+        for name in ("shuffle_partitions", "delta_snapshot_partitions"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"spark.{name}: must be at least 1")
+        if self.log_level.upper() not in LOG_LEVELS:
+            raise ConfigError(f"spark.log_level: {self.log_level!r} is not one of {LOG_LEVELS}")
+        for coordinate in self.packages:
+            if coordinate.count(":") != 2:
+                raise ConfigError(f"spark.packages: {coordinate!r} is not a Maven coordinate group:artifact:version")
+
+    @property
+    def is_local(self) -> bool:
+        return self.master.startswith("local")
+
+
+@dataclass(frozen=True)
+class PostgresConfig:
+    url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 15432
+    user: str = "lakehouse"
+    database: str = "streaming"
+    metastore_database: str = "metastore"
+    # Resolved at load time; never printed.
+    password: str = field(default="", repr=False)
+
+    def validate(self) -> None:
+        _check_port("postgres.port", self.port)
+        for name in ("user", "database", "metastore_database"):
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", getattr(self, name)):
+                raise ConfigError(f"postgres.{name}: {getattr(self, name)!r} is not a plain identifier")
+
+    @property
+    def embedded(self) -> bool:
+        """True when the project runs its own local server (no LAKEHOUSE_POSTGRES_URL)."""
+        return self.url is None
+
+    def jdbc_url(self, database: str | None = None) -> str:
+        return f"jdbc:postgresql://{self.host}:{self.port}/{database or self.database}"
+
+    def dsn(self, database: str | None = None) -> dict[str, Any]:
+        """Keyword arguments for psycopg2.connect."""
+        return {
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "password": self.password,
+            "dbname": database or self.database,
+        }
+
+    def display(self, database: str | None = None) -> str:
+        """A connection string safe to print: no password."""
+        return f"postgresql://{self.user}@{self.host}:{self.port}/{database or self.database}"
+
+
+@dataclass(frozen=True)
+class MongoConfig:
+    uri: str | None = field(default=None, repr=False)  # may carry credentials
+    host: str = "127.0.0.1"
+    port: int = 27018
+    database: str = "streaming"
+
+    def validate(self) -> None:
+        _check_port("mongodb.port", self.port)
+        if self.uri is not None and not self.uri.startswith(("mongodb://", "mongodb+srv://")):
+            raise ConfigError("mongodb.uri: must start with mongodb:// or mongodb+srv://")
+
+    @property
+    def embedded(self) -> bool:
+        return self.uri is None
+
+    @property
+    def connection_uri(self) -> str:
+        return self.uri or f"mongodb://{self.host}:{self.port}/"
+
+    def display(self) -> str:
+        """The URI without credentials, safe to print."""
+        parts = urlsplit(self.connection_uri)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{host}{port}/{self.database}"
+
+
+@dataclass(frozen=True)
+class ThriftConfig:
+    host: str = "127.0.0.1"
+    port: int = 10000
+    driver_memory: str = "2g"
+    startup_timeout_seconds: int = 180
+
+    def validate(self) -> None:
+        _check_port("thrift.port", self.port)
+        if not MEMORY_PATTERN.match(self.driver_memory):
+            raise ConfigError(f"thrift.driver_memory: {self.driver_memory!r} is not a JVM memory size")
+        if self.startup_timeout_seconds < 1:
+            raise ConfigError("thrift.startup_timeout_seconds: must be at least 1")
+
+    @property
+    def jdbc_url(self) -> str:
+        return f"jdbc:hive2://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Config:
+    home: Path
+    cache_dir: Path
+    spark: SparkConfig
+    postgres: PostgresConfig
+    mongodb: MongoConfig
+    thrift: ThriftConfig
+    source_file: Path = DEFAULT_CONFIG_FILE
+
+    # Locations under the state directory, in one place.
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.home / "run"
+
+    @property
+    def spark_conf_dir(self) -> Path:
+        return self.home / "spark-conf"
+
+    @property
+    def warehouse_dir(self) -> str:
+        return self.spark.warehouse_dir or (self.home / "warehouse").resolve().as_uri()
+
+    @property
+    def jar_dir(self) -> Path:
+        return self.cache_dir / "jars"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.home / "secrets"
+
+
+SECTIONS: dict[str, type] = {
+    "spark": SparkConfig,
+    "postgres": PostgresConfig,
+    "mongodb": MongoConfig,
+    "thrift": ThriftConfig,
+}
+TOP_LEVEL_KEYS = ("home", "cache_dir")
+SECRET_FIELDS = {("postgres", "password")}
+
+
+def _check_port(key: str, port: int) -> None:
+    if not 1 <= port <= MAX_PORT:
+        raise ConfigError(f"{key}: {port} is not a TCP port (1-{MAX_PORT})")
+
+
+def _coerce(key: str, origin: str, raw: Any, annotation: Any) -> Any:
+    """Convert a YAML or environment value to the field's declared type, naming the key on error."""
+    optional = False
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        optional = len(args) < len(typing.get_args(annotation))
+        annotation = args[0]
+    if raw is None or (optional and isinstance(raw, str) and raw.strip().lower() in ("", "null")):
+        if optional:
+            return None
+        raise ConfigError(f"{key} ({origin}): a value is required")
+    try:
+        if annotation is bool:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if annotation is int:
+            if isinstance(raw, bool):
+                raise ValueError
+            return int(str(raw).strip())
+        if typing.get_origin(annotation) is tuple:
+            items = raw if isinstance(raw, list | tuple) else str(raw).split(",")
+            return tuple(str(item).strip() for item in items if str(item).strip())
+        if annotation in (str, Path):
+            if isinstance(raw, dict | list):
+                raise ValueError
+            return str(raw)
+    except ValueError:
+        expected = getattr(annotation, "__name__", str(annotation))
+        raise ConfigError(f"{key} ({origin}): {raw!r} is not a valid {expected}") from None
+    return raw
+
+
+def _resolve_path(value: str | Path, base: Path) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+def _section_values(
+    section: str, cls: type, yaml_values: dict[str, Any], env: dict[str, str], source: Path
+) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)} - {name for s, name in SECRET_FIELDS if s == section}
+    unknown = set(yaml_values) - names
+    if unknown:
+        raise ConfigError(f"{section}.{sorted(unknown)[0]} ({source.name}): unknown key")
+    values: dict[str, Any] = {}
+    for name in names:
+        env_name = f"{ENV_PREFIX}{section.upper()}_{name.upper()}"
+        if env_name in env:
+            values[name] = _coerce(f"{section}.{name}", env_name, env[env_name], hints[name])
+        elif name in yaml_values:
+            values[name] = _coerce(f"{section}.{name}", source.name, yaml_values[name], hints[name])
+    return values
+
+
+def _check_unknown_env(env: dict[str, str]) -> None:
+    known = {f"{ENV_PREFIX}{key.upper()}" for key in TOP_LEVEL_KEYS} | NON_CONFIG_ENV
+    for section, cls in SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            if (section, f.name) not in SECRET_FIELDS:
+                known.add(f"{ENV_PREFIX}{section.upper()}_{f.name.upper()}")
+    for name in env:
+        if not name.startswith(ENV_PREFIX) or name in known:
+            continue
+        if any(name.startswith(f"{ENV_PREFIX}{section.upper()}_") for section in SECTIONS):
+            raise ConfigError(f"{name}: not a configuration key (see conf/lakehouse.yaml)")
+
+
+def _apply_postgres_url(values: dict[str, Any]) -> str | None:
+    """Split LAKEHOUSE_POSTGRES_URL into host, port, user, database; return its password."""
+    url = values.get("url")
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres") or not parts.hostname:
+        raise ConfigError("postgres.url: must look like postgresql://user:password@host:port/database")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigError("postgres.url: the port is not a number") from None
+    values["host"] = parts.hostname
+    values["port"] = port or 5432
+    # Keep the URL without its password: the password lives only in the secret field.
+    netloc = f"{parts.username}@{parts.hostname}" if parts.username else parts.hostname
+    values["url"] = f"{parts.scheme}://{netloc}:{port or 5432}{parts.path}"
+    if parts.username:
+        values["user"] = unquote(parts.username)
+    if parts.path.strip("/"):
+        values["database"] = parts.path.strip("/")
+    return unquote(parts.password) if parts.password else None
+
+
+def _embedded_password(secrets_dir: Path) -> str:
+    """The local server's password: generated once, kept in a file only the owner can read."""
+    path = secrets_dir / "postgres.password"
+    if path.exists():
+        return path.read_text().strip()
+    secrets_dir.mkdir(parents=True, exist_ok=True)
+    secrets_dir.chmod(0o700)
+    password = secrets.token_urlsafe(24)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(password)
+    return password
+
+
+def load_config(path: Path | None = None, env: dict[str, str] | None = None) -> Config:
+    """Read the YAML defaults, apply environment overrides, validate, resolve secrets."""
+    env = dict(os.environ if env is None else env)
+    source = Path(path or env.get(CONFIG_FILE_ENV) or DEFAULT_CONFIG_FILE)
+    if not source.exists():
+        raise ConfigError(f"config file {source} does not exist")
+    try:
+        raw = yaml.safe_load(source.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {source}: not valid YAML ({exc.__class__.__name__})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {source}: the top level must be a mapping")
+    unknown = set(raw) - set(SECTIONS) - set(TOP_LEVEL_KEYS)
+    if unknown:
+        raise ConfigError(f"{sorted(unknown)[0]} ({source.name}): unknown key")
+    _check_unknown_env(env)
+
+    sections: dict[str, Any] = {}
+    for section, cls in SECTIONS.items():
+        yaml_values = raw.get(section) or {}
+        if not isinstance(yaml_values, dict):
+            raise ConfigError(f"{section} ({source.name}): must be a mapping of keys")
+        sections[section] = _section_values(section, cls, yaml_values, env, source)
+    if "SPARK_MASTER" in env and f"{ENV_PREFIX}SPARK_MASTER" not in env:
+        sections["spark"]["master"] = env["SPARK_MASTER"]
+
+    top: dict[str, Any] = {}
+    for key in TOP_LEVEL_KEYS:
+        env_name = f"{ENV_PREFIX}{key.upper()}"
+        origin = env_name if env_name in env else source.name
+        top[key] = _coerce(key, origin, env.get(env_name, raw.get(key)), str | None)
+    home = _resolve_path(top["home"] or ".lakehouse", PROJECT_ROOT)
+    cache_dir = _resolve_path(top["cache_dir"], PROJECT_ROOT) if top["cache_dir"] else home / "cache"
+
+    url_password = _apply_postgres_url(sections["postgres"])
+    spark = SparkConfig(**sections["spark"])
+    postgres = PostgresConfig(**sections["postgres"])
+    mongodb = MongoConfig(**sections["mongodb"])
+    thrift = ThriftConfig(**sections["thrift"])
+    for part in (spark, postgres, mongodb, thrift):
+        part.validate()
+
+    password = env.get(PASSWORD_ENV) or url_password
+    if password is None:
+        if not postgres.embedded:
+            raise ConfigError(f"postgres.url: no password in the URL and {PASSWORD_ENV} is not set")
+        password = _embedded_password(home / "secrets")
+    postgres = dataclasses.replace(postgres, password=password)
+
+    return Config(
+        home=home,
+        cache_dir=cache_dir,
+        spark=spark,
+        postgres=postgres,
+        mongodb=mongodb,
+        thrift=thrift,
+        source_file=source,
+    )

@@ -1,0 +1,96 @@
+"""The Hive metastore schema in PostgreSQL, created once before any Spark application runs.
+
+Letting each JVM create metastore tables lazily (``datanucleus.schema.autoCreateAll``) breaks
+as soon as two applications start together: one waits forever on a lock the other holds
+while adding foreign keys. So ``lakehouse up`` creates the whole schema up front with
+DataNucleus' SchemaTool from the ``package.jdo`` mapping in Spark's own hive-metastore jar,
+with the same identifier rules Hive uses, and every application runs with autoCreate off.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+import zipfile
+from pathlib import Path
+
+from lakehouse.config import Config
+from lakehouse.jars import jar_paths
+from lakehouse.services import postgres
+from lakehouse.services.process import ServiceError
+from lakehouse.spark import spark_home
+
+SCHEMA_TOOL = "org.datanucleus.store.schema.SchemaTool"
+MAPPING = "package.jdo"
+SCHEMA_TIMEOUT_SECONDS = 300
+# A table every Hive metastore schema has; its presence means the schema was created.
+MARKER_TABLE = "DBS"
+
+
+def schema_exists(config: Config) -> bool:
+    conn = postgres.connect(config, config.postgres.metastore_database, retry_seconds=10)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("select 1 from pg_tables where schemaname = 'public' and tablename = %s", (MARKER_TABLE,))
+            return cur.fetchone() is not None
+    finally:
+        conn.close()
+
+
+def _hive_metastore_jar() -> Path:
+    matches = sorted((spark_home() / "jars").glob("hive-metastore-*.jar"))
+    if not matches:
+        raise ServiceError(f"metastore: no hive-metastore jar in {spark_home() / 'jars'}")
+    return matches[0]
+
+
+def ensure_schema(config: Config) -> bool:
+    """Create the metastore tables if they are missing; return True when it created them."""
+    if schema_exists(config):
+        return False
+    postgres_jar = next(p for p in jar_paths(config.jar_dir, config.spark.packages) if "postgresql" in p.name)
+    pg = config.postgres
+    with tempfile.TemporaryDirectory(prefix="metastore-") as work:
+        workdir = Path(work)
+        with zipfile.ZipFile(_hive_metastore_jar()) as jar:
+            jar.extract(MAPPING, workdir)
+        props = workdir / "datanucleus.properties"
+        props.touch(mode=0o600)
+        props.write_text(
+            "\n".join(
+                [
+                    f"javax.jdo.option.ConnectionURL={pg.jdbc_url(pg.metastore_database)}",
+                    "javax.jdo.option.ConnectionDriverName=org.postgresql.Driver",
+                    f"javax.jdo.option.ConnectionUserName={pg.user}",
+                    f"javax.jdo.option.ConnectionPassword={pg.password}",
+                    "datanucleus.identifierFactory=datanucleus1",
+                    "datanucleus.storeManagerType=rdbms",
+                ]
+            )
+            + "\n"
+        )
+        classpath = f"{spark_home() / 'jars'}/*:{postgres_jar}"
+        result = subprocess.run(
+            [
+                "java",
+                "-cp",
+                classpath,
+                SCHEMA_TOOL,
+                "-create",
+                "-api",
+                "JDO",
+                "-props",
+                str(props),
+                str(workdir / MAPPING),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=SCHEMA_TIMEOUT_SECONDS,
+            check=False,
+        )
+    if result.returncode != 0 or not schema_exists(config):
+        lines = [
+            line for line in (result.stderr + result.stdout).splitlines() if "Exception" in line or "ERROR" in line
+        ]
+        raise ServiceError(f"metastore: creating the schema failed: {lines[0] if lines else 'no tables created'}")
+    return True

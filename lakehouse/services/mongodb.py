@@ -1,0 +1,142 @@
+"""The MongoDB-wire server for the content catalogue.
+
+By default FerretDB v1 with its SQLite backend, built from source with Go by ``make setup``
+(``tools/ferretdb``, pinned by go.sum) and run from the state directory on 127.0.0.1. With
+``LAKEHOUSE_MONGODB_URI`` set, that server is used instead. The code only ever sees a URI.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from pymongo import MongoClient
+from pymongo.errors import PyMongoError
+
+from lakehouse.config import PROJECT_ROOT, Config
+from lakehouse.services.process import (
+    ServiceError,
+    ServiceStatus,
+    check_port_free,
+    read_pid,
+    start_background,
+    stop_pid,
+    wait_until,
+)
+
+NAME = "mongodb"
+FERRETDB_VERSION = "v1.24.2"
+FERRETDB_SOURCE = PROJECT_ROOT / "tools" / "ferretdb"
+START_TIMEOUT_SECONDS = 30
+PING_TIMEOUT_MS = 2000
+BUILD_TIMEOUT_SECONDS = 1200
+
+
+def binary_path(config: Config) -> Path:
+    return config.cache_dir / "bin" / f"ferretdb-{FERRETDB_VERSION}"
+
+
+def pid_file(config: Config) -> Path:
+    return config.run_dir / "mongodb.pid"
+
+
+def log_file(config: Config) -> Path:
+    return config.log_dir / "mongodb.log"
+
+
+def data_dir(config: Config) -> Path:
+    return config.home / "mongodb"
+
+
+def build_ferretdb(config: Config) -> Path:
+    """Build FerretDB with Go into the cache (once). The Go module cache makes rebuilds fast."""
+    target = binary_path(config)
+    if target.exists():
+        return target
+    go = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None)
+    if go is None:
+        raise ServiceError("mongodb: Go is needed to build FerretDB (or set LAKEHOUSE_MONGODB_URI to a MongoDB server)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=readonly")
+    result = subprocess.run(
+        [go, "build", "-trimpath", "-o", str(partial), "."],
+        cwd=FERRETDB_SOURCE,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT_SECONDS,
+        check=False,
+    )
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["unknown error"])[-1]
+        raise ServiceError(f"mongodb: building FerretDB {FERRETDB_VERSION} failed: {last}")
+    os.replace(partial, target)
+    return target
+
+
+def client(config: Config, timeout_ms: int = PING_TIMEOUT_MS) -> MongoClient:
+    return MongoClient(config.mongodb.connection_uri, serverSelectionTimeoutMS=timeout_ms, connect=False)
+
+
+def ping(config: Config) -> bool:
+    try:
+        with client(config) as mongo:
+            mongo.admin.command("ping")
+        return True
+    except PyMongoError:
+        return False
+
+
+def start(config: Config) -> bool:
+    mongo = config.mongodb
+    if not mongo.embedded:
+        if not ping(config):
+            raise ServiceError(f"mongodb: cannot reach {mongo.display()} (LAKEHOUSE_MONGODB_URI)")
+        return False
+    pid = read_pid(pid_file(config))
+    if pid is not None:
+        return False
+    check_port_free(mongo.host, mongo.port, "LAKEHOUSE_MONGODB_PORT")
+    binary = binary_path(config)
+    if not binary.exists():
+        raise ServiceError(f"mongodb: FerretDB is not built at {binary}: run `make setup`")
+    data_dir(config).mkdir(parents=True, exist_ok=True)
+    command = [
+        str(binary),
+        "-listen",
+        f"{mongo.host}:{mongo.port}",
+        "-data-dir",
+        str(data_dir(config)),
+        "-log-level",
+        "warn",
+    ]
+    pid = start_background(command, log_file=log_file(config), pid_file=pid_file(config), env=dict(os.environ))
+    wait_until(
+        lambda: ping(config),
+        timeout=START_TIMEOUT_SECONDS,
+        what="mongodb (FerretDB)",
+        alive=lambda: read_pid(pid_file(config)) is not None,
+        log_file=log_file(config),
+    )
+    return True
+
+
+def stop(config: Config) -> bool:
+    pid = read_pid(pid_file(config))
+    if not config.mongodb.embedded or pid is None:
+        return False
+    stop_pid(pid)
+    pid_file(config).unlink(missing_ok=True)
+    return True
+
+
+def status(config: Config) -> ServiceStatus:
+    mongo = config.mongodb
+    address = mongo.display()
+    if not mongo.embedded:
+        return ServiceStatus(NAME, "external" if ping(config) else "unreachable", address)
+    pid = read_pid(pid_file(config))
+    return ServiceStatus(NAME, "running" if pid else "stopped", address, pid=pid, log=log_file(config))

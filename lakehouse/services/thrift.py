@@ -1,0 +1,97 @@
+"""The Spark Thrift Server (HiveServer2 protocol): what dbt, BI tools and `lakehouse sql` use.
+
+pip's pyspark ships the server's jar but not ``sbin/start-thriftserver.sh``, so the server is
+started as ``spark-submit --class HiveThriftServer2 spark-internal`` with the project's Spark
+conf directory (Delta, the shared metastore, the jars on the driver classpath).
+"""
+
+from __future__ import annotations
+
+from lakehouse.config import Config
+from lakehouse.services.process import (
+    ServiceStatus,
+    check_port_free,
+    port_open,
+    read_pid,
+    start_background,
+    stop_pid,
+    wait_until,
+)
+from lakehouse.spark import (
+    THRIFT_SERVER_CLASS,
+    THRIFT_SPARK_CONF,
+    spark_env,
+    spark_submit_command,
+    thrift_server_properties,
+    write_spark_conf,
+)
+
+NAME = "thrift"
+APP_NAME = "lakehouse-thrift-server"
+
+
+def pid_file(config: Config):
+    return config.run_dir / "thrift.pid"
+
+
+def log_file(config: Config):
+    return config.log_dir / "thrift.log"
+
+
+def command(config: Config) -> list[str]:
+    args = []
+    for key, value in THRIFT_SPARK_CONF.items():
+        args += ["--conf", f"{key}={value}"]
+    args += ["--driver-memory", config.thrift.driver_memory]
+    hiveconf = []
+    for key, value in thrift_server_properties(config).items():
+        hiveconf += ["--hiveconf", f"{key}={value}"]
+    base = spark_submit_command(config, "spark-internal", hiveconf, app_name=APP_NAME, main_class=THRIFT_SERVER_CLASS)
+    # spark-submit options go before the primary resource.
+    return base[:1] + args + base[1:]
+
+
+def healthy(config: Config) -> bool:
+    """The server answers a query (a listening port alone is not enough: sessions may fail)."""
+    if not port_open(config.thrift.host, config.thrift.port):
+        return False
+    from lakehouse.sql_client import QueryError, run_query
+
+    try:
+        run_query(config, "select 1")
+    except QueryError:
+        return False
+    return True
+
+
+def start(config: Config) -> bool:
+    if read_pid(pid_file(config)) is not None:
+        return False
+    check_port_free(config.thrift.host, config.thrift.port, "LAKEHOUSE_THRIFT_PORT")
+    write_spark_conf(config)
+    start_background(command(config), log_file=log_file(config), pid_file=pid_file(config), env=spark_env(config))
+    wait_until(
+        lambda: healthy(config),
+        timeout=config.thrift.startup_timeout_seconds,
+        what="thrift server",
+        alive=lambda: read_pid(pid_file(config)) is not None,
+        log_file=log_file(config),
+    )
+    return True
+
+
+def stop(config: Config) -> bool:
+    pid = read_pid(pid_file(config))
+    if pid is None:
+        return False
+    stop_pid(pid)
+    pid_file(config).unlink(missing_ok=True)
+    return True
+
+
+def status(config: Config) -> ServiceStatus:
+    pid = read_pid(pid_file(config))
+    state = "running" if pid else "stopped"
+    if pid and not port_open(config.thrift.host, config.thrift.port):
+        state = "starting"
+    return ServiceStatus(NAME, state, f"{config.thrift.jdbc_url}/gold", pid=pid, log=log_file(config))

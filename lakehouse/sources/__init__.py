@@ -1,0 +1,1 @@
+"""Synthetic source data generator and source loaders."""

@@ -1,0 +1,189 @@
+"""Spark settings in one place, and the SparkSession factory.
+
+Every Spark application of the project (the spark-submit jobs, the Thrift server, the tests)
+takes its settings from :func:`spark_properties` and :func:`hive_site_properties`. They are
+rendered into a Spark conf directory under the state directory (``spark-defaults.conf``,
+``hive-site.xml``, ``log4j2.properties``) and every launch points ``SPARK_CONF_DIR`` at it, so
+``spark-submit``, ``pyspark`` and ``beeline`` read the same file. The metastore password lives
+only in ``hive-site.xml``, which is readable by its owner alone, and never on a command line.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+from xml.sax.saxutils import escape
+
+from lakehouse.config import PROJECT_ROOT, Config
+from lakehouse.jars import jar_paths
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+THRIFT_SERVER_CLASS = "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2"
+LOG4J_TEMPLATE = PROJECT_ROOT / "conf" / "log4j2.properties"
+DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
+DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+LOOPBACK = "127.0.0.1"
+
+
+def spark_home() -> Path:
+    """The Spark distribution that pip installed with pyspark (has bin/spark-submit, bin/beeline)."""
+    import pyspark
+
+    return Path(pyspark.__file__).resolve().parent
+
+
+def spark_properties(config: Config) -> dict[str, str]:
+    """Settings shared by every Spark application of the project (spark-defaults.conf)."""
+    jars = [str(p) for p in jar_paths(config.jar_dir, config.spark.packages)]
+    classpath = os.pathsep.join(jars)
+    props = {
+        "spark.master": config.spark.master,
+        "spark.driver.memory": config.spark.driver_memory,
+        "spark.executor.memory": config.spark.executor_memory,
+        # Delta: the extension and catalog, with the jars on the driver classpath so that
+        # `USING DELTA` resolves in every application, the Thrift server included.
+        "spark.sql.extensions": DELTA_EXTENSION,
+        "spark.sql.catalog.spark_catalog": DELTA_CATALOG,
+        "spark.driver.extraClassPath": classpath,
+        "spark.executor.extraClassPath": classpath,
+        # Keep the metastore's copy of each Delta table's schema current, so JDBC clients
+        # (getColumns: what BI tools call) see the columns, not an empty table.
+        "spark.databricks.delta.catalog.update.enabled": "true",
+        "spark.databricks.delta.snapshotPartitions": str(config.spark.delta_snapshot_partitions),
+        # One shared catalog: the PostgreSQL-backed Hive metastore (hive-site.xml).
+        "spark.sql.catalogImplementation": "hive",
+        "spark.sql.warehouse.dir": config.warehouse_dir,
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": str(config.spark.shuffle_partitions),
+        "spark.sql.adaptive.enabled": "true",
+        "spark.sql.adaptive.coalescePartitions.enabled": "true",
+        "spark.ui.enabled": str(config.spark.ui_enabled).lower(),
+        "spark.ui.showConsoleProgress": "false",
+        "spark.pyspark.python": sys.executable,
+    }
+    if config.spark.is_local:
+        # Local mode: nothing needs to reach the driver from another host.
+        props["spark.driver.bindAddress"] = LOOPBACK
+        props["spark.driver.host"] = LOOPBACK
+    else:
+        # On a cluster the executors fetch the jars from the driver.
+        props["spark.jars"] = ",".join(jars)
+    return props
+
+
+def hive_site_properties(config: Config) -> dict[str, str]:
+    """Metastore connection (hive-site.xml). Contains the password: written owner-only."""
+    pg = config.postgres
+    return {
+        "javax.jdo.option.ConnectionURL": pg.jdbc_url(pg.metastore_database),
+        "javax.jdo.option.ConnectionDriverName": "org.postgresql.Driver",
+        "javax.jdo.option.ConnectionUserName": pg.user,
+        "javax.jdo.option.ConnectionPassword": pg.password,
+        # The schema is created once by `lakehouse up` (DataNucleus SchemaTool). Creating it
+        # lazily from several JVMs at once deadlocks on PostgreSQL, so no JVM creates tables.
+        "datanucleus.schema.autoCreateAll": "false",
+        "hive.metastore.schema.verification": "false",
+        "datanucleus.identifierFactory": "datanucleus1",
+        "hive.server2.enable.doAs": "false",
+    }
+
+
+def thrift_server_properties(config: Config) -> dict[str, str]:
+    """Settings only the Thrift server needs, passed as --hiveconf / --conf."""
+    return {
+        "hive.server2.thrift.bind.host": config.thrift.host,
+        "hive.server2.thrift.port": str(config.thrift.port),
+        "hive.server2.transport.mode": "binary",
+    }
+
+
+THRIFT_SPARK_CONF = {
+    # Stream large results to the client batch by batch instead of collecting them.
+    "spark.sql.thriftServer.incrementalCollect": "true",
+}
+
+
+def _render_properties(props: dict[str, str]) -> str:
+    lines = ["# Generated by lakehouse from conf/lakehouse.yaml; edit that, not this file."]
+    lines += [f"{key} {value}" for key, value in sorted(props.items())]
+    return "\n".join(lines) + "\n"
+
+
+def _render_hive_site(props: dict[str, str]) -> str:
+    body = "\n".join(
+        f"  <property><name>{escape(k)}</name><value>{escape(v)}</value></property>" for k, v in sorted(props.items())
+    )
+    return f'<?xml version="1.0"?>\n<!-- Generated by lakehouse. -->\n<configuration>\n{body}\n</configuration>\n'
+
+
+def _write_atomically(path: Path, text: str, mode: int) -> None:
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.chmod(partial, mode)
+    os.replace(partial, path)
+
+
+def write_spark_conf(config: Config) -> Path:
+    """Render the Spark conf directory for this config; return its path."""
+    conf_dir = config.spark_conf_dir
+    conf_dir.mkdir(parents=True, exist_ok=True)
+    _write_atomically(conf_dir / "spark-defaults.conf", _render_properties(spark_properties(config)), 0o644)
+    _write_atomically(conf_dir / "hive-site.xml", _render_hive_site(hive_site_properties(config)), 0o600)
+    log4j = LOG4J_TEMPLATE.read_text().replace("@LEVEL@", config.spark.log_level.lower())
+    _write_atomically(conf_dir / "log4j2.properties", log4j, 0o644)
+    return conf_dir
+
+
+def spark_env(config: Config) -> dict[str, str]:
+    """Environment for any Spark launch: our conf directory and this interpreter for Python."""
+    env = dict(os.environ)
+    env["SPARK_CONF_DIR"] = str(config.spark_conf_dir)
+    env["SPARK_HOME"] = str(spark_home())
+    env["PYSPARK_PYTHON"] = sys.executable
+    env["PYSPARK_DRIVER_PYTHON"] = sys.executable
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH")) if p)
+    return env
+
+
+def spark_submit_command(
+    config: Config, target: str, args: list[str] | None = None, *, app_name: str, main_class: str | None = None
+) -> list[str]:
+    """The spark-submit line for a job file (or a JVM class with target 'spark-internal')."""
+    command = [str(spark_home() / "bin" / "spark-submit"), "--name", app_name]
+    if main_class:
+        command += ["--class", main_class]
+    return [*command, target, *(args or [])]
+
+
+def build_session(config: Config, app_name: str) -> SparkSession:
+    """The project's SparkSession: Delta, the shared metastore, the cached jars, config's master.
+
+    Under spark-submit the JVM already runs with the rendered conf directory; from plain
+    Python (tests, notebooks) this renders it and starts the JVM with the same settings.
+    """
+    missing = [p for p in jar_paths(config.jar_dir, config.spark.packages) if not p.exists()]
+    if missing:
+        raise RuntimeError(f"Spark jar {missing[0].name} is missing from {config.jar_dir}: run `make setup`")
+    write_spark_conf(config)
+    os.environ.update({k: v for k, v in spark_env(config).items() if k != "PYTHONPATH"})
+
+    from pyspark.sql import SparkSession
+
+    session = SparkSession.builder.appName(app_name).enableHiveSupport().getOrCreate()
+    session.sparkContext.setLogLevel(config.spark.log_level)
+    return session
+
+
+def beeline_path() -> Path:
+    return spark_home() / "bin" / "beeline"
+
+
+def java_available() -> bool:
+    return shutil.which("java") is not None or "JAVA_HOME" in os.environ

@@ -1,0 +1,108 @@
+"""Shared fixtures: one set of live services and one SparkSession for the whole test run.
+
+The tests run in their own state directory (``<state>/test``) on their own ports, so a
+`make pipeline` stack on the default ports keeps running untouched. The directory is wiped
+at the start of a run, and every service the run starts is stopped at its end.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lakehouse.config import PROJECT_ROOT, Config, load_config
+
+TEST_PORTS = {
+    "LAKEHOUSE_POSTGRES_PORT": "25432",
+    "LAKEHOUSE_MONGODB_PORT": "27027",
+    "LAKEHOUSE_THRIFT_PORT": "10010",
+}
+
+
+def _test_environment() -> dict[str, str]:
+    """Environment overrides that point every component at the test state directory."""
+    base = load_config()
+    env = {
+        "LAKEHOUSE_HOME": str(base.home / "test"),
+        # Jars and the FerretDB build are shared with the normal state directory.
+        "LAKEHOUSE_CACHE_DIR": str(base.cache_dir),
+        "LAKEHOUSE_SPARK_MASTER": "local[2]",
+        "LAKEHOUSE_SPARK_SHUFFLE_PARTITIONS": "2",
+        "LAKEHOUSE_SPARK_DELTA_SNAPSHOT_PARTITIONS": "2",
+        "LAKEHOUSE_SPARK_DRIVER_MEMORY": "1g",
+        "LAKEHOUSE_THRIFT_DRIVER_MEMORY": "1g",
+        **TEST_PORTS,
+    }
+    for name in ("LAKEHOUSE_POSTGRES_URL", "LAKEHOUSE_MONGODB_URI", "LAKEHOUSE_POSTGRES_PASSWORD"):
+        os.environ.pop(name, None)
+    return env
+
+
+@pytest.fixture(scope="session")
+def config() -> Iterator[Config]:
+    """The test run's config; the environment is set so CLI subprocesses see the same."""
+    env = _test_environment()
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    cfg = load_config()
+    yield cfg
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def services(config: Config) -> Iterator[Config]:
+    """PostgreSQL, FerretDB and the Thrift server, started once from an empty state directory."""
+    from lakehouse import services as svc
+
+    svc.down(config)
+    # Start from nothing, but keep the password file so the config object stays valid.
+    for child in config.home.iterdir() if config.home.exists() else []:
+        if child.name != "secrets":
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+    try:
+        svc.up(config, report=lambda _msg: None)
+        yield config
+    finally:
+        svc.down(config)
+
+
+@pytest.fixture(scope="session")
+def spark(services: Config):
+    """The project's SparkSession (Delta, shared metastore) for the whole run."""
+    from lakehouse.spark import build_session
+
+    session = build_session(services, "lakehouse-tests")
+    yield session
+    session.stop()
+
+
+def run_cli(*args: str, check: bool = False, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the `lakehouse` command as a user would, in the current (test) environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "lakehouse.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=check,
+        cwd=PROJECT_ROOT,
+    )
+
+
+@pytest.fixture(scope="session")
+def cli():
+    return run_cli
+
+
+@pytest.fixture(scope="session")
+def project_root() -> Path:
+    return PROJECT_ROOT

@@ -1,0 +1,223 @@
+"""The platform on real servers: shared metastore, Delta, the Thrift server, service lifecycle."""
+
+from __future__ import annotations
+
+import csv
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg2
+import pytest
+from pymongo import MongoClient
+
+from lakehouse.config import Config
+from lakehouse.spark import beeline_path, spark_env, spark_submit_command
+from lakehouse.sql_client import QueryError, run_query
+
+PROBE_TABLE = "bronze.platform_probe"
+PROBE_COLUMNS = ["probe_id", "title", "watch_hours"]
+
+
+def _beeline(config: Config, *args: str) -> str:
+    result = subprocess.run(
+        [str(beeline_path()), "-u", f"{config.thrift.jdbc_url}/default", "-n", "tester", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=spark_env(config),
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def probe_table(services: Config, project_root: Path) -> str:
+    """Written by a separate spark-submit application while the Thrift server runs."""
+    command = spark_submit_command(
+        services, str(project_root / "tests" / "integration" / "probe_job.py"), [PROBE_TABLE, "7"], app_name="probe"
+    )
+    result = subprocess.run(command, env=spark_env(services), capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return PROBE_TABLE
+
+
+def test_table_from_another_application_is_described_over_thrift(probe_table: str, cli) -> None:
+    result = cli("sql", f"describe {probe_table}", "--format", "csv")
+    assert result.returncode == 0, result.stderr
+    names = [line.split(",")[0] for line in result.stdout.splitlines()[1:]]
+    assert names[:3] == PROBE_COLUMNS
+
+
+def test_beeline_queries_the_table_and_jdbc_metadata_lists_its_columns(
+    services: Config, probe_table: str, tmp_path: Path
+) -> None:
+    out = _beeline(
+        services, "--outputformat=csv2", "-e", f"select count(*) as n, max(probe_id) as m from {probe_table}"
+    )
+    assert "7,6" in out.splitlines()
+    # `!columns` calls JDBC DatabaseMetaData.getColumns, the call BI tools use to list columns.
+    script = tmp_path / "columns.sql"
+    script.write_text(f"!columns {probe_table.split('.')[1]}\n")
+    listing = _beeline(services, "--outputformat=csv2", "-f", str(script))
+    records = list(csv.DictReader(line for line in listing.splitlines() if "," in line))
+    columns = [r["COLUMN_NAME"] for r in records if r.get("TABLE_NAME") == "platform_probe"]
+    assert columns == PROBE_COLUMNS, listing[-2000:]
+
+
+def test_sqlalchemy_inspector_sees_the_columns(services: Config, probe_table: str) -> None:
+    from sqlalchemy import create_engine, inspect
+
+    engine = create_engine(f"hive://tester@{services.thrift.host}:{services.thrift.port}/bronze")
+    try:
+        columns = [c["name"] for c in inspect(engine).get_columns("platform_probe")]
+    finally:
+        engine.dispose()
+    assert columns == PROBE_COLUMNS
+
+
+def test_delta_merge_time_travel_and_history(spark) -> None:
+    spark.sql("create database if not exists scratch")
+    spark.sql("drop table if exists scratch.delta_basics")
+    spark.createDataFrame([(1, "basic"), (2, "standard")], "user_id int, plan string").write.format(
+        "delta"
+    ).saveAsTable("scratch.delta_basics")
+    spark.createDataFrame([(2, "premium"), (3, "basic")], "user_id int, plan string").createOrReplaceTempView("changes")
+    spark.sql(
+        """
+        merge into scratch.delta_basics as t using changes as s on t.user_id = s.user_id
+        when matched then update set plan = s.plan
+        when not matched then insert *
+        """
+    )
+    current = {r.user_id: r.plan for r in spark.table("scratch.delta_basics").collect()}
+    assert current == {1: "basic", 2: "premium", 3: "basic"}
+    original = {r.user_id: r.plan for r in spark.sql("select * from scratch.delta_basics version as of 0").collect()}
+    assert original == {1: "basic", 2: "standard"}
+    history = spark.sql("describe history scratch.delta_basics").orderBy("version").collect()
+    assert [h.version for h in history] == [0, 1]
+    assert history[1].operation == "MERGE"
+    assert history[1].operationMetrics["numTargetRowsUpdated"] == "1"
+    assert history[1].operationMetrics["numTargetRowsInserted"] == "1"
+
+
+def test_sql_client_formats_and_errors(services: Config, cli) -> None:
+    table = cli("sql", "select 1 as one, 'a' as letter")
+    assert table.returncode == 0
+    assert "| one | letter |" in table.stdout
+    assert "(1 row)" in table.stdout
+    as_json = cli("sql", "select 1 as one", "--format", "json")
+    assert '"one": 1' in as_json.stdout
+    bad = cli("sql", "select * from no_such_table")
+    assert bad.returncode == 1
+    lines = bad.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "TABLE_OR_VIEW_NOT_FOUND" in lines[0]
+    with pytest.raises(QueryError, match="no_such_table"):
+        run_query(services, "select * from no_such_table")
+
+
+def test_psycopg2_round_trip(services: Config) -> None:
+    with psycopg2.connect(**services.postgres.dsn()) as conn, conn.cursor() as cur:
+        cur.execute("create temporary table t (id int primary key, title text)")
+        cur.execute("insert into t values (%s, %s)", (1, "Ünïcode title"))
+        cur.execute("select id, title from t")
+        assert cur.fetchall() == [(1, "Ünïcode title")]
+
+
+def test_pymongo_round_trip(services: Config) -> None:
+    with MongoClient(services.mongodb.connection_uri, serverSelectionTimeoutMS=5000) as mongo:
+        collection = mongo[services.mongodb.database]["platform_probe"]
+        collection.drop()
+        document = {"_id": "c1", "title": "Series", "seasons": [{"season_number": 1, "episodes": [{"n": 1}]}]}
+        collection.insert_one(document)
+        assert collection.find_one({"_id": "c1"}) == document
+        collection.drop()
+
+
+def test_up_twice_is_a_no_op(services: Config, cli) -> None:
+    from lakehouse.services import status
+
+    before = {s.name: s.pid for s in status(services)}
+    result = cli("up")
+    assert result.returncode == 0, result.stderr
+    assert "everything was already running" in result.stdout
+    assert {s.name: s.pid for s in status(services)} == before
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def second_stack(tmp_path: Path, services: Config):
+    """A separate state directory and ports for lifecycle tests (PostgreSQL and FerretDB)."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "LAKEHOUSE_HOME": str(tmp_path / "home"),
+            "LAKEHOUSE_CACHE_DIR": str(services.cache_dir),
+            "LAKEHOUSE_POSTGRES_PORT": str(_free_port()),
+            "LAKEHOUSE_MONGODB_PORT": str(_free_port()),
+        }
+    )
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "lakehouse.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+    yield env, run
+    run("down", "mongodb", "postgres")
+
+
+def test_up_down_up_keeps_data(second_stack) -> None:
+    from lakehouse.config import load_config
+
+    env, run = second_stack
+    first = run("up", "postgres", "mongodb")
+    assert first.returncode == 0, first.stderr
+    assert "started: postgres, mongodb" in first.stdout
+    config = load_config(env=env)
+    with psycopg2.connect(**config.postgres.dsn()) as conn, conn.cursor() as cur:
+        cur.execute("create table kept (id int)")
+        cur.execute("insert into kept values (42)")
+    with MongoClient(config.mongodb.connection_uri, serverSelectionTimeoutMS=5000) as mongo:
+        mongo.db.kept.insert_one({"_id": 42})
+
+    assert "everything was already running" in run("up", "postgres", "mongodb").stdout
+    down = run("down", "mongodb", "postgres")
+    assert "stopped: mongodb, postgres" in down.stdout
+    assert "stopped" in run("status").stdout
+    assert run("up", "postgres", "mongodb").returncode == 0
+
+    with psycopg2.connect(**config.postgres.dsn()) as conn, conn.cursor() as cur:
+        cur.execute("select id from kept")
+        assert cur.fetchall() == [(42,)]
+    with MongoClient(config.mongodb.connection_uri, serverSelectionTimeoutMS=5000) as mongo:
+        assert mongo.db.kept.find_one() == {"_id": 42}
+
+
+def test_taken_port_gives_a_clear_error(second_stack) -> None:
+    env, run = second_stack
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        port = blocker.getsockname()[1]
+        env["LAKEHOUSE_MONGODB_PORT"] = str(port)
+        result = run("up", "mongodb")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"port {port}" in lines[0]
+    assert "LAKEHOUSE_MONGODB_PORT" in lines[0]

@@ -1,0 +1,36 @@
+"""The rendered Spark settings: one source of truth for jobs, the Thrift server and tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lakehouse.config import load_config
+from lakehouse.spark import hive_site_properties, spark_properties, write_spark_conf
+
+
+def test_local_settings_bind_loopback_and_put_jars_on_the_driver_classpath(tmp_path: Path) -> None:
+    config = load_config(env={"LAKEHOUSE_HOME": str(tmp_path)})
+    props = spark_properties(config)
+    assert props["spark.driver.bindAddress"] == "127.0.0.1"
+    assert "delta-spark_4.2_2.13-4.4.0.jar" in props["spark.driver.extraClassPath"]
+    assert "postgresql-42.7" in props["spark.driver.extraClassPath"]
+    assert props["spark.sql.catalog.spark_catalog"].endswith("DeltaCatalog")
+    assert props["spark.databricks.delta.catalog.update.enabled"] == "true"
+    assert "spark.jars" not in props
+
+
+def test_cluster_master_ships_jars_and_does_not_pin_the_driver_host(tmp_path: Path) -> None:
+    config = load_config(env={"LAKEHOUSE_HOME": str(tmp_path), "LAKEHOUSE_SPARK_MASTER": "spark://10.0.0.5:7077"})
+    props = spark_properties(config)
+    assert props["spark.master"] == "spark://10.0.0.5:7077"
+    assert "delta-storage-4.4.0.jar" in props["spark.jars"]
+    assert "spark.driver.host" not in props
+
+
+def test_password_only_in_the_owner_readable_hive_site(tmp_path: Path) -> None:
+    config = load_config(env={"LAKEHOUSE_HOME": str(tmp_path), "LAKEHOUSE_POSTGRES_PASSWORD": "pw-xyz"})
+    conf_dir = write_spark_conf(config)
+    assert "pw-xyz" not in (conf_dir / "spark-defaults.conf").read_text()
+    assert "pw-xyz" in (conf_dir / "hive-site.xml").read_text()
+    assert (conf_dir / "hive-site.xml").stat().st_mode & 0o077 == 0
+    assert hive_site_properties(config)["datanucleus.schema.autoCreateAll"] == "false"
