@@ -4,6 +4,9 @@
     lakehouse up | down | status    local services
     lakehouse sql "QUERY"           run a query over the Thrift endpoint
     lakehouse generate              write synthetic source files
+    lakehouse load-sources          load them into PostgreSQL and MongoDB
+    lakehouse simulate --days N     advance the sources in time
+    lakehouse extract               sources -> bronze Delta tables
 
 Errors are one line on stderr and a non-zero exit code; no stack traces for expected failures.
 """
@@ -99,6 +102,38 @@ def cmd_generate(config: Config, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_load_sources(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse.sources.load import load_sources
+
+    data = Path(args.data) if args.data else config.data_dir / args.scale
+    if not (data / "manifest.json").exists():
+        raise ValueError(f"no generated files in {data}: run `lakehouse generate --scale {args.scale}` first")
+    counts = load_sources(config, data, replace=args.replace, progress=lambda m: print(m, flush=True))
+    print("loaded: " + ", ".join(f"{table} {n:,}" for table, n in counts.items()))
+    return EXIT_OK
+
+
+def cmd_simulate(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse.sources.simulate import simulate
+
+    summary = simulate(config, args.days, seed=args.seed, progress=lambda m: print(m, flush=True))
+    print("simulated: " + ", ".join(f"{k} {v:,}" for k, v in summary.items() if isinstance(v, int)))
+    return EXIT_OK
+
+
+def cmd_extract(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse.spark import submit_job
+
+    job_args = ["--source", args.source]
+    for table in args.table or []:
+        job_args += ["--table", table]
+    if args.full_refresh:
+        job_args.append("--full-refresh")
+    if args.run_id:
+        job_args += ["--run-id", args.run_id]
+    return submit_job(config, "extract.py", job_args, app_name=f"lakehouse-extract-{args.source}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from lakehouse.services import SERVICES
     from lakehouse.sql_client import FORMATS
@@ -131,6 +166,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--defect-rate", type=float, default=0.01)
     p.add_argument("--out", help="output directory (default: <state>/data/<scale>)")
+
+    p = add("load-sources", cmd_load_sources, "create the source schemas and load generated files (idempotent)")
+    p.add_argument("--scale", choices=("tiny", "small", "medium", "large"), default="small")
+    p.add_argument("--data", help="directory with the generated files (default: <state>/data/<scale>)")
+    p.add_argument("--replace", action="store_true", help="drop and reload the sources from scratch")
+
+    p = add("simulate", cmd_simulate, "advance the sources in time, in place, as the application would")
+    p.add_argument("--days", type=int, default=1)
+    p.add_argument("--seed", type=int, default=7)
+
+    p = add("extract", cmd_extract, "extract the sources into bronze Delta tables (one Spark application)")
+    p.add_argument("--source", choices=("postgres", "mongodb", "all"), default="all")
+    p.add_argument("--table", action="append", help="only this table (repeatable)")
+    p.add_argument("--full-refresh", action="store_true", help="ignore watermarks and rebuild the tables")
+    p.add_argument("--run-id", help=argparse.SUPPRESS)
     return parser
 
 

@@ -170,6 +170,29 @@ class ThriftConfig:
 
 
 @dataclass(frozen=True)
+class BronzeConfig:
+    # Re-read this much before the stored watermark: catches rows whose transaction committed
+    # late with an older updated_at. Re-reading is harmless: the MERGE is idempotent.
+    lookback_minutes: int = 10
+    jdbc_partitions: int = 4
+    jdbc_fetchsize: int = 10000
+    mongodb_partitions: int = 4
+    mongodb_batch_size: int = 2000
+    # A source that is down is retried this many times with exponential backoff.
+    source_retries: int = 3
+    retry_backoff_seconds: float = 2.0
+
+    def validate(self) -> None:
+        if self.lookback_minutes < 0:
+            raise ConfigError("bronze.lookback_minutes: must not be negative")
+        for name in ("jdbc_partitions", "jdbc_fetchsize", "mongodb_partitions", "mongodb_batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"bronze.{name}: must be at least 1")
+        if self.source_retries < 0 or self.retry_backoff_seconds < 0:
+            raise ConfigError("bronze.source_retries and bronze.retry_backoff_seconds: must not be negative")
+
+
+@dataclass(frozen=True)
 class Config:
     home: Path
     cache_dir: Path
@@ -177,6 +200,7 @@ class Config:
     postgres: PostgresConfig
     mongodb: MongoConfig
     thrift: ThriftConfig
+    bronze: BronzeConfig = field(default_factory=BronzeConfig)
     source_file: Path = DEFAULT_CONFIG_FILE
 
     # Locations under the state directory, in one place.
@@ -214,6 +238,7 @@ SECTIONS: dict[str, type] = {
     "postgres": PostgresConfig,
     "mongodb": MongoConfig,
     "thrift": ThriftConfig,
+    "bronze": BronzeConfig,
 }
 TOP_LEVEL_KEYS = ("home", "cache_dir")
 SECRET_FIELDS = {("postgres", "password")}
@@ -245,6 +270,10 @@ def _coerce(key: str, origin: str, raw: Any, annotation: Any) -> Any:
             if text in ("0", "false", "no", "off"):
                 return False
             raise ValueError
+        if annotation is float:
+            if isinstance(raw, bool):
+                raise ValueError
+            return float(str(raw).strip())
         if annotation is int:
             if isinstance(raw, bool):
                 raise ValueError
@@ -375,7 +404,8 @@ def load_config(path: Path | None = None, env: dict[str, str] | None = None) -> 
     postgres = PostgresConfig(**sections["postgres"])
     mongodb = MongoConfig(**sections["mongodb"])
     thrift = ThriftConfig(**sections["thrift"])
-    for part in (spark, postgres, mongodb, thrift):
+    bronze = BronzeConfig(**sections["bronze"])
+    for part in (spark, postgres, mongodb, thrift, bronze):
         part.validate()
 
     password = env.get(PASSWORD_ENV) or url_password
@@ -392,5 +422,6 @@ def load_config(path: Path | None = None, env: dict[str, str] | None = None) -> 
         postgres=postgres,
         mongodb=mongodb,
         thrift=thrift,
+        bronze=bronze,
         source_file=source,
     )

@@ -65,6 +65,7 @@ def spark_properties(config: Config) -> dict[str, str]:
         "spark.ui.enabled": str(config.spark.ui_enabled).lower(),
         "spark.ui.showConsoleProgress": "false",
         "spark.pyspark.python": sys.executable,
+        "spark.pyspark.driver.python": sys.executable,
     }
     if config.spark.is_local:
         # Local mode: nothing needs to reach the driver from another host.
@@ -160,6 +161,15 @@ def spark_submit_command(
     if main_class:
         command += ["--class", main_class]
     return [*command, target, *(args or [])]
+
+
+def submit_job(config: Config, job: str, args: list[str], *, app_name: str) -> int:
+    """Run a job file under spark-submit with the project's conf; output goes to our terminal."""
+    import subprocess
+
+    write_spark_conf(config)
+    command = spark_submit_command(config, str(PROJECT_ROOT / "jobs" / job), args, app_name=app_name)
+    return subprocess.run(command, env=spark_env(config), check=False).returncode
 
 
 def build_session(config: Config, app_name: str) -> SparkSession:

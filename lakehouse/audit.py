@@ -1,0 +1,91 @@
+"""Run and step records in ``ops.pipeline_runs`` (a Delta table, queryable over Thrift).
+
+One row per step and source table (``source_table`` is null for steps that are not per table),
+all rows of one pipeline run sharing a ``run_id``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import asdict, dataclass, field
+
+from pyspark.sql import SparkSession
+from pyspark.sql import types as T
+
+OPS_SCHEMA = "ops"
+RUNS_TABLE = f"{OPS_SCHEMA}.pipeline_runs"
+MAX_ERROR_CHARS = 1000
+
+RUNS_SCHEMA = T.StructType(
+    [
+        T.StructField("run_id", T.StringType(), False),
+        T.StructField("step", T.StringType(), False),
+        T.StructField("source_system", T.StringType()),
+        T.StructField("source_table", T.StringType()),
+        T.StructField("batch_id", T.StringType()),
+        T.StructField("started_at", T.TimestampType(), False),
+        T.StructField("ended_at", T.TimestampType()),
+        T.StructField("rows_read", T.LongType()),
+        T.StructField("rows_merged", T.LongType()),
+        T.StructField("rows_quarantined", T.LongType()),
+        T.StructField("rows_inserted", T.LongType()),
+        T.StructField("rows_updated", T.LongType()),
+        T.StructField("watermark_before", T.TimestampType()),
+        T.StructField("watermark_after", T.TimestampType()),
+        T.StructField("status", T.StringType(), False),
+        T.StructField("error_message", T.StringType()),
+    ]
+)
+
+
+def new_run_id() -> str:
+    return f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class StepRecord:
+    run_id: str
+    step: str
+    source_system: str | None = None
+    source_table: str | None = None
+    batch_id: str | None = None
+    started_at: dt.datetime = field(default_factory=utc_now)
+    ended_at: dt.datetime | None = None
+    rows_read: int | None = None
+    rows_merged: int | None = None
+    rows_quarantined: int | None = None
+    rows_inserted: int | None = None
+    rows_updated: int | None = None
+    watermark_before: dt.datetime | None = None
+    watermark_after: dt.datetime | None = None
+    status: str = "running"
+    error_message: str | None = None
+
+    def finish(self, status: str, error: str | None = None) -> StepRecord:
+        self.ended_at = utc_now()
+        self.status = status
+        self.error_message = error[:MAX_ERROR_CHARS] if error else None
+        return self
+
+
+def ensure_ops_tables(spark: SparkSession) -> None:
+    from delta.tables import DeltaTable
+
+    spark.sql(f"create database if not exists {OPS_SCHEMA}")
+    DeltaTable.createIfNotExists(spark).tableName(RUNS_TABLE).addColumns(RUNS_SCHEMA).comment(
+        "One row per pipeline step and source table; rows of a run share run_id."
+    ).execute()
+
+
+def record_steps(spark: SparkSession, records: list[StepRecord]) -> None:
+    """Append finished step records in one Delta commit."""
+    if not records:
+        return
+    ensure_ops_tables(spark)
+    rows = [tuple(asdict(r).values()) for r in records]
+    spark.createDataFrame(rows, RUNS_SCHEMA).write.format("delta").mode("append").saveAsTable(RUNS_TABLE)

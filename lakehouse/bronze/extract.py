@@ -1,0 +1,205 @@
+"""The extract step: source batch -> typed, deduplicated rows MERGEd into bronze + quarantine.
+
+For each table of a source, in one Spark application:
+
+1. read the batch: rows with ``updated_at`` after the stored watermark minus the lookback
+   (everything on the first run or with ``--full-refresh``), pushed down to the source;
+2. type it by the contract; rows that cannot be typed or have no key go to quarantine;
+3. keep the newest row per key and MERGE it into ``bronze.<table>`` (newest ``updated_at``
+   wins, so re-running a batch changes nothing);
+4. check that every row read was written somewhere: rows read = rows merged + rows
+   quarantined, using the counts Delta reports for its own writes; fail loudly otherwise;
+5. only then advance the watermark, and record the step in ``ops.pipeline_runs``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import sys
+import time
+import uuid
+from collections.abc import Callable
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from lakehouse.audit import StepRecord, ensure_ops_tables, new_run_id, record_steps
+from lakehouse.bronze import readers, transform, watermarks, writer
+from lakehouse.bronze.contracts import MONGODB, POSTGRES, UPDATED_AT, Contract, contracts_for
+from lakehouse.config import Config, load_config
+
+log = logging.getLogger(__name__)
+STEP = "extract"
+SOURCES = (POSTGRES, MONGODB)
+
+
+class ReconciliationError(RuntimeError):
+    """Rows read from a source do not equal rows merged plus rows quarantined."""
+
+
+def _one_line(exc: BaseException, config: Config) -> str:
+    """A readable one-line message for any failure, with the password scrubbed."""
+    text = str(exc).strip()
+    for marker in ("\n", "\tat "):
+        text = text.split(marker)[0]
+    text = text or type(exc).__name__
+    if config.postgres.password:
+        text = text.replace(config.postgres.password, "***")
+    return text
+
+
+def _read_batch(spark: SparkSession, config: Config, contract: Contract, since: dt.datetime | None) -> DataFrame:
+    if contract.source_system == POSTGRES:
+        return transform.with_postgres_fields(readers.read_postgres(spark, config, contract, since), contract)
+    return transform.with_document_fields(readers.read_mongodb(spark, config, contract, since), contract)
+
+
+def extract_table(
+    spark: SparkSession, config: Config, contract: Contract, *, run_id: str, full_refresh: bool = False
+) -> StepRecord:
+    """Extract one table's batch into bronze; return its (finished) audit record."""
+    batch_id = uuid.uuid4().hex
+    record = StepRecord(run_id, STEP, contract.source_system, contract.source_name, batch_id=batch_id)
+    stored = watermarks.get_watermark(spark, contract.source_system, contract.source_name)
+    record.watermark_before = stored
+    since = None if full_refresh or stored is None else stored - dt.timedelta(minutes=config.bronze.lookback_minutes)
+    ingested_at = F.lit(record.started_at).cast("timestamp")
+
+    checked = transform.with_errors(_read_batch(spark, config, contract, since), contract)
+    checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        valid_flag = F.size(transform.ERRORS) == 0
+        stats = checked.agg(
+            F.count(F.lit(1)).alias("rows"),
+            F.count(F.when(valid_flag, F.lit(1))).alias("valid"),
+            F.count_distinct(*[F.when(valid_flag, F.col(k)) for k in contract.key]).alias("valid_keys"),
+            F.max(UPDATED_AT).alias("max_updated_at"),
+        ).first()
+        rows_read, valid, valid_keys = stats["rows"], stats["valid"], stats["valid_keys"]
+        quarantined = rows_read - valid
+
+        latest = transform.filter_latest_per_key(transform.filter_valid(checked), contract)
+        bronze_rows = transform.with_ingest_metadata(latest, contract, batch_id, ingested_at)
+        if full_refresh:
+            result = writer.overwrite_table(spark, contract, bronze_rows)
+        elif valid > 0:
+            result = writer.merge_batch(spark, contract, bronze_rows)
+        else:
+            result = writer.MergeResult(0, 0, 0)
+        quarantine_written = 0
+        if quarantined > 0 or full_refresh:
+            bad = transform.to_quarantine(checked, contract, batch_id, ingested_at)
+            quarantine_written = writer.quarantine_rows(spark, bad, contract, replace=full_refresh)
+    finally:
+        checked.unpersist()
+
+    # Delta's own counts of what it was given, plus the older versions of a key that the
+    # newest row in the same batch superseded, must account for every row read.
+    superseded = valid - valid_keys
+    if result.source_rows + superseded + quarantine_written != rows_read:
+        raise ReconciliationError(
+            f"{contract.source_system}.{contract.source_name} batch {batch_id}: read {rows_read} rows but "
+            f"merged {result.source_rows} (+{superseded} superseded in the batch) and quarantined "
+            f"{quarantine_written}"
+        )
+
+    batch_max = stats["max_updated_at"]
+    batch_max = batch_max.replace(tzinfo=dt.UTC) if batch_max is not None else None
+    candidates = [m for m in (batch_max, None if full_refresh else stored) if m is not None]
+    new_mark = max(candidates) if candidates else None
+    if new_mark is not None and new_mark != stored:
+        watermarks.set_watermark(spark, contract.source_system, contract.source_name, new_mark, batch_id)
+    record.watermark_after = new_mark
+    record.rows_read = rows_read
+    record.rows_merged = valid
+    record.rows_quarantined = quarantined
+    record.rows_inserted = result.inserted
+    record.rows_updated = result.updated
+    return record.finish("succeeded")
+
+
+def select_contracts(sources: tuple[str, ...], tables: list[str] | None) -> list[Contract]:
+    """The contracts of the sources, only the named tables if any (an unknown name fails)."""
+    available = [c for source in sources for c in contracts_for(source)]
+    if not tables:
+        return available
+    names = [c.source_name for c in available]
+    unknown = [t for t in tables if t not in names]
+    if unknown:
+        raise ValueError(f"no table {unknown[0]!r} in {' and '.join(sources)}: known tables are {', '.join(names)}")
+    return [c for c in available if c.source_name in tables]
+
+
+def run_extract(
+    spark: SparkSession,
+    config: Config,
+    *,
+    sources: tuple[str, ...] = SOURCES,
+    tables: list[str] | None = None,
+    full_refresh: bool = False,
+    run_id: str | None = None,
+    progress: Callable[[str], None] = print,
+) -> list[StepRecord]:
+    """Extract the tables of the given sources; one audit row per table, failed ones included."""
+    run_id = run_id or new_run_id()
+    selected = select_contracts(sources, tables)
+    writer.ensure_bronze_tables(spark, selected)
+    watermarks.ensure_table(spark)
+    ensure_ops_tables(spark)
+    records = []
+    for contract in selected:
+        started = time.monotonic()
+        progress(f"extract {contract.source_system}.{contract.source_name}: reading...")
+        try:
+            record = extract_table(spark, config, contract, run_id=run_id, full_refresh=full_refresh)
+            progress(
+                f"extract {contract.source_system}.{contract.source_name}: read {record.rows_read:,}, "
+                f"merged {record.rows_merged:,} (inserted {record.rows_inserted:,}, updated "
+                f"{record.rows_updated:,}), quarantined {record.rows_quarantined:,} "
+                f"in {time.monotonic() - started:.1f} s"
+            )
+        except Exception as exc:
+            message = _one_line(exc, config)
+            record = StepRecord(run_id, STEP, contract.source_system, contract.source_name).finish("failed", message)
+            progress(f"extract {contract.source_system}.{contract.source_name}: FAILED: {message}")
+        record_steps(spark, [record])
+        records.append(record)
+    return records
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="extract", description="Extract sources into bronze Delta tables.")
+    parser.add_argument("--source", choices=(*SOURCES, "all"), default="all")
+    parser.add_argument("--table", action="append", help="only this table (repeatable)")
+    parser.add_argument("--full-refresh", action="store_true", help="ignore watermarks and rebuild the tables")
+    parser.add_argument("--run-id", help="pipeline run id to record in ops.pipeline_runs")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the extract jobs: one Spark application for all tables of the source(s)."""
+    from lakehouse.spark import build_session
+
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    config = load_config()
+    sources = SOURCES if args.source == "all" else (args.source,)
+    try:
+        select_contracts(sources, args.table)
+    except ValueError as exc:
+        print(f"extract: error: {exc}", file=sys.stderr)
+        return 2
+    spark = build_session(config, f"lakehouse-extract-{args.source}")
+    try:
+        records = run_extract(
+            spark, config, sources=sources, tables=args.table, full_refresh=args.full_refresh, run_id=args.run_id
+        )
+    finally:
+        spark.stop()
+    failed = [r for r in records if r.status != "succeeded"]
+    for record in failed:
+        print(f"extract: error: {record.source_system}.{record.source_table}: {record.error_message}", file=sys.stderr)
+    return 1 if failed else 0

@@ -1,0 +1,195 @@
+"""Parallel batch reads from the sources, with the watermark pushed down into the source query.
+
+PostgreSQL: Spark JDBC, split on the table's numeric key between bounds that the database
+computes for this batch; the ``updated_at > since`` predicate is part of the SQL PostgreSQL
+runs, so only changed rows cross the wire.
+
+MongoDB: pymongo cursors inside Spark partitions, one per ``updated_at`` range (ranges come
+from the min/max that MongoDB returns for the batch: no ``$sample`` or ``$bucketAuto``, which
+FerretDB lacks). Each document travels as JSON text and is typed by the contract in Spark.
+Documents whose ``updated_at`` is not a date (a defect) cannot be compared with a watermark,
+so every batch reads them too: they are quarantined again, idempotently, until fixed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import types as T
+
+from lakehouse.bronze.contracts import UPDATED_AT, Contract
+from lakehouse.bronze.transform import DOCUMENT
+from lakehouse.config import Config
+
+log = logging.getLogger(__name__)
+POSTGRES_SCHEMA = "public"
+MONGO_COLLECTION_OF = {"content": "content"}
+DOCUMENT_SCHEMA = T.StructType([T.StructField(DOCUMENT, T.StringType())])
+NOT_A_DATE = {UPDATED_AT: {"$not": {"$type": "date"}}}
+SERVER_SELECTION_TIMEOUT_MS = 10_000
+
+R = TypeVar("R")
+
+
+class SourceUnavailable(RuntimeError):
+    """A source could not be reached after the configured retries (one line, no password)."""
+
+
+def with_retries(config: Config, what: str, attempt: Callable[[], R]) -> R:
+    """Run attempt(); on a connection failure retry with exponential backoff, then fail clearly."""
+    import psycopg2
+    from pymongo.errors import ConnectionFailure, ServerSelectionTimeoutError
+
+    transient = (psycopg2.OperationalError, ConnectionFailure, ServerSelectionTimeoutError, OSError)
+    tries = config.bronze.source_retries + 1
+    for number in range(1, tries + 1):
+        try:
+            return attempt()
+        except transient as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            if number == tries:
+                raise SourceUnavailable(f"{what} is unreachable after {tries} attempts: {reason}") from None
+            delay = config.bronze.retry_backoff_seconds * 2 ** (number - 1)
+            log.warning("%s unreachable (%s); retrying in %.0f s", what, reason, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+
+def _postgres_predicate(since: dt.datetime | None) -> str:
+    if since is None:
+        return "true"
+    return f"{UPDATED_AT} > timestamptz '{since.astimezone(dt.UTC).isoformat()}'"
+
+
+def postgres_bounds(
+    config: Config, contract: Contract, since: dt.datetime | None
+) -> tuple[int, int | None, int | None]:
+    """(row count, min key, max key) of the batch, computed by PostgreSQL."""
+    from lakehouse.services import postgres
+
+    column = contract.partition_column
+    query = (
+        f"select count(*), min({column}), max({column}) "
+        f"from {POSTGRES_SCHEMA}.{contract.source_name} where {_postgres_predicate(since)}"
+    )
+
+    def attempt() -> tuple[int, int | None, int | None]:
+        conn = postgres.connect(config)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(query)
+                count, low, high = cur.fetchone()
+                return int(count), low, high
+        finally:
+            conn.close()
+
+    return with_retries(config, f"postgres source {config.postgres.host}:{config.postgres.port}", attempt)
+
+
+def read_postgres(spark: SparkSession, config: Config, contract: Contract, since: dt.datetime | None) -> DataFrame:
+    """The batch of one PostgreSQL table: rows with updated_at after `since` (all when None)."""
+    pg = config.postgres
+    count, low, high = postgres_bounds(config, contract, since)
+    query = f"(select * from {POSTGRES_SCHEMA}.{contract.source_name} where {_postgres_predicate(since)}) as batch"
+    reader = (
+        spark.read.format("jdbc")
+        .option("url", pg.jdbc_url())
+        .option("driver", "org.postgresql.Driver")
+        .option("user", pg.user)
+        .option("password", pg.password)
+        .option("dbtable", query)
+        .option("fetchsize", str(config.bronze.jdbc_fetchsize))
+    )
+    if count > 0 and low is not None and high is not None and high > low:
+        partitions = max(1, min(config.bronze.jdbc_partitions, count // config.bronze.jdbc_fetchsize + 1))
+        reader = (
+            reader.option("partitionColumn", contract.partition_column)
+            .option("lowerBound", str(low))
+            .option("upperBound", str(high + 1))
+            .option("numPartitions", str(partitions))
+        )
+    return reader.load()
+
+
+# ---------------------------------------------------------------- MongoDB
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        aware = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+        return aware.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return str(value)  # ObjectId, Decimal128, UUID, bytes: their text
+
+
+def document_json(document: dict[str, Any]) -> str:
+    return json.dumps(document, default=_json_default, ensure_ascii=False, sort_keys=True)
+
+
+def _since_filter(since: dt.datetime | None) -> dict[str, Any]:
+    return {UPDATED_AT: {"$gt": since.astimezone(dt.UTC).replace(tzinfo=None)}} if since else {}
+
+
+def mongo_ranges(config: Config, contract: Contract, since: dt.datetime | None) -> list[dict[str, Any]]:
+    """Filters that split the batch into up to `mongodb_partitions` updated_at ranges, plus
+    one filter for documents whose updated_at is not a date."""
+    from lakehouse.services.mongodb import client
+
+    def bounds() -> tuple[dt.datetime | None, dt.datetime | None]:
+        with client(config, SERVER_SELECTION_TIMEOUT_MS) as mongo:
+            collection = mongo[config.mongodb.database][MONGO_COLLECTION_OF[contract.source_name]]
+            dated = {"$and": [{UPDATED_AT: {"$type": "date"}}, _since_filter(since)]}
+            first = collection.find_one(dated, {UPDATED_AT: 1}, sort=[(UPDATED_AT, 1)])
+            last = collection.find_one(dated, {UPDATED_AT: 1}, sort=[(UPDATED_AT, -1)])
+            return (first or {}).get(UPDATED_AT), (last or {}).get(UPDATED_AT)
+
+    low, high = with_retries(config, f"mongodb source {config.mongodb.display()}", bounds)
+    filters: list[dict[str, Any]] = [NOT_A_DATE]
+    if low is None or high is None:
+        return filters
+    parts = config.bronze.mongodb_partitions if high > low else 1
+    step = (high - low) / parts
+    edges = [low + step * i for i in range(parts)] + [high]
+    for i in range(parts):
+        upper = {"$lte": edges[i + 1]} if i == parts - 1 else {"$lt": edges[i + 1]}
+        filters.append({"$and": [{UPDATED_AT: {"$gte": edges[i], **upper}}, _since_filter(since)]})
+    return filters
+
+
+def _read_partition(uri: str, database: str, collection: str, batch_size: int) -> Callable:
+    def read(filters: Iterator[dict[str, Any]]) -> Iterator[tuple[str]]:
+        from pymongo import MongoClient
+
+        with MongoClient(uri, serverSelectionTimeoutMS=SERVER_SELECTION_TIMEOUT_MS) as mongo:
+            coll = mongo[database][collection]
+            for query in filters:
+                for document in coll.find(query, batch_size=batch_size):
+                    yield (document_json(document),)
+
+    return read
+
+
+def read_mongodb(spark: SparkSession, config: Config, contract: Contract, since: dt.datetime | None) -> DataFrame:
+    """The batch of one collection as a one-column frame of JSON documents (``_document``)."""
+    filters = mongo_ranges(config, contract, since)
+    read = _read_partition(
+        config.mongodb.connection_uri,
+        config.mongodb.database,
+        MONGO_COLLECTION_OF[contract.source_name],
+        config.bronze.mongodb_batch_size,
+    )
+    rdd = spark.sparkContext.parallelize(filters, len(filters)).mapPartitions(read)
+    return spark.createDataFrame(rdd, DOCUMENT_SCHEMA)

@@ -1,0 +1,164 @@
+"""Pure transformations from a raw source batch to bronze rows and quarantined rows.
+
+Both sources are first brought to one shape (``with_postgres_fields`` for JDBC rows,
+``with_document_fields`` for MongoDB documents as JSON): for every contract field a typed
+column under the contract name and the raw value under ``__raw_<name>``, plus
+``_rescued_data`` (fields the contract does not know, as a JSON object). From there the same
+functions find what cannot be typed, split the batch, and keep the newest row per key.
+No function here reads or writes anything.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from lakehouse.bronze.contracts import (
+    BATCH_ID,
+    INGESTED_AT,
+    RESCUED_DATA,
+    SOURCE_SYSTEM,
+    UPDATED_AT,
+    Contract,
+)
+
+RAW_PREFIX = "__raw_"
+ERRORS = "_errors"
+PAYLOAD = "_raw_payload"
+DOCUMENT = "_document"
+ORDER_HASH = "_row_hash"
+MAX_VALUE_CHARS = 80
+
+
+def raw_name(field: str) -> str:
+    return f"{RAW_PREFIX}{field}"
+
+
+def _type_name(dtype: T.DataType) -> str:
+    return dtype.simpleString()
+
+
+def with_postgres_fields(df: DataFrame, contract: Contract) -> DataFrame:
+    """JDBC rows -> typed contract fields, raw values, payload and rescued columns.
+
+    Columns the contract knows are typed with ``try_cast`` (a value that does not fit becomes
+    null, and is caught by :func:`with_errors`); columns it does not know go to
+    ``_rescued_data``; a contract field the source lacks is null.
+    """
+    known = {f.source_name for f in contract.fields}
+    extras = [c for c in df.columns if c not in known]
+    typed = [
+        (F.col(f.source_name).try_cast(f.dtype) if f.source_name in df.columns else F.lit(None).cast(f.dtype)).alias(
+            f.name
+        )
+        for f in contract.fields
+    ]
+    raws = [
+        (F.col(f.source_name) if f.source_name in df.columns else F.lit(None)).alias(raw_name(f.name))
+        for f in contract.fields
+    ]
+    rescued = (
+        F.when(
+            F.coalesce(*[F.col(c).cast("string") for c in extras]).isNotNull(),
+            F.to_json(F.struct(*[F.col(c) for c in extras])),
+        )
+        if extras
+        else F.lit(None).cast("string")
+    )
+    payload = F.to_json(F.struct(*[F.col(c) for c in df.columns]))
+    return df.select(*typed, *raws, rescued.alias(RESCUED_DATA), payload.alias(PAYLOAD))
+
+
+def _as_text_schema(schema: T.StructType) -> T.StructType:
+    return T.StructType([T.StructField(f.name, T.StringType()) for f in schema.fields])
+
+
+def with_document_fields(df: DataFrame, contract: Contract) -> DataFrame:
+    """Documents as JSON text (column ``_document``) -> typed fields, raw values, rescued fields.
+
+    The raw value of a field is its JSON text (``from_json`` with a string schema keeps numbers
+    and objects as text), so a wrong type is caught when the typed parse gives null for a
+    present value. Top-level keys the contract does not know are kept in ``_rescued_data``.
+    """
+    source_schema = T.StructType([T.StructField(f.source_name, f.dtype) for f in contract.fields])
+    known = F.array(*[F.lit(f.source_name) for f in contract.fields])
+    parsed = df.select(
+        F.from_json(DOCUMENT, source_schema).alias("typed"),
+        F.from_json(DOCUMENT, _as_text_schema(source_schema)).alias("text"),
+        F.from_json(DOCUMENT, T.MapType(T.StringType(), T.StringType())).alias("all_fields"),
+        F.col(DOCUMENT).alias(PAYLOAD),
+    )
+    unknown = F.map_filter("all_fields", lambda k, _v: ~F.array_contains(known, k))
+    return parsed.select(
+        *[F.col("typed").getField(f.source_name).alias(f.name) for f in contract.fields],
+        *[F.col("text").getField(f.source_name).alias(raw_name(f.name)) for f in contract.fields],
+        F.when(F.size(unknown) > 0, F.to_json(unknown)).alias(RESCUED_DATA),
+        PAYLOAD,
+    )
+
+
+def _field_error(name: str, dtype: T.DataType, required: bool) -> Column:
+    typed, raw = F.col(name), F.col(raw_name(name))
+    shown = F.substring(raw.cast("string"), 1, MAX_VALUE_CHARS)
+    untypable = F.format_string(f"{name}: cannot read '%s' as {_type_name(dtype)}", shown)
+    condition = raw.isNotNull() & typed.isNull()
+    if not required:
+        return F.when(condition, untypable)
+    return F.when(condition, untypable).when(typed.isNull(), F.lit(f"{name}: missing"))
+
+
+def with_errors(df: DataFrame, contract: Contract) -> DataFrame:
+    """Add ``_errors``: one message per field that is missing (when required) or cannot be typed."""
+    checks = F.array(*[_field_error(f.name, f.dtype, f.required) for f in contract.fields])
+    return df.withColumn(ERRORS, F.filter(checks, lambda e: e.isNotNull()))
+
+
+def filter_valid(df: DataFrame) -> DataFrame:
+    return df.filter(F.size(ERRORS) == 0)
+
+
+def record_key(contract: Contract) -> Column:
+    """The key as text (``a|b`` for composite keys); null when every part is missing."""
+    parts = [F.col(raw_name(k)).cast("string") for k in contract.key]
+    return F.when(
+        F.coalesce(*parts).isNotNull(),
+        F.concat_ws("|", *parts),
+    )
+
+
+def to_quarantine(df: DataFrame, contract: Contract, batch_id: str, quarantined_at: Column) -> DataFrame:
+    """Rows with errors -> the quarantine table's shape."""
+    return df.filter(F.size(ERRORS) > 0).select(
+        F.lit(contract.source_system).alias("source_system"),
+        F.lit(contract.source_name).alias("source_table"),
+        record_key(contract).alias("record_key"),
+        F.col(PAYLOAD).alias("payload"),
+        F.array_join(ERRORS, "; ").alias("reason"),
+        F.sha2(F.col(PAYLOAD), 256).alias("payload_sha256"),
+        F.lit(batch_id).alias("batch_id"),
+        quarantined_at.alias("quarantined_at"),
+    )
+
+
+def filter_latest_per_key(df: DataFrame, contract: Contract) -> DataFrame:
+    """Keep one row per key: the newest ``updated_at``; ties broken by a hash of the payload,
+    so the same batch always keeps the same row."""
+    order = Window.partitionBy(*contract.key).orderBy(F.col(UPDATED_AT).desc(), F.col(ORDER_HASH).desc())
+    return (
+        df.withColumn(ORDER_HASH, F.xxhash64(PAYLOAD))
+        .withColumn("_rank", F.row_number().over(order))
+        .filter(F.col("_rank") == 1)
+        .drop("_rank", ORDER_HASH)
+    )
+
+
+def with_ingest_metadata(df: DataFrame, contract: Contract, batch_id: str, ingested_at: Column) -> DataFrame:
+    """The bronze row: contract fields, then the metadata columns, in the table's order."""
+    return df.select(
+        *[F.col(f.name) for f in contract.fields],
+        ingested_at.alias(INGESTED_AT),
+        F.lit(batch_id).alias(BATCH_ID),
+        F.lit(contract.source_system).alias(SOURCE_SYSTEM),
+        F.col(RESCUED_DATA),
+    )

@@ -1,0 +1,67 @@
+"""High-water marks of ``updated_at`` per source table, in ``ops.watermarks``.
+
+A watermark only moves after the bronze commit of its batch. A crash in between leaves the
+old watermark, so the next run reads the same rows again, and the MERGE makes that harmless.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from lakehouse.audit import OPS_SCHEMA
+
+WATERMARKS_TABLE = f"{OPS_SCHEMA}.watermarks"
+SCHEMA = T.StructType(
+    [
+        T.StructField("source_system", T.StringType(), False),
+        T.StructField("source_table", T.StringType(), False),
+        T.StructField("watermark", T.TimestampType(), False),
+        T.StructField("batch_id", T.StringType(), False),
+        T.StructField("updated_at", T.TimestampType(), False),
+    ]
+)
+
+
+def ensure_table(spark: SparkSession) -> None:
+    from delta.tables import DeltaTable
+
+    spark.sql(f"create database if not exists {OPS_SCHEMA}")
+    DeltaTable.createIfNotExists(spark).tableName(WATERMARKS_TABLE).addColumns(SCHEMA).comment(
+        "High-water mark of updated_at per source table, advanced after each bronze commit."
+    ).execute()
+
+
+def get_watermark(spark: SparkSession, source_system: str, source_table: str) -> dt.datetime | None:
+    row = (
+        spark.table(WATERMARKS_TABLE)
+        .filter((F.col("source_system") == source_system) & (F.col("source_table") == source_table))
+        .select("watermark")
+        .first()
+    )
+    if row is None:
+        return None
+    value = row["watermark"]
+    # Spark returns naive datetimes in the session time zone, which the project pins to UTC.
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
+
+
+def set_watermark(
+    spark: SparkSession, source_system: str, source_table: str, watermark: dt.datetime, batch_id: str
+) -> None:
+    from delta.tables import DeltaTable
+
+    update = spark.createDataFrame(
+        [(source_system, source_table, watermark, batch_id, dt.datetime.now(dt.UTC))], SCHEMA
+    )
+    (
+        DeltaTable.forName(spark, WATERMARKS_TABLE)
+        .alias("t")
+        .merge(update.alias("s"), "t.source_system = s.source_system and t.source_table = s.source_table")
+        .whenMatchedUpdateAll()
+        .whenNotMatchedInsertAll()
+        .execute()
+    )
