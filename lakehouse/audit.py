@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
+from lakehouse.spark import ensure_database
+
 OPS_SCHEMA = "ops"
 RUNS_TABLE = f"{OPS_SCHEMA}.pipeline_runs"
 MAX_ERROR_CHARS = 1000
@@ -76,7 +78,7 @@ class StepRecord:
 def ensure_ops_tables(spark: SparkSession) -> None:
     from delta.tables import DeltaTable
 
-    spark.sql(f"create database if not exists {OPS_SCHEMA}")
+    ensure_database(spark, OPS_SCHEMA)
     DeltaTable.createIfNotExists(spark).tableName(RUNS_TABLE).addColumns(RUNS_SCHEMA).comment(
         "One row per pipeline step and source table; rows of a run share run_id."
     ).execute()

@@ -149,6 +149,8 @@ def spark_env(config: Config) -> dict[str, str]:
     env["SPARK_HOME"] = str(spark_home())
     env["PYSPARK_PYTHON"] = sys.executable
     env["PYSPARK_DRIVER_PYTHON"] = sys.executable
+    if config.spark.is_local:
+        env.setdefault("SPARK_LOCAL_IP", LOOPBACK)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH")) if p)
     return env
 
@@ -189,6 +191,12 @@ def build_session(config: Config, app_name: str) -> SparkSession:
     session = SparkSession.builder.appName(app_name).enableHiveSupport().getOrCreate()
     session.sparkContext.setLogLevel(config.spark.log_level)
     return session
+
+
+def ensure_database(spark: SparkSession, name: str) -> None:
+    """Create a schema if missing (checking first keeps the metastore from logging an error)."""
+    if not spark.catalog.databaseExists(name):
+        spark.sql(f"create database if not exists {name}")
 
 
 def beeline_path() -> Path:

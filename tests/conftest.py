@@ -18,10 +18,12 @@ import pytest
 
 from lakehouse.config import PROJECT_ROOT, Config, load_config
 
+# Two test runs on one machine need LAKEHOUSE_TEST_PORT_OFFSET and LAKEHOUSE_TEST_HOME.
+_OFFSET = int(os.environ.get("LAKEHOUSE_TEST_PORT_OFFSET", "0"))
 TEST_PORTS = {
-    "LAKEHOUSE_POSTGRES_PORT": "25432",
-    "LAKEHOUSE_MONGODB_PORT": "27027",
-    "LAKEHOUSE_THRIFT_PORT": "10010",
+    "LAKEHOUSE_POSTGRES_PORT": str(25432 + _OFFSET),
+    "LAKEHOUSE_MONGODB_PORT": str(27027 + _OFFSET),
+    "LAKEHOUSE_THRIFT_PORT": str(10010 + _OFFSET),
 }
 
 
@@ -29,7 +31,7 @@ def _test_environment() -> dict[str, str]:
     """Environment overrides that point every component at the test state directory."""
     base = load_config()
     env = {
-        "LAKEHOUSE_HOME": str(base.home / "test"),
+        "LAKEHOUSE_HOME": os.environ.get("LAKEHOUSE_TEST_HOME", str(base.home / "test")),
         # Jars and the FerretDB build are shared with the normal state directory.
         "LAKEHOUSE_CACHE_DIR": str(base.cache_dir),
         "LAKEHOUSE_SPARK_MASTER": "local[2]",

@@ -138,7 +138,7 @@ RATINGS = Contract(
     partition_column="user_id",
     fields=(
         _f("user_id", LONG, required=True),
-        _f("content_id", STRING, required=True, source="_id"),
+        _f("content_id", STRING, required=True),
         _f("rating", INT),
         _f("rated_at", TIMESTAMP),
         _f(UPDATED_AT, TIMESTAMP, required=True),

@@ -58,11 +58,10 @@ def _read_batch(spark: SparkSession, config: Config, contract: Contract, since: 
 
 
 def extract_table(
-    spark: SparkSession, config: Config, contract: Contract, *, run_id: str, full_refresh: bool = False
-) -> StepRecord:
-    """Extract one table's batch into bronze; return its (finished) audit record."""
-    batch_id = uuid.uuid4().hex
-    record = StepRecord(run_id, STEP, contract.source_system, contract.source_name, batch_id=batch_id)
+    spark: SparkSession, config: Config, contract: Contract, record: StepRecord, *, full_refresh: bool
+) -> None:
+    """Extract one table's batch into bronze, filling `record` as it goes (counts, watermarks)."""
+    batch_id = record.batch_id or uuid.uuid4().hex
     stored = watermarks.get_watermark(spark, contract.source_system, contract.source_name)
     record.watermark_before = stored
     since = None if full_refresh or stored is None else stored - dt.timedelta(minutes=config.bronze.lookback_minutes)
@@ -78,47 +77,41 @@ def extract_table(
             F.count_distinct(*[F.when(valid_flag, F.col(k)) for k in contract.key]).alias("valid_keys"),
             F.max(UPDATED_AT).alias("max_updated_at"),
         ).first()
-        rows_read, valid, valid_keys = stats["rows"], stats["valid"], stats["valid_keys"]
-        quarantined = rows_read - valid
+        record.rows_read = stats["rows"]
+        record.rows_merged = stats["valid"]
+        record.rows_quarantined = stats["rows"] - stats["valid"]
 
         latest = transform.filter_latest_per_key(transform.filter_valid(checked), contract)
         bronze_rows = transform.with_ingest_metadata(latest, contract, batch_id, ingested_at)
         if full_refresh:
-            result = writer.overwrite_table(spark, contract, bronze_rows)
-        elif valid > 0:
-            result = writer.merge_batch(spark, contract, bronze_rows)
+            result = writer.overwrite_table(spark, contract, bronze_rows, batch_id)
+        elif record.rows_merged > 0:
+            result = writer.merge_batch(spark, contract, bronze_rows, batch_id)
         else:
             result = writer.MergeResult(0, 0, 0)
-        quarantine_written = 0
-        if quarantined > 0 or full_refresh:
+        record.rows_inserted, record.rows_updated = result.inserted, result.updated
+        missing_quarantine = 0
+        if record.rows_quarantined > 0 or full_refresh:
             bad = transform.to_quarantine(checked, contract, batch_id, ingested_at)
-            quarantine_written = writer.quarantine_rows(spark, bad, contract, replace=full_refresh)
+            missing_quarantine = writer.quarantine_rows(spark, bad, contract, replace=full_refresh)
     finally:
         checked.unpersist()
 
-    # Delta's own counts of what it was given, plus the older versions of a key that the
-    # newest row in the same batch superseded, must account for every row read.
-    superseded = valid - valid_keys
-    if result.source_rows + superseded + quarantine_written != rows_read:
+    # Every row read must be accounted for by what Delta reports it was given (one row per
+    # key), the older versions of a key that a newer row in the batch superseded, and rows
+    # present in the quarantine table.
+    superseded = stats["valid"] - stats["valid_keys"]
+    if result.source_rows + superseded != record.rows_merged or missing_quarantine:
         raise ReconciliationError(
-            f"{contract.source_system}.{contract.source_name} batch {batch_id}: read {rows_read} rows but "
-            f"merged {result.source_rows} (+{superseded} superseded in the batch) and quarantined "
-            f"{quarantine_written}"
+            f"{contract.source_system}.{contract.source_name} batch {batch_id}: read {record.rows_read} rows; "
+            f"{record.rows_merged} valid but Delta merged {result.source_rows} (+{superseded} superseded in the "
+            f"batch); {record.rows_quarantined} bad, {missing_quarantine} of them missing from quarantine"
         )
 
     batch_max = stats["max_updated_at"]
     batch_max = batch_max.replace(tzinfo=dt.UTC) if batch_max is not None else None
     candidates = [m for m in (batch_max, None if full_refresh else stored) if m is not None]
-    new_mark = max(candidates) if candidates else None
-    if new_mark is not None and new_mark != stored:
-        watermarks.set_watermark(spark, contract.source_system, contract.source_name, new_mark, batch_id)
-    record.watermark_after = new_mark
-    record.rows_read = rows_read
-    record.rows_merged = valid
-    record.rows_quarantined = quarantined
-    record.rows_inserted = result.inserted
-    record.rows_updated = result.updated
-    return record.finish("succeeded")
+    record.watermark_after = max(candidates) if candidates else None
 
 
 def select_contracts(sources: tuple[str, ...], tables: list[str] | None) -> list[Contract]:
@@ -153,8 +146,10 @@ def run_extract(
     for contract in selected:
         started = time.monotonic()
         progress(f"extract {contract.source_system}.{contract.source_name}: reading...")
+        record = StepRecord(run_id, STEP, contract.source_system, contract.source_name, batch_id=uuid.uuid4().hex)
         try:
-            record = extract_table(spark, config, contract, run_id=run_id, full_refresh=full_refresh)
+            extract_table(spark, config, contract, record, full_refresh=full_refresh)
+            record.finish("succeeded")
             progress(
                 f"extract {contract.source_system}.{contract.source_name}: read {record.rows_read:,}, "
                 f"merged {record.rows_merged:,} (inserted {record.rows_inserted:,}, updated "
@@ -163,10 +158,17 @@ def run_extract(
             )
         except Exception as exc:
             message = _one_line(exc, config)
-            record = StepRecord(run_id, STEP, contract.source_system, contract.source_name).finish("failed", message)
+            record.finish("failed", message)
             progress(f"extract {contract.source_system}.{contract.source_name}: FAILED: {message}")
-        record_steps(spark, [record])
         records.append(record)
+    # Watermarks move only for tables whose bronze commit succeeded; one commit for all.
+    moved = [
+        (r.source_system, r.source_table, r.watermark_after, r.batch_id)
+        for r in records
+        if r.status == "succeeded" and r.watermark_after is not None and r.watermark_after != r.watermark_before
+    ]
+    watermarks.set_watermarks(spark, moved)
+    record_steps(spark, records)
     return records
 
 

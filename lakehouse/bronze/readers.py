@@ -34,8 +34,13 @@ MONGO_COLLECTION_OF = {"content": "content"}
 DOCUMENT_SCHEMA = T.StructType([T.StructField(DOCUMENT, T.StringType())])
 NOT_A_DATE = {UPDATED_AT: {"$not": {"$type": "date"}}}
 SERVER_SELECTION_TIMEOUT_MS = 10_000
+CONNECT_TIMEOUT_SECONDS = 10
 
 R = TypeVar("R")
+
+
+class SourceError(RuntimeError):
+    """A source is reachable but does not hold what the contract expects."""
 
 
 class SourceUnavailable(RuntimeError):
@@ -75,7 +80,8 @@ def postgres_bounds(
     config: Config, contract: Contract, since: dt.datetime | None
 ) -> tuple[int, int | None, int | None]:
     """(row count, min key, max key) of the batch, computed by PostgreSQL."""
-    from lakehouse.services import postgres
+    import psycopg2
+    import psycopg2.errors
 
     column = contract.partition_column
     query = (
@@ -84,12 +90,17 @@ def postgres_bounds(
     )
 
     def attempt() -> tuple[int, int | None, int | None]:
-        conn = postgres.connect(config)
+        conn = psycopg2.connect(connect_timeout=CONNECT_TIMEOUT_SECONDS, **config.postgres.dsn())
         try:
             with conn.cursor() as cur:
                 cur.execute(query)
                 count, low, high = cur.fetchone()
                 return int(count), low, high
+        except psycopg2.errors.UndefinedTable:
+            raise SourceError(
+                f"postgres table {POSTGRES_SCHEMA}.{contract.source_name} does not exist in "
+                f"{config.postgres.display()}: run `lakehouse load-sources`"
+            ) from None
         finally:
             conn.close()
 

@@ -119,12 +119,11 @@ def filter_valid(df: DataFrame) -> DataFrame:
 
 
 def record_key(contract: Contract) -> Column:
-    """The key as text (``a|b`` for composite keys); null when every part is missing."""
+    """The key as text, parts joined by ``|`` (a missing part is empty: ``258|``); null when
+    every part is missing."""
     parts = [F.col(raw_name(k)).cast("string") for k in contract.key]
-    return F.when(
-        F.coalesce(*parts).isNotNull(),
-        F.concat_ws("|", *parts),
-    )
+    joined = F.concat_ws("|", *[F.coalesce(p, F.lit("")) for p in parts]) if len(parts) > 1 else parts[0]
+    return F.when(F.coalesce(*parts).isNotNull(), joined)
 
 
 def to_quarantine(df: DataFrame, contract: Contract, batch_id: str, quarantined_at: Column) -> DataFrame:

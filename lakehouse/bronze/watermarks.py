@@ -13,6 +13,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from lakehouse.audit import OPS_SCHEMA
+from lakehouse.spark import ensure_database
 
 WATERMARKS_TABLE = f"{OPS_SCHEMA}.watermarks"
 SCHEMA = T.StructType(
@@ -29,7 +30,7 @@ SCHEMA = T.StructType(
 def ensure_table(spark: SparkSession) -> None:
     from delta.tables import DeltaTable
 
-    spark.sql(f"create database if not exists {OPS_SCHEMA}")
+    ensure_database(spark, OPS_SCHEMA)
     DeltaTable.createIfNotExists(spark).tableName(WATERMARKS_TABLE).addColumns(SCHEMA).comment(
         "High-water mark of updated_at per source table, advanced after each bronze commit."
     ).execute()
@@ -49,14 +50,14 @@ def get_watermark(spark: SparkSession, source_system: str, source_table: str) ->
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
 
 
-def set_watermark(
-    spark: SparkSession, source_system: str, source_table: str, watermark: dt.datetime, batch_id: str
-) -> None:
+def set_watermarks(spark: SparkSession, marks: list[tuple[str, str, dt.datetime, str]]) -> None:
+    """Upsert (source_system, source_table, watermark, batch_id) rows in one commit."""
     from delta.tables import DeltaTable
 
-    update = spark.createDataFrame(
-        [(source_system, source_table, watermark, batch_id, dt.datetime.now(dt.UTC))], SCHEMA
-    )
+    if not marks:
+        return
+    now = dt.datetime.now(dt.UTC)
+    update = spark.createDataFrame([(*mark, now) for mark in marks], SCHEMA)
     (
         DeltaTable.forName(spark, WATERMARKS_TABLE)
         .alias("t")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from lakehouse.bronze.contracts import BRONZE_SCHEMA, QUARANTINE_TABLE, UPDATED_AT, Contract
+from lakehouse.spark import ensure_database
 
 QUARANTINE_SCHEMA = T.StructType(
     [
@@ -39,7 +42,7 @@ class MergeResult:
 def ensure_bronze_tables(spark: SparkSession, contracts: list[Contract]) -> None:
     from delta.tables import DeltaTable
 
-    spark.sql(f"create database if not exists {BRONZE_SCHEMA}")
+    ensure_database(spark, BRONZE_SCHEMA)
     for contract in contracts:
         builder = DeltaTable.createIfNotExists(spark).tableName(contract.table).addColumns(contract.bronze_schema)
         for key, value in TABLE_PROPERTIES.items():
@@ -52,35 +55,55 @@ def ensure_bronze_tables(spark: SparkSession, contracts: list[Contract]) -> None
     builder.comment("Source rows that could not be typed or have no key, with the reason.").execute()
 
 
-def _last_operation_metrics(spark: SparkSession, table: str) -> dict[str, str]:
+USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
+
+
+def _commit_metrics(spark: SparkSession, table: str, tag: str) -> dict[str, str] | None:
+    """operationMetrics of the commit tagged `tag`, or None if the write committed nothing."""
     from delta.tables import DeltaTable
 
-    row = DeltaTable.forName(spark, table).history(1).select("operationMetrics").first()
-    return dict(row["operationMetrics"] or {}) if row else {}
+    row = (
+        DeltaTable.forName(spark, table)
+        .history(20)
+        .filter(F.col("userMetadata") == tag)
+        .orderBy(F.col("version").desc())
+        .select("operationMetrics")
+        .first()
+    )
+    return dict(row["operationMetrics"] or {}) if row else None
 
 
-def merge_batch(spark: SparkSession, contract: Contract, batch: DataFrame) -> MergeResult:
+def _tagged_write(spark: SparkSession, table: str, tag: str, write: Callable[[], object]) -> dict[str, str]:
+    """Run a Delta write with its commit tagged, and return that commit's metrics."""
+    spark.conf.set(USER_METADATA_CONF, tag)
+    try:
+        write()
+    finally:
+        spark.conf.unset(USER_METADATA_CONF)
+    return _commit_metrics(spark, table, tag) or {}
+
+
+def merge_batch(spark: SparkSession, contract: Contract, batch: DataFrame, batch_id: str) -> MergeResult:
     """MERGE one batch (at most one row per key) into the bronze table.
 
     A newer ``updated_at`` replaces the stored row; an equal or older one changes nothing, so
-    re-running a batch is a no-op.
+    re-running a batch is a no-op. The counts are Delta's own, from this batch's commit.
     """
     from delta.tables import DeltaTable
 
     condition = " and ".join(f"t.{k} = s.{k}" for k in contract.key)
-    (
+    merge = (
         DeltaTable.forName(spark, contract.table)
         .alias("t")
         .merge(batch.alias("s"), condition)
         .whenMatchedUpdateAll(condition=f"s.{UPDATED_AT} > t.{UPDATED_AT}")
         .whenNotMatchedInsertAll()
-        .execute()
     )
-    return _merge_result(_last_operation_metrics(spark, QUARANTINE_TABLE)).source_rows
-    return _merge_result(_last_operation_metrics(spark, contract.table))
-
-
-def _merge_result(metrics: dict[str, str]) -> MergeResult:
+    metrics = _tagged_write(spark, contract.table, batch_id, merge.execute)
+    if not metrics:
+        # Delta commits nothing when no row changed (a re-run). Then every row of the batch
+        # must already be in the table with an updated_at at least as new.
+        return MergeResult(batch.count() - _rows_not_in_table(spark, contract, batch), 0, 0)
     return MergeResult(
         int(metrics.get("numSourceRows", 0)),
         int(metrics.get("numTargetRowsInserted", 0)),
@@ -88,32 +111,46 @@ def _merge_result(metrics: dict[str, str]) -> MergeResult:
     )
 
 
-def overwrite_table(spark: SparkSession, contract: Contract, batch: DataFrame) -> MergeResult:
+def _rows_not_in_table(spark: SparkSession, contract: Contract, batch: DataFrame) -> int:
+    stored = spark.table(contract.table).select(*contract.key, F.col(UPDATED_AT).alias("_stored_updated_at"))
+    joined = batch.select(*contract.key, UPDATED_AT).join(stored, on=list(contract.key), how="left")
+    return joined.filter(
+        F.col("_stored_updated_at").isNull() | (F.col("_stored_updated_at") < F.col(UPDATED_AT))
+    ).count()
+
+
+def overwrite_table(spark: SparkSession, contract: Contract, batch: DataFrame, batch_id: str) -> MergeResult:
     """Full refresh: replace the table's rows with this batch in one commit."""
-    batch.write.format("delta").mode("overwrite").saveAsTable(contract.table)
-    written = int(_last_operation_metrics(spark, contract.table).get("numOutputRows", 0))
+    metrics = _tagged_write(
+        spark,
+        contract.table,
+        batch_id,
+        lambda: batch.write.format("delta").mode("overwrite").saveAsTable(contract.table),
+    )
+    written = int(metrics.get("numOutputRows", 0))
     return MergeResult(written, written, 0)
 
 
 def quarantine_rows(spark: SparkSession, rows: DataFrame, contract: Contract, *, replace: bool = False) -> int:
     """Add quarantined rows; a payload already quarantined for this table is not added twice.
 
-    With ``replace`` (full refresh) the table's earlier quarantine rows are deleted first. That
-    is a separate commit: a crash between the two is repaired by running the refresh again.
+    Returns how many of `rows` are missing from the quarantine table afterwards (0 unless a
+    write lost something). With ``replace`` (full refresh) the table's earlier quarantine rows
+    are deleted first, in a separate commit: a crash in between is repaired by a re-run.
     """
     from delta.tables import DeltaTable
 
     target = DeltaTable.forName(spark, QUARANTINE_TABLE)
     if replace:
         target.delete(f"source_system = '{contract.source_system}' and source_table = '{contract.source_name}'")
+    match = ["source_system", "source_table", "payload_sha256"]
     (
         target.alias("t")
-        .merge(
-            rows.alias("s"),
-            "t.source_table = s.source_table and t.source_system = s.source_system "
-            "and t.payload_sha256 = s.payload_sha256",
-        )
+        .merge(rows.alias("s"), " and ".join(f"t.{c} = s.{c}" for c in match))
         .whenNotMatchedInsertAll()
         .execute()
     )
-    return _merge_result(_last_operation_metrics(spark, QUARANTINE_TABLE)).source_rows
+    stored = spark.table(QUARANTINE_TABLE).filter(
+        (F.col("source_system") == contract.source_system) & (F.col("source_table") == contract.source_name)
+    )
+    return rows.join(stored.select(*match), on=match, how="left_anti").count()

@@ -673,7 +673,9 @@ def _load_content(database: Database, entry: _FileEntry, progress: Progress) -> 
         database.drop_collection(CONTENT_STAGING_COLLECTION)
         raise SourceLoadError(f"{entry.path}: read {rows:,} documents, {MANIFEST_FILE} says {entry.rows:,}")
     staging.create_index("updated_at", name="updated_at_idx")
-    staging.rename(CONTENT_COLLECTION, dropTarget=True)
+    # The target is empty or absent (checked above); FerretDB v1 lacks renameCollection's dropTarget.
+    database.drop_collection(CONTENT_COLLECTION)
+    staging.rename(CONTENT_COLLECTION)
     log.replace_one(
         {"_id": CONTENT_LOG_ID},
         {
@@ -693,7 +695,7 @@ def _load_content(database: Database, entry: _FileEntry, progress: Progress) -> 
 
 def _mongo_message(exc: PyMongoError) -> str:
     """The first line of a driver error."""
-    text = str(exc).strip()
+    text = str(exc).strip().split(", full error:")[0]
     return text.splitlines()[0] if text else exc.__class__.__name__
 
 

@@ -1,0 +1,1 @@
+"""Bronze: source-aligned Delta tables, typed by contracts, with quarantine and watermarks."""

@@ -1,0 +1,131 @@
+"""Pure bronze transformations on small inline DataFrames (typing, rescue, quarantine, dedup)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from chispa import assert_df_equality
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from lakehouse.bronze import contracts as C
+from lakehouse.bronze import transform as X
+
+RATINGS_RAW = "user_id bigint, content_id string, rating smallint, rated_at timestamp, updated_at timestamp"
+TS = dt.datetime(2026, 1, 2, 3, 4, 5)
+
+
+def _checked_users(spark, rows):
+    raw = spark.createDataFrame(
+        rows, "user_id string, birth_date string, monthly_price string, updated_at string, loyalty_tier string"
+    )
+    return X.with_errors(X.with_postgres_fields(raw, C.USERS), C.USERS)
+
+
+def test_postgres_rows_are_typed_and_unknown_columns_rescued(spark) -> None:
+    checked = _checked_users(
+        spark,
+        [
+            ("1", "2000-02-29", "9.99", "2026-01-01 10:00:00", "gold"),
+            ("2", None, None, "2026-01-01 11:00:00", None),
+        ],
+    )
+    actual = checked.select("user_id", "birth_date", "monthly_price", "updated_at", C.RESCUED_DATA, X.ERRORS)
+    expected = spark.createDataFrame(
+        [
+            (1, dt.date(2000, 2, 29), "9.99", dt.datetime(2026, 1, 1, 10), '{"loyalty_tier":"gold"}', []),
+            (2, None, None, dt.datetime(2026, 1, 1, 11), None, []),
+        ],
+        "user_id bigint, birth_date date, monthly_price string, updated_at timestamp, _rescued_data string, "
+        "_errors array<string>",
+    ).withColumn("monthly_price", F.col("monthly_price").cast("decimal(10,2)"))
+    assert_df_equality(actual, expected, ignore_nullable=True)
+
+
+def test_untypable_values_and_missing_keys_are_reported_per_field(spark) -> None:
+    checked = _checked_users(
+        spark,
+        [
+            (None, "2000-01-01", "1.00", "2026-01-01 10:00:00", None),
+            ("7", "not-a-date", "1.00", "2026-01-01 10:00:00", None),
+            ("x7", "2000-01-01", "1.00", None, None),
+        ],
+    )
+    errors = [r[X.ERRORS] for r in checked.select(X.ERRORS).collect()]
+    assert errors == [
+        ["user_id: missing"],
+        ["birth_date: cannot read 'not-a-date' as date"],
+        ["user_id: cannot read 'x7' as bigint", "updated_at: missing"],
+    ]
+    assert X.filter_valid(checked).count() == 0
+
+
+def test_quarantine_rows_keep_the_raw_payload_key_and_reason(spark) -> None:
+    raw = spark.createDataFrame([(5, None, 3, TS, TS), (6, "c1", 4, TS, TS)], RATINGS_RAW)
+    checked = X.with_errors(X.with_postgres_fields(raw, C.RATINGS), C.RATINGS)
+    quarantined = X.to_quarantine(checked, C.RATINGS, "batch-1", F.lit(TS)).collect()
+    assert len(quarantined) == 1
+    row = quarantined[0]
+    assert (row.source_system, row.source_table, row.record_key) == ("postgres", "ratings", "5|")
+    assert row.reason == "content_id: missing"
+    assert json.loads(row.payload)["rating"] == 3
+    assert row.batch_id == "batch-1"
+
+
+def test_documents_keep_nesting_rescue_unknown_fields_and_catch_wrong_types(spark) -> None:
+    documents = [
+        {
+            "_id": "c1",
+            "title": "Show",
+            "type": "series",
+            "genres": ["Drama"],
+            "seasons": [
+                {"season_number": 1, "episodes": [{"episode_number": 1, "title": "Pilot", "duration_minutes": 42}]}
+            ],
+            "trailer_url": "http://example/t",
+            "updated_at": "2026-01-01T00:00:00.000Z",
+        },
+        {"_id": "c2", "title": "Film", "release_year": "nineteen", "updated_at": "2026-01-01T00:00:00.000Z"},
+        {"_id": "c3", "title": "Late", "updated_at": "yesterday"},
+    ]
+    frame = spark.createDataFrame([(json.dumps(d),) for d in documents], f"{X.DOCUMENT} string")
+    checked = X.with_errors(X.with_document_fields(frame, C.CONTENT), C.CONTENT).orderBy("content_id")
+    rows = checked.collect()
+    assert checked.schema["seasons"].dataType == C.CONTENT.schema["seasons"].dataType
+    assert rows[0].seasons[0].episodes[0].duration_minutes == 42
+    assert json.loads(rows[0][C.RESCUED_DATA]) == {"trailer_url": "http://example/t"}
+    assert rows[0][X.ERRORS] == []
+    assert rows[1][X.ERRORS] == ["release_year: cannot read 'nineteen' as int"]
+    assert rows[2][X.ERRORS] == ["updated_at: cannot read 'yesterday' as timestamp"]
+    assert rows[1][C.RESCUED_DATA] is None
+
+
+def test_latest_row_per_key_wins_deterministically(spark) -> None:
+    older, newer = dt.datetime(2026, 1, 1), dt.datetime(2026, 1, 2)
+    rows = [
+        (1, "c1", 3, older, older),
+        (1, "c1", 5, newer, newer),
+        (2, "c1", 4, older, older),
+        (2, "c1", 1, older, older),  # same key, same updated_at: a tie
+    ]
+
+    def latest(input_rows: list) -> dict:
+        raw = spark.createDataFrame(input_rows, RATINGS_RAW).repartition(2)
+        checked = X.with_errors(X.with_postgres_fields(raw, C.RATINGS), C.RATINGS)
+        return {(r.user_id, r.content_id): r.rating for r in X.filter_latest_per_key(checked, C.RATINGS).collect()}
+
+    forward, backward = latest(rows), latest(list(reversed(rows)))
+    assert forward[(1, "c1")] == 5
+    assert len(forward) == 2
+    assert forward == backward
+
+
+def test_ingest_metadata_columns_follow_the_contract(spark) -> None:
+    raw = spark.createDataFrame([(1, "c1", 3, TS, TS)], RATINGS_RAW)
+    checked = X.with_errors(X.with_postgres_fields(raw, C.RATINGS), C.RATINGS)
+    bronze = X.with_ingest_metadata(checked, C.RATINGS, "b1", F.lit(TS))
+    assert bronze.schema.fieldNames() == C.RATINGS.bronze_schema.fieldNames()
+    row = bronze.first()
+    assert (row[C.BATCH_ID], row[C.SOURCE_SYSTEM], row[C.INGESTED_AT]) == ("b1", "postgres", TS)
+    assert isinstance(bronze.schema["rating"].dataType, T.IntegerType)
