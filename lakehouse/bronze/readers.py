@@ -47,6 +47,14 @@ class SourceUnavailable(RuntimeError):
     """A source could not be reached after the configured retries (one line, no password)."""
 
 
+def _short_reason(exc: BaseException) -> str:
+    """The useful head of a driver's error (pymongo appends its whole topology description)."""
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    for tail in (" (configured timeouts", ", Timeout:"):
+        text = text.split(tail)[0]
+    return text
+
+
 def with_retries(config: Config, what: str, attempt: Callable[[], R]) -> R:
     """Run attempt(); on a connection failure retry with exponential backoff, then fail clearly."""
     import psycopg2
@@ -58,7 +66,7 @@ def with_retries(config: Config, what: str, attempt: Callable[[], R]) -> R:
         try:
             return attempt()
         except transient as exc:
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            reason = _short_reason(exc)
             if number == tries:
                 raise SourceUnavailable(f"{what} is unreachable after {tries} attempts: {reason}") from None
             delay = config.bronze.retry_backoff_seconds * 2 ** (number - 1)
