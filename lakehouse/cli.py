@@ -7,6 +7,8 @@
     lakehouse load-sources          load them into PostgreSQL and MongoDB
     lakehouse simulate --days N     advance the sources in time
     lakehouse extract               sources -> bronze Delta tables
+    lakehouse validate              quality gate on the newest bronze batch
+    lakehouse transform             dbt build: silver and gold
 
 Errors are one line on stderr and a non-zero exit code; no stack traces for expected failures.
 """
@@ -134,6 +136,23 @@ def cmd_extract(config: Config, args: argparse.Namespace) -> int:
     return submit_job(config, "extract.py", job_args, app_name=f"lakehouse-extract-{args.source}")
 
 
+def cmd_validate(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse.spark import submit_job
+
+    job_args = []
+    if args.batch_id:
+        job_args += ["--batch-id", args.batch_id]
+    if args.run_id:
+        job_args += ["--run-id", args.run_id]
+    return submit_job(config, "validate_bronze.py", job_args, app_name="lakehouse-validate")
+
+
+def cmd_transform(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse.transform import run_transform
+
+    return run_transform(config, select=args.select, full_refresh=args.full_refresh, run_id=args.run_id)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from lakehouse.services import SERVICES
     from lakehouse.sql_client import FORMATS
@@ -180,6 +199,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", choices=("postgres", "mongodb", "all"), default="all")
     p.add_argument("--table", action="append", help="only this table (repeatable)")
     p.add_argument("--full-refresh", action="store_true", help="ignore watermarks and rebuild the tables")
+    p.add_argument("--run-id", help=argparse.SUPPRESS)
+
+    p = add("validate", cmd_validate, "run the quality gate (Great Expectations) on the newest bronze batch")
+    p.add_argument("--batch-id", help="validate this batch instead of the newest one")
+    p.add_argument("--run-id", help=argparse.SUPPRESS)
+
+    p = add("transform", cmd_transform, "build silver and gold with dbt through the Thrift server")
+    p.add_argument("--select", help="dbt node selection (default: everything)")
+    p.add_argument("--full-refresh", action="store_true", help="rebuild incremental models from scratch")
     p.add_argument("--run-id", help=argparse.SUPPRESS)
     return parser
 

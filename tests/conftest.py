@@ -108,3 +108,29 @@ def cli():
 @pytest.fixture(scope="session")
 def project_root() -> Path:
     return PROJECT_ROOT
+
+
+def prepare_tiny_bronze(spark, config: Config, out_dir: Path, *, seed: int = 42) -> dict:
+    """Fresh state: tiny sources generated and loaded, bronze and ops rebuilt by an extract.
+
+    Returns the generator's manifest (with ``data_dir`` added). Modules that change the state
+    (simulate, injected defects) call this again in their own fixture instead of sharing it.
+    """
+    from lakehouse.bronze.extract import run_extract
+    from lakehouse.sources.generate import generate
+    from lakehouse.sources.load import load_sources
+
+    manifest = generate(out_dir, scale="tiny", seed=seed)
+    load_sources(config, out_dir, replace=True, progress=lambda _m: None)
+    for schema in ("bronze", "ops"):
+        spark.sql(f"drop database if exists {schema} cascade")
+    records = run_extract(spark, config, run_id="tiny-bronze", progress=lambda _m: None)
+    failed = [r.error_message for r in records if r.status != "succeeded"]
+    assert not failed, failed
+    return {**manifest, "data_dir": str(out_dir)}
+
+
+@pytest.fixture(scope="session")
+def tiny_bronze(spark, services: Config, tmp_path_factory) -> dict:
+    """Shared read-only state for tests that only read bronze (do not modify it)."""
+    return prepare_tiny_bronze(spark, services, tmp_path_factory.mktemp("tiny-bronze"))
