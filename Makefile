@@ -9,6 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LAKEHOUSE := $(BIN)/lakehouse
 PYTEST_ARGS ?=
+PIPELINE_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help setup up down status test test-unit pipeline lint format lock clean
@@ -37,8 +38,8 @@ down: ## stop the local services (data stays)
 status: ## what runs where, pids and logs
 	@$(LAKEHOUSE) status
 
-pipeline: setup ## run the whole pipeline (today: bring the services up)
-	@$(LAKEHOUSE) up
+pipeline: setup ## run the whole pipeline end to end; leaves the Thrift endpoint up
+	@$(LAKEHOUSE) pipeline $(PIPELINE_ARGS)
 
 test: setup ## run the whole test suite (starts and stops its own services)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -9,6 +9,7 @@
     lakehouse extract               sources -> bronze Delta tables
     lakehouse validate              quality gate on the newest bronze batch
     lakehouse transform             dbt build: silver and gold
+    lakehouse pipeline              all of it, end to end, with a summary
 
 Errors are one line on stderr and a non-zero exit code; no stack traces for expected failures.
 """
@@ -153,6 +154,21 @@ def cmd_transform(config: Config, args: argparse.Namespace) -> int:
     return run_transform(config, select=args.select, full_refresh=args.full_refresh, run_id=args.run_id)
 
 
+def cmd_pipeline(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse.pipeline import Options, run_pipeline
+
+    options = Options(
+        from_step=args.from_step,
+        only=args.only,
+        full_refresh=args.full_refresh,
+        scale=args.scale,
+        quiet=args.quiet,
+        log_format=args.log_format,
+        wait=args.wait,
+    )
+    return run_pipeline(config, options)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from lakehouse.services import SERVICES
     from lakehouse.sql_client import FORMATS
@@ -209,6 +225,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--select", help="dbt node selection (default: everything)")
     p.add_argument("--full-refresh", action="store_true", help="rebuild incremental models from scratch")
     p.add_argument("--run-id", help=argparse.SUPPRESS)
+
+    p = add("pipeline", cmd_pipeline, "up -> sources -> extract -> validate -> transform -> maintain -> summary")
+    p.add_argument("--from", dest="from_step", metavar="STEP", help="start at this step")
+    p.add_argument("--only", metavar="STEP", help="run only this step")
+    p.add_argument("--full-refresh", action="store_true", help="rebuild bronze and incremental models")
+    p.add_argument(
+        "--scale",
+        choices=("tiny", "small", "medium", "large"),
+        default="small",
+        help="data to generate when the sources are empty (default: small)",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the summary and errors")
+    p.add_argument("--log-format", choices=("text", "json"), default="text", help="json: one event per line")
+    p.add_argument("--wait", action="store_true", help="queue behind a running pipeline instead of failing")
     return parser
 
 

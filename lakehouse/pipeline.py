@@ -1,0 +1,482 @@
+"""The step graph behind `lakehouse pipeline`.
+
+    up -> sources -> extract -> validate -> transform -> maintain -> summary
+
+- ``up`` starts the local services (a no-op when they run).
+- ``sources`` generates and loads the chosen scale, only when the sources are empty.
+- ``extract`` and ``validate`` are Spark applications (one JVM each, all tables inside).
+- ``validate`` is the gate: a critical failure stops the run before ``transform``, so silver
+  and gold keep serving the last good data.
+- ``transform`` runs dbt through the Thrift server; ``maintain`` runs OPTIMIZE and VACUUM
+  through it too, and is skipped when the run changed nothing.
+
+Transient failures (a source or server not answering yet) are retried with backoff a
+bounded number of times; real failures (a failed gate, a SQL error) stop the run at once.
+A run lock keeps two pipelines from running at once. Every step is recorded in
+``ops.pipeline_runs`` under the run's id.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import errno
+import fcntl
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import TextIO
+
+from lakehouse.audit import RUNS_TABLE, new_run_id
+from lakehouse.config import PROJECT_ROOT, Config
+
+STEPS = ("up", "sources", "extract", "validate", "transform", "maintain", "summary")
+STEP_RETRIES = 2
+RETRY_BACKOFF_SECONDS = 5.0
+VACUUM_RETENTION_HOURS = 168
+MAINTAINED_SCHEMAS = ("bronze", "silver", "gold")
+LOCK_POLL_SECONDS = 2.0
+TICK_SECONDS = 1.0
+# Output of Spark and the JVM that says nothing to a person running the pipeline.
+NOISE = re.compile(r"^(\d\d/\d\d/\d\d \d\d:\d\d:\d\d (INFO|WARN)|WARNING: Using incubator|\s+at |\s*$)")
+TRANSIENT = re.compile(
+    r"unreachable|Connection refused|could not connect|TTransportException|did not become ready|"
+    r"cannot reach the Thrift server",
+    re.IGNORECASE,
+)
+
+
+class PipelineError(RuntimeError):
+    """A step failed for a reason that retrying will not fix."""
+
+
+class TransientError(RuntimeError):
+    """A step failed because something was not reachable yet; worth retrying."""
+
+
+class LockedError(RuntimeError):
+    """Another pipeline holds the run lock."""
+
+
+@dataclass
+class StepResult:
+    name: str
+    status: str = "pending"  # succeeded, failed, skipped, pending
+    seconds: float = 0.0
+    attempts: int = 0
+    rows_read: int | None = None
+    rows_written: int | None = None
+    rows_quarantined: int | None = None
+    detail: str = ""
+    started_at: dt.datetime | None = None
+    ended_at: dt.datetime | None = None
+
+
+@dataclass
+class Options:
+    from_step: str | None = None
+    only: str | None = None
+    full_refresh: bool = False
+    scale: str = "small"
+    quiet: bool = False
+    log_format: str = "text"  # text or json
+    wait: bool = False
+
+
+@dataclass
+class Context:
+    config: Config
+    options: Options
+    run_id: str
+    out: TextIO = field(default=sys.stdout)
+    changed: bool = True  # did extract or sources change anything
+
+    def event(self, kind: str, step: str, message: str = "", **data: object) -> None:
+        """One progress event: a line of text, or a JSON object per line for schedulers."""
+        if self.options.log_format == "json":
+            record = {"ts": dt.datetime.now(dt.UTC).isoformat(), "run_id": self.run_id, "event": kind, "step": step}
+            record.update({"message": message} if message else {})
+            record.update(data)
+            print(json.dumps(record, default=str), file=self.out, flush=True)
+        elif not self.options.quiet or kind in ("error", "summary"):
+            print(message, file=self.out, flush=True)
+
+
+# ------------------------------------------------------------------ run lock
+
+
+@contextlib.contextmanager
+def run_lock(config: Config, *, wait: bool, notify: Callable[[str], None]) -> Iterator[None]:
+    """An exclusive lock for the whole run. A lock left by a killed run is released by the
+    kernel with the process, so it is taken over; its pid is reported."""
+    path = config.run_dir / "pipeline.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+")  # noqa: SIM115 - held for the duration of the run
+    try:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                handle.seek(0)
+                holder = handle.read().strip() or "unknown"
+                if not wait:
+                    raise LockedError(
+                        f"another pipeline is running (pid {holder}); wait for it, or use --wait to queue"
+                    ) from None
+                time.sleep(LOCK_POLL_SECONDS)
+        handle.seek(0)
+        previous = handle.read().strip()
+        if previous and previous != str(os.getpid()):
+            notify(f"taking over the lock left by an earlier run (pid {previous}, no longer running)")
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            handle.seek(0)
+            handle.truncate()
+        handle.close()
+
+
+# ------------------------------------------------------------------ running steps
+
+
+def _stream(ctx: Context, step: str, command: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run a command, relaying its meaningful lines as progress; return (exit code, output)."""
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=PROJECT_ROOT
+    )
+    lines: list[str] = []
+    assert process.stdout is not None
+    for line in process.stdout:
+        line = line.rstrip("\n")
+        lines.append(line)
+        if not NOISE.match(line):
+            ctx.event("output", step, f"  {line}", line=line)
+    return process.wait(), "\n".join(lines)
+
+
+def _failure_line(output: str) -> str:
+    """The most telling line of a failed step's output."""
+    meaningful = [line for line in output.splitlines() if not NOISE.match(line)]
+    for line in reversed(meaningful):
+        if "error" in line.lower() or "failed" in line.lower():
+            return line.strip()
+    return meaningful[-1].strip() if meaningful else "no output"
+
+
+def _check(code: int, output: str, what: str) -> None:
+    if code == 0:
+        return
+    line = _failure_line(output)
+    if TRANSIENT.search(output):
+        raise TransientError(f"{what}: {line}")
+    raise PipelineError(f"{what}: {line}")
+
+
+def _audit_counts(ctx: Context, step: str) -> tuple[int | None, int | None, int | None, int]:
+    """Rows read, written (inserted+updated) and quarantined for this run's step, from the audit."""
+    from lakehouse.sql_client import run_query
+
+    result = run_query(
+        ctx.config,
+        f"select sum(rows_read), sum(coalesce(rows_inserted, 0) + coalesce(rows_updated, 0)), "
+        f"sum(rows_quarantined), sum(coalesce(rows_inserted, 0) + coalesce(rows_updated, 0)) "
+        f"from {RUNS_TABLE} where run_id = '{ctx.run_id}' and step = '{step}'",
+    )
+    read, written, quarantined, changed = result.rows[0]
+    return read, written, quarantined, int(changed or 0)
+
+
+def step_up(ctx: Context, result: StepResult) -> None:
+    from lakehouse import services
+    from lakehouse.services import ServiceError
+
+    try:
+        started = services.up(ctx.config, report=lambda m: ctx.event("output", "up", f"  {m}"))
+    except ServiceError as exc:
+        raise TransientError(str(exc)) from None
+    result.detail = f"started {', '.join(started)}" if started else "already running"
+
+
+def step_sources(ctx: Context, result: StepResult) -> None:
+    from lakehouse.sources.generate import generate
+    from lakehouse.sources.load import load_sources, sources_empty
+
+    if not sources_empty(ctx.config):
+        result.detail = "sources already loaded"
+        return
+    data = ctx.config.data_dir / ctx.options.scale
+    if not (data / "manifest.json").exists():
+        ctx.event("output", "sources", f"  sources are empty: generating the {ctx.options.scale} scale into {data}")
+        generate(data, scale=ctx.options.scale, progress=lambda m: ctx.event("output", "sources", f"  {m}"))
+    ctx.event("output", "sources", f"  loading {data} into PostgreSQL and MongoDB")
+    counts = load_sources(ctx.config, data, progress=lambda m: ctx.event("output", "sources", f"  {m}"))
+    result.rows_written = sum(counts.values())
+    result.detail = f"generated and loaded the {ctx.options.scale} scale"
+
+
+def _spark_job(ctx: Context, step: str, job: str, args: list[str]) -> tuple[int, str]:
+    from lakehouse.spark import spark_env, spark_submit_command, write_spark_conf
+
+    write_spark_conf(ctx.config)
+    command = spark_submit_command(ctx.config, str(PROJECT_ROOT / "jobs" / job), args, app_name=f"lakehouse-{step}")
+    return _stream(ctx, step, command, spark_env(ctx.config))
+
+
+def step_extract(ctx: Context, result: StepResult) -> None:
+    args = ["--run-id", ctx.run_id] + (["--full-refresh"] if ctx.options.full_refresh else [])
+    code, output = _spark_job(ctx, "extract", "extract.py", args)
+    _check(code, output, "extract failed")
+    result.rows_read, result.rows_written, result.rows_quarantined, changed = _audit_counts(ctx, "extract")
+    ctx.changed = changed > 0 or ctx.options.full_refresh
+    result.detail = "" if ctx.changed else "no new or changed rows"
+
+
+def step_validate(ctx: Context, result: StepResult) -> None:
+    code, output = _spark_job(ctx, "validate", "validate_bronze.py", ["--run-id", ctx.run_id])
+    if code != 0 and not TRANSIENT.search(output):
+        raise PipelineError("quality gate failed: transform skipped, silver and gold keep the last good data")
+    _check(code, output, "validate failed")
+    result.rows_read = _audit_counts(ctx, "validate")[0]
+
+
+def step_transform(ctx: Context, result: StepResult) -> None:
+    from lakehouse.transform import run_transform
+
+    code = run_transform(ctx.config, full_refresh=ctx.options.full_refresh, run_id=ctx.run_id)
+    if code != 0:
+        raise PipelineError("dbt build failed (see the failing models and tests above)")
+
+
+def _delta_tables(ctx: Context, schema: str) -> list[str]:
+    from lakehouse.sql_client import QueryError, run_query
+
+    try:
+        tables = {row[1] for row in run_query(ctx.config, f"show tables in {schema}").rows}
+        views = {row[1] for row in run_query(ctx.config, f"show views in {schema}").rows}
+    except QueryError:
+        return []  # the schema does not exist yet
+    return sorted(tables - views)
+
+
+def step_maintain(ctx: Context, result: StepResult) -> None:
+    from lakehouse.sql_client import run_query
+
+    if not ctx.changed:
+        result.status = "skipped"
+        result.detail = "nothing changed"
+        return
+    count = 0
+    for schema in MAINTAINED_SCHEMAS:
+        for table in _delta_tables(ctx, schema):
+            name = f"{schema}.{table}"
+            run_query(ctx.config, f"optimize {name}")
+            run_query(ctx.config, f"vacuum {name} retain {VACUUM_RETENTION_HOURS} hours")
+            count += 1
+    result.detail = f"optimized and vacuumed {count} tables (retain {VACUUM_RETENTION_HOURS} h)"
+
+
+STEP_FUNCTIONS: dict[str, Callable[[Context, StepResult], None]] = {
+    "up": step_up,
+    "sources": step_sources,
+    "extract": step_extract,
+    "validate": step_validate,
+    "transform": step_transform,
+    "maintain": step_maintain,
+}
+
+
+def _ticker(ctx: Context, result: StepResult, stop: threading.Event) -> None:
+    """On a terminal, a live line with the elapsed time of the running step."""
+    started = time.monotonic()
+    while not stop.wait(TICK_SECONDS):
+        elapsed = int(time.monotonic() - started)
+        print(f"\r  [{result.name} {elapsed // 60}:{elapsed % 60:02d}]", end="", file=ctx.out, flush=True)
+    print("\r" + " " * 40 + "\r", end="", file=ctx.out, flush=True)
+
+
+def run_step(ctx: Context, result: StepResult) -> None:
+    """Run one step with bounded retries for transient failures."""
+    result.started_at = dt.datetime.now(dt.UTC)
+    started = time.monotonic()
+    ctx.event("step_start", result.name, f"==> {result.name}")
+    show_ticker = ctx.options.log_format == "text" and not ctx.options.quiet and ctx.out.isatty()
+    try:
+        for attempt in range(1, STEP_RETRIES + 2):
+            result.attempts = attempt
+            stop = threading.Event()
+            ticker = threading.Thread(target=_ticker, args=(ctx, result, stop), daemon=True)
+            if show_ticker:
+                ticker.start()
+            try:
+                STEP_FUNCTIONS[result.name](ctx, result)
+                if result.status == "pending":
+                    result.status = "succeeded"
+                return
+            except TransientError as exc:
+                if attempt > STEP_RETRIES:
+                    raise PipelineError(f"{exc} (after {attempt} attempts)") from None
+                delay = RETRY_BACKOFF_SECONDS * 2 ** (attempt - 1)
+                ctx.event("retry", result.name, f"  {exc}; retrying in {delay:.0f} s", delay=delay)
+                time.sleep(delay)
+            finally:
+                stop.set()
+                if show_ticker:
+                    ticker.join()
+    finally:
+        result.seconds = time.monotonic() - started
+        result.ended_at = dt.datetime.now(dt.UTC)
+
+
+# ------------------------------------------------------------------ summary and audit
+
+
+def _fmt(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def summary_text(ctx: Context, results: list[StepResult]) -> str:
+    rows = [("step", "status", "seconds", "read", "written", "quarantined", "detail")]
+    for r in results:
+        rows.append(
+            (
+                r.name,
+                r.status,
+                f"{r.seconds:.1f}",
+                _fmt(r.rows_read),
+                _fmt(r.rows_written),
+                _fmt(r.rows_quarantined),
+                r.detail,
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    table = "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+    home = ctx.config.home
+    return "\n".join(
+        [
+            f"run {ctx.run_id}",
+            table,
+            "",
+            f"JDBC (BI tools): {ctx.config.thrift.jdbc_url}/gold",
+            f"Data Docs:       {home / 'reports' / 'data_docs' / 'index.html'}",
+            f"dbt docs:        {home / 'dbt' / 'target' / 'index.html'}",
+            'next: lakehouse sql "show tables in gold"  |  lakehouse simulate --days 1 && lakehouse pipeline',
+        ]
+    )
+
+
+def _sql_value(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, dt.datetime):
+        return f"timestamp'{value.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S.%f}'"
+    if isinstance(value, int):
+        return str(value)
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def record_pipeline_steps(ctx: Context, results: list[StepResult], started_at: dt.datetime, status: str) -> None:
+    """Append the pipeline's own step rows (and one for the whole run) through the Thrift server."""
+    from lakehouse.sql_client import QueryError, run_query
+
+    rows = [
+        (r.name, r.started_at, r.ended_at, r.rows_read, r.rows_written, r.rows_quarantined, r.status, r.detail or None)
+        for r in results
+        if r.started_at is not None and r.name not in ("extract", "validate")  # those record per table
+    ]
+    rows.append(("pipeline", started_at, dt.datetime.now(dt.UTC), None, None, None, status, None))
+    values = ",\n".join(
+        "("
+        + ", ".join(
+            _sql_value(v)
+            for v in (
+                ctx.run_id,
+                name,
+                None,
+                None,
+                None,
+                start,
+                end,
+                read,
+                None,
+                quarantined,
+                written,
+                None,
+                None,
+                None,
+                state,
+                detail if state == "failed" else None,
+            )
+        )
+        + ")"
+        for name, start, end, read, written, quarantined, state, detail in rows
+    )
+    try:
+        run_query(ctx.config, f"insert into {RUNS_TABLE} values {values}")
+    except QueryError as exc:
+        ctx.event("error", "summary", f"could not record the run in {RUNS_TABLE}: {exc}")
+
+
+def selected_steps(options: Options) -> list[str]:
+    if options.only:
+        if options.only not in STEP_FUNCTIONS:
+            raise ValueError(f"--only: unknown step {options.only!r}; steps are {', '.join(STEP_FUNCTIONS)}")
+        return [options.only]
+    start = options.from_step or STEPS[0]
+    if start not in STEP_FUNCTIONS:
+        raise ValueError(f"--from: unknown step {start!r}; steps are {', '.join(STEP_FUNCTIONS)}")
+    return [s for s in STEP_FUNCTIONS if STEPS.index(s) >= STEPS.index(start)]
+
+
+def _run(ctx: Context, steps: list[str]) -> int:
+    started_at = dt.datetime.now(dt.UTC)
+    results = [StepResult(name) for name in steps]
+    status = "succeeded"
+    for result in results:
+        try:
+            run_step(ctx, result)
+        except Exception as exc:
+            result.status = "failed"
+            result.detail = (str(exc).splitlines() or [type(exc).__name__])[0]
+            ctx.event("error", result.name, f"lakehouse pipeline: {result.name} failed: {result.detail}")
+            status = "failed"
+            break
+        ctx.event(
+            "step_end",
+            result.name,
+            f"    {result.name}: {result.status} in {result.seconds:.1f} s",
+            **{k: v for k, v in asdict(result).items() if k != "name"},
+        )
+    for result in results:
+        if result.status == "pending":
+            result.status = "skipped"
+            result.detail = "not run: an earlier step failed"
+    services_up = "up" not in steps or results[0].status == "succeeded"
+    if services_up:
+        record_pipeline_steps(ctx, results, started_at, status)
+    ctx.event("summary", "summary", summary_text(ctx, results), status=status)
+    return 0 if status == "succeeded" else 1
+
+
+def run_pipeline(config: Config, options: Options, out: TextIO = sys.stdout) -> int:
+    """Run the selected steps in order under the run lock; 0 only when every step succeeded."""
+    steps = selected_steps(options)
+    ctx = Context(config, options, new_run_id(), out)
+    try:
+        with run_lock(config, wait=options.wait, notify=lambda m: ctx.event("output", "lock", f"  {m}")):
+            return _run(ctx, steps)
+    except LockedError as exc:
+        ctx.event("error", "lock", f"lakehouse pipeline: error: {exc}")
+        return 1
