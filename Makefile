@@ -10,9 +10,10 @@ STAMP := $(VENV)/.installed
 LAKEHOUSE := $(BIN)/lakehouse
 PYTEST_ARGS ?=
 PIPELINE_ARGS ?=
+BENCH_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup up down status test test-unit pipeline lint format lock clean
+.PHONY: help setup up down status test test-unit pipeline bench lint format lock clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -40,6 +41,9 @@ status: ## what runs where, pids and logs
 
 pipeline: setup ## run the whole pipeline end to end; leaves the Thrift endpoint up
 	@$(LAKEHOUSE) pipeline $(PIPELINE_ARGS)
+
+bench: setup ## benchmark the pipeline at medium scale (isolated stack; JSON in .lakehouse/reports)
+	@$(LAKEHOUSE) bench $(BENCH_ARGS)
 
 test: setup ## run the whole test suite (starts and stops its own services)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

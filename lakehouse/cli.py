@@ -10,6 +10,7 @@
     lakehouse validate              quality gate on the newest bronze batch
     lakehouse transform             dbt build: silver and gold
     lakehouse pipeline              all of it, end to end, with a summary
+    lakehouse bench                 measure it (medium scale by default)
 
 Errors are one line on stderr and a non-zero exit code; no stack traces for expected failures.
 """
@@ -169,6 +170,16 @@ def cmd_pipeline(config: Config, args: argparse.Namespace) -> int:
     return run_pipeline(config, options)
 
 
+def cmd_bench(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse.bench import format_report, run_bench, write_report
+
+    report = run_bench(config, args.scale, progress=lambda m: print(m, flush=True))
+    path = write_report(config, report)
+    print(format_report(report))
+    print(f"\nresults: {path}")
+    return EXIT_OK if report["full"]["exit_code"] == 0 and report["incremental"]["exit_code"] == 0 else EXIT_FAILURE
+
+
 def build_parser() -> argparse.ArgumentParser:
     from lakehouse.services import SERVICES
     from lakehouse.sql_client import FORMATS
@@ -239,6 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="print only the summary and errors")
     p.add_argument("--log-format", choices=("text", "json"), default="text", help="json: one event per line")
     p.add_argument("--wait", action="store_true", help="queue behind a running pipeline instead of failing")
+
+    p = add("bench", cmd_bench, "benchmark the pipeline in an isolated stack; JSON under <state>/reports")
+    p.add_argument("--scale", choices=("tiny", "small", "medium", "large"), default="medium")
     return parser
 
 

@@ -1,0 +1,204 @@
+"""`lakehouse bench`: measure the pipeline at a given scale (medium by default), in one run.
+
+The benchmark uses its own state directory (``<home>/bench``) and ports, so it never touches
+the data of a running `make pipeline`. In order it measures:
+
+1. generation and loading rows/second (``lakehouse.sources.bench``);
+2. the full pipeline from empty sources, time per step;
+3. the raw source read rates on the same data, as baselines for the extract:
+   PostgreSQL ``COPY viewing_sessions TO STDOUT`` and a plain pymongo cursor over ``content``;
+4. ``simulate --days 1`` and the incremental pipeline, time per step.
+
+Results are written as JSON to ``<home>/reports/bench-<timestamp>.json`` and printed as a
+table with the ratios the issues ask about (extract vs COPY, validate vs extract, incremental
+vs full). Nothing here is a test: it reports what it measured.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from lakehouse.config import PROJECT_ROOT, Config, load_config
+
+PORT_OFFSET = 1000
+NULL_SINK_CHUNK = 1 << 20
+
+
+class _NullSink:
+    """A file-like sink that only counts bytes (COPY TO STDOUT target)."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+
+    def write(self, data: str | bytes) -> int:
+        self.bytes += len(data)
+        return len(data)
+
+
+def bench_environment(config: Config) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "LAKEHOUSE_HOME": str(config.home / "bench"),
+            "LAKEHOUSE_CACHE_DIR": str(config.cache_dir),
+            "LAKEHOUSE_POSTGRES_PORT": str(config.postgres.port + PORT_OFFSET),
+            "LAKEHOUSE_MONGODB_PORT": str(config.mongodb.port + PORT_OFFSET),
+            "LAKEHOUSE_THRIFT_PORT": str(config.thrift.port + PORT_OFFSET),
+        }
+    )
+    for name in ("LAKEHOUSE_POSTGRES_URL", "LAKEHOUSE_MONGODB_URI", "LAKEHOUSE_POSTGRES_PASSWORD"):
+        env.pop(name, None)
+    return env
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "lakehouse.cli", *args], env=env, capture_output=True, text=True, cwd=PROJECT_ROOT
+    )
+
+
+def _pipeline(env: dict[str, str], *args: str) -> dict[str, Any]:
+    """Run the pipeline with JSON events; return wall time, exit code and per-step results."""
+    started = time.monotonic()
+    result = _cli(env, "pipeline", "--log-format", "json", *args)
+    steps: dict[str, Any] = {}
+    for line in result.stdout.splitlines():
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if event.get("event") == "step_end":
+            steps[event["step"]] = {
+                k: event.get(k) for k in ("seconds", "rows_read", "rows_written", "rows_quarantined", "status")
+            }
+    return {"exit_code": result.returncode, "seconds": time.monotonic() - started, "steps": steps}
+
+
+def _extract_rates(config: Config, run_id_hint: str | None = None) -> dict[str, Any]:
+    """Per-table extract rows and seconds of the newest extract run, from the audit table."""
+    from lakehouse.sql_client import run_query
+
+    newest = run_query(
+        config, "select run_id from ops.pipeline_runs where step = 'extract' order by started_at desc limit 1"
+    )
+    run_id = run_id_hint or newest.rows[0][0]
+    rows = run_query(
+        config,
+        "select source_table, rows_read, unix_timestamp(ended_at) - unix_timestamp(started_at) "
+        f"from ops.pipeline_runs where run_id = '{run_id}' and step = 'extract'",
+    ).rows
+    return {table: {"rows": read, "seconds": seconds} for table, read, seconds in rows}
+
+
+def copy_baseline(config: Config, table: str = "viewing_sessions") -> dict[str, float]:
+    """Rows/second of PostgreSQL's own COPY of the table to a null sink."""
+    from lakehouse.services.postgres import connect
+
+    conn = connect(config)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"select count(*) from {table}")
+            rows = cur.fetchone()[0]
+            sink = _NullSink()
+            started = time.monotonic()
+            cur.copy_expert(f"copy {table} to stdout with (format csv)", sink, size=NULL_SINK_CHUNK)
+            seconds = time.monotonic() - started
+    finally:
+        conn.close()
+    return {"rows": rows, "seconds": seconds, "rows_per_second": rows / seconds if seconds else 0.0}
+
+
+def cursor_baseline(config: Config, collection: str = "content") -> dict[str, float]:
+    """Documents/second of a plain pymongo cursor over the collection."""
+    from lakehouse.services.mongodb import client
+
+    with client(config) as mongo:
+        started = time.monotonic()
+        count = sum(1 for _ in mongo[config.mongodb.database][collection].find({}, batch_size=2000))
+        seconds = time.monotonic() - started
+    return {"rows": count, "seconds": seconds, "rows_per_second": count / seconds if seconds else 0.0}
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    if not numerator or not denominator:
+        return None
+    return round(numerator / denominator, 3)
+
+
+def run_bench(config: Config, scale: str = "medium", progress=print) -> dict[str, Any]:
+    from lakehouse.sources.bench import bench_sources
+
+    env = bench_environment(config)
+    bench_config = load_config(env=env)
+    report: dict[str, Any] = {"scale": scale, "started_at": dt.datetime.now(dt.UTC).isoformat(), "cpus": os.cpu_count()}
+
+    progress(f"bench: starting an isolated stack in {bench_config.home}")
+    up = _cli(env, "up")
+    if up.returncode != 0:
+        raise RuntimeError(f"bench: could not start the services: {up.stderr.strip()}")
+    progress(f"bench: generating and loading {scale} (rows/second)")
+    report["sources"] = bench_sources(bench_config, scale)
+
+    progress(f"bench: full pipeline at {scale} scale from empty bronze")
+    _cli(env, "sql", "drop database if exists bronze cascade")
+    report["full"] = _pipeline(env, "--scale", scale, "--full-refresh")
+    report["full"]["extract_tables"] = _extract_rates(bench_config)
+
+    progress("bench: baselines (COPY TO STDOUT, pymongo cursor)")
+    report["copy_viewing_sessions"] = copy_baseline(bench_config)
+    report["cursor_content"] = cursor_baseline(bench_config)
+
+    progress("bench: simulate one day, then the incremental pipeline")
+    started = time.monotonic()
+    _cli(env, "simulate", "--days", "1")
+    report["simulate_seconds"] = time.monotonic() - started
+    report["incremental"] = _pipeline(env, "--scale", scale)
+    report["incremental"]["extract_tables"] = _extract_rates(bench_config)
+
+    sessions = report["full"]["extract_tables"].get("viewing_sessions", {})
+    content = report["full"]["extract_tables"].get("content", {})
+    extract_rate = _ratio(sessions.get("rows"), sessions.get("seconds"))
+    mongo_rate = _ratio(content.get("rows"), content.get("seconds"))
+    full_steps = report["full"]["steps"]
+    report["ratios"] = {
+        "extract_vs_copy": _ratio(extract_rate, report["copy_viewing_sessions"]["rows_per_second"]),
+        "mongo_extract_vs_cursor": _ratio(mongo_rate, report["cursor_content"]["rows_per_second"]),
+        "validate_vs_extract": _ratio(
+            full_steps.get("validate", {}).get("seconds"), full_steps.get("extract", {}).get("seconds")
+        ),
+        "incremental_vs_full": _ratio(report["incremental"]["seconds"], report["full"]["seconds"]),
+    }
+    report["ended_at"] = dt.datetime.now(dt.UTC).isoformat()
+    _cli(env, "down")
+    return report
+
+
+def format_report(report: dict[str, Any]) -> str:
+    lines = [f"benchmark at {report['scale']} scale on {report['cpus']} cores", ""]
+    lines.append(f"{'step':<10} {'full s':>9} {'incr s':>9} {'full rows read':>15} {'incr rows read':>15}")
+    for step in ("up", "sources", "extract", "validate", "transform", "maintain"):
+        full = report["full"]["steps"].get(step, {})
+        incr = report["incremental"]["steps"].get(step, {})
+        lines.append(
+            f"{step:<10} {full.get('seconds') or 0:>9.1f} {incr.get('seconds') or 0:>9.1f} "
+            f"{full.get('rows_read') or 0:>15,} {incr.get('rows_read') or 0:>15,}"
+        )
+    lines.append(f"{'total':<10} {report['full']['seconds']:>9.1f} {report['incremental']['seconds']:>9.1f}")
+    lines.append("")
+    for name, value in report["ratios"].items():
+        lines.append(f"{name:<26} {value if value is not None else 'n/a'}")
+    return "\n".join(lines)
+
+
+def write_report(config: Config, report: dict[str, Any]) -> Path:
+    out = config.home / "reports" / f"bench-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, default=str))
+    return out
