@@ -34,7 +34,13 @@ ENV_PREFIX = "LAKEHOUSE_"
 PASSWORD_ENV = "LAKEHOUSE_POSTGRES_PASSWORD"
 CONFIG_FILE_ENV = "LAKEHOUSE_CONFIG"
 # Environment variables with the prefix that are not config keys.
-NON_CONFIG_ENV = {PASSWORD_ENV, CONFIG_FILE_ENV}
+NON_CONFIG_ENV = {
+    PASSWORD_ENV,
+    CONFIG_FILE_ENV,
+    "LAKEHOUSE_THRIFT_USER",
+    "LAKEHOUSE_TEST_HOME",
+    "LAKEHOUSE_TEST_PORT_OFFSET",
+}
 MEMORY_PATTERN = re.compile(r"^\d+[kmgt]?$", re.IGNORECASE)
 MASTER_PATTERN = re.compile(r"^(local(\[(\*|\d+)(,\d+)?\])?|spark://.+|yarn|k8s://.+|mesos://.+)$")
 LOG_LEVELS = ("ALL", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF")
@@ -193,6 +199,45 @@ class BronzeConfig:
 
 
 @dataclass(frozen=True)
+class QualityConfig:
+    # The quality gate's run-time thresholds; the per-check thresholds live in expectations/.
+    # A newest batch ingested longer ago than this is stale: a warning.
+    freshness_hours: float = 36.0
+    # Rows expected in one bronze batch: fewer is a warning (nothing new arrived), more is
+    # critical (a runaway source or a broken watermark).
+    min_batch_rows: int = 1
+    max_batch_rows: int = 100_000_000
+    # Keys of failing rows shown and stored per failed expectation.
+    example_keys: int = 5
+
+    def validate(self) -> None:
+        if self.freshness_hours <= 0:
+            raise ConfigError("quality.freshness_hours: must be positive")
+        if self.min_batch_rows < 0 or self.max_batch_rows < self.min_batch_rows:
+            raise ConfigError("quality.min_batch_rows and quality.max_batch_rows: need 0 <= min <= max")
+        if self.example_keys < 0:
+            raise ConfigError("quality.example_keys: must not be negative")
+
+
+@dataclass(frozen=True)
+class DbtConfig:
+    # Queries dbt runs at once on the Thrift server.
+    threads: int = 4
+    # The user dbt's Thrift sessions run as.
+    user: str = "lakehouse"
+    # Connection attempts while the Thrift server is still booting (retry_all in profiles.yml).
+    connect_retries: int = 10
+
+    def validate(self) -> None:
+        if self.threads < 1:
+            raise ConfigError("dbt.threads: must be at least 1")
+        if self.connect_retries < 0:
+            raise ConfigError("dbt.connect_retries: must not be negative")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", self.user):
+            raise ConfigError(f"dbt.user: {self.user!r} is not a plain user name")
+
+
+@dataclass(frozen=True)
 class Config:
     home: Path
     cache_dir: Path
@@ -201,6 +246,8 @@ class Config:
     mongodb: MongoConfig
     thrift: ThriftConfig
     bronze: BronzeConfig = field(default_factory=BronzeConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    dbt: DbtConfig = field(default_factory=DbtConfig)
     source_file: Path = DEFAULT_CONFIG_FILE
 
     # Locations under the state directory, in one place.
@@ -239,6 +286,8 @@ SECTIONS: dict[str, type] = {
     "mongodb": MongoConfig,
     "thrift": ThriftConfig,
     "bronze": BronzeConfig,
+    "quality": QualityConfig,
+    "dbt": DbtConfig,
 }
 TOP_LEVEL_KEYS = ("home", "cache_dir")
 SECRET_FIELDS = {("postgres", "password")}
@@ -405,7 +454,9 @@ def load_config(path: Path | None = None, env: dict[str, str] | None = None) -> 
     mongodb = MongoConfig(**sections["mongodb"])
     thrift = ThriftConfig(**sections["thrift"])
     bronze = BronzeConfig(**sections["bronze"])
-    for part in (spark, postgres, mongodb, thrift, bronze):
+    quality = QualityConfig(**sections["quality"])
+    dbt = DbtConfig(**sections["dbt"])
+    for part in (spark, postgres, mongodb, thrift, bronze, quality, dbt):
         part.validate()
 
     password = env.get(PASSWORD_ENV) or url_password
@@ -423,5 +474,7 @@ def load_config(path: Path | None = None, env: dict[str, str] | None = None) -> 
         mongodb=mongodb,
         thrift=thrift,
         bronze=bronze,
+        quality=quality,
+        dbt=dbt,
         source_file=source,
     )

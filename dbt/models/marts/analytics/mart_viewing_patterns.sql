@@ -1,0 +1,97 @@
+-- Question: when do people watch, and on which devices: hour of day by day of week?
+-- Grain: one row per (day_of_week_number, started_hour, device_type), plus rollup rows with
+-- device_type = 'all' for every day of week and hour. Hours and days are UTC (the platform's
+-- reference time zone). avg_sessions_per_day divides by the number of such weekdays in the
+-- data, so a Friday 21:00 reads as "sessions in a typical Friday's 21:00 hour".
+
+with
+
+sessions as (
+
+    select * from {{ ref('fct_viewing_sessions') }}
+
+),
+
+devices as (
+
+    select * from {{ ref('dim_device') }}
+
+),
+
+dates as (
+
+    select * from {{ ref('dim_date') }}
+
+),
+
+joined as (
+
+    select
+        dates.day_of_week_number,
+        dates.day_name,
+        sessions.session_date,
+        sessions.started_hour,
+        devices.device_type,
+        sessions.watch_seconds
+
+    from sessions
+    inner join dates
+        on sessions.session_date = dates.date_day
+    inner join devices
+        on sessions.device_sk = devices.device_sk
+
+),
+
+weekday_counts as (
+
+    select
+        day_of_week_number,
+        count(distinct session_date) as days_in_data
+
+    from joined
+    group by day_of_week_number
+
+),
+
+aggregated as (
+
+    select
+        day_of_week_number,
+        day_name,
+        started_hour,
+        device_type,
+        grouping(device_type) as is_all_devices,
+        count(*) as sessions,
+        sum(watch_seconds) as watch_seconds
+
+    from joined
+    group by grouping sets (
+        (day_of_week_number, day_name, started_hour),
+        (day_of_week_number, day_name, started_hour, device_type)
+    )
+
+),
+
+final as (
+
+    select
+        aggregated.day_of_week_number,
+        aggregated.day_name,
+        aggregated.started_hour,
+        case when aggregated.is_all_devices = 1 then 'all' else aggregated.device_type end as device_type,
+        aggregated.sessions,
+        {{ seconds_to_hours('aggregated.watch_seconds') }} as watch_hours,
+        {{ seconds_to_minutes('aggregated.watch_seconds') }} / aggregated.sessions as avg_session_minutes,
+        {{ safe_divide('aggregated.sessions', 'weekday_counts.days_in_data') }} as avg_sessions_per_day,
+        {{ safe_divide(
+            'aggregated.sessions',
+            'sum(aggregated.sessions) over (partition by aggregated.is_all_devices, aggregated.device_type)'
+        ) }} as share_of_device_sessions
+
+    from aggregated
+    inner join weekday_counts
+        on aggregated.day_of_week_number = weekday_counts.day_of_week_number
+
+)
+
+select * from final

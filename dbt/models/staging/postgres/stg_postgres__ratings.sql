@@ -1,0 +1,62 @@
+-- Grain: one row per rating, i.e. per (user_id, content_id): the newest version in bronze.
+-- A rating outside 1..5 (defect rating_out_of_range) is flagged in dq_issue, not dropped.
+-- Incremental: MERGE on (user_id, content_id) of the rows bronze wrote since the last run.
+
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='merge',
+        unique_key=['user_id', 'content_id'],
+        on_schema_change='append_new_columns',
+    )
+}}
+
+with
+
+source as (
+
+    select * from {{ source('postgres', 'ratings') }}
+    {% if is_incremental() %}
+    where _ingested_at > {{ incremental_high_water_mark('_ingested_at') }}
+    {% endif %}
+
+),
+
+renamed as (
+
+    select
+        user_id,
+        trim(content_id) as content_id,
+        rating,
+        rated_at,
+        updated_at,
+        _ingested_at,
+        _batch_id
+
+    from source
+
+),
+
+final as (
+
+    select
+        user_id,
+        content_id,
+        rating,
+        rated_at,
+        cast(rated_at as date) as rated_date,
+        coalesce(updated_at > rated_at, false) as is_edited,
+        case
+            when rating is null then 'missing_rating'
+            when rating < {{ var('min_rating') }} or rating > {{ var('max_rating') }} then 'rating_out_of_range'
+            when rated_at is null then 'missing_rated_at'
+        end as dq_issue,
+        updated_at,
+        _ingested_at,
+        _batch_id
+
+    from renamed
+
+)
+
+select * from final

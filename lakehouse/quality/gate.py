@@ -1,0 +1,340 @@
+"""The quality gate: run the suites of ``expectations/`` on the newest bronze batch of each table.
+
+For every bronze table, in one Spark application:
+
+1. the batch (its ``_batch_id``; see :mod:`lakehouse.quality.batches`) is read with only the
+   columns the suites use, foreign keys are resolved against the referenced bronze tables
+   (``_orphan_<fk>``) and the ingest age is added; the result is cached once (``persist``) for
+   the batch and quarantine suites and unpersisted afterwards;
+2. ``bronze.<table>.batch`` runs on it; ``bronze.<table>.quarantine`` runs on the batch's rows
+   plus its rows in ``bronze.quarantine``; ``bronze.<table>.table`` runs on the key columns of
+   the whole table (not null, unique);
+3. the outcomes go to ``ops.dq_results`` (one commit), the Data Docs HTML to
+   ``<state>/reports/data_docs/``, and one ``validate`` step row per table to
+   ``ops.pipeline_runs``.
+
+A failed critical expectation fails the gate: :func:`main` exits 1 and the pipeline must stop
+before dbt. Failed warnings are reported and the gate passes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import types as T
+
+from expectations import TABLES, build_all
+from expectations.common import (
+    QUARANTINED,
+    RECORD_KEY,
+    TableSuites,
+    default_parameters,
+)
+from lakehouse.audit import StepRecord, new_run_id, record_steps
+from lakehouse.bronze.contracts import CONTRACTS, INGESTED_AT, QUARANTINE_TABLE
+from lakehouse.config import Config, load_config
+from lakehouse.quality import batches, frames, results
+from lakehouse.quality.batches import BatchRef, GateError
+from lakehouse.quality.results import Outcome
+from lakehouse.quality.runner import GxRunner
+
+log = logging.getLogger(__name__)
+STEP = "validate"
+DATA_DOCS_DIR = Path("reports") / "data_docs"
+EXIT_PASSED, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
+
+__all__ = ["GateError", "GateResult", "bench_validate", "main", "run_gate"]
+
+
+def data_docs_dir(config: Config) -> Path:
+    return config.home / DATA_DOCS_DIR
+
+
+def _one_line(exc: BaseException, config: Config) -> str:
+    """A readable one-line message for any failure, with the PostgreSQL password scrubbed."""
+    text = str(exc).strip()
+    for marker in ("\n", "\tat "):
+        text = text.split(marker)[0]
+    text = text or type(exc).__name__
+    return text.replace(config.postgres.password, "***") if config.postgres.password else text
+
+
+@dataclass
+class TableRun:
+    """What the gate saw of one table: its batch, the batch's size, and how long it took."""
+
+    batch: BatchRef
+    rows: int | None = None
+    quarantined: int | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class GateResult:
+    """The gate's verdict: ``passed`` unless a critical expectation failed."""
+
+    run_id: str
+    tables: dict[str, TableRun]
+    outcomes: list[Outcome]
+    docs_path: Path | None
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[Outcome]:
+        """Failed critical expectations: the pipeline must stop."""
+        return [o for o in self.outcomes if o.failed_critical]
+
+    @property
+    def warnings(self) -> list[Outcome]:
+        """Failed warnings, except those whose critical twin (same check) failed too."""
+        failed_checks = {o.check for o in self.failures}
+        return [o for o in self.outcomes if o.failed_warning and o.check not in failed_checks]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def summary(self) -> str:
+        """The printed report: verdict, each failed expectation, the batches, the Data Docs path."""
+        failures, warnings = self.failures, self.warnings
+        if failures:
+            verdict = f"FAILED: {len(failures)} critical expectation(s) failed, {len(warnings)} warning(s)"
+        elif warnings:
+            verdict = f"PASSED with {len(warnings)} warning(s)"
+        else:
+            verdict = "PASSED"
+        lines = [f"quality gate {verdict} (run {self.run_id}, {len(self.outcomes)} expectations, {self.seconds:.1f} s)"]
+        if failures:
+            lines.append("critical failures:")
+            lines += [f"  {results.describe(o)}" for o in failures]
+        if warnings:
+            lines.append("warnings:")
+            lines += [f"  {results.describe(o)}" for o in warnings]
+        lines.append("batches:")
+        for table, run in self.tables.items():
+            size = "" if run.rows is None else f", {run.rows:,} rows, {run.quarantined or 0:,} quarantined"
+            lines.append(f"  bronze.{table}: batch {run.batch.batch_id} (from {run.batch.source}{size})")
+        lines += self.notes
+        if self.docs_path is not None:
+            lines.append(f"data docs: {self.docs_path}")
+        return "\n".join(lines)
+
+
+def _parameters(config: Config) -> dict[str, Any]:
+    return default_parameters(
+        min_batch_rows=config.quality.min_batch_rows,
+        max_batch_rows=config.quality.max_batch_rows,
+        freshness_hours=config.quality.freshness_hours,
+        today=dt.datetime.now(dt.UTC).date(),
+    )
+
+
+def _batch_frame(spark: SparkSession, suites: TableSuites, ref: BatchRef) -> DataFrame:
+    """The batch's rows, only the columns the suites read, with the derived columns added."""
+    read = frames.suite_columns(e.configuration.kwargs for e in suites.batch.expectations)
+    foreign = [fk.column for fk in suites.foreign_keys]
+    wanted = [*suites.key, *foreign, INGESTED_AT, *read]
+    columns = list(dict.fromkeys(c for c in wanted if not frames.is_derived(c)))
+    frame = batches.read_batch(spark, ref, columns)
+    for fk in suites.foreign_keys:
+        known = batches.read_known_keys(spark, fk.table, fk.ref_column, fk.column)
+        frame = frames.with_orphan_column(frame, fk, known)
+    return frames.with_ingest_age(frame)
+
+
+def _quarantined(spark: SparkSession, ref: BatchRef) -> DataFrame:
+    if spark.catalog.tableExists(QUARANTINE_TABLE):
+        return batches.read_quarantined(spark, ref)
+    return spark.createDataFrame([], T.StructType([T.StructField("record_key", T.StringType())]))
+
+
+@contextmanager
+def cached(frame: DataFrame) -> Iterator[DataFrame]:
+    """The frame persisted while the suites run on it (GE's own ``persist`` is off), then released."""
+    frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        yield frame
+    finally:
+        frame.unpersist()
+
+
+def validate_table(
+    spark: SparkSession, runner: GxRunner, suites: TableSuites, run: TableRun, parameters: dict[str, Any]
+) -> list[Outcome]:
+    """Run the three suites of one table; fill ``run`` with the batch's size."""
+    ref = run.batch
+    key = list(suites.key)
+
+    def validate(suite: Any, frame: DataFrame, index_columns: list[str]) -> list[Outcome]:
+        validation = runner.validate(suite, frame, index_columns=index_columns, parameters=parameters)
+        return results.outcomes_from_validation(
+            validation,
+            table=ref.table,
+            batch_id=ref.batch_id,
+            key_columns=index_columns,
+            example_limit=runner.example_keys,
+        )
+
+    with cached(_batch_frame(spark, suites, ref)) as batch:
+        run.rows = batch.count()
+        outcomes = validate(suites.batch, batch, key)
+        with cached(frames.quarantine_frame(batch, _quarantined(spark, ref))) as landing:
+            quarantine_outcomes = validate(suites.quarantine, landing, [RECORD_KEY])
+    run.quarantined = next((o.unexpected_count or 0 for o in quarantine_outcomes if o.column == QUARANTINED), 0)
+    # Table-level: the keys of the whole table (the batch id is recorded for reference only).
+    with cached(batches.read_keys(spark, ref.table, key)) as keys:
+        table_outcomes = validate(suites.table_level, keys, key)
+    return [*outcomes, *quarantine_outcomes, *table_outcomes]
+
+
+def _step_record(run_id: str, run: TableRun, outcomes: list[Outcome], error: str | None) -> StepRecord:
+    contract = CONTRACTS[run.batch.table]
+    record = StepRecord(
+        run_id,
+        STEP,
+        contract.source_system,
+        contract.source_name,
+        batch_id=run.batch.batch_id,
+        rows_read=run.rows,
+        rows_quarantined=run.quarantined,
+    )
+    failed = [o for o in outcomes if o.failed_critical]
+    if error:
+        return record.finish("failed", error)
+    if failed:
+        names = "; ".join(f"{o.expectation}({o.column or ''}) {o.unexpected_count or o.observed_value}" for o in failed)
+        return record.finish("failed", f"{len(failed)} critical expectation(s) failed: {names}")
+    return record.finish("succeeded")
+
+
+def run_gate(
+    spark: SparkSession,
+    config: Config,
+    *,
+    run_id: str,
+    batch_ids: dict[str, str] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> GateResult:
+    """Validate bronze batches; store outcomes, Data Docs and step rows; return the verdict.
+
+    ``batch_ids`` maps bronze table names (``users``, ``content``, ``viewing_sessions``,
+    ``ratings``) to the batch to validate; only those tables are validated. ``None`` validates
+    every table at its newest batch. ``progress`` receives one line per table as it goes.
+    Raises :class:`GateError` when the gate cannot run at all (unknown table, missing bronze
+    table); a failure while validating one table is recorded as a critical ``gate_error``
+    outcome for that table. The caller decides what a failed gate stops: ``result.passed``.
+    """
+    report = progress or (lambda _message: None)
+    started = time.monotonic()
+    tables = list(batch_ids) if batch_ids is not None else list(TABLES)
+    batches.check_tables(spark, tables)
+    suites = build_all(tables)
+    refs = batches.resolve_batches(spark, tables, batch_ids)
+    parameters = _parameters(config)
+    runner = GxRunner(data_docs_dir(config), run_id, example_keys=config.quality.example_keys)
+
+    runs: dict[str, TableRun] = {}
+    outcomes: list[Outcome] = []
+    records: list[StepRecord] = []
+    for ref in refs:
+        run = runs.setdefault(ref.table, TableRun(ref))
+        table_started = time.monotonic()
+        report(f"validate bronze.{ref.table}: batch {ref.batch_id}...")
+        error = None
+        try:
+            table_outcomes = validate_table(spark, runner, suites[ref.table], run, parameters)
+        except Exception as exc:  # recorded as a critical outcome: nothing vouches for the table
+            error = _one_line(exc, config)
+            log.warning("validating bronze.%s failed: %s", ref.table, error)
+            table_outcomes = [results.gate_error(ref.table, ref.batch_id, error)]
+        run.seconds = time.monotonic() - table_started
+        outcomes += table_outcomes
+        records.append(_step_record(run_id, run, table_outcomes, error))
+        failed = sum(o.failed_critical for o in table_outcomes)
+        report(
+            f"validate bronze.{ref.table}: {run.rows or 0:,} rows, {failed} critical failure(s), {run.seconds:.1f} s"
+        )
+
+    notes = []
+    docs_path: Path | None = None
+    try:
+        docs_path = runner.build_docs()
+    except Exception as exc:  # the verdict stands without its HTML; say so
+        notes.append(f"data docs: not written ({_one_line(exc, config)})")
+    results.write_results(spark, run_id, outcomes)
+    record_steps(spark, records)
+    return GateResult(run_id, runs, outcomes, docs_path, time.monotonic() - started, notes)
+
+
+def bench_validate(spark: SparkSession, config: Config) -> dict[str, Any]:
+    """Time the gate on the current bronze (newest batch of every table); for `make bench`."""
+    result = run_gate(spark, config, run_id=f"bench-{new_run_id()}")
+    return {
+        "validate_seconds": round(result.seconds, 2),
+        "passed": result.passed,
+        "expectations": len(result.outcomes),
+        "critical_failures": len(result.failures),
+        "warnings": len(result.warnings),
+        "tables": {
+            table: {"batch_id": run.batch.batch_id, "rows": run.rows, "seconds": round(run.seconds, 2)}
+            for table, run in result.tables.items()
+        },
+    }
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="validate_bronze", description="Quality gate on the newest bronze batch.")
+    parser.add_argument("--batch-id", help="validate this batch (of the table it belongs to) instead of the newest")
+    parser.add_argument("--run-id", help="pipeline run id to record in ops.dq_results and ops.pipeline_runs")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of jobs/validate_bronze.py: 0 passed (warnings allowed), 1 failed, 2 error."""
+    from lakehouse.spark import build_session
+
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    config = load_config()
+    spark = build_session(config, "lakehouse-validate")
+    try:
+        batch_ids = None
+        if args.batch_id:
+            batch_ids = dict.fromkeys(batches.tables_of_batch(spark, args.batch_id), args.batch_id)
+        result = run_gate(
+            spark,
+            config,
+            run_id=args.run_id or new_run_id(),
+            batch_ids=batch_ids,
+            progress=lambda message: print(message, flush=True),
+        )
+    except GateError as exc:
+        print(f"validate: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as exc:
+        log.debug("the gate could not run", exc_info=True)
+        print(f"validate: error: the gate could not run: {_one_line(exc, config)}", file=sys.stderr)
+        return EXIT_ERROR
+    finally:
+        spark.stop()
+    print(result.summary(), flush=True)
+    if not result.passed:
+        print(
+            f"validate: error: quality gate failed: {len(result.failures)} critical expectation(s) failed "
+            "(listed above); nothing downstream may run on this batch",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    return EXIT_PASSED

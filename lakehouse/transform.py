@@ -1,0 +1,293 @@
+"""The transform step: dbt builds silver and gold through the Spark Thrift Server.
+
+    run_transform(config)   `dbt build`: staging, snapshots, intermediate, dimensions, facts,
+                            marts and every test, in dependency order (a failing test stops
+                            what depends on it)
+    docs_generate(config)   `dbt docs generate`: the documentation site, returns its directory
+
+dbt runs as a subprocess of this interpreter's environment with the project in ``dbt/`` and
+``DBT_PROFILES_DIR=dbt/``. ``dbt/profiles.yml`` reads the connection from the environment, which
+is set here from the config: ``DBT_SPARK_HOST`` and ``DBT_SPARK_PORT`` (``thrift.host``,
+``thrift.port``), ``DBT_SPARK_USER``, ``DBT_THREADS``, ``DBT_CONNECT_RETRIES`` (``dbt.*``).
+dbt's target and log directories live under the state directory (``<home>/dbt/``), never in
+the repository. dbt's progress lines are streamed as they come; when something fails, the
+failing models, snapshots and tests are listed by name from ``run_results.json`` and the exit
+code is non-zero.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from lakehouse.config import PROJECT_ROOT, Config
+
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt"
+DEFAULT_SCHEMA = "silver"
+RUN_RESULTS_FILE = "run_results.json"
+EXIT_OK = 0
+EXIT_FAILURE = 1
+# Statuses in run_results.json that mean "this node did not do its job".
+FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
+WARNING_STATUS = "warn"
+MAX_MESSAGE_CHARS = 300
+# A node that failed only because its Thrift connection dropped (not because of its SQL or its
+# data) is worth one retry: `dbt retry` re-runs exactly the failed and skipped nodes.
+TRANSIENT_ERRORS = (
+    "TSocket read 0 bytes",
+    "TTransportException",
+    "Broken pipe",
+    "Connection reset",
+    "Could not connect to any of",
+)
+
+
+class TransformError(RuntimeError):
+    """dbt could not be started at all (not installed, project missing)."""
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    """One failed or warning node of a dbt invocation, as run_results.json reports it."""
+
+    unique_id: str
+    status: str
+    message: str
+
+    @property
+    def resource_type(self) -> str:
+        return self.unique_id.split(".", 1)[0]
+
+    @property
+    def name(self) -> str:
+        # model.lakehouse.fct_x -> fct_x; test.lakehouse.not_null_fct_x_id.1a2b3c -> not_null_fct_x_id;
+        # unit_test.lakehouse.fct_x.checks_y -> fct_x.checks_y
+        parts = self.unique_id.split(".")
+        if len(parts) < 3:
+            return self.unique_id
+        return ".".join(parts[2:4]) if self.resource_type == "unit_test" else parts[2]
+
+    def describe(self) -> str:
+        return f"{self.resource_type} {self.name}: {self.message}"
+
+    @property
+    def is_transient(self) -> bool:
+        """Failed because the connection to the server dropped, not because of SQL or data."""
+        return self.status != "fail" and any(marker in self.message for marker in TRANSIENT_ERRORS)
+
+
+def dbt_target_dir(config: Config) -> Path:
+    return config.home / "dbt" / "target"
+
+
+def dbt_log_dir(config: Config) -> Path:
+    return config.home / "dbt" / "logs"
+
+
+def dbt_executable() -> str:
+    """The dbt command installed next to this interpreter (the project's virtualenv)."""
+    candidate = Path(sys.executable).parent / "dbt"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("dbt")
+    if found is None:
+        raise TransformError("dbt is not installed in this environment: run `make setup`")
+    return found
+
+
+def dbt_environment(config: Config, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment dbt needs: the profile's connection variables and the state paths."""
+    env = dict(os.environ if base is None else base)
+    env.update(
+        {
+            "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
+            "DBT_PROJECT_DIR": str(DBT_PROJECT_DIR),
+            "DBT_TARGET_PATH": str(dbt_target_dir(config)),
+            "DBT_LOG_PATH": str(dbt_log_dir(config)),
+            "DBT_SPARK_HOST": config.thrift.host,
+            "DBT_SPARK_PORT": str(config.thrift.port),
+            "DBT_SPARK_USER": config.dbt.user,
+            "DBT_SPARK_SCHEMA": DEFAULT_SCHEMA,
+            "DBT_THREADS": str(config.dbt.threads),
+            "DBT_CONNECT_RETRIES": str(config.dbt.connect_retries),
+            # Nothing leaves the machine: no usage statistics, no version check.
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+            "DBT_VERSION_CHECK": "false",
+            "DO_NOT_TRACK": "1",
+        }
+    )
+    return env
+
+
+def build_command(
+    *, select: str | None = None, full_refresh: bool = False, run_id: str | None = None, colors: bool = False
+) -> list[str]:
+    """The `dbt build` command line (snapshots are part of the build, in dependency order)."""
+    command = [dbt_executable(), "--no-use-colors" if not colors else "--use-colors", "build"]
+    command += ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
+    if select:
+        command += ["--select", *select.split()]
+    if full_refresh:
+        command.append("--full-refresh")
+    if run_id:
+        command += ["--vars", json.dumps({"run_id": run_id})]
+    return command
+
+
+def read_run_results(path: Path) -> tuple[list[NodeResult], list[NodeResult]]:
+    """Failed and warning nodes of one dbt invocation, from its run_results.json."""
+    data: dict[str, Any] = json.loads(path.read_text())
+    failed: list[NodeResult] = []
+    warned: list[NodeResult] = []
+    for result in data.get("results", []):
+        status = str(result.get("status", "")).lower()
+        message = " ".join(str(result.get("message") or status).split())[:MAX_MESSAGE_CHARS]
+        node = NodeResult(str(result.get("unique_id", "?")), status, message)
+        if status in FAILED_STATUSES:
+            failed.append(node)
+        elif status == WARNING_STATUS:
+            warned.append(node)
+    return failed, warned
+
+
+def _stream(command: Sequence[str], env: dict[str, str], output: TextIO) -> int:
+    """Run a command, copying its output line by line as it comes; return its exit code."""
+    with subprocess.Popen(
+        list(command),
+        env=env,
+        cwd=DBT_PROJECT_DIR,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+    ) as process:
+        assert process.stdout is not None
+        try:
+            for line in process.stdout:
+                output.write(line)
+                output.flush()
+        except KeyboardInterrupt:
+            process.terminate()
+            process.wait()
+            raise
+        return process.wait()
+
+
+def retry_command() -> list[str]:
+    """`dbt retry`: re-run the failed and skipped nodes of the previous invocation, same flags."""
+    return [
+        dbt_executable(),
+        "--no-use-colors",
+        "retry",
+        "--project-dir",
+        str(DBT_PROJECT_DIR),
+        "--profiles-dir",
+        str(DBT_PROJECT_DIR),
+    ]
+
+
+def _run_dbt(config: Config, command: list[str], output: TextIO, *, keep_results: bool = False) -> tuple[int, Path]:
+    """Run one dbt command; return the exit code and the path of its run_results.json.
+
+    The previous run_results.json is removed first (a stale file must not be reported as this
+    run's), unless ``keep_results``: `dbt retry` reads it.
+    """
+    if not (DBT_PROJECT_DIR / "dbt_project.yml").exists():
+        raise TransformError(f"no dbt project in {DBT_PROJECT_DIR}")
+    target = dbt_target_dir(config)
+    target.mkdir(parents=True, exist_ok=True)
+    dbt_log_dir(config).mkdir(parents=True, exist_ok=True)
+    results = target / RUN_RESULTS_FILE
+    if not keep_results:
+        results.unlink(missing_ok=True)
+    return _stream(command, dbt_environment(config), output), results
+
+
+def _report(config: Config, code: int, results: Path, errors: TextIO) -> int:
+    """Name what failed (or why nothing ran); return the step's exit code."""
+    failed, warned = read_run_results(results) if results.exists() else ([], [])
+    for node in warned:
+        print(f"transform: warning: {node.describe()}", file=errors)
+    if code == 0 and not failed:
+        return EXIT_OK
+    if failed:
+        print(f"transform: {len(failed)} node(s) failed:", file=errors)
+        for node in failed:
+            print(f"  {node.describe()}", file=errors)
+    else:
+        print(
+            f"transform: dbt exited with code {code} before building anything: see its output above "
+            f"(an error in the dbt project, or the Thrift server at {config.thrift.host}:{config.thrift.port} "
+            f"is not reachable: `lakehouse up`); log: {dbt_log_dir(config) / 'dbt.log'}",
+            file=errors,
+        )
+    return EXIT_FAILURE
+
+
+def run_transform(
+    config: Config,
+    *,
+    select: str | None = None,
+    full_refresh: bool = False,
+    run_id: str | None = None,
+    output: TextIO | None = None,
+    errors: TextIO | None = None,
+) -> int:
+    """`dbt build` against the running Thrift server; 0 when every model, snapshot and test passed.
+
+    ``select`` is a dbt node selection (``"fct_viewing_sessions+"``, ``"tag:x"``); by default
+    everything is built. ``full_refresh`` rebuilds incremental models from scratch (snapshots
+    keep their history). ``run_id`` is passed to dbt as the var ``run_id`` and shows in the
+    query comments on the Thrift server.
+    """
+    out = output or sys.stdout
+    err = errors or sys.stderr
+    started = time.monotonic()
+    try:
+        command = build_command(select=select, full_refresh=full_refresh, run_id=run_id, colors=out.isatty())
+        code, results = _run_dbt(config, command, out)
+    except TransformError as exc:
+        print(f"transform: error: {exc}", file=err)
+        return EXIT_FAILURE
+    failed, _warned = read_run_results(results) if results.exists() else ([], [])
+    if code != 0 and failed and all(node.is_transient for node in failed):
+        names = ", ".join(node.name for node in failed)
+        print(f"transform: lost the connection to the Thrift server in {names}; retrying once", file=out, flush=True)
+        code, results = _run_dbt(config, retry_command(), out, keep_results=True)
+    status = _report(config, code, results, err)
+    verdict = "done" if status == EXIT_OK else "FAILED"
+    print(f"transform: {verdict} in {time.monotonic() - started:.0f} s", file=out, flush=True)
+    return status
+
+
+def docs_generate(config: Config, *, output: TextIO | None = None) -> Path:
+    """Generate the dbt documentation site; return the directory holding index.html.
+
+    The directory also holds static_index.html, one self-contained file to open without a
+    web server. Raises TransformError when dbt fails.
+    """
+    out = output or sys.stdout
+    command = [
+        dbt_executable(),
+        "--no-use-colors",
+        "docs",
+        "generate",
+        "--static",
+        "--project-dir",
+        str(DBT_PROJECT_DIR),
+        "--profiles-dir",
+        str(DBT_PROJECT_DIR),
+    ]
+    code, _results = _run_dbt(config, command, out)
+    target = dbt_target_dir(config)
+    if code != 0 or not (target / "index.html").exists():
+        raise TransformError(f"dbt docs generate failed (exit code {code}); log: {dbt_log_dir(config) / 'dbt.log'}")
+    return target

@@ -1,0 +1,412 @@
+"""dbt silver and gold through the live Thrift server, end to end on tiny data, in one fresh state.
+
+The module runs in phases (module fixtures, in file order):
+
+1. fresh tiny bronze (default defect rate), silver and gold dropped, ``run_transform``: the
+   build must be green. The marts are then checked against numbers computed here, with pandas,
+   straight from the generated source files: rows that bronze quarantines and rows that silver
+   rejects (documented in int_viewing_sessions_validated and int_ratings_validated) are
+   excluded by their own rules here, not by reusing the models' SQL.
+2. the snapshot runs twice more in a row, column comments are visible over JDBC, and
+   ``dbt docs generate`` works.
+3. ``lakehouse simulate --days 1``, a new extract and a second ``run_transform`` (green again):
+   the snapshot records exactly the users whose tracked columns changed, their sessions link
+   to the right version, and the fact merged only the new and changed sessions.
+4. a ``--full-refresh`` rebuild of the fact gives exactly the rows of the incremental merge.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from conftest import prepare_tiny_bronze
+from pyspark.sql import SparkSession
+
+from lakehouse.bronze.extract import run_extract
+from lakehouse.config import Config
+from lakehouse.transform import EXIT_OK, docs_generate, run_transform
+
+pytestmark = pytest.mark.integration
+
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+DATE_FORMAT = "%Y-%m-%d"
+MAX_SESSION_SECONDS = 86_400
+RATING_RANGE = (1, 5)
+PLANS = ("basic", "standard", "premium")
+TRACKED = ["subscription_plan", "billing_cycle", "status", "country"]
+TOLERANCE = 1e-6
+
+
+# --------------------------------------------------------------------------- expectations from the files
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    """A generated CSV as text columns; only an empty field is null."""
+    return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+
+
+def _timestamps(values: pd.Series) -> pd.Series:
+    return pd.to_datetime(values, format=TIMESTAMP_FORMAT, errors="coerce", utc=True)
+
+
+def _newest_per_key(frame: pd.DataFrame, key: list[str]) -> pd.DataFrame:
+    """What bronze's MERGE keeps: one row per key, the newest updated_at."""
+    ordered = frame.assign(_updated=_timestamps(frame["updated_at"])).sort_values("_updated", kind="stable")
+    return ordered.drop_duplicates(key, keep="last").drop(columns="_updated")
+
+
+def _bronze_user_ids(data_dir: Path) -> set[int]:
+    """Users that pass bronze: a key, a readable birth date (or none) and updated_at."""
+    users = _read_csv(data_dir / "users.csv")
+    birth = pd.to_datetime(users["birth_date"], format=DATE_FORMAT, errors="coerce")
+    readable = users["user_id"].notna() & (users["birth_date"].isna() | birth.notna())
+    readable &= _timestamps(users["updated_at"]).notna()
+    return set(users.loc[readable, "user_id"].astype(int))
+
+
+def _is_int_or_absent(value: Any) -> bool:
+    return value is None or (isinstance(value, int) and not isinstance(value, bool))
+
+
+def _is_timestamp(value: Any) -> bool:
+    return isinstance(value, str) and not pd.isna(pd.to_datetime(value, format=TIMESTAMP_FORMAT, errors="coerce"))
+
+
+def _bronze_content_ids(data_dir: Path) -> set[str]:
+    """Titles that pass bronze: numbers where numbers belong, readable timestamps."""
+    ids = set()
+    for line in (data_dir / "content.jsonl").read_text(encoding="utf-8").splitlines():
+        document = json.loads(line)
+        if (
+            document.get("_id") is not None
+            and _is_timestamp(document.get("updated_at"))
+            and (document.get("added_at") is None or _is_timestamp(document["added_at"]))
+            and _is_int_or_absent(document.get("release_year"))
+            and _is_int_or_absent(document.get("duration_minutes"))
+        ):
+            ids.add(document["_id"])
+    return ids
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What silver and gold must hold, computed from the generated files."""
+
+    sessions: pd.DataFrame  # valid sessions: user_id, content_id, started, watch_seconds, completed, device_type
+    ratings: pd.DataFrame  # valid ratings: user_id, content_id, rating
+
+
+def _expected(data_dir: Path) -> Expected:
+    users, titles = _bronze_user_ids(data_dir), _bronze_content_ids(data_dir)
+
+    sessions = _read_csv(data_dir / "viewing_sessions.csv")
+    sessions = sessions[sessions["session_id"].notna() & _timestamps(sessions["started_at"]).notna()]
+    sessions = _newest_per_key(sessions, ["session_id"])
+    started, ended = _timestamps(sessions["started_at"]), _timestamps(sessions["ended_at"])
+    watch = sessions["watch_seconds"].astype(int)
+    span = (ended - started).dt.total_seconds()
+    valid = (
+        sessions["user_id"].astype(float).isin(users)
+        & sessions["content_id"].isin(titles)
+        & (watch >= 0)
+        & (watch <= MAX_SESSION_SECONDS)
+        & (ended >= started)
+        & (watch <= span)
+    )
+    sessions = pd.DataFrame(
+        {
+            "user_id": sessions["user_id"].astype(float).astype("int64"),
+            "content_id": sessions["content_id"],
+            "started": started,
+            "watch_seconds": watch,
+            "completed": sessions["completed"].str.lower() == "true",
+            "device_type": sessions["device_type"],
+        }
+    )[valid]
+
+    ratings = _read_csv(data_dir / "ratings.csv")
+    ratings = ratings[ratings["user_id"].notna() & ratings["content_id"].notna()]
+    ratings = _newest_per_key(ratings, ["user_id", "content_id"])
+    rating = ratings["rating"].astype(int)
+    valid = (
+        ratings["user_id"].astype(int).isin(users) & ratings["content_id"].isin(titles) & rating.between(*RATING_RANGE)
+    )
+    ratings = pd.DataFrame(
+        {"user_id": ratings["user_id"].astype(int), "content_id": ratings["content_id"], "rating": rating}
+    )[valid]
+    return Expected(sessions=sessions, ratings=ratings)
+
+
+# --------------------------------------------------------------------------- phases
+
+
+@dataclass
+class Build:
+    config: Config
+    data_dir: Path
+    code: int
+    log: str
+    seconds: float
+
+
+def _transform(config: Config, **kwargs: Any) -> tuple[int, str, float]:
+    """run_transform with its output captured (shown in the assertion message on failure)."""
+    buffer = io.StringIO()
+    started = time.monotonic()
+    code = run_transform(config, output=buffer, errors=buffer, **kwargs)
+    return code, buffer.getvalue(), time.monotonic() - started
+
+
+def _tail(log: str, lines: int = 60) -> str:
+    return "\n".join(log.splitlines()[-lines:])
+
+
+@pytest.fixture(scope="module")
+def built(spark: SparkSession, services: Config, tmp_path_factory: pytest.TempPathFactory) -> Build:
+    data_dir = tmp_path_factory.mktemp("dbt-tiny")
+    prepare_tiny_bronze(spark, services, data_dir)
+    for schema in ("silver", "gold"):
+        spark.sql(f"drop database if exists {schema} cascade")
+    code, log, seconds = _transform(services, run_id="it-dbt-initial")
+    return Build(services, data_dir, code, log, seconds)
+
+
+@pytest.fixture(scope="module")
+def expected(built: Build) -> Expected:
+    return _expected(built.data_dir)
+
+
+def _tracked_columns(spark: SparkSession) -> pd.DataFrame:
+    """bronze.users' tracked columns, normalised as stg_postgres__users does."""
+    frame = spark.table("bronze.users").select("user_id", *TRACKED, "updated_at").toPandas().set_index("user_id")
+    for column in ("subscription_plan", "billing_cycle", "status"):
+        frame[column] = frame[column].str.strip().str.lower()
+    frame["country"] = frame["country"].str.strip().str.upper()
+    frame.loc[~frame["subscription_plan"].isin(PLANS), "subscription_plan"] = "unknown"
+    return frame
+
+
+@dataclass
+class Simulated:
+    config: Config
+    changed_users: set[int]
+    users_after: pd.DataFrame
+    fact_watermark_before: Any
+    fact_rows_before: int
+    code: int
+    log: str
+    seconds: float
+
+
+@pytest.fixture(scope="module")
+def simulated(built: Build, spark: SparkSession, cli: Any) -> Simulated:
+    assert built.code == EXIT_OK, _tail(built.log)
+    config = built.config
+    before = _tracked_columns(spark)
+    fact = spark.table("gold.fct_viewing_sessions")
+    watermark = fact.agg({"_ingested_at": "max"}).first()[0]
+    rows_before = fact.count()
+
+    result = cli("simulate", "--days", "1")
+    assert result.returncode == 0, result.stderr
+    records = run_extract(spark, config, run_id="it-dbt-simulate", progress=lambda _m: None)
+    assert all(r.status == "succeeded" for r in records), [r.error_message for r in records]
+
+    after = _tracked_columns(spark)
+    common = before.index.intersection(after.index)
+    differs = (before.loc[common, TRACKED] != after.loc[common, TRACKED]).any(axis=1)
+    changed = set(differs[differs].index.astype(int))
+
+    code, log, seconds = _transform(config, run_id="it-dbt-incremental")
+    return Simulated(config, changed, after, watermark, rows_before, code, log, seconds)
+
+
+# --------------------------------------------------------------------------- phase 1: build and numbers
+
+
+def test_build_is_green(built: Build) -> None:
+    assert built.code == EXIT_OK, _tail(built.log)
+    assert "Completed successfully" in built.log
+    print(f"initial dbt build: {built.seconds:.0f} s")
+
+
+def test_daily_kpis_equal_the_source_files(built: Build, expected: Expected, spark: SparkSession) -> None:
+    kpis = spark.table("gold.mart_daily_kpis").toPandas()
+    sessions = expected.sessions.assign(activity_date=expected.sessions["started"].dt.date)
+
+    overall = kpis[kpis["grain"] == "overall"].set_index("activity_date").sort_index()
+    days = sessions.groupby("activity_date").agg(
+        sessions=("user_id", "size"), active_users=("user_id", "nunique"), watch_seconds=("watch_seconds", "sum")
+    )
+    assert list(overall.index) == list(days.index)
+    assert overall["sessions"].tolist() == days["sessions"].tolist()
+    assert overall["active_users"].tolist() == days["active_users"].tolist()
+    assert overall["watch_hours"].to_numpy() == pytest.approx((days["watch_seconds"] / 3600).to_numpy(), rel=TOLERANCE)
+
+    assert int(overall["sessions"].sum()) == len(sessions)
+    assert overall["watch_hours"].sum() == pytest.approx(sessions["watch_seconds"].sum() / 3600, rel=TOLERANCE)
+
+    by_device = kpis[kpis["grain"] == "device"].groupby("device_type")["sessions"].sum().to_dict()
+    assert by_device == sessions.groupby("device_type").size().to_dict()
+
+
+def test_content_performance_equals_the_source_files(built: Build, expected: Expected, spark: SparkSession) -> None:
+    performance = spark.table("gold.mart_content_performance").toPandas().set_index("content_id")
+    per_title = expected.sessions.groupby("content_id").agg(
+        sessions=("user_id", "size"), unique_viewers=("user_id", "nunique"), completion_rate=("completed", "mean")
+    )
+    ratings = expected.ratings.groupby("content_id")["rating"].agg(["mean", "size"])
+
+    top = per_title.sort_values("sessions", ascending=False).index[:5].tolist()
+    for content_id in [*top, *per_title.index[::50]]:
+        row = performance.loc[content_id]
+        assert row["sessions"] == per_title.loc[content_id, "sessions"], content_id
+        assert row["unique_viewers"] == per_title.loc[content_id, "unique_viewers"], content_id
+        assert row["completion_rate"] == pytest.approx(per_title.loc[content_id, "completion_rate"]), content_id
+        if content_id in ratings.index:
+            assert row["rating_count"] == ratings.loc[content_id, "size"], content_id
+            assert row["avg_rating"] == pytest.approx(ratings.loc[content_id, "mean"]), content_id
+    # Every title, not only the sampled ones: sessions and ratings add up.
+    assert int(performance["sessions"].sum()) == len(expected.sessions)
+    assert int(performance["rating_count"].sum()) == len(expected.ratings)
+
+
+def test_snapshot_runs_three_times_in_a_row(built: Build, spark: SparkSession, cli: Any) -> None:
+    versions_before = spark.table("silver.snap_users").count()
+    code, log, _seconds = _transform(built.config, select="snap_users", run_id="it-dbt-snapshot-2")
+    assert code == EXIT_OK, f"second snapshot run:\n{_tail(log)}"
+    # The third time as a user would: `lakehouse transform --select snap_users`.
+    result = cli("transform", "--select", "snap_users")
+    assert result.returncode == 0, f"third snapshot run:\n{_tail(result.stdout)}\n{result.stderr}"
+    assert "OK snapshotted silver.snap_users" in result.stdout
+    snapshot = spark.table("silver.snap_users")
+    assert snapshot.count() == versions_before  # nothing changed in between: no new version
+    assert snapshot.select("user_id").distinct().count() == versions_before
+    assert not {"dbt_change_type", "dbt_unique_key"} & set(snapshot.columns)
+
+
+def test_column_descriptions_reach_jdbc_clients(built: Build, cli: Any) -> None:
+    result = cli("sql", "describe gold.dim_users", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    comments = {row["col_name"]: row["comment"] for row in json.loads(result.stdout)}
+    assert comments["user_sk"].startswith("Surrogate key of one version of a user")
+    assert comments["valid_to"].startswith("End of the version")
+    result = cli("sql", "describe table extended gold.fct_viewing_sessions", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    table_comment = next(row["data_type"] for row in json.loads(result.stdout) if row["col_name"] == "Comment")
+    assert "Grain: one row per valid session" in table_comment
+
+
+def test_docs_generate_works(built: Build) -> None:
+    docs = docs_generate(built.config, output=io.StringIO())
+    assert (docs / "index.html").exists()
+    assert (docs / "static_index.html").exists()
+    catalog = json.loads((docs / "catalog.json").read_text())
+    columns = catalog["nodes"]["model.lakehouse.fct_viewing_sessions"]["columns"]
+    assert {"session_id", "user_sk", "session_date", "watch_seconds"} <= {c.lower() for c in columns}
+
+
+# --------------------------------------------------------------------------- phase 2: after simulate
+
+
+def test_incremental_build_is_green(simulated: Simulated) -> None:
+    assert simulated.code == EXIT_OK, _tail(simulated.log)
+    print(f"incremental dbt build: {simulated.seconds:.0f} s")
+
+
+def test_snapshot_records_exactly_the_users_whose_tracked_columns_changed(
+    simulated: Simulated, spark: SparkSession
+) -> None:
+    assert simulated.changed_users, "simulate changed no plan, billing, status or country"
+    versions = spark.table("silver.snap_users").groupBy("user_id").count().toPandas()
+    versioned = set(versions.loc[versions["count"] > 1, "user_id"].astype(int))
+    assert versioned == simulated.changed_users
+    assert versions.loc[versions["user_id"].isin(versioned), "count"].eq(2).all()
+
+    current = (
+        spark.table("silver.snap_users")
+        .filter("dbt_valid_to is null")
+        .select("user_id", "dbt_valid_from", "subscription_plan")
+        .toPandas()
+        .set_index("user_id")
+    )
+    for user_id in versioned:
+        assert current.loc[user_id, "dbt_valid_from"] == simulated.users_after.loc[user_id, "updated_at"]
+        assert current.loc[user_id, "subscription_plan"] == simulated.users_after.loc[user_id, "subscription_plan"]
+
+
+def test_sessions_of_a_changed_user_link_to_the_version_valid_at_start(
+    simulated: Simulated, spark: SparkSession
+) -> None:
+    # The window test runs in Spark: valid_to 9999-12-31 does not fit a pandas timestamp.
+    linked = spark.sql(
+        """
+        select
+            sessions.user_id,
+            sessions.started_at,
+            users.version_number,
+            users.valid_from,
+            sessions.started_at >= users.valid_from and sessions.started_at < users.valid_to as is_in_window
+        from gold.fct_viewing_sessions as sessions
+        inner join gold.dim_users as users
+            on sessions.user_sk = users.user_sk
+        """
+    ).toPandas()
+    linked = linked[linked["user_id"].isin(simulated.changed_users)]
+    assert linked["is_in_window"].all()
+    # Users that watched both before and after their change link to version 1, then version 2.
+    both = linked.groupby("user_id")["version_number"].nunique()
+    assert (both == 2).any(), "no changed user watched both before and after the change"
+    for user_id in both[both == 2].index:
+        sessions = linked[linked["user_id"] == user_id].sort_values("started_at")
+        change = sessions.loc[sessions["version_number"] == 2, "valid_from"].iloc[0]
+        assert (sessions.loc[sessions["started_at"] < change, "version_number"] == 1).all()
+        assert (sessions.loc[sessions["started_at"] >= change, "version_number"] == 2).all()
+
+
+def test_fact_merge_processed_only_new_and_changed_sessions(simulated: Simulated, spark: SparkSession) -> None:
+    new_rows = spark.sql(
+        f"""
+        select count(*) as n from silver.int_viewing_sessions_validated
+        where is_valid and _ingested_at > timestamp'{simulated.fact_watermark_before}'
+        """
+    ).first()["n"]
+    merge = (
+        spark.sql("describe history gold.fct_viewing_sessions")
+        .filter("operation = 'MERGE'")
+        .orderBy("version", ascending=False)
+        .first()
+    )
+    assert merge is not None, "the incremental run did not MERGE"
+    metrics = merge["operationMetrics"]
+    assert 0 < new_rows < simulated.fact_rows_before
+    assert int(metrics["numSourceRows"]) == new_rows
+    assert int(metrics["numTargetRowsInserted"]) + int(metrics["numTargetRowsUpdated"]) == new_rows
+    assert int(metrics["numTargetRowsUpdated"]) > 0  # sessions the source updated after the fact
+    assert "session_date" in merge["operationParameters"]["predicate"]  # partition pruning
+    fact_rows = spark.table("gold.fct_viewing_sessions").count()
+    assert fact_rows == simulated.fact_rows_before + int(metrics["numTargetRowsInserted"])
+
+
+# --------------------------------------------------------------------------- phase 3: full refresh
+
+
+def test_full_refresh_gives_the_same_fact_as_the_incremental_merge(simulated: Simulated, spark: SparkSession) -> None:
+    assert simulated.code == EXIT_OK, _tail(simulated.log)
+    columns = spark.table("gold.fct_viewing_sessions").columns
+    merged = spark.table("gold.fct_viewing_sessions").toPandas().sort_values("session_id").reset_index(drop=True)
+
+    code, log, _seconds = _transform(
+        simulated.config, select="fct_viewing_sessions", full_refresh=True, run_id="it-dbt-full-refresh"
+    )
+    assert code == EXIT_OK, _tail(log)
+    rebuilt = spark.table("gold.fct_viewing_sessions").toPandas().sort_values("session_id").reset_index(drop=True)
+    assert spark.table("gold.fct_viewing_sessions").columns == columns
+    pd.testing.assert_frame_equal(merged, rebuilt, check_exact=True)

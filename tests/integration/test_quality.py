@@ -1,0 +1,406 @@
+"""The quality gate on live bronze tables (PostgreSQL, FerretDB, Spark/Delta, Thrift).
+
+The module builds its own states, in this order:
+
+1. clean: tiny sources generated with ``defect_rate=0``, loaded and extracted; the gate passes
+   without a single warning;
+2. injected: on top of the clean state, one defective bronze batch per table is written with
+   Spark the way an extract writes (``_batch_id``, ``_ingested_at``, its quarantined rows and
+   its ``extract`` row in ``ops.pipeline_runs``), with a known number of rows per critical
+   defect kind; the gate (in process and ``lakehouse validate``) fails and names each
+   expectation with exactly that count, and ``ops.dq_results`` holds what was printed;
+3. default: ``prepare_tiny_bronze`` (the generator's default defect rate, the shared fixture's
+   state, so later modules find what they expect); the gate passes with warnings whose counts
+   are the manifest's.
+
+Expected numbers come from what the test injected or from the generator's manifest, never from
+the gate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+from conftest import prepare_tiny_bronze
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from lakehouse.audit import StepRecord, record_steps
+from lakehouse.bronze.contracts import (
+    BATCH_ID,
+    CONTENT,
+    CONTRACTS,
+    INGESTED_AT,
+    QUARANTINE_TABLE,
+    RATINGS,
+    RESCUED_DATA,
+    USERS,
+    VIEWING_SESSIONS,
+    Contract,
+)
+from lakehouse.bronze.extract import run_extract
+from lakehouse.config import Config
+from lakehouse.quality.batches import GateError, tables_of_batch
+from lakehouse.quality.gate import GateResult, run_gate
+from lakehouse.quality.results import DQ_RESULTS_TABLE, describe
+from lakehouse.sources.generate import generate
+from lakehouse.sources.load import load_sources
+
+pytestmark = pytest.mark.integration
+
+IN_SET = "expect_column_values_to_be_in_set"
+BETWEEN = "expect_column_values_to_be_between"
+NOT_NULL = "expect_column_values_to_not_be_null"
+UNIQUE = "expect_column_values_to_be_unique"
+COMPOUND_UNIQUE = "expect_compound_columns_to_be_unique"
+PAIR = "expect_column_pair_values_a_to_be_greater_than_b"
+BE_NULL = "expect_column_values_to_be_null"
+ROW_COUNT = "expect_table_row_count_to_be_between"
+
+# Rows of each injected batch, and rows per defect kind in it (every share above 2 %).
+SESSION_ROWS, USER_ROWS, RATING_ROWS, CONTENT_ROWS = 200, 100, 100, 50
+PER_KIND = {"viewing_sessions": 10, "users": 5, "ratings": 5, "content": 3}
+QUARANTINED_SESSIONS = 25  # 25 / (203 + 25): 11 % of the batch's source rows
+MAX_BATCH_ROWS = 150  # the in-process run lowers the band below the sessions batch
+DUPLICATED_SESSIONS = 2
+
+
+def _silent(_message: str) -> None:
+    pass
+
+
+def _extract_fresh(spark: SparkSession, config: Config, out: Path, run_id: str, defect_rate: float) -> dict:
+    manifest = generate(out, scale="tiny", seed=42, defect_rate=defect_rate)
+    load_sources(config, out, replace=True, progress=_silent)
+    for schema in ("bronze", "ops"):
+        spark.sql(f"drop database if exists {schema} cascade")
+    records = run_extract(spark, config, run_id=run_id, progress=_silent)
+    assert all(r.status == "succeeded" for r in records), [r.error_message for r in records]
+    return {**manifest, "batch_ids": {r.source_table: r.batch_id for r in records}}
+
+
+def _failures(result: GateResult) -> dict[tuple[str, str, str | None], int | None]:
+    return {(o.table, o.expectation, o.column): o.unexpected_count for o in result.failures}
+
+
+# --------------------------------------------------------------------------- 1. clean state
+
+
+@pytest.fixture(scope="module")
+def clean_bronze(spark, services: Config, tmp_path_factory) -> dict:
+    return _extract_fresh(spark, services, tmp_path_factory.mktemp("quality-clean"), "quality-clean", 0.0)
+
+
+@pytest.fixture(scope="module")
+def clean_gate(spark, services: Config, clean_bronze: dict) -> GateResult:
+    return run_gate(spark, services, run_id="q-clean")
+
+
+def test_clean_batch_passes_without_warnings(clean_gate: GateResult, clean_bronze: dict) -> None:
+    assert clean_gate.passed, clean_gate.summary()
+    assert clean_gate.warnings == [], clean_gate.summary()
+    # The newest batch of each table is its extract's, found in ops.pipeline_runs.
+    assert {t: r.batch.batch_id for t, r in clean_gate.tables.items()} == clean_bronze["batch_ids"]
+    assert clean_gate.tables["viewing_sessions"].rows == clean_bronze["files"]["viewing_sessions.csv"]["rows"]
+    assert "PASSED" in clean_gate.summary().splitlines()[0]
+
+
+def test_results_docs_and_audit_rows_are_stored(spark, clean_gate: GateResult, cli) -> None:
+    stored = spark.table(DQ_RESULTS_TABLE).filter(F.col("run_id") == "q-clean")
+    assert stored.count() == len(clean_gate.outcomes)
+    assert stored.filter(~F.col("success")).count() == 0
+    assert {r.table_name for r in stored.select("table_name").distinct().collect()} == set(CONTRACTS)
+    steps = spark.table("ops.pipeline_runs").filter((F.col("run_id") == "q-clean") & (F.col("step") == "validate"))
+    rows = {r.source_table: r for r in steps.collect()}
+    assert set(rows) == set(CONTRACTS)
+    assert all(r.status == "succeeded" for r in rows.values())
+    assert rows["viewing_sessions"].rows_read == clean_gate.tables["viewing_sessions"].rows
+    docs = clean_gate.docs_path
+    assert docs is not None and docs.name == "index.html" and docs.is_file()
+    pages = list(docs.parent.glob("validations/bronze/viewing_sessions/batch/q-clean/*/*.html"))
+    assert len(pages) == 1
+    page = pages[0].read_text()
+    assert page.lstrip().lower().startswith("<!doctype html") and "watch_seconds" in page
+    assert "bronze.viewing_sessions.batch" in docs.read_text()
+    # Queryable over the Thrift server, as BI tools see it.
+    result = cli("sql", "select count(*) as n from ops.dq_results where run_id = 'q-clean'", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [{"n": len(clean_gate.outcomes)}]
+
+
+def test_a_batch_id_names_its_table_and_unknown_names_fail_clearly(spark, services: Config, clean_bronze: dict) -> None:
+    users_batch = clean_bronze["batch_ids"]["users"]
+    assert tables_of_batch(spark, users_batch) == ["users"]
+    with pytest.raises(GateError, match="batch 'no-such-batch' is in no bronze table"):
+        tables_of_batch(spark, "no-such-batch")
+    with pytest.raises(GateError, match="no bronze table 'films'"):
+        run_gate(spark, services, run_id="q-bad", batch_ids={"films": "x"})
+
+
+# --------------------------------------------------------------------------- 2. injected defects
+
+
+def _copy_with_new_keys(spark: SparkSession, contract: Contract, rows: int, new_key: F.Column) -> DataFrame:
+    """`rows` existing bronze rows under new keys; `_n` numbers them from 0 (stable order)."""
+    order = Window.orderBy(*contract.key)
+    return (
+        spark.table(contract.table)
+        .orderBy(*contract.key)
+        .limit(rows)
+        .withColumn("_n", F.row_number().over(order) - 1)
+        .withColumn(contract.key[0], new_key)
+    )
+
+
+def _with_defects(frame: DataFrame, per_kind: int, defects: list[tuple[str, F.Column]]) -> DataFrame:
+    """Defect i goes to the rows numbered i * per_kind .. (i + 1) * per_kind - 1: one kind per row."""
+    for i, (column, value) in enumerate(defects):
+        hit = F.col("_n").between(i * per_kind, (i + 1) * per_kind - 1)
+        frame = frame.withColumn(column, F.when(hit, value).otherwise(F.col(column)))
+    return frame
+
+
+def _append_batch(spark: SparkSession, contract: Contract, frame: DataFrame, batch_id: str) -> list:
+    """Append rows as a bronze batch (the extract's metadata columns); return their keys."""
+    stamped = frame.withColumn(BATCH_ID, F.lit(batch_id)).withColumn(INGESTED_AT, F.current_timestamp())
+    stamped = stamped.withColumn(RESCUED_DATA, F.lit(None).cast("string"))
+    writer = stamped.select(*contract.bronze_schema.fieldNames()).write.format("delta").mode("append")
+    writer.saveAsTable(contract.table)
+    return [r[0] for r in frame.orderBy("_n").select(contract.key[0]).collect()]  # a few hundred test rows
+
+
+def _inject_sessions(spark: SparkSession, batch_id: str) -> dict:
+    """New sessions with four defect kinds, two duplicated keys, a null key, quarantined rows."""
+    c, k = VIEWING_SESSIONS, PER_KIND["viewing_sessions"]
+    top = spark.table(c.table).agg(F.max("session_id")).first()[0]
+    rows = _with_defects(
+        _copy_with_new_keys(spark, c, SESSION_ROWS, F.lit(top + 1) + F.col("_n")),
+        k,
+        [
+            ("watch_seconds", F.lit(-60)),
+            ("ended_at", F.col("started_at") - F.expr("interval 1 hour")),
+            ("device_type", F.lit("smart-fridge")),
+            ("streaming_quality", F.lit("8K")),
+        ],
+    )
+    clean = spark.table(c.table).orderBy("session_id").withColumn("_n", F.lit(SESSION_ROWS))
+    duplicates = clean.limit(DUPLICATED_SESSIONS)
+    null_key = clean.limit(1).withColumn("session_id", F.lit(None).cast("long"))
+    keys = _append_batch(spark, c, rows.unionByName(duplicates).unionByName(null_key), batch_id)
+    quarantined = spark.range(QUARANTINED_SESSIONS).select(
+        F.lit(c.source_system).alias("source_system"),
+        F.lit(c.source_name).alias("source_table"),
+        F.concat(F.lit("q"), F.col("id").cast("string")).alias("record_key"),
+        F.lit("{}").alias("payload"),
+        F.lit("started_at: cannot read 'soon' as timestamp").alias("reason"),
+        F.sha2(F.concat(F.lit(batch_id), F.col("id").cast("string")), 256).alias("payload_sha256"),
+        F.lit(batch_id).alias("batch_id"),
+        F.current_timestamp().alias("quarantined_at"),
+    )
+    quarantined.write.format("delta").mode("append").saveAsTable(QUARANTINE_TABLE)
+    return {"rows": SESSION_ROWS + DUPLICATED_SESSIONS + 1, "negative": keys[:k]}
+
+
+def _inject_users(spark: SparkSession, batch_id: str) -> list[int]:
+    c, k = USERS, PER_KIND["users"]
+    top = spark.table(c.table).agg(F.max("user_id")).first()[0]
+    rows = _with_defects(
+        _copy_with_new_keys(spark, c, USER_ROWS, F.lit(top + 1) + F.col("_n")),
+        k,
+        [
+            ("subscription_plan", F.lit("platinum")),
+            ("billing_cycle", F.lit("weekly")),
+            ("status", F.lit("deleted")),
+            ("birth_date", F.lit("2100-01-01").cast("date")),
+        ],
+    )
+    return _append_batch(spark, c, rows, batch_id)
+
+
+def _inject_ratings(spark: SparkSession, batch_id: str, new_users: list[int]) -> None:
+    """The new users rate titles others rated (new composite keys); one duplicated key."""
+    c, k = RATINGS, PER_KIND["ratings"]
+    rows = _with_defects(
+        _copy_with_new_keys(spark, c, RATING_ROWS, F.lit(min(new_users)) + F.col("_n")), k, [("rating", F.lit(6))]
+    )
+    duplicate = spark.table(c.table).orderBy(*c.key).limit(1).withColumn("_n", F.lit(RATING_ROWS))
+    _append_batch(spark, c, rows.unionByName(duplicate), batch_id)
+
+
+def _inject_content(spark: SparkSession, batch_id: str) -> None:
+    c, k = CONTENT, PER_KIND["content"]
+    rows = _with_defects(
+        _copy_with_new_keys(spark, c, CONTENT_ROWS, F.format_string("cq%05d", F.col("_n"))),
+        k,
+        [
+            ("title", F.lit(None).cast("string")),
+            ("type", F.lit("podcast")),
+            ("maturity_rating", F.lit("XXX")),
+            ("release_year", F.lit(1800)),
+            ("duration_minutes", F.lit(0)),
+        ],
+    )
+    _append_batch(spark, c, rows, batch_id)
+
+
+@pytest.fixture(scope="module")
+def injected(spark, clean_gate: GateResult) -> dict:
+    """Defective bronze batches on top of the clean state, recorded as the newest extracts."""
+    ids = {table: f"injected-{table}-{uuid.uuid4().hex[:8]}" for table in CONTRACTS}
+    sessions = _inject_sessions(spark, ids["viewing_sessions"])
+    new_users = _inject_users(spark, ids["users"])
+    _inject_ratings(spark, ids["ratings"], new_users)
+    _inject_content(spark, ids["content"])
+    records = [
+        StepRecord("q-injected-extract", "extract", c.source_system, c.source_name, batch_id=ids[name]).finish(
+            "succeeded"
+        )
+        for name, c in CONTRACTS.items()
+    ]
+    record_steps(spark, records)
+    return {"batch_ids": ids, "sessions": sessions}
+
+
+def _expected_failures() -> dict[tuple[str, str, str | None], int | None]:
+    s, u, r, c = (PER_KIND[t] for t in ("viewing_sessions", "users", "ratings", "content"))
+    return {
+        ("viewing_sessions", NOT_NULL, "session_id"): 1,
+        ("viewing_sessions", UNIQUE, "session_id"): 2 * DUPLICATED_SESSIONS,
+        ("viewing_sessions", BETWEEN, "watch_seconds"): s,
+        ("viewing_sessions", PAIR, "ended_at,started_at"): s,
+        ("viewing_sessions", IN_SET, "device_type"): s,
+        ("viewing_sessions", IN_SET, "streaming_quality"): s,
+        ("viewing_sessions", IN_SET, "_quarantined"): QUARANTINED_SESSIONS,
+        ("viewing_sessions", ROW_COUNT, None): None,
+        ("users", IN_SET, "subscription_plan"): u,
+        ("users", IN_SET, "billing_cycle"): u,
+        ("users", IN_SET, "status"): u,
+        ("users", BETWEEN, "birth_date"): u,
+        ("ratings", BETWEEN, "rating"): r,
+        ("ratings", COMPOUND_UNIQUE, "user_id,content_id"): 2,
+        ("content", NOT_NULL, "title"): c,
+        ("content", IN_SET, "type"): c,
+        ("content", IN_SET, "maturity_rating"): c,
+        ("content", BETWEEN, "release_year"): c,
+        ("content", BETWEEN, "duration_minutes"): c,
+    }
+
+
+@pytest.fixture(scope="module")
+def injected_gate(spark, services: Config, injected: dict) -> GateResult:
+    config = dataclasses.replace(services, quality=dataclasses.replace(services.quality, max_batch_rows=MAX_BATCH_ROWS))
+    return run_gate(spark, config, run_id="q-injected")
+
+
+def test_each_critical_defect_kind_fails_with_its_count(injected_gate: GateResult, injected: dict) -> None:
+    assert not injected_gate.passed
+    assert {t: r.batch.batch_id for t, r in injected_gate.tables.items()} == injected["batch_ids"]
+    assert _failures(injected_gate) == _expected_failures()
+    row_count = next(o for o in injected_gate.failures if o.expectation == ROW_COUNT)
+    assert row_count.observed_value == str(injected["sessions"]["rows"])
+
+
+def test_the_message_names_expectation_column_count_and_keys(injected_gate: GateResult, injected: dict) -> None:
+    summary = injected_gate.summary()
+    assert summary.splitlines()[0].startswith(f"quality gate FAILED: {len(injected_gate.failures)} critical")
+    section = summary.split("critical failures:")[1].split("warnings:")[0]
+    for outcome in injected_gate.failures:
+        assert describe(outcome) in section
+    line = next(x for x in section.splitlines() if "viewing_sessions.watch_seconds [batch]" in x)
+    assert BETWEEN in line and f"{PER_KIND['viewing_sessions']} unexpected" in line
+    shown = line.split("example session_id: ")[1].split(", ")
+    assert 0 < len(shown) <= 5 and set(shown) <= {str(k) for k in injected["sessions"]["negative"]}
+    # The warning twins of failed critical checks are not repeated as warnings.
+    assert not any(o.column == "watch_seconds" for o in injected_gate.warnings)
+
+
+def test_stored_results_match_the_printed_failures(spark, injected_gate: GateResult, cli) -> None:
+    stored = (
+        spark.table(DQ_RESULTS_TABLE)
+        .filter((F.col("run_id") == "q-injected") & (F.col("severity") == "critical") & ~F.col("success"))
+        .collect()
+    )
+    assert {(r.table_name, r.expectation, r.column): r.unexpected_count for r in stored} == _failures(injected_gate)
+    by_key = {(r.table_name, r.expectation, r.column): r for r in stored}
+    for outcome in injected_gate.failures:
+        row = by_key[(outcome.table, outcome.expectation, outcome.column)]
+        assert row.example_keys == (", ".join(outcome.example_keys) or None)
+        assert row.batch_id == outcome.batch_id
+    steps = spark.table("ops.pipeline_runs").filter((F.col("run_id") == "q-injected") & (F.col("step") == "validate"))
+    assert {r.source_table: r.status for r in steps.collect()} == dict.fromkeys(CONTRACTS, "failed")
+
+
+def test_lakehouse_validate_exits_non_zero_and_stores_what_it_prints(injected: dict, cli) -> None:
+    """`lakehouse validate --batch-id` (spark-submit) on the defective sessions batch."""
+    batch_id = injected["batch_ids"]["viewing_sessions"]
+    result = cli("validate", "--batch-id", batch_id, "--run-id", "q-cli", timeout=600)
+    output = result.stdout + result.stderr  # spark-submit merges the driver's stderr into stdout
+    assert result.returncode == 1, output[-4000:]
+    assert "validate: error: quality gate failed" in output
+    docs = next(line for line in result.stdout.splitlines() if line.startswith("data docs: "))
+    assert Path(docs.removeprefix("data docs: ")).is_file()
+    printed = result.stdout.split("critical failures:\n")[1].split("\nwarnings:")[0].split("\nbatches:")[0]
+    # Over Thrift, as an analyst would query it.
+    query = cli(
+        "sql",
+        "select table_name, batch_id, expectation, `column`, unexpected_count from ops.dq_results "
+        "where run_id = 'q-cli' and severity = 'critical' and not success",
+        "--format",
+        "json",
+    )
+    assert query.returncode == 0, query.stderr
+    stored = json.loads(query.stdout)
+    expected = {k: v for k, v in _expected_failures().items() if k[0] == "viewing_sessions" and k[1] != ROW_COUNT}
+    assert {(r["table_name"], r["expectation"], r["column"]): r["unexpected_count"] for r in stored} == expected
+    assert {r["batch_id"] for r in stored} == {batch_id}
+    assert len(printed.splitlines()) == len(stored)
+    for row in stored:
+        target = f"bronze.{row['table_name']}.{row['column']} "
+        line = next(x for x in printed.splitlines() if target in x and f"] {row['expectation']}" in x)
+        assert f"{row['unexpected_count']:,} unexpected" in line
+
+
+# --------------------------------------------------------------------------- 3. default rate
+
+
+@pytest.fixture(scope="module")
+def default_gate(spark, services: Config, injected_gate: GateResult, tmp_path_factory) -> tuple[dict, GateResult]:
+    """The shared fixture's state again (default defect rate), validated."""
+    manifest = prepare_tiny_bronze(spark, services, tmp_path_factory.mktemp("quality-default"))
+    return manifest, run_gate(spark, services, run_id="q-default")
+
+
+def _outcome_count(result: GateResult, table: str, expectation: str, column: str, severity: str) -> int:
+    outcome = next(
+        o
+        for o in result.outcomes
+        if (o.table, o.expectation, o.column, o.severity) == (table, expectation, column, severity)
+    )
+    return outcome.unexpected_count or 0
+
+
+def test_default_defect_rate_passes_with_warnings(default_gate: tuple[dict, GateResult]) -> None:
+    manifest, result = default_gate
+    assert result.passed, result.summary()
+    assert result.warnings and "PASSED with" in result.summary().splitlines()[0]
+    defects = manifest["defects"]
+    gate_kinds = {
+        ("users", IN_SET, "subscription_plan"): defects["users"]["unknown_plan"]["count"],
+        ("viewing_sessions", BETWEEN, "watch_seconds"): defects["viewing_sessions"]["negative_watch_seconds"]["count"]
+        + defects["viewing_sessions"]["absurd_watch_seconds"]["count"],
+        ("viewing_sessions", PAIR, "ended_at,started_at"): defects["viewing_sessions"]["ended_before_started"]["count"],
+        ("ratings", BETWEEN, "rating"): defects["ratings"]["rating_out_of_range"]["count"],
+        ("content", NOT_NULL, "title"): defects["content"]["missing_title"]["count"],
+    }
+    warned = {(o.table, o.expectation, o.column): o.unexpected_count for o in result.warnings}
+    for check, count in gate_kinds.items():
+        assert count > 0 and warned.get(check) == count, (check, count, warned.get(check))
+    # Orphans stay under the warning share at the default rate, but they are counted.
+    for table in ("viewing_sessions", "ratings"):
+        for kind, column in (("orphan_user_id", "user_id"), ("orphan_content_id", "content_id")):
+            expected = defects[table][kind]["count"]
+            assert _outcome_count(result, table, BE_NULL, column, "warning") == expected, (table, kind)

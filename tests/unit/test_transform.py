@@ -1,0 +1,186 @@
+"""lakehouse.transform without a server: environment, command line, failure reporting, streaming."""
+
+from __future__ import annotations
+
+import io
+import json
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from lakehouse import transform
+from lakehouse.config import Config, ConfigError, load_config
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    return load_config(
+        env={
+            "LAKEHOUSE_HOME": str(tmp_path / "home"),
+            "LAKEHOUSE_THRIFT_HOST": "127.0.0.1",
+            "LAKEHOUSE_THRIFT_PORT": "10123",
+            "LAKEHOUSE_DBT_USER": "analyst",
+            "LAKEHOUSE_DBT_THREADS": "3",
+        }
+    )
+
+
+def _results(path: Path, rows: list[tuple[str, str, str | None]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    results = [{"unique_id": uid, "status": status, "message": message} for uid, status, message in rows]
+    path.write_text(json.dumps({"metadata": {}, "results": results}))
+    return path
+
+
+def test_environment_points_the_profile_at_the_configured_server_and_state_dir(config: Config) -> None:
+    env = transform.dbt_environment(config, base={"PATH": "/bin"})
+    assert env["DBT_SPARK_HOST"] == "127.0.0.1"
+    assert env["DBT_SPARK_PORT"] == "10123"
+    assert env["DBT_SPARK_USER"] == "analyst"
+    assert env["DBT_THREADS"] == "3"
+    assert env["DBT_PROFILES_DIR"] == str(transform.DBT_PROJECT_DIR)
+    assert env["DBT_TARGET_PATH"] == str(config.home / "dbt" / "target")
+    assert env["DBT_LOG_PATH"] == str(config.home / "dbt" / "logs")
+    assert env["DBT_SEND_ANONYMOUS_USAGE_STATS"] == "false"
+    assert env["PATH"] == "/bin"
+
+
+def test_dbt_config_is_validated(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"dbt\.threads"):
+        load_config(env={"LAKEHOUSE_HOME": str(tmp_path), "LAKEHOUSE_DBT_THREADS": "0"})
+    with pytest.raises(ConfigError, match=r"dbt\.user"):
+        load_config(env={"LAKEHOUSE_HOME": str(tmp_path), "LAKEHOUSE_DBT_USER": "a b; drop"})
+
+
+def test_build_command_passes_selection_full_refresh_and_run_id() -> None:
+    command = transform.build_command(select="fct_viewing_sessions+ dim_users", full_refresh=True, run_id="r-1")
+    assert command[1:3] == ["--no-use-colors", "build"]
+    assert command[command.index("--select") + 1 : command.index("--select") + 3] == [
+        "fct_viewing_sessions+",
+        "dim_users",
+    ]
+    assert "--full-refresh" in command
+    assert json.loads(command[command.index("--vars") + 1]) == {"run_id": "r-1"}
+    plain = transform.build_command()
+    assert "--select" not in plain and "--full-refresh" not in plain and "--vars" not in plain
+
+
+def test_run_results_split_failures_and_warnings(tmp_path: Path) -> None:
+    path = _results(
+        tmp_path / "run_results.json",
+        [
+            ("model.lakehouse.stg_postgres__users", "success", "OK"),
+            ("model.lakehouse.fct_viewing_sessions", "error", "Database Error\n  [PARSE_SYNTAX_ERROR] near 'form'"),
+            ("test.lakehouse.unique_dim_users_user_sk.4f2a1b", "fail", "Got 3 results, configured to fail if != 0"),
+            ("unit_test.lakehouse.dim_users.builds_windows", "fail", "actual differs from expected"),
+            ("test.lakehouse.accepted_values_stg_postgres__users_gender.9a", "warn", "Got 1 result"),
+            ("model.lakehouse.mart_daily_kpis", "skipped", None),
+        ],
+    )
+    failed, warned = transform.read_run_results(path)
+    assert [(n.resource_type, n.name) for n in failed] == [
+        ("model", "fct_viewing_sessions"),
+        ("test", "unique_dim_users_user_sk"),
+        ("unit_test", "dim_users.builds_windows"),
+    ]
+    assert failed[0].message == "Database Error [PARSE_SYNTAX_ERROR] near 'form'"
+    assert [n.name for n in warned] == ["accepted_values_stg_postgres__users_gender"]
+
+
+def test_report_names_failing_nodes_and_returns_non_zero(config: Config, tmp_path: Path) -> None:
+    path = _results(tmp_path / "run_results.json", [("test.lakehouse.not_null_fct_ratings_user_sk.1", "fail", "Got 2")])
+    errors = io.StringIO()
+    assert transform._report(config, 1, path, errors) == transform.EXIT_FAILURE
+    assert "test not_null_fct_ratings_user_sk: Got 2" in errors.getvalue()
+
+
+def test_report_without_results_points_at_the_server(config: Config, tmp_path: Path) -> None:
+    errors = io.StringIO()
+    assert transform._report(config, 2, tmp_path / "missing.json", errors) == transform.EXIT_FAILURE
+    assert "127.0.0.1:10123" in errors.getvalue()
+    assert transform._report(config, 0, tmp_path / "missing.json", io.StringIO()) == transform.EXIT_OK
+
+
+def _fake_dbt(path: Path, outcomes: dict[str, tuple[int, str, str]]) -> Path:
+    """A stand-in for dbt: prints progress, writes run_results.json where dbt would, exits.
+
+    ``outcomes`` maps the dbt subcommand (build, retry) to (exit code, test status, message).
+    """
+    script = f"""#!{sys.executable}
+import json, os, pathlib, sys
+outcomes = {json.dumps(outcomes)}
+command = next(arg for arg in sys.argv[1:] if not arg.startswith("-"))
+code, status, message = outcomes[command]
+print(f"{{command}}: 1 of 2 START sql table model gold.dim_users", flush=True)
+print("args: " + " ".join(sys.argv[1:]), flush=True)
+target = pathlib.Path(os.environ["DBT_TARGET_PATH"])
+target.mkdir(parents=True, exist_ok=True)
+results = [
+    {{"unique_id": "model.lakehouse.dim_users", "status": "success", "message": "OK"}},
+    {{"unique_id": "test.lakehouse.unique_dim_users_user_sk.1", "status": status, "message": message}},
+]
+(target / "run_results.json").write_text(json.dumps({{"results": results}}))
+sys.exit(code)
+"""
+    path.write_text(script)
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return path
+
+
+def test_run_transform_streams_output_and_reports_failures(
+    config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = _fake_dbt(tmp_path / "dbt", {"build": (1, "fail", "Got 1 result")})
+    monkeypatch.setattr(transform, "dbt_executable", lambda: str(fake))
+    stale = _results(transform.dbt_target_dir(config) / "run_results.json", [("model.lakehouse.old", "error", "old")])
+    output, errors = io.StringIO(), io.StringIO()
+    code = transform.run_transform(config, select="dim_users", run_id="r-9", output=output, errors=errors)
+    assert code == transform.EXIT_FAILURE
+    assert "build: 1 of 2 START sql table model gold.dim_users" in output.getvalue()
+    assert "--select dim_users" in output.getvalue()
+    assert "test unique_dim_users_user_sk: Got 1 result" in errors.getvalue()
+    assert "old" not in errors.getvalue()
+    assert stale.exists()  # rewritten by this run, not the earlier one
+    assert "retry" not in output.getvalue()  # a failing test is not retried
+
+
+def test_run_transform_succeeds_when_dbt_does(config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = _fake_dbt(tmp_path / "dbt", {"build": (0, "pass", "")})
+    monkeypatch.setattr(transform, "dbt_executable", lambda: str(fake))
+    output = io.StringIO()
+    assert transform.run_transform(config, output=output, errors=io.StringIO()) == transform.EXIT_OK
+    assert "transform: done" in output.getvalue()
+
+
+def test_a_dropped_connection_is_retried_once(config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = _fake_dbt(
+        tmp_path / "dbt",
+        {"build": (1, "error", "Database Error TSocket read 0 bytes"), "retry": (0, "pass", "")},
+    )
+    monkeypatch.setattr(transform, "dbt_executable", lambda: str(fake))
+    output, errors = io.StringIO(), io.StringIO()
+    assert transform.run_transform(config, output=output, errors=errors) == transform.EXIT_OK
+    assert "retrying once" in output.getvalue()
+    assert "retry: 1 of 2 START" in output.getvalue()
+    assert errors.getvalue() == ""
+
+
+def test_a_connection_lost_twice_fails(config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lost = (1, "error", "Database Error TSocket read 0 bytes")
+    fake = _fake_dbt(tmp_path / "dbt", {"build": lost, "retry": lost})
+    monkeypatch.setattr(transform, "dbt_executable", lambda: str(fake))
+    errors = io.StringIO()
+    assert transform.run_transform(config, output=io.StringIO(), errors=errors) == transform.EXIT_FAILURE
+    assert "test unique_dim_users_user_sk: Database Error TSocket read 0 bytes" in errors.getvalue()
+
+
+def test_missing_dbt_is_one_line_not_a_traceback(config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    def missing() -> str:
+        raise transform.TransformError("dbt is not installed in this environment: run `make setup`")
+
+    monkeypatch.setattr(transform, "dbt_executable", missing)
+    errors = io.StringIO()
+    assert transform.run_transform(config, output=io.StringIO(), errors=errors) == transform.EXIT_FAILURE
+    assert errors.getvalue() == "transform: error: dbt is not installed in this environment: run `make setup`\n"

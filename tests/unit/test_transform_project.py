@@ -1,0 +1,153 @@
+"""The dbt project's conventions, checked on its parsed manifest (`dbt parse`, no server needed).
+
+Every model states its grain and has a tested key, only staging reads sources, schemas are
+exactly silver and gold, tables are Delta, marts say which question they answer, the logic
+that matters has unit tests, and no external package is needed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lakehouse.transform import DBT_PROJECT_DIR, dbt_executable
+
+UNIQUENESS_TESTS = {"unique", "unique_combination"}
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    target = tmp_path_factory.mktemp("dbt-target")
+    env = {
+        **os.environ,
+        "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
+        "DBT_TARGET_PATH": str(target),
+        "DBT_LOG_PATH": str(target / "logs"),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
+    result = subprocess.run(
+        [dbt_executable(), "--no-use-colors", "parse", "--project-dir", str(DBT_PROJECT_DIR)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "[WARNING]" not in result.stdout, result.stdout[-3000:]
+    return json.loads((target / "manifest.json").read_text())
+
+
+def _models(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    return [n for n in manifest["nodes"].values() if n["resource_type"] == "model"]
+
+
+def _tests_on(manifest: dict[str, Any], unique_id: str) -> list[dict[str, Any]]:
+    return [
+        n for n in manifest["nodes"].values() if n["resource_type"] == "test" and n.get("attached_node") == unique_id
+    ]
+
+
+def test_every_model_has_a_description_with_its_grain_and_documented_columns(manifest: dict[str, Any]) -> None:
+    models = _models(manifest)
+    assert len(models) >= 20
+    for model in models:
+        assert "grain" in model["description"].lower(), model["name"]
+        assert model["columns"], f"{model['name']}: no documented columns"
+        for column in model["columns"].values():
+            assert column["description"].strip(), f"{model['name']}.{column['name']}: no description"
+
+
+def test_every_model_has_a_tested_key(manifest: dict[str, Any]) -> None:
+    for model in _models(manifest):
+        names = {t["test_metadata"]["name"] for t in _tests_on(manifest, model["unique_id"]) if t.get("test_metadata")}
+        assert names & UNIQUENESS_TESTS, f"{model['name']}: no unique or unique_combination test"
+        if model["name"].startswith(("dim_", "fct_")):
+            assert "not_null" in names, model["name"]
+
+
+def test_facts_test_every_foreign_key(manifest: dict[str, Any]) -> None:
+    for model in _models(manifest):
+        if not model["name"].startswith(("fct_", "bridge_")):
+            continue
+        key_columns = {c for c in model["columns"] if c.endswith("_sk")}
+        related = {
+            t["column_name"]
+            for t in _tests_on(manifest, model["unique_id"])
+            if t.get("test_metadata", {}).get("name") == "relationships"
+        }
+        missing = key_columns - related
+        assert not missing, f"{model['name']}: no relationships test on {sorted(missing)}"
+
+
+def test_only_staging_models_read_sources(manifest: dict[str, Any]) -> None:
+    for model in _models(manifest):
+        reads_source = any(d.startswith("source.") for d in model["depends_on"]["nodes"])
+        assert reads_source == model["name"].startswith("stg_"), model["name"]
+
+
+def test_schemas_are_exactly_silver_and_gold_and_tables_are_delta(manifest: dict[str, Any]) -> None:
+    for model in _models(manifest):
+        expected = "gold" if model["fqn"][1] == "marts" else "silver"
+        assert model["schema"] == expected, model["name"]
+        if model["config"]["materialized"] in ("table", "incremental"):
+            assert model["config"]["file_format"] == "delta", model["name"]
+        assert model["config"]["persist_docs"] == {"relation": True, "columns": True}, model["name"]
+    snapshot = manifest["nodes"]["snapshot.lakehouse.snap_users"]
+    assert snapshot["schema"] == "silver"
+    assert snapshot["config"]["file_format"] == "delta"
+
+
+def test_fact_is_an_incremental_merge_partitioned_by_date(manifest: dict[str, Any]) -> None:
+    config = manifest["nodes"]["model.lakehouse.fct_viewing_sessions"]["config"]
+    assert config["materialized"] == "incremental"
+    assert config["incremental_strategy"] == "merge"
+    assert config["unique_key"] == "session_id"
+    assert config["partition_by"] == ["session_date"]
+
+
+def test_marts_say_which_question_they_answer(manifest: dict[str, Any]) -> None:
+    marts = [m for m in _models(manifest) if m["name"].startswith("mart_")]
+    assert {m["name"] for m in marts} >= {
+        "mart_daily_kpis",
+        "mart_content_performance",
+        "mart_genre_popularity",
+        "mart_subscriptions",
+        "mart_viewing_patterns",
+        "mart_co_watched",
+    }
+    for mart in marts:
+        assert mart["description"].startswith("Question:"), mart["name"]
+
+
+def test_sources_have_freshness_on_ingestion_time(manifest: dict[str, Any]) -> None:
+    sources = manifest["sources"].values()
+    assert {s["name"] for s in sources} == {"users", "viewing_sessions", "ratings", "content"}
+    for source in sources:
+        assert source["schema"] == "bronze"
+        assert source["loaded_at_field"] == "_ingested_at", source["name"]
+        assert source["freshness"]["error_after"]["count"], source["name"]
+
+
+def test_logic_has_unit_tests(manifest: dict[str, Any]) -> None:
+    tested = {u["model"] for u in manifest["unit_tests"].values()}
+    assert {"fct_viewing_sessions", "mart_content_performance", "dim_users"} <= tested
+
+
+def test_no_external_packages() -> None:
+    assert not (DBT_PROJECT_DIR / "packages.yml").exists()
+    assert not (DBT_PROJECT_DIR / "dependencies.yml").exists()
+
+
+def test_profile_reads_the_connection_from_the_environment() -> None:
+    profile = Path(DBT_PROJECT_DIR / "profiles.yml").read_text()
+    for key in ("host", "port", "user", "schema"):
+        line = next(line for line in profile.splitlines() if line.strip().startswith(f"{key}:"))
+        assert "env_var(" in line, line
+    assert "method: thrift" in profile
+    assert "retry_all: true" in profile
