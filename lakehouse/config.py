@@ -187,11 +187,20 @@ class BronzeConfig:
     # A source that is down is retried this many times with exponential backoff.
     source_retries: int = 3
     retry_backoff_seconds: float = 2.0
+    # Tables extracted at once in the one Spark application. Overlapping one table's driver
+    # work (Delta log, planning, metastore) with another's tasks keeps both cores busy.
+    parallel_tables: int = 2
 
     def validate(self) -> None:
         if self.lookback_minutes < 0:
             raise ConfigError("bronze.lookback_minutes: must not be negative")
-        for name in ("jdbc_partitions", "jdbc_fetchsize", "mongodb_partitions", "mongodb_batch_size"):
+        for name in (
+            "jdbc_partitions",
+            "jdbc_fetchsize",
+            "mongodb_partitions",
+            "mongodb_batch_size",
+            "parallel_tables",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"bronze.{name}: must be at least 1")
         if self.source_retries < 0 or self.retry_backoff_seconds < 0:
@@ -238,6 +247,29 @@ class DbtConfig:
 
 
 @dataclass(frozen=True)
+class PipelineConfig:
+    # A step that fails for a transient reason (a server not answering yet) is retried this
+    # many times, waiting retry_backoff_seconds, then twice that, and so on.
+    step_retries: int = 2
+    retry_backoff_seconds: float = 5.0
+    # The maintain step: OPTIMIZE, then VACUUM keeping this many hours of old files (time
+    # travel and readers of older versions need them). Set as each table's
+    # delta.deletedFileRetentionDuration, which Delta's VACUUM honours.
+    vacuum_retain_hours: int = 168
+    # Schemas the maintain step compacts and vacuums. dbt rewrites silver and gold itself.
+    maintain_schemas: tuple[str, ...] = ("bronze",)
+
+    def validate(self) -> None:
+        if self.step_retries < 0 or self.retry_backoff_seconds < 0:
+            raise ConfigError("pipeline.step_retries and pipeline.retry_backoff_seconds: must not be negative")
+        if self.vacuum_retain_hours < 1:
+            raise ConfigError("pipeline.vacuum_retain_hours: must be at least 1")
+        for schema in self.maintain_schemas:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", schema):
+                raise ConfigError(f"pipeline.maintain_schemas: {schema!r} is not a schema name")
+
+
+@dataclass(frozen=True)
 class Config:
     home: Path
     cache_dir: Path
@@ -248,6 +280,7 @@ class Config:
     bronze: BronzeConfig = field(default_factory=BronzeConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     dbt: DbtConfig = field(default_factory=DbtConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     source_file: Path = DEFAULT_CONFIG_FILE
 
     # Locations under the state directory, in one place.
@@ -288,6 +321,7 @@ SECTIONS: dict[str, type] = {
     "bronze": BronzeConfig,
     "quality": QualityConfig,
     "dbt": DbtConfig,
+    "pipeline": PipelineConfig,
 }
 TOP_LEVEL_KEYS = ("home", "cache_dir")
 SECRET_FIELDS = {("postgres", "password")}
@@ -456,7 +490,8 @@ def load_config(path: Path | None = None, env: dict[str, str] | None = None) -> 
     bronze = BronzeConfig(**sections["bronze"])
     quality = QualityConfig(**sections["quality"])
     dbt = DbtConfig(**sections["dbt"])
-    for part in (spark, postgres, mongodb, thrift, bronze, quality, dbt):
+    pipeline = PipelineConfig(**sections["pipeline"])
+    for part in (spark, postgres, mongodb, thrift, bronze, quality, dbt, pipeline):
         part.validate()
 
     password = env.get(PASSWORD_ENV) or url_password
@@ -476,5 +511,6 @@ def load_config(path: Path | None = None, env: dict[str, str] | None = None) -> 
         bronze=bronze,
         quality=quality,
         dbt=dbt,
+        pipeline=pipeline,
         source_file=source,
     )

@@ -37,12 +37,11 @@ from lakehouse.audit import RUNS_TABLE, new_run_id
 from lakehouse.config import PROJECT_ROOT, Config
 
 STEPS = ("up", "sources", "extract", "validate", "transform", "maintain", "summary")
-STEP_RETRIES = 2
-RETRY_BACKOFF_SECONDS = 5.0
-VACUUM_RETENTION_HOURS = 168
-# Only bronze: it accumulates small files from every MERGE. dbt rewrites silver and gold
-# tables itself; maintaining every table of every schema took minutes per run on 2 cores.
-MAINTAINED_SCHEMAS = ("bronze",)
+# Exit codes of jobs/validate_bronze.py.
+GATE_FAILED = 1
+GATE_COULD_NOT_RUN = 2
+# A table whose newest commit is one of these has not changed since it was last maintained.
+MAINTENANCE_OPERATIONS = ("OPTIMIZE", "VACUUM START", "VACUUM END", "SET TBLPROPERTIES")
 LOCK_POLL_SECONDS = 2.0
 TICK_SECONDS = 1.0
 # Output of Spark and the JVM that says nothing to a person running the pipeline.
@@ -248,9 +247,9 @@ def step_extract(ctx: Context, result: StepResult) -> None:
 
 def step_validate(ctx: Context, result: StepResult) -> None:
     code, output = _spark_job(ctx, "validate", "validate_bronze.py", ["--run-id", ctx.run_id])
-    if code != 0 and not TRANSIENT.search(output):
+    if code == GATE_FAILED:
         raise PipelineError("quality gate failed: transform skipped, silver and gold keep the last good data")
-    _check(code, output, "validate failed")
+    _check(code, output, "validate could not run")
     result.rows_read = _audit_counts(ctx, "validate")[0]
 
 
@@ -273,21 +272,43 @@ def _delta_tables(ctx: Context, schema: str) -> list[str]:
     return sorted(tables - views)
 
 
-def step_maintain(ctx: Context, result: StepResult) -> None:
+def _maintain_table(ctx: Context, name: str) -> bool:
+    """OPTIMIZE and VACUUM one table by the retention policy; False if it had not changed."""
     from lakehouse.sql_client import run_query
 
+    newest = run_query(ctx.config, f"describe history {name} limit 1")
+    operation = newest.rows[0][newest.columns.index("operation")] if newest.rows else None
+    if operation in MAINTENANCE_OPERATIONS:
+        return False
+    retention = f"interval {ctx.config.pipeline.vacuum_retain_hours} hours"
+    properties = dict(run_query(ctx.config, f"show tblproperties {name}").rows)
+    if properties.get("delta.deletedFileRetentionDuration") != retention:
+        run_query(
+            ctx.config, f"alter table {name} set tblproperties ('delta.deletedFileRetentionDuration' = '{retention}')"
+        )
+    run_query(ctx.config, f"optimize {name}")
+    run_query(ctx.config, f"vacuum {name}")
+    return True
+
+
+def step_maintain(ctx: Context, result: StepResult) -> None:
     if not ctx.changed:
         result.status = "skipped"
         result.detail = "nothing changed"
         return
-    count = 0
-    for schema in MAINTAINED_SCHEMAS:
+    maintained, unchanged = 0, 0
+    for schema in ctx.config.pipeline.maintain_schemas:
         for table in _delta_tables(ctx, schema):
             name = f"{schema}.{table}"
-            run_query(ctx.config, f"optimize {name}")
-            run_query(ctx.config, f"vacuum {name} retain {VACUUM_RETENTION_HOURS} hours")
-            count += 1
-    result.detail = f"optimized and vacuumed {count} tables (retain {VACUUM_RETENTION_HOURS} h)"
+            ctx.event("output", "maintain", f"  maintain {name}")
+            if _maintain_table(ctx, name):
+                maintained += 1
+            else:
+                unchanged += 1
+    result.detail = (
+        f"optimized and vacuumed {maintained} tables (retain {ctx.config.pipeline.vacuum_retain_hours} h)"
+        + (f", {unchanged} unchanged" if unchanged else "")
+    )
 
 
 STEP_FUNCTIONS: dict[str, Callable[[Context, StepResult], None]] = {
@@ -316,7 +337,8 @@ def run_step(ctx: Context, result: StepResult) -> None:
     ctx.event("step_start", result.name, f"==> {result.name}")
     show_ticker = ctx.options.log_format == "text" and not ctx.options.quiet and ctx.out.isatty()
     try:
-        for attempt in range(1, STEP_RETRIES + 2):
+        retries = ctx.config.pipeline.step_retries
+        for attempt in range(1, retries + 2):
             result.attempts = attempt
             stop = threading.Event()
             ticker = threading.Thread(target=_ticker, args=(ctx, result, stop), daemon=True)
@@ -328,9 +350,9 @@ def run_step(ctx: Context, result: StepResult) -> None:
                     result.status = "succeeded"
                 return
             except TransientError as exc:
-                if attempt > STEP_RETRIES:
+                if attempt > retries:
                     raise PipelineError(f"{exc} (after {attempt} attempts)") from None
-                delay = RETRY_BACKOFF_SECONDS * 2 ** (attempt - 1)
+                delay = ctx.config.pipeline.retry_backoff_seconds * 2 ** (attempt - 1)
                 ctx.event("retry", result.name, f"  {exc}; retrying in {delay:.0f} s", delay=delay)
                 time.sleep(delay)
             finally:

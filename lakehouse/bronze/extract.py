@@ -18,9 +18,11 @@ import argparse
 import datetime as dt
 import logging
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
@@ -34,6 +36,10 @@ from lakehouse.config import Config, load_config
 log = logging.getLogger(__name__)
 STEP = "extract"
 SOURCES = (POSTGRES, MONGODB)
+
+
+# bronze.quarantine is shared by every table: its MERGEs would conflict if run at once.
+_QUARANTINE_LOCK = threading.Lock()
 
 
 class ReconciliationError(RuntimeError):
@@ -58,11 +64,20 @@ def _read_batch(spark: SparkSession, config: Config, contract: Contract, since: 
 
 
 def extract_table(
-    spark: SparkSession, config: Config, contract: Contract, record: StepRecord, *, full_refresh: bool
+    spark: SparkSession,
+    config: Config,
+    contract: Contract,
+    record: StepRecord,
+    *,
+    full_refresh: bool,
+    stored: dt.datetime | None,
 ) -> None:
-    """Extract one table's batch into bronze, filling `record` as it goes (counts, watermarks)."""
+    """Extract one table's batch into bronze, filling `record` as it goes (counts, watermarks).
+
+    `stored` is the table's watermark. `spark` should be a session of its own when tables run
+    in parallel: the commit tag is a session setting.
+    """
     batch_id = record.batch_id or uuid.uuid4().hex
-    stored = watermarks.get_watermark(spark, contract.source_system, contract.source_name)
     record.watermark_before = stored
     since = None if full_refresh or stored is None else stored - dt.timedelta(minutes=config.bronze.lookback_minutes)
     ingested_at = F.lit(record.started_at).cast("timestamp")
@@ -93,7 +108,8 @@ def extract_table(
         missing_quarantine = 0
         if record.rows_quarantined > 0 or full_refresh:
             bad = transform.to_quarantine(checked, contract, batch_id, ingested_at)
-            missing_quarantine = writer.quarantine_rows(spark, bad, contract, replace=full_refresh)
+            with _QUARANTINE_LOCK:
+                missing_quarantine = writer.quarantine_rows(spark, bad, contract, replace=full_refresh)
     finally:
         checked.unpersist()
 
@@ -142,25 +158,37 @@ def run_extract(
     writer.ensure_bronze_tables(spark, selected)
     watermarks.ensure_table(spark)
     ensure_ops_tables(spark)
-    records = []
-    for contract in selected:
+    stored = watermarks.get_watermarks(spark)
+
+    def extract_one(contract: Contract) -> StepRecord:
+        name = f"{contract.source_system}.{contract.source_name}"
         started = time.monotonic()
-        progress(f"extract {contract.source_system}.{contract.source_name}: reading...")
+        progress(f"extract {name}: reading...")
         record = StepRecord(run_id, STEP, contract.source_system, contract.source_name, batch_id=uuid.uuid4().hex)
         try:
-            extract_table(spark, config, contract, record, full_refresh=full_refresh)
+            extract_table(
+                spark.newSession(),
+                config,
+                contract,
+                record,
+                full_refresh=full_refresh,
+                stored=stored.get((contract.source_system, contract.source_name)),
+            )
             record.finish("succeeded")
             progress(
-                f"extract {contract.source_system}.{contract.source_name}: read {record.rows_read:,}, "
-                f"merged {record.rows_merged:,} (inserted {record.rows_inserted:,}, updated "
-                f"{record.rows_updated:,}), quarantined {record.rows_quarantined:,} "
-                f"in {time.monotonic() - started:.1f} s"
+                f"extract {name}: read {record.rows_read:,}, merged {record.rows_merged:,} (inserted "
+                f"{record.rows_inserted:,}, updated {record.rows_updated:,}), quarantined "
+                f"{record.rows_quarantined:,} in {time.monotonic() - started:.1f} s"
             )
         except Exception as exc:
             message = _one_line(exc, config)
             record.finish("failed", message)
-            progress(f"extract {contract.source_system}.{contract.source_name}: FAILED: {message}")
-        records.append(record)
+            progress(f"extract {name}: FAILED: {message}")
+        return record
+
+    # Tables run side by side (bronze.parallel_tables), each in a session of its own.
+    with ThreadPoolExecutor(max_workers=config.bronze.parallel_tables, thread_name_prefix="extract") as pool:
+        records = list(pool.map(extract_one, selected))
     # Watermarks move only for tables whose bronze commit succeeded; one commit for all.
     moved = [
         (r.source_system, r.source_table, r.watermark_after, r.batch_id)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 
 from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from lakehouse.audit import OPS_SCHEMA
@@ -36,18 +35,20 @@ def ensure_table(spark: SparkSession) -> None:
     ).execute()
 
 
-def get_watermark(spark: SparkSession, source_system: str, source_table: str) -> dt.datetime | None:
-    row = (
-        spark.table(WATERMARKS_TABLE)
-        .filter((F.col("source_system") == source_system) & (F.col("source_table") == source_table))
-        .select("watermark")
-        .first()
-    )
-    if row is None:
-        return None
-    value = row["watermark"]
+def get_watermarks(spark: SparkSession) -> dict[tuple[str, str], dt.datetime]:
+    """Every stored watermark, by (source_system, source_table), read in one query."""
+    rows = spark.table(WATERMARKS_TABLE).select("source_system", "source_table", "watermark").collect()
     # Spark returns naive datetimes in the session time zone, which the project pins to UTC.
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
+    return {
+        (r["source_system"], r["source_table"]): r["watermark"].replace(tzinfo=dt.UTC)
+        if r["watermark"].tzinfo is None
+        else r["watermark"]
+        for r in rows
+    }
+
+
+def get_watermark(spark: SparkSession, source_system: str, source_table: str) -> dt.datetime | None:
+    return get_watermarks(spark).get((source_system, source_table))
 
 
 def set_watermarks(spark: SparkSession, marks: list[tuple[str, str, dt.datetime, str]]) -> None:

@@ -32,6 +32,16 @@ def test_environment_override_wins_over_yaml(env: dict[str, str]) -> None:
     assert not config.spark.is_local
 
 
+def test_pipeline_policy_from_yaml_and_environment(env: dict[str, str]) -> None:
+    defaults = load_config(env=env).pipeline
+    assert defaults.vacuum_retain_hours == 168
+    assert defaults.maintain_schemas == ("bronze",)
+    env |= {"LAKEHOUSE_PIPELINE_MAINTAIN_SCHEMAS": "bronze,silver", "LAKEHOUSE_PIPELINE_VACUUM_RETAIN_HOURS": "24"}
+    changed = load_config(env=env).pipeline
+    assert changed.maintain_schemas == ("bronze", "silver")
+    assert changed.vacuum_retain_hours == 24
+
+
 def test_lakehouse_variable_beats_spark_master(env: dict[str, str]) -> None:
     env |= {"SPARK_MASTER": "yarn", "LAKEHOUSE_SPARK_MASTER": "local[2]"}
     assert load_config(env=env).spark.master == "local[2]"
@@ -46,6 +56,10 @@ def test_lakehouse_variable_beats_spark_master(env: dict[str, str]) -> None:
         ("LAKEHOUSE_SPARK_DRIVER_MEMORY", "lots", "spark.driver_memory"),
         ("LAKEHOUSE_SPARK_UI_ENABLED", "maybe", "spark.ui_enabled"),
         ("LAKEHOUSE_MONGODB_URI", "http://x", "mongodb.uri"),
+        ("LAKEHOUSE_BRONZE_PARALLEL_TABLES", "0", "bronze.parallel_tables"),
+        ("LAKEHOUSE_PIPELINE_VACUUM_RETAIN_HOURS", "0", "pipeline.vacuum_retain_hours"),
+        ("LAKEHOUSE_PIPELINE_MAINTAIN_SCHEMAS", "bronze,drop table x", "pipeline.maintain_schemas"),
+        ("LAKEHOUSE_PIPELINE_STEP_RETRIES", "-1", "pipeline.step_retries"),
     ],
 )
 def test_bad_value_names_the_key(env: dict[str, str], name: str, value: str, key: str) -> None:

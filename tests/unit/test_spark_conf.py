@@ -17,6 +17,8 @@ def test_local_settings_bind_loopback_and_put_jars_on_the_driver_classpath(tmp_p
     assert props["spark.sql.catalog.spark_catalog"].endswith("DeltaCatalog")
     assert props["spark.databricks.delta.catalog.update.enabled"] == "true"
     assert "spark.jars" not in props
+    # VACUUM's file listing: a handful of tasks, not Spark's default 10,000.
+    assert props["spark.sql.sources.parallelPartitionDiscovery.parallelism"] == str(config.spark.shuffle_partitions)
 
 
 def test_cluster_master_ships_jars_and_does_not_pin_the_driver_host(tmp_path: Path) -> None:

@@ -1,0 +1,262 @@
+"""`lakehouse pipeline` end to end at tiny scale, in a stack of its own started from nothing.
+
+The module's first run is what a new user sees: an empty state directory, `lakehouse pipeline`
+starts the services, generates and loads the tiny scale, extracts, validates, builds silver
+and gold with dbt and maintains bronze. The stack is stopped at the end of the module.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from lakehouse.config import PROJECT_ROOT, Config, load_config
+from lakehouse.sql_client import run_query
+
+GOLD_FACT = "gold.fct_viewing_sessions"
+GOLD_TABLES = ("fct_viewing_sessions", "fct_ratings", "dim_users", "dim_content", "dim_date", "mart_daily_kpis")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Stack:
+    """The e2e stack: its environment, its config, and the CLI run in it."""
+
+    def __init__(self, home: Path, cache_dir: Path) -> None:
+        self.env = dict(os.environ)
+        self.env.update(
+            {
+                "LAKEHOUSE_HOME": str(home),
+                "LAKEHOUSE_CACHE_DIR": str(cache_dir),
+                "LAKEHOUSE_POSTGRES_PORT": str(_free_port()),
+                "LAKEHOUSE_MONGODB_PORT": str(_free_port()),
+                "LAKEHOUSE_THRIFT_PORT": str(_free_port()),
+            }
+        )
+        self.config = load_config(env=self.env)
+
+    def popen(self, *args: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "lakehouse.cli", *args],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=PROJECT_ROOT,
+        )
+
+    def run(self, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "lakehouse.cli", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=PROJECT_ROOT,
+            check=False,
+        )
+
+    def pipeline(self, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
+        return self.run("pipeline", "--scale", "tiny", *args, timeout=timeout)
+
+    def query(self, sql: str) -> list[tuple]:
+        return run_query(self.config, sql).rows
+
+
+@pytest.fixture(scope="module")
+def stack(config: Config) -> Iterator[Stack]:
+    home = config.home.parent / f"{config.home.name}-e2e"
+    subprocess.run(
+        [sys.executable, "-m", "lakehouse.cli", "down"],
+        env={**os.environ, "LAKEHOUSE_HOME": str(home)},
+        capture_output=True,
+        check=False,
+    )
+    if home.exists():
+        import shutil
+
+        shutil.rmtree(home)
+    e2e = Stack(home, config.cache_dir)
+    try:
+        yield e2e
+    finally:
+        e2e.run("down", timeout=300)
+
+
+def _run_id(output: str) -> str:
+    return next(line.split()[1] for line in output.splitlines() if line.startswith("run "))
+
+
+def _audit(stack: Stack, run_id: str) -> list[tuple]:
+    return stack.query(f"select step, source_table, status, rows_read from ops.pipeline_runs where run_id = '{run_id}'")
+
+
+def _gold_version(stack: Stack) -> int:
+    return max(row[0] for row in stack.query(f"describe history {GOLD_FACT}"))
+
+
+@pytest.fixture(scope="module")
+def first_run(stack: Stack) -> str:
+    result = stack.pipeline()
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    return result.stdout
+
+
+def test_pipeline_from_empty_state_fills_gold_and_audits_every_step(stack: Stack, first_run: str) -> None:
+    assert "generated and loaded the tiny scale" in first_run
+    run_id = _run_id(first_run)
+    audit = _audit(stack, run_id)
+    steps = {row[0] for row in audit}
+    assert {"up", "sources", "extract", "validate", "transform", "maintain", "pipeline"} <= steps
+    assert all(row[2] == "succeeded" for row in audit), audit
+    assert sorted(row[1] for row in audit if row[0] == "extract") == ["content", "ratings", "users", "viewing_sessions"]
+    for table in GOLD_TABLES:
+        assert stack.query(f"select count(*) from gold.{table}")[0][0] > 0, table
+    # The summary names the endpoint and where the docs are.
+    assert f"{stack.config.thrift.jdbc_url}/gold" in first_run
+    assert "Data Docs:" in first_run and "dbt docs:" in first_run
+    # Maintain set the retention policy on bronze.
+    properties = dict(stack.query("show tblproperties bronze.viewing_sessions"))
+    assert properties["delta.deletedFileRetentionDuration"] == "interval 168 hours"
+
+
+def test_incremental_run_processes_only_new_data(stack: Stack, first_run: str) -> None:
+    before = stack.query(f"select count(*), max(started_at) from {GOLD_FACT}")[0]
+    simulated = stack.run("simulate", "--days", "1", timeout=600)
+    assert simulated.returncode == 0, simulated.stdout + simulated.stderr
+    with psycopg2.connect(**stack.config.postgres.dsn()) as conn, conn.cursor() as cur:
+        cur.execute("select count(*) from viewing_sessions")
+        total = cur.fetchone()[0]
+
+    result = stack.pipeline()
+    assert result.returncode == 0, result.stdout[-6000:]
+    assert "sources already loaded" in result.stdout
+    audit = _audit(stack, _run_id(result.stdout))
+    sessions_read = next(row[3] for row in audit if row[0] == "extract" and row[1] == "viewing_sessions")
+    assert 0 < sessions_read < total * 0.2
+    after = stack.query(f"select count(*), max(started_at) from {GOLD_FACT}")[0]
+    assert after[0] > before[0]
+    assert after[1] > before[1]
+
+
+def test_failing_gate_stops_before_transform_and_keeps_gold(stack: Stack, first_run: str) -> None:
+    version_before = _gold_version(stack)
+    dsn = stack.config.postgres.dsn()
+    with psycopg2.connect(**dsn) as conn, conn.cursor() as cur:
+        # A critical defect far above any tolerance: a third of all sessions negative.
+        cur.execute(
+            "update viewing_sessions set watch_seconds = -60, updated_at = updated_at + interval '1 hour' "
+            "where session_id % 3 = 0"
+        )
+    try:
+        result = stack.pipeline("--from", "extract")
+        assert result.returncode == 1, result.stdout[-6000:]
+        assert "quality gate failed" in result.stdout
+        assert "watch_seconds" in result.stdout  # the failed expectation is named
+        assert _gold_version(stack) == version_before
+        audit = _audit(stack, _run_id(result.stdout))
+        assert ("transform", None, "skipped", None) in audit
+        assert ("pipeline", None, "failed", None) in audit
+    finally:
+        # Repair the source so the later tests see clean data again.
+        with psycopg2.connect(**dsn) as conn, conn.cursor() as cur:
+            cur.execute(
+                "update viewing_sessions set watch_seconds = 60, updated_at = updated_at + interval '1 hour' "
+                "where watch_seconds = -60"
+            )
+
+
+def test_second_pipeline_fails_fast_with_the_lock_message(stack: Stack, first_run: str) -> None:
+    first = stack.popen("pipeline", "--only", "extract")
+    try:
+        lock = stack.config.run_dir / "pipeline.lock"
+
+        def first_holds_the_lock() -> bool:
+            return lock.exists() and lock.read_text().strip() == str(first.pid)
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not first_holds_the_lock():
+            time.sleep(0.2)
+        assert first_holds_the_lock()
+        second = stack.pipeline("--only", "up", timeout=60)
+        assert second.returncode == 1
+        assert f"another pipeline is running (pid {first.pid})" in second.stdout
+    finally:
+        output, _ = first.communicate(timeout=900)
+    assert first.returncode == 0, output[-4000:]
+
+
+def test_stale_lock_of_a_killed_run_is_taken_over(stack: Stack, first_run: str) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (stack.config.run_dir / "pipeline.lock").write_text(str(dead.pid))
+    result = stack.pipeline("--only", "up", timeout=120)
+    assert result.returncode == 0, result.stdout
+    assert f"taking over the lock left by an earlier run (pid {dead.pid}" in result.stdout
+
+
+def test_eight_concurrent_clients_query_gold(stack: Stack, first_run: str) -> None:
+    errors: list[str] = []
+    counts: list[int] = []
+
+    def client(number: int) -> None:
+        try:
+            counts.append(stack.query(f"select count(*) + {number} - {number} from {GOLD_FACT}")[0][0])
+        except Exception as exc:  # any failure of any client fails the test
+            errors.append(f"{type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert errors == []
+    assert len(counts) == 8 and len(set(counts)) == 1
+
+
+def test_gold_column_metadata_is_visible_to_sqlalchemy_and_beeline(stack: Stack, first_run: str) -> None:
+    from sqlalchemy import create_engine, inspect
+
+    from lakehouse.spark import beeline_path
+
+    thrift = stack.config.thrift
+    engine = create_engine(f"hive://tester@{thrift.host}:{thrift.port}/gold")
+    try:
+        inspector = inspect(engine)
+        tables = inspector.get_table_names(schema="gold")
+        assert set(GOLD_TABLES) <= set(tables)
+        for table in tables:
+            assert inspector.get_columns(table, schema="gold"), table
+    finally:
+        engine.dispose()
+    beeline = subprocess.run(
+        [str(beeline_path()), "-u", f"{thrift.jdbc_url}/gold", "-n", "tester", "-e", "!columns fct_viewing_sessions"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert beeline.returncode == 0, beeline.stderr[-2000:]
+    assert "watch_seconds" in beeline.stdout
+
+
+def test_readme_commands_are_what_ci_runs() -> None:
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    ci = (PROJECT_ROOT / ".ci" / "run").read_text()
+    assert readme.index("make pipeline") < readme.index("## What runs where")
+    assert "make test" in readme
+    assert "make test" in ci
+    assert os.access(PROJECT_ROOT / ".ci" / "run", os.X_OK)
