@@ -64,35 +64,49 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def _pipeline(env: dict[str, str], *args: str) -> dict[str, Any]:
-    """Run the pipeline with JSON events; return wall time, exit code and per-step results."""
+class BenchError(RuntimeError):
+    """A measured run failed; the message names the step and where its full output is."""
+
+
+def _pipeline(env: dict[str, str], log: Path, *args: str) -> dict[str, Any]:
+    """Run the pipeline with JSON events; return wall time, run id and per-step results.
+
+    The whole output is kept in `log`; a failed run raises with its failing step.
+    """
     started = time.monotonic()
     result = _cli(env, "pipeline", "--log-format", "json", *args)
+    seconds = time.monotonic() - started
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(result.stdout + result.stderr)
     steps: dict[str, Any] = {}
+    run_id = None
+    errors = []
     for line in result.stdout.splitlines():
         try:
             event = json.loads(line)
         except json.JSONDecodeError:
             continue
+        run_id = event.get("run_id", run_id)
         if event.get("event") == "step_end":
             steps[event["step"]] = {
                 k: event.get(k) for k in ("seconds", "rows_read", "rows_written", "rows_quarantined", "status")
             }
-    return {"exit_code": result.returncode, "seconds": time.monotonic() - started, "steps": steps}
+        elif event.get("event") == "error":
+            errors.append(event.get("message", ""))
+    if result.returncode != 0:
+        reason = errors[0] if errors else (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise BenchError(f"bench: the pipeline failed ({reason}); its output is in {log}")
+    return {"exit_code": result.returncode, "seconds": seconds, "run_id": run_id, "steps": steps}
 
 
-def _extract_rates(config: Config, run_id_hint: str | None = None) -> dict[str, Any]:
-    """Per-table extract rows and seconds of the newest extract run, from the audit table."""
+def _extract_rates(config: Config, run_id: str) -> dict[str, Any]:
+    """Per-table extract rows and seconds of one pipeline run, from the audit table."""
     from lakehouse.sql_client import run_query
 
-    newest = run_query(
-        config, "select run_id from ops.pipeline_runs where step = 'extract' order by started_at desc limit 1"
-    )
-    run_id = run_id_hint or newest.rows[0][0]
     rows = run_query(
         config,
         "select source_table, rows_read, unix_timestamp(ended_at) - unix_timestamp(started_at) "
-        f"from ops.pipeline_runs where run_id = '{run_id}' and step = 'extract'",
+        f"from ops.pipeline_runs where run_id = '{run_id}' and step = 'extract' and source_table is not null",
     ).rows
     return {table: {"rows": read, "seconds": seconds} for table, read, seconds in rows}
 
@@ -142,25 +156,29 @@ def run_bench(config: Config, scale: str = "medium", progress=print) -> dict[str
     progress(f"bench: starting an isolated stack in {bench_config.home}")
     up = _cli(env, "up")
     if up.returncode != 0:
-        raise RuntimeError(f"bench: could not start the services: {up.stderr.strip()}")
-    progress(f"bench: generating and loading {scale} (rows/second)")
-    report["sources"] = bench_sources(bench_config, scale)
+        raise BenchError(f"bench: could not start the services: {up.stderr.strip()}")
+    logs = bench_config.home / "reports"
+    try:
+        progress(f"bench: generating and loading {scale} (rows/second)")
+        report["sources"] = bench_sources(bench_config, scale)
 
-    progress(f"bench: full pipeline at {scale} scale from empty bronze")
-    _cli(env, "sql", "drop database if exists bronze cascade")
-    report["full"] = _pipeline(env, "--scale", scale, "--full-refresh")
-    report["full"]["extract_tables"] = _extract_rates(bench_config)
+        progress(f"bench: full pipeline at {scale} scale from empty bronze (output: {logs / 'full.log'})")
+        _cli(env, "sql", "drop database if exists bronze cascade")
+        report["full"] = _pipeline(env, logs / "full.log", "--scale", scale, "--full-refresh")
+        report["full"]["extract_tables"] = _extract_rates(bench_config, report["full"]["run_id"])
 
-    progress("bench: baselines (COPY TO STDOUT, pymongo cursor)")
-    report["copy_viewing_sessions"] = copy_baseline(bench_config)
-    report["cursor_content"] = cursor_baseline(bench_config)
+        progress("bench: baselines (COPY TO STDOUT, pymongo cursor)")
+        report["copy_viewing_sessions"] = copy_baseline(bench_config)
+        report["cursor_content"] = cursor_baseline(bench_config)
 
-    progress("bench: simulate one day, then the incremental pipeline")
-    started = time.monotonic()
-    _cli(env, "simulate", "--days", "1")
-    report["simulate_seconds"] = time.monotonic() - started
-    report["incremental"] = _pipeline(env, "--scale", scale)
-    report["incremental"]["extract_tables"] = _extract_rates(bench_config)
+        progress(f"bench: simulate one day, then the incremental pipeline (output: {logs / 'incremental.log'})")
+        started = time.monotonic()
+        _cli(env, "simulate", "--days", "1")
+        report["simulate_seconds"] = time.monotonic() - started
+        report["incremental"] = _pipeline(env, logs / "incremental.log", "--scale", scale)
+        report["incremental"]["extract_tables"] = _extract_rates(bench_config, report["incremental"]["run_id"])
+    finally:
+        _cli(env, "down")
 
     sessions = report["full"]["extract_tables"].get("viewing_sessions", {})
     content = report["full"]["extract_tables"].get("content", {})
@@ -176,7 +194,6 @@ def run_bench(config: Config, scale: str = "medium", progress=print) -> dict[str
         "incremental_vs_full": _ratio(report["incremental"]["seconds"], report["full"]["seconds"]),
     }
     report["ended_at"] = dt.datetime.now(dt.UTC).isoformat()
-    _cli(env, "down")
     return report
 
 

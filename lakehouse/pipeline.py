@@ -194,7 +194,7 @@ def _audit_counts(ctx: Context, step: str) -> tuple[int | None, int | None, int 
         ctx.config,
         f"select sum(rows_read), sum(coalesce(rows_inserted, 0) + coalesce(rows_updated, 0)), "
         f"sum(rows_quarantined), sum(coalesce(rows_inserted, 0) + coalesce(rows_updated, 0)) "
-        f"from {RUNS_TABLE} where run_id = '{ctx.run_id}' and step = '{step}'",
+        f"from {RUNS_TABLE} where run_id = '{ctx.run_id}' and step = '{step}' and source_table is not null",
     )
     read, written, quarantined, changed = result.rows[0]
     return read, written, quarantined, int(changed or 0)
@@ -412,13 +412,16 @@ def _sql_value(value: object) -> str:
 
 
 def record_pipeline_steps(ctx: Context, results: list[StepResult], started_at: dt.datetime, status: str) -> None:
-    """Append the pipeline's own step rows (and one for the whole run) through the Thrift server."""
+    """Append one row per step (and one for the whole run) through the Thrift server.
+
+    Step rows have no source table; extract and validate also wrote one row per table.
+    """
     from lakehouse.sql_client import QueryError, run_query
 
     rows = [
         (r.name, r.started_at, r.ended_at, r.rows_read, r.rows_written, r.rows_quarantined, r.status, r.detail or None)
         for r in results
-        if r.started_at is not None and r.name not in ("extract", "validate")  # those record per table
+        if r.started_at is not None
     ]
     rows.append(("pipeline", started_at, dt.datetime.now(dt.UTC), None, None, None, status, None))
     values = ",\n".join(

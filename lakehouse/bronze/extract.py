@@ -155,10 +155,12 @@ def run_extract(
     """Extract the tables of the given sources; one audit row per table, failed ones included."""
     run_id = run_id or new_run_id()
     selected = select_contracts(sources, tables)
+    started = time.monotonic()
     writer.ensure_bronze_tables(spark, selected)
     watermarks.ensure_table(spark)
     ensure_ops_tables(spark)
     stored = watermarks.get_watermarks(spark)
+    progress(f"extract: {len(selected)} tables, watermarks read in {time.monotonic() - started:.1f} s")
 
     def extract_one(contract: Contract) -> StepRecord:
         name = f"{contract.source_system}.{contract.source_name}"
@@ -195,8 +197,10 @@ def run_extract(
         for r in records
         if r.status == "succeeded" and r.watermark_after is not None and r.watermark_after != r.watermark_before
     ]
+    started = time.monotonic()
     watermarks.set_watermarks(spark, moved)
     record_steps(spark, records)
+    progress(f"extract: watermarks and audit recorded in {time.monotonic() - started:.1f} s")
     return records
 
 
@@ -222,7 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"extract: error: {exc}", file=sys.stderr)
         return 2
+    started = time.monotonic()
     spark = build_session(config, f"lakehouse-extract-{args.source}")
+    print(f"extract: Spark session ready in {time.monotonic() - started:.1f} s", flush=True)
     try:
         records = run_extract(
             spark, config, sources=sources, tables=args.table, full_refresh=args.full_refresh, run_id=args.run_id
