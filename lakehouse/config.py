@@ -181,6 +181,8 @@ class BronzeConfig:
     # late with an older updated_at. Re-reading is harmless: the MERGE is idempotent.
     lookback_minutes: int = 10
     jdbc_partitions: int = 4
+    # A big batch gets more partitions: each task reads at most this many rows.
+    jdbc_rows_per_partition: int = 500_000
     jdbc_fetchsize: int = 10000
     mongodb_partitions: int = 4
     mongodb_batch_size: int = 2000
@@ -196,6 +198,7 @@ class BronzeConfig:
             raise ConfigError("bronze.lookback_minutes: must not be negative")
         for name in (
             "jdbc_partitions",
+            "jdbc_rows_per_partition",
             "jdbc_fetchsize",
             "mongodb_partitions",
             "mongodb_batch_size",

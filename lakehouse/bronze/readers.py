@@ -130,7 +130,10 @@ def read_postgres(spark: SparkSession, config: Config, contract: Contract, since
         .option("fetchsize", str(config.bronze.jdbc_fetchsize))
     )
     if count > 0 and low is not None and high is not None and high > low:
-        partitions = max(1, min(config.bronze.jdbc_partitions, count // config.bronze.jdbc_fetchsize + 1))
+        # At least jdbc_partitions (parallelism), more for a big batch so that no task holds
+        # more than jdbc_rows_per_partition rows, and never a partition under one fetch.
+        wanted = max(config.bronze.jdbc_partitions, -(-count // config.bronze.jdbc_rows_per_partition))
+        partitions = max(1, min(wanted, count // config.bronze.jdbc_fetchsize + 1))
         reader = (
             reader.option("partitionColumn", contract.partition_column)
             .option("lowerBound", str(low))
