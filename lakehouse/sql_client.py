@@ -1,4 +1,11 @@
-"""The built-in SQL client: run a query over the Thrift endpoint (PyHive) and format the result."""
+"""The built-in SQL client: run a query over the Thrift endpoint (PyHive) and format the result.
+
+When ``thrift.auth`` resolves to ``password`` the client logs in as ``thrift.user`` with the
+configured password (SASL PLAIN, PyHive's ``auth="CUSTOM"``); otherwise as
+``LAKEHOUSE_THRIFT_USER`` or the operating-system user, with no password. With ``thrift.ssl``
+it connects over TLS and verifies the server's certificate (``thrift.ssl_ca`` or the system's
+CA certificates) and host name.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,7 @@ import io
 import json
 import os
 import re
+import ssl
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -16,6 +24,8 @@ from typing import Any
 from lakehouse.config import Config
 
 USER_ENV = "LAKEHOUSE_THRIFT_USER"
+# What a refused SASL login looks like from PyHive (thrift_sasl's TTransportException).
+LOGIN_REFUSED = re.compile(r"Bad status: [345]|Error validating the login|authentication", re.IGNORECASE)
 ERROR_PREFIXES = re.compile(r"^(org\.apache\.hive\.service\.cli\.HiveSQLException:\s*)?(Error running query:\s*)?")
 FORMATS = ("table", "csv", "json")
 
@@ -39,11 +49,76 @@ def _server_message(exc: Exception) -> str:
     return ERROR_PREFIXES.sub("", first).strip()
 
 
+def session_user(config: Config) -> str:
+    if config.thrift.auth_enabled:
+        return config.thrift.user
+    return os.environ.get(USER_ENV) or getpass.getuser()
+
+
+def _tls_transport(config: Config, user: str):
+    """A SASL PLAIN transport over a TLS socket that verifies the certificate and host name."""
+    import thrift_sasl
+    from pyhive.hive import get_installed_sasl
+    from thrift.transport.TSSLSocket import TSSLSocket
+
+    thrift = config.thrift
+    context = ssl.create_default_context(cafile=thrift.ssl_ca)
+    socket = TSSLSocket(
+        thrift.host,
+        thrift.port,
+        ssl_context=context,
+        server_hostname=thrift.host,
+        # The context already checked the host name against the certificate.
+        validate_callback=lambda _cert, _hostname: None,
+    )
+    # Without authentication the server takes any PLAIN password; PyHive sends "x" then too.
+    password = thrift.password if thrift.auth_enabled else "x"
+    return thrift_sasl.TSaslClientTransport(
+        lambda: get_installed_sasl(host=thrift.host, sasl_auth="PLAIN", username=user, password=password),
+        "PLAIN",
+        socket,
+    )
+
+
 def connect(config: Config, database: str = "default"):
     from pyhive import hive
 
-    user = os.environ.get(USER_ENV) or getpass.getuser()
-    return hive.connect(host=config.thrift.host, port=config.thrift.port, username=user, database=database)
+    thrift = config.thrift
+    user = session_user(config)
+    if thrift.ssl:
+        return hive.connect(thrift_transport=_tls_transport(config, user), username=user, database=database)
+    if thrift.auth_enabled:
+        return hive.connect(
+            host=thrift.host,
+            port=thrift.port,
+            username=user,
+            password=thrift.password,
+            auth="CUSTOM",
+            database=database,
+        )
+    return hive.connect(host=thrift.host, port=thrift.port, username=user, database=database)
+
+
+def _connect_error(config: Config, exc: Exception) -> QueryError:
+    """One line for a failed connection; never includes the password."""
+    thrift = config.thrift
+    address = f"{thrift.host}:{thrift.port}"
+    text = " ".join(str(exc).split())
+    if LOGIN_REFUSED.search(text):
+        if thrift.auth_enabled:
+            return QueryError(
+                f"the Thrift server at {address} refused the login of user {thrift.user!r}: "
+                "check LAKEHOUSE_THRIFT_PASSWORD (and thrift.user)"
+            )
+        return QueryError(
+            f"the Thrift server at {address} requires a user name and password: "
+            "set LAKEHOUSE_THRIFT_AUTH=password and LAKEHOUSE_THRIFT_PASSWORD"
+        )
+    if isinstance(exc, ssl.SSLError):
+        return QueryError(
+            f"TLS with the Thrift server at {address} failed ({text}): check thrift.ssl and thrift.ssl_ca"
+        )
+    return QueryError(f"cannot reach the Thrift server at {address} ({text}): is `lakehouse up` running?")
 
 
 def run_query(config: Config, query: str, database: str = "default") -> QueryResult:
@@ -53,8 +128,8 @@ def run_query(config: Config, query: str, database: str = "default") -> QueryRes
     address = f"{config.thrift.host}:{config.thrift.port}"
     try:
         connection = connect(config, database)
-    except (TTransportException, OSError) as exc:
-        raise QueryError(f"cannot reach the Thrift server at {address} ({exc}): is `lakehouse up` running?") from None
+    except (TTransportException, OSError, EOFError) as exc:
+        raise _connect_error(config, exc) from None
     try:
         cursor = connection.cursor()
         cursor.execute(query)
