@@ -158,13 +158,18 @@ def _write_atomically(path: Path, text: str, mode: int) -> None:
     os.replace(partial, path)
 
 
-def write_spark_conf(config: Config) -> Path:
-    """Render the Spark conf directory for this config; return its path."""
+def write_spark_conf(config: Config, *, thrift_server: bool = False) -> Path:
+    """Render the Spark conf directory for this config; return its path.
+
+    ``thrift_server``: also write the Thrift server's users file (when authentication is on).
+    Only starting the server does, so a job run with another password cannot change the
+    password a running server accepts.
+    """
     conf_dir = config.spark_conf_dir
     conf_dir.mkdir(parents=True, exist_ok=True)
     _write_atomically(conf_dir / "spark-defaults.conf", _render_properties(spark_properties(config)), 0o644)
     _write_atomically(conf_dir / "hive-site.xml", _render_hive_site(hive_site_properties(config)), 0o600)
-    if config.thrift.auth_enabled:
+    if thrift_server and config.thrift.auth_enabled:
         thrift_auth.write_users_file(config)
     log4j = LOG4J_TEMPLATE.read_text().replace("@LEVEL@", config.spark.log_level.lower())
     _write_atomically(conf_dir / "log4j2.properties", log4j, 0o644)

@@ -13,8 +13,10 @@ import csv
 import getpass
 import io
 import json
+import logging
 import os
 import re
+import socket
 import ssl
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -28,6 +30,11 @@ USER_ENV = "LAKEHOUSE_THRIFT_USER"
 LOGIN_REFUSED = re.compile(r"Bad status: [345]|Error validating the login|authentication", re.IGNORECASE)
 ERROR_PREFIXES = re.compile(r"^(org\.apache\.hive\.service\.cli\.HiveSQLException:\s*)?(Error running query:\s*)?")
 FORMATS = ("table", "csv", "json")
+TLS_PROBE_TIMEOUT_SECONDS = 10
+# thrift logs a failed connect at ERROR level (one more line on the terminal, and for TLS
+# without the reason); run_query reports it in one line itself.
+for _name in ("thrift.transport.TSocket", "thrift.transport.TSSLSocket"):
+    logging.getLogger(_name).setLevel(logging.CRITICAL)
 
 
 class QueryError(RuntimeError):
@@ -55,18 +62,28 @@ def session_user(config: Config) -> str:
     return os.environ.get(USER_ENV) or getpass.getuser()
 
 
+def _tls_context(config: Config) -> ssl.SSLContext:
+    """Verifies the server's certificate (thrift.ssl_ca, or the system's CAs) and host name."""
+    return ssl.create_default_context(cafile=config.thrift.ssl_ca)
+
+
 def _tls_transport(config: Config, user: str):
     """A SASL PLAIN transport over a TLS socket that verifies the certificate and host name."""
     import thrift_sasl
     from pyhive.hive import get_installed_sasl
     from thrift.transport.TSSLSocket import TSSLSocket
 
+    class TLSSocket(TSSLSocket):
+        def close(self) -> None:
+            # thrift's close() fails on a socket that never opened (a failed handshake).
+            if self.handle is not None:
+                super().close()
+
     thrift = config.thrift
-    context = ssl.create_default_context(cafile=thrift.ssl_ca)
-    socket = TSSLSocket(
+    tls_socket = TLSSocket(
         thrift.host,
         thrift.port,
-        ssl_context=context,
+        ssl_context=_tls_context(config),
         server_hostname=thrift.host,
         # The context already checked the host name against the certificate.
         validate_callback=lambda _cert, _hostname: None,
@@ -76,7 +93,7 @@ def _tls_transport(config: Config, user: str):
     return thrift_sasl.TSaslClientTransport(
         lambda: get_installed_sasl(host=thrift.host, sasl_auth="PLAIN", username=user, password=password),
         "PLAIN",
-        socket,
+        tls_socket,
     )
 
 
@@ -99,11 +116,32 @@ def connect(config: Config, database: str = "default"):
     return hive.connect(host=thrift.host, port=thrift.port, username=user, database=database)
 
 
+def _tls_problem(config: Config) -> str | None:
+    """Why a TLS handshake with the server fails (thrift does not say), or None."""
+    thrift = config.thrift
+    try:
+        with (
+            socket.create_connection((thrift.host, thrift.port), timeout=TLS_PROBE_TIMEOUT_SECONDS) as raw,
+            _tls_context(config).wrap_socket(raw, server_hostname=thrift.host),
+        ):
+            return None
+    except ssl.SSLError as exc:
+        return " ".join(str(exc).split())
+    except OSError:
+        return None
+
+
 def _connect_error(config: Config, exc: Exception) -> QueryError:
     """One line for a failed connection; never includes the password."""
     thrift = config.thrift
     address = f"{thrift.host}:{thrift.port}"
     text = " ".join(str(exc).split())
+    if thrift.ssl and not isinstance(exc, ssl.SSLError):
+        problem = _tls_problem(config)
+        if problem:
+            return QueryError(
+                f"TLS with the Thrift server at {address} failed ({problem}): check thrift.ssl and thrift.ssl_ca"
+            )
     if LOGIN_REFUSED.search(text):
         if thrift.auth_enabled:
             return QueryError(

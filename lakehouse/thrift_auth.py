@@ -8,8 +8,8 @@ never holds the plain password. This module
 - compiles that class with ``javac --release 17`` against pip's pyspark jars into
   ``<cache_dir>/thrift-auth/lakehouse-thrift-auth-<sha256 of the sources>.jar`` (``lakehouse
   setup``; a changed source gives a new name, an unchanged one does no work);
-- writes the users file (owner-only) from ``thrift.user`` and the password, keeping an existing
-  file whose hash still matches, so its salt does not change on every launch.
+- writes the users file (owner-only) from ``thrift.user`` and the password when the server
+  starts, keeping an existing file whose hash still matches (its salt does not change).
 """
 
 from __future__ import annotations

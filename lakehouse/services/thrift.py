@@ -100,7 +100,7 @@ def start(config: Config) -> bool:
         return False
     check_prerequisites(config)
     check_port_free(config.thrift.host, config.thrift.port, "LAKEHOUSE_THRIFT_PORT")
-    write_spark_conf(config)
+    write_spark_conf(config, thrift_server=True)
     start_background(command(config), log_file=log_file(config), pid_file=pid_file(config), env=spark_env(config))
     wait_until(
         lambda: healthy(config),

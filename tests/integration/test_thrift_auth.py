@@ -6,11 +6,16 @@ started by ``lakehouse up thrift`` as a user would, with the password generated 
 state directory. Then: the right password works (PyHive, beeline, ``lakehouse sql``, dbt), a
 wrong one and none are refused, and neither the password nor its hash shows up in the
 server's log, the world-readable conf files, any process's command line or any output.
+
+A third server adds TLS, with a keystore made by keytool: the clients connect over TLS and
+``lakehouse sql`` verifies the certificate; a plain-text client and one without the CA fail.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
+import shutil
 import socket
 import stat
 import subprocess
@@ -71,13 +76,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def stack(services: Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthStack]:
+def _thrift_stack(services: Config, home: Path, extra: dict[str, str] | None = None) -> Iterator[AuthStack]:
+    """`lakehouse up thrift` in its own state directory and port, with thrift.auth: password."""
     pg = services.postgres
-    env = {k: v for k, v in os.environ.items() if k not in ("LAKEHOUSE_THRIFT_PASSWORD", "LAKEHOUSE_THRIFT_USER")}
+    hidden = ("LAKEHOUSE_THRIFT_PASSWORD", "LAKEHOUSE_THRIFT_USER", "LAKEHOUSE_THRIFT_SSL", "LAKEHOUSE_THRIFT_SSL_CA")
+    env = {k: v for k, v in os.environ.items() if k not in hidden}
     env.update(
         {
-            "LAKEHOUSE_HOME": str(tmp_path_factory.mktemp("auth") / "home"),
+            "LAKEHOUSE_HOME": str(home),
             "LAKEHOUSE_CACHE_DIR": str(services.cache_dir),
             # The session's PostgreSQL (metastore) and warehouse, as an external server.
             "LAKEHOUSE_POSTGRES_URL": f"postgresql://{pg.user}@{pg.host}:{pg.port}/{pg.database}",
@@ -85,6 +91,7 @@ def stack(services: Config, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             "LAKEHOUSE_SPARK_WAREHOUSE_DIR": services.warehouse_dir,
             "LAKEHOUSE_THRIFT_PORT": str(_free_port()),
             "LAKEHOUSE_THRIFT_AUTH": "password",
+            **(extra or {}),
         }
     )
     stack = AuthStack(env, load_config(env=env))
@@ -96,6 +103,11 @@ def stack(services: Config, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     finally:
         down = stack.cli("down", "thrift")
         assert down.returncode == 0, down.stderr
+
+
+@pytest.fixture(scope="module")
+def stack(services: Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthStack]:
+    yield from _thrift_stack(services, tmp_path_factory.mktemp("auth") / "home")
 
 
 def _pyhive(stack: AuthStack, **kwargs):
@@ -161,8 +173,8 @@ def test_sqlalchemy_url_with_credentials_as_superset_uses_it(stack: AuthStack) -
         anonymous.dispose()
 
 
-def _beeline(stack: AuthStack, *credentials: str):
-    url = f"{stack.config.thrift.jdbc_url}/default"
+def _beeline(stack: AuthStack, *credentials: str, url_options: str = ""):
+    url = f"{stack.config.thrift.jdbc_url}/default{url_options}"
     command = [str(beeline_path()), "-u", url, *credentials, "--outputformat=csv2", "-e", "select 41 + 1 as answer"]
     return stack.run(command, env=spark_env(stack.config), timeout=180)
 
@@ -204,19 +216,43 @@ def test_lakehouse_sql_uses_the_credentials_from_the_environment(stack: AuthStac
     assert anonymous.stderr.strip().count("\n") == 0
 
 
-def test_dbt_connects_with_the_credentials_from_the_environment(stack: AuthStack) -> None:
-    env = transform.dbt_environment(stack.config, base=stack.env)
+def _dbt_debug(stack: AuthStack, env: dict[str, str]) -> subprocess.CompletedProcess:
     project = str(transform.DBT_PROJECT_DIR)
     command = [transform.dbt_executable(), "--no-use-colors", "debug", "--connection"]
-    result = stack.run([*command, "--project-dir", project, "--profiles-dir", project], env=env)
+    return stack.run([*command, "--project-dir", project, "--profiles-dir", project], env=env)
+
+
+def test_dbt_connects_with_the_credentials_from_the_environment(stack: AuthStack) -> None:
+    env = transform.dbt_environment(stack.config, base=stack.env)
+    result = _dbt_debug(stack, env)
     assert result.returncode == 0, result.stdout[-3000:]
     assert "Connection test: [OK" in result.stdout
     # The same profile without the password is refused.
     env.pop(transform.DBT_PASSWORD_ENV)
     env["DBT_SPARK_AUTH"] = "NONE"
     env["DBT_CONNECT_RETRIES"] = "0"
-    refused = stack.run([*command, "--project-dir", project, "--profiles-dir", project], env=env)
+    refused = _dbt_debug(stack, env)
     assert refused.returncode != 0
+
+
+def _command_lines() -> str:
+    """Every process's full command line."""
+    ps = subprocess.run(["ps", "-eww", "-o", "args"], capture_output=True, text=True, check=True).stdout
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            ps += "\n" + cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # the process ended meanwhile
+    return ps
+
+
+def _readable_conf_files(config: Config) -> list[Path]:
+    """The conf files anyone may read (hive-site.xml and thrift-users are owner-only)."""
+    conf_dir = config.spark_conf_dir
+    readable = [p for p in conf_dir.iterdir() if p.is_file() and p.stat().st_mode & 0o077]
+    assert {p.name for p in readable} >= {"spark-defaults.conf", "log4j2.properties"}
+    assert not {p.name for p in readable} & {"hive-site.xml", thrift_auth.USERS_FILE_NAME}
+    return readable
 
 
 def test_the_password_and_its_hash_appear_nowhere(stack: AuthStack) -> None:
@@ -226,17 +262,10 @@ def test_the_password_and_its_hash_appear_nowhere(stack: AuthStack) -> None:
     assert "AuthenticationException: Error validating the login: wrong user name or password" in log
     # dbt's log files.
     dbt_logs = [p.read_text(errors="replace") for p in transform.dbt_log_dir(stack.config).glob("*.log")]
-    # The conf files anyone may read (the owner-only hive-site.xml and thrift-users may hold them).
     conf_dir = stack.config.spark_conf_dir
-    readable = [p for p in conf_dir.iterdir() if p.is_file() and p.stat().st_mode & 0o077]
-    assert {p.name for p in readable} >= {"spark-defaults.conf", "log4j2.properties"}
+    readable = _readable_conf_files(stack.config)
     # Every process's command line, while the server runs.
-    ps = subprocess.run(["ps", "-eww", "-o", "args"], capture_output=True, text=True, check=True).stdout
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            ps += "\n" + cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue  # the process ended meanwhile
+    ps = _command_lines()
     assert "HiveThriftServer2" in ps
     assert thrift_auth.PROVIDER_CLASS not in ps  # only the jar path is on a command line
     places = {"thrift log": log, "ps": ps, **{f"dbt log {i}": text for i, text in enumerate(dbt_logs)}}
@@ -252,3 +281,81 @@ def test_the_password_and_its_hash_appear_nowhere(stack: AuthStack) -> None:
             assert stack.password not in text, path.name
             if path.name != thrift_auth.USERS_FILE_NAME:
                 assert stack.password_hash not in text, path.name
+
+
+# ------------------------------------------------------------------ TLS
+
+
+@pytest.fixture(scope="module")
+def tls(services: Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """A password-protected server with TLS, its keystore and CA made by keytool for 127.0.0.1."""
+    keytool = shutil.which("keytool") or str(Path(os.environ.get("JAVA_HOME", "/usr")) / "bin" / "keytool")
+    if not Path(keytool).exists():
+        pytest.skip("keytool (a JDK) is not available")
+    work = tmp_path_factory.mktemp("tls")
+    keystore, ca, truststore = work / "server.p12", work / "ca.pem", work / "trust.p12"
+    # keytool reads the store passwords from the environment, not from its command line.
+    passwords = {"KS_PASSWORD": secrets.token_urlsafe(18), "TS_PASSWORD": secrets.token_urlsafe(18)}
+    key_env = os.environ | passwords
+    for command in (
+        f"-genkeypair -alias thrift -keyalg RSA -keysize 2048 -validity 2 -dname CN=127.0.0.1 "
+        f"-ext SAN=IP:127.0.0.1,DNS:localhost -storetype PKCS12 -keystore {keystore} -storepass:env KS_PASSWORD",
+        f"-exportcert -rfc -alias thrift -keystore {keystore} -storepass:env KS_PASSWORD -file {ca}",
+        f"-importcert -noprompt -alias thrift -file {ca} -storetype PKCS12 -keystore {truststore} "
+        "-storepass:env TS_PASSWORD",
+    ):
+        done = subprocess.run(
+            [str(keytool), *command.split()], env=key_env, capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+    extra = {
+        "LAKEHOUSE_THRIFT_SSL": "true",
+        "LAKEHOUSE_THRIFT_SSL_KEYSTORE": str(keystore),
+        "LAKEHOUSE_THRIFT_KEYSTORE_PASSWORD": passwords["KS_PASSWORD"],
+        "LAKEHOUSE_THRIFT_SSL_CA": str(ca),
+    }
+    for stack in _thrift_stack(services, work / "home", extra):
+        yield {"stack": stack, "truststore": truststore, "truststore_password": passwords["TS_PASSWORD"]}
+
+
+def test_tls_lakehouse_sql_verifies_the_certificate(tls: dict) -> None:
+    stack: AuthStack = tls["stack"]
+    ok = stack.cli("sql", "select 'tls' as via", "--format", "csv")
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.splitlines() == ["via", "tls"]
+    # Without the CA (the system's CA certificates only) the self-signed certificate is refused.
+    untrusted = stack.cli("sql", "select 1", env={k: v for k, v in stack.env.items() if k != "LAKEHOUSE_THRIFT_SSL_CA"})
+    assert untrusted.returncode == 1
+    assert "TLS with the Thrift server" in untrusted.stderr and "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr
+    assert untrusted.stderr.strip().count("\n") == 0
+    # A plain-text client gets nowhere, with the right password.
+    plain = stack.cli("sql", "select 1", env=stack.env | {"LAKEHOUSE_THRIFT_SSL": "false"})
+    assert plain.returncode == 1
+    assert plain.stderr.strip().count("\n") == 0
+
+
+def test_tls_beeline_and_dbt_connect(tls: dict, tmp_path: Path) -> None:
+    stack: AuthStack = tls["stack"]
+    password_file = tmp_path / "pw"
+    password_file.write_text(stack.password)
+    password_file.chmod(0o600)
+    options = f";ssl=true;sslTrustStore={tls['truststore']};trustStorePassword={tls['truststore_password']}"
+    ok = _beeline(stack, "-n", "lakehouse", "-w", str(password_file), url_options=options)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert "42" in ok.stdout.splitlines()
+    debug = _dbt_debug(stack, transform.dbt_environment(stack.config, base=stack.env))
+    assert debug.returncode == 0, debug.stdout[-3000:]
+    assert "Connection test: [OK" in debug.stdout
+
+
+def test_tls_keystore_password_appears_nowhere(tls: dict) -> None:
+    stack: AuthStack = tls["stack"]
+    secrets_ = {"keystore password": stack.config.thrift.keystore_password, "password": stack.password}
+    site = stack.config.spark_conf_dir / "hive-site.xml"
+    assert "<name>hive.server2.use.SSL</name><value>true</value>" in site.read_text()
+    places = {"thrift log": thrift_service.log_file(stack.config).read_text(errors="replace"), "ps": _command_lines()}
+    places |= {f"conf {p.name}": p.read_text(errors="replace") for p in _readable_conf_files(stack.config)}
+    places |= {f"output {i}": text for i, text in enumerate(stack.outputs)}
+    for place, text in places.items():
+        for what, secret in secrets_.items():
+            assert secret not in text, f"the {what} appears in {place}"

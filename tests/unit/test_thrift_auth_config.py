@@ -49,7 +49,7 @@ def test_default_local_config_has_no_authentication_and_writes_no_thrift_secret(
     props = hive_site_properties(config)
     assert props["hive.server2.authentication"] == "NONE"
     assert "hive.server2.custom.authentication.class" not in props
-    conf_dir = write_spark_conf(config)
+    conf_dir = write_spark_conf(config, thrift_server=True)
     assert not (conf_dir / "thrift-users").exists()
     assert "--driver-class-path" not in thrift_service.command(config)
 
@@ -129,7 +129,7 @@ def test_hash_entries_round_trip() -> None:
 
 def test_rendered_conf_names_the_provider_and_keeps_only_a_hash_owner_only(env: dict[str, str]) -> None:
     config = load_config(env=env | {"LAKEHOUSE_THRIFT_HOST": "0.0.0.0", "LAKEHOUSE_THRIFT_PASSWORD": SECRET})
-    conf_dir = write_spark_conf(config)
+    conf_dir = write_spark_conf(config, thrift_server=True)
     site = (conf_dir / "hive-site.xml").read_text()
     assert "<name>hive.server2.authentication</name><value>CUSTOM</value>" in site
     assert f"<value>{thrift_auth.PROVIDER_CLASS}</value>" in site
@@ -144,11 +144,14 @@ def test_rendered_conf_names_the_provider_and_keeps_only_a_hash_owner_only(env: 
     for path in conf_dir.iterdir():
         if path.name not in ("thrift-users",):
             assert digest not in path.read_text(), path.name
-    # Rendering again keeps the file (same salt); a new password replaces it.
-    write_spark_conf(config)
+    # Starting the server again keeps the file (same salt); with a new password it replaces it.
+    write_spark_conf(config, thrift_server=True)
     assert users.read_text().strip() == line
     changed = load_config(env=env | {"LAKEHOUSE_THRIFT_HOST": "0.0.0.0", "LAKEHOUSE_THRIFT_PASSWORD": "other-pw"})
+    # A job rendering the conf with another password does not change what the server accepts.
     write_spark_conf(changed)
+    assert users.read_text().strip() == line
+    write_spark_conf(changed, thrift_server=True)
     assert thrift_auth.entry_matches(users.read_text(), "lakehouse", "other-pw")
 
 
