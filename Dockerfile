@@ -9,8 +9,10 @@
 #
 # Layers go from what changes least to what changes most: system packages, the locked Python
 # dependencies, the Spark jars (only conf/lakehouse.yaml's spark.packages decides them), and
-# last the project's code, so a code change rebuilds only the last two layers.
-FROM python:3.11-slim-bookworm
+# last the project's code, so a code change rebuilds only the last two layers. The Thrift
+# server's password provider (tools/thrift-auth) is compiled in a separate stage with a JDK,
+# so the image itself carries only a JRE.
+FROM python:3.11-slim-bookworm AS base
 
 ARG DEBIAN_FRONTEND=noninteractive
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
@@ -57,9 +59,24 @@ from lakehouse.jars import resolve_jars; c = load_config(); \
 print(len(resolve_jars(c.jar_dir, c.spark.packages, c.spark.maven_repo)), 'jars in', c.jar_dir)" \
     && rm -rf /tmp/jar-bake
 
+# The Thrift auth provider (hive.server2.authentication=CUSTOM), compiled with javac against
+# pip's pyspark jars into LAKEHOUSE_CACHE_DIR/thrift-auth; only the jar goes into the image.
+FROM base AS thrift-auth
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends openjdk-17-jdk-headless=17.0.* \
+    && rm -rf /var/lib/apt/lists/*
+COPY tools/thrift-auth tools/thrift-auth
+COPY lakehouse/thrift_auth.py lakehouse/spark.py lakehouse/
+RUN LAKEHOUSE_HOME=/tmp/auth-bake python -c "from lakehouse.config import load_config; \
+from lakehouse.thrift_auth import build_provider; print(build_provider(load_config()))" \
+    && rm -rf /tmp/auth-bake
+
+FROM base
+COPY --from=thrift-auth /opt/lakehouse-cache/thrift-auth /opt/lakehouse-cache/thrift-auth
+
 # 3. The project. Installed editable on purpose: the package finds conf/, jobs/, dbt/ and
 #    expectations/ next to itself (/opt/lakehouse), exactly as in a development checkout.
-#    `check` fails the build when Java, spark-submit, lakehouse or a jar is missing.
+#    `check` fails the build when Java, spark-submit, lakehouse, a jar or the auth provider is missing.
 COPY . .
 RUN pip install --no-deps -e . \
     && chmod 0755 docker/entrypoint.sh \

@@ -61,7 +61,9 @@ health)
     which="${1:-$(cat "$role_file" 2>/dev/null || echo none)}"
     case "$which" in
     thrift)
-        # The server listens on every interface in a container; ask it over loopback.
+        # The server listens on every interface in a container; ask it over loopback, with the
+        # same credentials (LAKEHOUSE_THRIFT_AUTH/USER/PASSWORD: compose sets auth explicitly,
+        # so moving to loopback does not switch it off).
         case "${LAKEHOUSE_THRIFT_HOST:-127.0.0.1}" in
         0.0.0.0 | ::) export LAKEHOUSE_THRIFT_HOST=127.0.0.1 ;;
         esac

@@ -4,7 +4,8 @@
                                     the Spark conf, then become the Thrift server (foreground)
     python docker/roles.py conf     render the Spark conf directory and print where it is
     python docker/roles.py check    print the versions; fail when something the image must carry
-                                    is missing (Java, spark-submit, lakehouse, a baked jar)
+                                    is missing (Java, spark-submit, lakehouse, a baked jar, the
+                                    Thrift auth provider)
 
 Everything comes from the environment (LAKEHOUSE_*), as for any lakehouse command. With
 LAKEHOUSE_DRY_RUN=1 the thrift role prints its command line and touches nothing.
@@ -23,6 +24,7 @@ from importlib import metadata
 from lakehouse.config import PASSWORD_ENV, Config, ConfigError, load_config
 from lakehouse.jars import jar_paths
 from lakehouse.services.process import ServiceError
+from lakehouse.thrift_auth import provider_jar
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 MIN_JAVA_MAJOR = 17
@@ -42,24 +44,30 @@ def dry_run() -> bool:
 
 def thrift(config: Config) -> int:
     from lakehouse.services import metastore, postgres
-    from lakehouse.services.thrift import command
+    from lakehouse.services.thrift import check_prerequisites, command
     from lakehouse.spark import spark_env, write_spark_conf
 
     line = command(config)
     if dry_run():
         print(shlex.join(line))
         return 0
-    if config.thrift.host not in LOOPBACK_HOSTS:
+    check_prerequisites(config)
+    if config.thrift.host not in LOOPBACK_HOSTS and not config.thrift.auth_enabled:
         print(
             f"thrift: listening on {config.thrift.host}:{config.thrift.port} WITHOUT authentication "
-            "(not implemented yet): keep the port on a trusted network only",
+            "(thrift.auth is none): keep the port on a trusted network only",
             file=sys.stderr,
         )
     postgres.ensure_databases(config)
     if metastore.ensure_schema(config):
         print("thrift: created the Hive metastore schema", file=sys.stderr)
-    write_spark_conf(config)
-    print(f"thrift: starting on {config.thrift.host}:{config.thrift.port}, master {config.spark.master}", flush=True)
+    write_spark_conf(config, thrift_server=True)
+    auth = f"user {config.thrift.user} with a password" if config.thrift.auth_enabled else "no authentication"
+    tls = ", TLS" if config.thrift.ssl else ""
+    print(
+        f"thrift: starting on {config.thrift.host}:{config.thrift.port} ({auth}{tls}), master {config.spark.master}",
+        flush=True,
+    )
     os.execve(line[0], line, spark_env(config))
     return 1  # not reached
 
@@ -67,7 +75,7 @@ def thrift(config: Config) -> int:
 def conf(config: Config) -> int:
     from lakehouse.spark import write_spark_conf
 
-    print(write_spark_conf(config))
+    print(write_spark_conf(config, thrift_server=True))
     return 0
 
 
@@ -95,9 +103,14 @@ def check() -> int:
     missing = [p.name for p in jars if not p.is_file()]
     if missing:
         raise RoleError(f"jar {missing[0]} is missing from {config.jar_dir}: rebuild the image")
+    provider = provider_jar(config)
+    if not provider.is_file():
+        raise RoleError(
+            f"the Thrift auth provider {provider.name} is missing from {provider.parent}: rebuild the image"
+        )
     versions = ", ".join(f"{name} {metadata.version(name)}" for name in ("lakehouse", "pyspark", "delta-spark"))
     print(f"{versions}, java {major}, python {sys.version.split()[0]}")
-    print(f"{len(jars)} Spark jars in {config.jar_dir}")
+    print(f"{len(jars)} Spark jars in {config.jar_dir}, Thrift auth provider {provider}")
     return 0
 
 

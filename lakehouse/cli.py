@@ -1,6 +1,6 @@
 """The `lakehouse` command.
 
-    lakehouse setup                 resolve Spark jars, build FerretDB (no network when done)
+    lakehouse setup                 resolve Spark jars, build FerretDB and the Thrift auth provider
     lakehouse up | down | status    local services
     lakehouse sql "QUERY"           run a query over the Thrift endpoint
     lakehouse generate              write synthetic source files
@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from lakehouse.config import Config, ConfigError, load_config
+from lakehouse.config import THRIFT_PASSWORD_ENV, Config, ConfigError, load_config, thrift_password_file
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -52,6 +53,7 @@ def _service_names(names: list[str]) -> tuple[str, ...]:
 
 
 def cmd_setup(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse import thrift_auth
     from lakehouse.jars import resolve_jars
     from lakehouse.services import mongodb
 
@@ -59,6 +61,13 @@ def cmd_setup(config: Config, args: argparse.Namespace) -> int:
     print(f"spark jars: {len(jars)} in {config.jar_dir}")
     if config.mongodb.embedded:
         print(f"ferretdb: {mongodb.build_ferretdb(config)}")
+    try:
+        print(f"thrift auth provider: {thrift_auth.build_provider(config)}")
+    except thrift_auth.ThriftAuthError as exc:
+        if config.thrift.auth_enabled:
+            raise
+        # Only a server that requires a password needs it.
+        print(f"{exc} (skipped: needed only when thrift.auth is password)")
     return EXIT_OK
 
 
@@ -70,6 +79,11 @@ def cmd_up(config: Config, args: argparse.Namespace) -> int:
     print(f"started: {', '.join(started)}" if started else "everything was already running")
     _print_status(config)
     print(f"\nJDBC (BI tools, beeline): {config.thrift.jdbc_url}/gold")
+    if config.thrift.auth_enabled:
+        source = (
+            "LAKEHOUSE_THRIFT_PASSWORD" if os.environ.get(THRIFT_PASSWORD_ENV) else thrift_password_file(config.home)
+        )
+        print(f"user {config.thrift.user}, password from {source}")
     return EXIT_OK
 
 
@@ -197,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
-    add("setup", cmd_setup, "resolve the Spark jars and build FerretDB into the cache (idempotent)")
+    add("setup", cmd_setup, "resolve the Spark jars, build FerretDB and the Thrift auth provider (idempotent)")
     for name, handler, text in (
         ("up", cmd_up, "start the local services and wait until they are healthy"),
         ("down", cmd_down, "stop the services that `up` started; data stays"),
@@ -270,11 +284,12 @@ def main(argv: list[str] | None = None) -> int:
     from lakehouse.jars import JarResolutionError
     from lakehouse.services import ServiceError
     from lakehouse.sql_client import QueryError
+    from lakehouse.thrift_auth import ThriftAuthError
 
     try:
         config = load_config()
         return args.handler(config, args)
-    except (ConfigError, ServiceError, QueryError, JarResolutionError, ValueError) as exc:
+    except (ConfigError, ServiceError, QueryError, JarResolutionError, ThriftAuthError, ValueError) as exc:
         print(f"lakehouse {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:

@@ -7,8 +7,11 @@ variables, which win: ``LAKEHOUSE_<SECTION>_<KEY>`` for a key in a section
 
 Secrets never come from the YAML file. The PostgreSQL password is read from
 ``LAKEHOUSE_POSTGRES_PASSWORD``, from the URL in ``LAKEHOUSE_POSTGRES_URL``, or, for the local
-embedded server, from a file generated once under the state directory. It is kept out of
-``repr()`` and out of every message this module raises.
+embedded server, from a file generated once under the state directory. The Thrift server's
+password (when ``thrift.auth`` resolves to ``password``) is read from
+``LAKEHOUSE_THRIFT_PASSWORD`` or, likewise, from a file generated once under the state
+directory; the TLS keystore's password only from ``LAKEHOUSE_THRIFT_KEYSTORE_PASSWORD``.
+Secrets are kept out of ``repr()`` and out of every message this module raises.
 
 Load the object once at an entry point with :func:`load_config` and pass it down.
 """
@@ -16,6 +19,7 @@ Load the object once at an entry point with :func:`load_config` and pass it down
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import secrets
@@ -32,12 +36,15 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_FILE = PROJECT_ROOT / "conf" / "lakehouse.yaml"
 ENV_PREFIX = "LAKEHOUSE_"
 PASSWORD_ENV = "LAKEHOUSE_POSTGRES_PASSWORD"
+THRIFT_PASSWORD_ENV = "LAKEHOUSE_THRIFT_PASSWORD"
+KEYSTORE_PASSWORD_ENV = "LAKEHOUSE_THRIFT_KEYSTORE_PASSWORD"
 CONFIG_FILE_ENV = "LAKEHOUSE_CONFIG"
 # Environment variables with the prefix that are not config keys.
 NON_CONFIG_ENV = {
     PASSWORD_ENV,
+    THRIFT_PASSWORD_ENV,
+    KEYSTORE_PASSWORD_ENV,
     CONFIG_FILE_ENV,
-    "LAKEHOUSE_THRIFT_USER",
     "LAKEHOUSE_TEST_HOME",
     "LAKEHOUSE_TEST_PORT_OFFSET",
 }
@@ -45,6 +52,8 @@ MEMORY_PATTERN = re.compile(r"^\d+[kmgt]?$", re.IGNORECASE)
 MASTER_PATTERN = re.compile(r"^(local(\[(\*|\d+)(,\d+)?\])?|spark://.+|yarn|k8s://.+|mesos://.+)$")
 LOG_LEVELS = ("ALL", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF")
 MAX_PORT = 65535
+THRIFT_AUTH_MODES = ("auto", "none", "password")
+USER_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 
 
 class ConfigError(ValueError):
@@ -156,12 +165,36 @@ class MongoConfig:
         return f"{parts.scheme}://{host}{port}/{self.database}"
 
 
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True)
 class ThriftConfig:
     host: str = "127.0.0.1"
     port: int = 10000
     driver_memory: str = "2g"
     startup_timeout_seconds: int = 180
+    # auto: a user name and password are required unless the server listens on (and clients
+    # connect to) a loopback address; none: never; password: always.
+    auth: str = "auto"
+    # The one user the server accepts when authentication is on (clients log in as this user).
+    user: str = "lakehouse"
+    # TLS on the Thrift port: the server needs ssl_keystore (JKS or PKCS12) and
+    # LAKEHOUSE_THRIFT_KEYSTORE_PASSWORD; clients verify the server's certificate against
+    # ssl_ca (a PEM file) or, when unset, the system's CA certificates.
+    ssl: bool = False
+    ssl_keystore: str | None = None
+    ssl_ca: str | None = None
+    # Resolved at load time; never printed.
+    password: str = field(default="", repr=False)
+    keystore_password: str = field(default="", repr=False)
 
     def validate(self) -> None:
         _check_port("thrift.port", self.port)
@@ -169,6 +202,24 @@ class ThriftConfig:
             raise ConfigError(f"thrift.driver_memory: {self.driver_memory!r} is not a JVM memory size")
         if self.startup_timeout_seconds < 1:
             raise ConfigError("thrift.startup_timeout_seconds: must be at least 1")
+        if self.auth not in THRIFT_AUTH_MODES:
+            raise ConfigError(f"thrift.auth: {self.auth!r} is not one of {', '.join(THRIFT_AUTH_MODES)}")
+        if not USER_NAME_PATTERN.fullmatch(self.user):
+            raise ConfigError(f"thrift.user: {self.user!r} is not a plain user name")
+        if self.ssl_keystore is not None and not self.ssl:
+            raise ConfigError("thrift.ssl_keystore: set only together with thrift.ssl: true")
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Whether the server requires, and clients send, a user name and password."""
+        if self.auth == "auto":
+            return not is_loopback(self.host)
+        return self.auth == "password"
+
+    @property
+    def auth_mode(self) -> str:
+        """The resolved mode: password or none."""
+        return "password" if self.auth_enabled else "none"
 
     @property
     def jdbc_url(self) -> str:
@@ -327,7 +378,7 @@ SECTIONS: dict[str, type] = {
     "pipeline": PipelineConfig,
 }
 TOP_LEVEL_KEYS = ("home", "cache_dir")
-SECRET_FIELDS = {("postgres", "password")}
+SECRET_FIELDS = {("postgres", "password"), ("thrift", "password"), ("thrift", "keystore_password")}
 
 
 def _check_port(key: str, port: int) -> None:
@@ -386,7 +437,12 @@ def _section_values(
     section: str, cls: type, yaml_values: dict[str, Any], env: dict[str, str], source: Path
 ) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)} - {name for s, name in SECRET_FIELDS if s == section}
+    secret_names = {name for s, name in SECRET_FIELDS if s == section}
+    names = {f.name for f in dataclasses.fields(cls)} - secret_names
+    secret = sorted(set(yaml_values) & secret_names)
+    if secret:
+        env_name = f"{ENV_PREFIX}{section.upper()}_{secret[0].upper()}"
+        raise ConfigError(f"{section}.{secret[0]} ({source.name}): secrets are not read from this file; set {env_name}")
     unknown = set(yaml_values) - names
     if unknown:
         raise ConfigError(f"{section}.{sorted(unknown)[0]} ({source.name}): unknown key")
@@ -437,9 +493,9 @@ def _apply_postgres_url(values: dict[str, Any]) -> str | None:
     return unquote(parts.password) if parts.password else None
 
 
-def _embedded_password(secrets_dir: Path) -> str:
-    """The local server's password: generated once, kept in a file only the owner can read."""
-    path = secrets_dir / "postgres.password"
+def _generated_secret(secrets_dir: Path, name: str) -> str:
+    """A local password: generated once, kept in a file only the owner can read."""
+    path = secrets_dir / name
     if path.exists():
         return path.read_text().strip()
     secrets_dir.mkdir(parents=True, exist_ok=True)
@@ -449,6 +505,27 @@ def _embedded_password(secrets_dir: Path) -> str:
     with os.fdopen(fd, "w") as handle:
         handle.write(password)
     return password
+
+
+def _embedded_password(secrets_dir: Path) -> str:
+    """The local PostgreSQL server's password."""
+    return _generated_secret(secrets_dir, "postgres.password")
+
+
+def thrift_password_file(home: Path) -> Path:
+    """Where the generated Thrift password is kept when LAKEHOUSE_THRIFT_PASSWORD is not set."""
+    return home / "secrets" / "thrift.password"
+
+
+def _thrift_secrets(thrift: ThriftConfig, env: dict[str, str], home: Path) -> ThriftConfig:
+    """Resolve the Thrift password (only when authentication is on) and the keystore password."""
+    password = ""
+    if thrift.auth_enabled:
+        password = env.get(THRIFT_PASSWORD_ENV) or _generated_secret(home / "secrets", thrift_password_file(home).name)
+    keystore_password = env.get(KEYSTORE_PASSWORD_ENV) or ""
+    if thrift.ssl_keystore is not None and not keystore_password:
+        raise ConfigError(f"thrift.ssl_keystore: {KEYSTORE_PASSWORD_ENV} is not set (the keystore's password)")
+    return dataclasses.replace(thrift, password=password, keystore_password=keystore_password)
 
 
 def load_config(path: Path | None = None, env: dict[str, str] | None = None) -> Config:
@@ -486,6 +563,9 @@ def load_config(path: Path | None = None, env: dict[str, str] | None = None) -> 
     cache_dir = _resolve_path(top["cache_dir"], PROJECT_ROOT) if top["cache_dir"] else home / "cache"
 
     url_password = _apply_postgres_url(sections["postgres"])
+    for key in ("ssl_keystore", "ssl_ca"):
+        if sections["thrift"].get(key):
+            sections["thrift"][key] = str(_resolve_path(sections["thrift"][key], PROJECT_ROOT))
     spark = SparkConfig(**sections["spark"])
     postgres = PostgresConfig(**sections["postgres"])
     mongodb = MongoConfig(**sections["mongodb"])
@@ -503,6 +583,7 @@ def load_config(path: Path | None = None, env: dict[str, str] | None = None) -> 
             raise ConfigError(f"postgres.url: no password in the URL and {PASSWORD_ENV} is not set")
         password = _embedded_password(home / "secrets")
     postgres = dataclasses.replace(postgres, password=password)
+    thrift = _thrift_secrets(thrift, env, home)
 
     return Config(
         home=home,

@@ -6,6 +6,12 @@ rendered into a Spark conf directory under the state directory (``spark-defaults
 ``hive-site.xml``, ``log4j2.properties``) and every launch points ``SPARK_CONF_DIR`` at it, so
 ``spark-submit``, ``pyspark`` and ``beeline`` read the same file. The metastore password lives
 only in ``hive-site.xml``, which is readable by its owner alone, and never on a command line.
+
+When ``thrift.auth`` resolves to ``password``, ``hive-site.xml`` also names the project's
+authentication provider and its users file (``thrift-users``, owner-only, a PBKDF2 hash of the
+password, never the password itself). They must be in ``hive-site.xml``: Spark's
+CustomAuthenticationProviderImpl reads a fresh HiveConf, not the server's ``--hiveconf``
+overrides. The TLS keystore's password, when TLS is on, is only in ``hive-site.xml`` as well.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape
 
+from lakehouse import thrift_auth
 from lakehouse.config import PROJECT_ROOT, Config
 from lakehouse.jars import jar_paths
 
@@ -81,9 +88,9 @@ def spark_properties(config: Config) -> dict[str, str]:
 
 
 def hive_site_properties(config: Config) -> dict[str, str]:
-    """Metastore connection (hive-site.xml). Contains the password: written owner-only."""
+    """Metastore connection and Thrift authentication (hive-site.xml). Has passwords: owner-only."""
     pg = config.postgres
-    return {
+    props = {
         "javax.jdo.option.ConnectionURL": pg.jdbc_url(pg.metastore_database),
         "javax.jdo.option.ConnectionDriverName": "org.postgresql.Driver",
         "javax.jdo.option.ConnectionUserName": pg.user,
@@ -95,6 +102,26 @@ def hive_site_properties(config: Config) -> dict[str, str]:
         "datanucleus.identifierFactory": "datanucleus1",
         "hive.server2.enable.doAs": "false",
     }
+    return props | thrift_auth_properties(config)
+
+
+def thrift_auth_properties(config: Config) -> dict[str, str]:
+    """Authentication and TLS of the Thrift server (in hive-site.xml, see the module's docstring)."""
+    thrift = config.thrift
+    props = {"hive.server2.authentication": "NONE"}
+    if thrift.auth_enabled:
+        props = {
+            "hive.server2.authentication": "CUSTOM",
+            "hive.server2.custom.authentication.class": thrift_auth.PROVIDER_CLASS,
+            thrift_auth.USERS_FILE_PROPERTY: str(thrift_auth.users_file(config)),
+        }
+    if thrift.ssl and thrift.ssl_keystore:
+        props |= {
+            "hive.server2.use.SSL": "true",
+            "hive.server2.keystore.path": thrift.ssl_keystore,
+            "hive.server2.keystore.password": thrift.keystore_password,
+        }
+    return props
 
 
 def thrift_server_properties(config: Config) -> dict[str, str]:
@@ -134,12 +161,19 @@ def _write_atomically(path: Path, text: str, mode: int) -> None:
     os.replace(partial, path)
 
 
-def write_spark_conf(config: Config) -> Path:
-    """Render the Spark conf directory for this config; return its path."""
+def write_spark_conf(config: Config, *, thrift_server: bool = False) -> Path:
+    """Render the Spark conf directory for this config; return its path.
+
+    ``thrift_server``: also write the Thrift server's users file (when authentication is on).
+    Only starting the server does, so a job run with another password cannot change the
+    password a running server accepts.
+    """
     conf_dir = config.spark_conf_dir
     conf_dir.mkdir(parents=True, exist_ok=True)
     _write_atomically(conf_dir / "spark-defaults.conf", _render_properties(spark_properties(config)), 0o644)
     _write_atomically(conf_dir / "hive-site.xml", _render_hive_site(hive_site_properties(config)), 0o600)
+    if thrift_server and config.thrift.auth_enabled:
+        thrift_auth.write_users_file(config)
     log4j = LOG4J_TEMPLATE.read_text().replace("@LEVEL@", config.spark.log_level.lower())
     _write_atomically(conf_dir / "log4j2.properties", log4j, 0o644)
     return conf_dir

@@ -1,4 +1,11 @@
-"""The built-in SQL client: run a query over the Thrift endpoint (PyHive) and format the result."""
+"""The built-in SQL client: run a query over the Thrift endpoint (PyHive) and format the result.
+
+When ``thrift.auth`` resolves to ``password`` the client logs in as ``thrift.user`` with the
+configured password (SASL PLAIN, PyHive's ``auth="CUSTOM"``); otherwise as
+``LAKEHOUSE_THRIFT_USER`` or the operating-system user, with no password. With ``thrift.ssl``
+it connects over TLS and verifies the server's certificate (``thrift.ssl_ca`` or the system's
+CA certificates) and host name.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +13,11 @@ import csv
 import getpass
 import io
 import json
+import logging
 import os
 import re
+import socket
+import ssl
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -16,8 +26,15 @@ from typing import Any
 from lakehouse.config import Config
 
 USER_ENV = "LAKEHOUSE_THRIFT_USER"
+# What a refused SASL login looks like from PyHive (thrift_sasl's TTransportException).
+LOGIN_REFUSED = re.compile(r"Bad status: [345]|Error validating the login|authentication", re.IGNORECASE)
 ERROR_PREFIXES = re.compile(r"^(org\.apache\.hive\.service\.cli\.HiveSQLException:\s*)?(Error running query:\s*)?")
 FORMATS = ("table", "csv", "json")
+TLS_PROBE_TIMEOUT_SECONDS = 10
+# thrift logs a failed connect at ERROR level (one more line on the terminal, and for TLS
+# without the reason); run_query reports it in one line itself.
+for _name in ("thrift.transport.TSocket", "thrift.transport.TSSLSocket"):
+    logging.getLogger(_name).setLevel(logging.CRITICAL)
 
 
 class QueryError(RuntimeError):
@@ -39,11 +56,107 @@ def _server_message(exc: Exception) -> str:
     return ERROR_PREFIXES.sub("", first).strip()
 
 
+def session_user(config: Config) -> str:
+    if config.thrift.auth_enabled:
+        return config.thrift.user
+    return os.environ.get(USER_ENV) or getpass.getuser()
+
+
+def _tls_context(config: Config) -> ssl.SSLContext:
+    """Verifies the server's certificate (thrift.ssl_ca, or the system's CAs) and host name."""
+    return ssl.create_default_context(cafile=config.thrift.ssl_ca)
+
+
+def _tls_transport(config: Config, user: str):
+    """A SASL PLAIN transport over a TLS socket that verifies the certificate and host name."""
+    import thrift_sasl
+    from pyhive.hive import get_installed_sasl
+    from thrift.transport.TSSLSocket import TSSLSocket
+
+    class TLSSocket(TSSLSocket):
+        def close(self) -> None:
+            # thrift's close() fails on a socket that never opened (a failed handshake).
+            if self.handle is not None:
+                super().close()
+
+    thrift = config.thrift
+    tls_socket = TLSSocket(
+        thrift.host,
+        thrift.port,
+        ssl_context=_tls_context(config),
+        server_hostname=thrift.host,
+        # The context already checked the host name against the certificate.
+        validate_callback=lambda _cert, _hostname: None,
+    )
+    # Without authentication the server takes any PLAIN password; PyHive sends "x" then too.
+    password = thrift.password if thrift.auth_enabled else "x"
+    return thrift_sasl.TSaslClientTransport(
+        lambda: get_installed_sasl(host=thrift.host, sasl_auth="PLAIN", username=user, password=password),
+        "PLAIN",
+        tls_socket,
+    )
+
+
 def connect(config: Config, database: str = "default"):
     from pyhive import hive
 
-    user = os.environ.get(USER_ENV) or getpass.getuser()
-    return hive.connect(host=config.thrift.host, port=config.thrift.port, username=user, database=database)
+    thrift = config.thrift
+    user = session_user(config)
+    if thrift.ssl:
+        return hive.connect(thrift_transport=_tls_transport(config, user), username=user, database=database)
+    if thrift.auth_enabled:
+        return hive.connect(
+            host=thrift.host,
+            port=thrift.port,
+            username=user,
+            password=thrift.password,
+            auth="CUSTOM",
+            database=database,
+        )
+    return hive.connect(host=thrift.host, port=thrift.port, username=user, database=database)
+
+
+def _tls_problem(config: Config) -> str | None:
+    """Why a TLS handshake with the server fails (thrift does not say), or None."""
+    thrift = config.thrift
+    try:
+        with (
+            socket.create_connection((thrift.host, thrift.port), timeout=TLS_PROBE_TIMEOUT_SECONDS) as raw,
+            _tls_context(config).wrap_socket(raw, server_hostname=thrift.host),
+        ):
+            return None
+    except ssl.SSLError as exc:
+        return " ".join(str(exc).split())
+    except OSError:
+        return None
+
+
+def _connect_error(config: Config, exc: Exception) -> QueryError:
+    """One line for a failed connection; never includes the password."""
+    thrift = config.thrift
+    address = f"{thrift.host}:{thrift.port}"
+    text = " ".join(str(exc).split())
+    if thrift.ssl and not isinstance(exc, ssl.SSLError):
+        problem = _tls_problem(config)
+        if problem:
+            return QueryError(
+                f"TLS with the Thrift server at {address} failed ({problem}): check thrift.ssl and thrift.ssl_ca"
+            )
+    if LOGIN_REFUSED.search(text):
+        if thrift.auth_enabled:
+            return QueryError(
+                f"the Thrift server at {address} refused the login of user {thrift.user!r}: "
+                "check LAKEHOUSE_THRIFT_PASSWORD (and thrift.user)"
+            )
+        return QueryError(
+            f"the Thrift server at {address} requires a user name and password: "
+            "set LAKEHOUSE_THRIFT_AUTH=password and LAKEHOUSE_THRIFT_PASSWORD"
+        )
+    if isinstance(exc, ssl.SSLError):
+        return QueryError(
+            f"TLS with the Thrift server at {address} failed ({text}): check thrift.ssl and thrift.ssl_ca"
+        )
+    return QueryError(f"cannot reach the Thrift server at {address} ({text}): is `lakehouse up` running?")
 
 
 def run_query(config: Config, query: str, database: str = "default") -> QueryResult:
@@ -53,8 +166,8 @@ def run_query(config: Config, query: str, database: str = "default") -> QueryRes
     address = f"{config.thrift.host}:{config.thrift.port}"
     try:
         connection = connect(config, database)
-    except (TTransportException, OSError) as exc:
-        raise QueryError(f"cannot reach the Thrift server at {address} ({exc}): is `lakehouse up` running?") from None
+    except (TTransportException, OSError, EOFError) as exc:
+        raise _connect_error(config, exc) from None
     try:
         cursor = connection.cursor()
         cursor.execute(query)

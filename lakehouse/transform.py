@@ -9,6 +9,11 @@ dbt runs as a subprocess of this interpreter's environment with the project in `
 ``DBT_PROFILES_DIR=dbt/``. ``dbt/profiles.yml`` reads the connection from the environment, which
 is set here from the config: ``DBT_SPARK_HOST`` and ``DBT_SPARK_PORT`` (``thrift.host``,
 ``thrift.port``), ``DBT_SPARK_USER``, ``DBT_THREADS``, ``DBT_CONNECT_RETRIES`` (``dbt.*``).
+When the Thrift server requires a password (``thrift.auth``), ``DBT_SPARK_AUTH=CUSTOM``,
+``DBT_SPARK_USER`` is ``thrift.user`` and the password goes in
+``DBT_ENV_SECRET_SPARK_PASSWORD``: dbt masks ``DBT_ENV_SECRET_*`` values in its output and
+logs, and this module never prints it. ``DBT_SPARK_USE_SSL`` follows ``thrift.ssl`` (dbt-spark
+encrypts but does not verify the server's certificate).
 dbt's target and log directories live under the state directory (``<home>/dbt/``), never in
 the repository. dbt's progress lines are streamed as they come; when something fails, the
 failing models, snapshots and tests are listed by name from ``run_results.json`` and the exit
@@ -32,6 +37,8 @@ from lakehouse.config import PROJECT_ROOT, Config
 
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt"
 DEFAULT_SCHEMA = "silver"
+# dbt scrubs the values of DBT_ENV_SECRET_* variables from its logs and output.
+DBT_PASSWORD_ENV = "DBT_ENV_SECRET_SPARK_PASSWORD"
 RUN_RESULTS_FILE = "run_results.json"
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -114,7 +121,9 @@ def dbt_environment(config: Config, base: dict[str, str] | None = None) -> dict[
             "DBT_LOG_PATH": str(dbt_log_dir(config)),
             "DBT_SPARK_HOST": config.thrift.host,
             "DBT_SPARK_PORT": str(config.thrift.port),
-            "DBT_SPARK_USER": config.dbt.user,
+            "DBT_SPARK_USER": config.thrift.user if config.thrift.auth_enabled else config.dbt.user,
+            "DBT_SPARK_AUTH": "CUSTOM" if config.thrift.auth_enabled else "NONE",
+            "DBT_SPARK_USE_SSL": str(config.thrift.ssl),  # True or False: dbt's as_bool
             "DBT_SPARK_SCHEMA": DEFAULT_SCHEMA,
             "DBT_THREADS": str(config.dbt.threads),
             "DBT_CONNECT_RETRIES": str(config.dbt.connect_retries),
@@ -124,6 +133,10 @@ def dbt_environment(config: Config, base: dict[str, str] | None = None) -> dict[
             "DO_NOT_TRACK": "1",
         }
     )
+    if config.thrift.auth_enabled:
+        env[DBT_PASSWORD_ENV] = config.thrift.password
+    else:
+        env.pop(DBT_PASSWORD_ENV, None)
     return env
 
 

@@ -3,12 +3,21 @@
 pip's pyspark ships the server's jar but not ``sbin/start-thriftserver.sh``, so the server is
 started as ``spark-submit --class HiveThriftServer2 spark-internal`` with the project's Spark
 conf directory (Delta, the shared metastore, the jars on the driver classpath).
+
+With ``thrift.auth`` resolving to ``password`` the server asks the project's provider
+(``lakehouse/thrift_auth.py``, built by ``lakehouse setup``) for every login; its jar goes on
+the driver classpath. With ``thrift.ssl`` it serves TLS from ``thrift.ssl_keystore``.
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+from lakehouse import thrift_auth
 from lakehouse.config import Config
 from lakehouse.services.process import (
+    ServiceError,
     ServiceStatus,
     check_port_free,
     port_open,
@@ -21,6 +30,7 @@ from lakehouse.spark import (
     THRIFT_SERVER_CLASS,
     THRIFT_SPARK_CONF,
     spark_env,
+    spark_properties,
     spark_submit_command,
     thrift_server_properties,
     write_spark_conf,
@@ -43,6 +53,10 @@ def command(config: Config) -> list[str]:
     for key, value in THRIFT_SPARK_CONF.items():
         args += ["--conf", f"{key}={value}"]
     args += ["--driver-memory", config.thrift.driver_memory]
+    if config.thrift.auth_enabled:
+        # --driver-class-path replaces spark.driver.extraClassPath: keep the project's jars.
+        classpath = [spark_properties(config)["spark.driver.extraClassPath"], str(thrift_auth.provider_jar(config))]
+        args += ["--driver-class-path", os.pathsep.join(p for p in classpath if p)]
     hiveconf = []
     for key, value in thrift_server_properties(config).items():
         hiveconf += ["--hiveconf", f"{key}={value}"]
@@ -64,11 +78,29 @@ def healthy(config: Config) -> bool:
     return True
 
 
+def check_prerequisites(config: Config) -> None:
+    """Fail with one line when authentication or TLS is on but what it needs is missing."""
+    thrift = config.thrift
+    if thrift.auth_enabled and not thrift_auth.provider_jar(config).exists():
+        raise ServiceError(
+            f"thrift: thrift.auth is password but the provider is not built at {thrift_auth.provider_jar(config)}: "
+            "run `make setup` (needs a JDK: javac)"
+        )
+    if thrift.ssl:
+        if not thrift.ssl_keystore:
+            raise ServiceError(
+                "thrift: thrift.ssl is true but thrift.ssl_keystore is not set (LAKEHOUSE_THRIFT_SSL_KEYSTORE)"
+            )
+        if not Path(thrift.ssl_keystore).is_file():
+            raise ServiceError(f"thrift: thrift.ssl_keystore {thrift.ssl_keystore} does not exist")
+
+
 def start(config: Config) -> bool:
     if read_pid(pid_file(config)) is not None:
         return False
+    check_prerequisites(config)
     check_port_free(config.thrift.host, config.thrift.port, "LAKEHOUSE_THRIFT_PORT")
-    write_spark_conf(config)
+    write_spark_conf(config, thrift_server=True)
     start_background(command(config), log_file=log_file(config), pid_file=pid_file(config), env=spark_env(config))
     wait_until(
         lambda: healthy(config),

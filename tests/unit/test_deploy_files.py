@@ -36,8 +36,12 @@ SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|API_KEY", re.IGNORECASE)
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error}; $$ escapes a dollar.
 VARIABLE = re.compile(r"(?<!\$)\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
 BARE_VARIABLE = re.compile(r"(?<!\$)\$(?P<name>[A-Za-z_][A-Za-z0-9_]*)")
-# Test stand-ins for the two secrets the operator puts into .env.
-TEST_SECRETS = {"POSTGRES_PASSWORD": "pg-test-secret", "MONGO_ROOT_PASSWORD": "mongo-test-secret"}
+# Test stand-ins for the secrets the operator puts into .env.
+TEST_SECRETS = {
+    "POSTGRES_PASSWORD": "pg-test-secret",
+    "MONGO_ROOT_PASSWORD": "mongo-test-secret",
+    "THRIFT_PASSWORD": "thrift-test-secret",
+}
 
 
 def _tool(name: str) -> str | None:
@@ -253,6 +257,14 @@ def test_compose_wiring_healthchecks_dependencies_volumes_and_ports() -> None:
         assert env["LAKEHOUSE_SPARK_MASTER"] == "spark://spark-master:7077"
     assert _service_env("thrift")["LAKEHOUSE_THRIFT_HOST"] == "0.0.0.0"
     assert _service_env("pipeline")["LAKEHOUSE_THRIFT_HOST"] == "thrift"
+    # The server and its clients agree on password authentication, also when the healthcheck
+    # moves the host to loopback (where auto would mean none).
+    for name in ("thrift", "pipeline"):
+        env = _service_env(name)
+        assert env["LAKEHOUSE_THRIFT_AUTH"] == "password", name
+        assert env["LAKEHOUSE_THRIFT_PASSWORD"] == TEST_SECRETS["THRIFT_PASSWORD"], name
+        config = load_config(env={**env, "LAKEHOUSE_HOME": "/nonexistent", "LAKEHOUSE_THRIFT_HOST": "127.0.0.1"})
+        assert config.thrift.auth_enabled, name
     assert services["pipeline"]["profiles"] == ["pipeline"]
     assert services["thrift"]["depends_on"]["postgres"]["condition"] == "service_healthy"
 
@@ -321,6 +333,18 @@ def test_conf_role_renders_the_cluster_conf_of_the_thrift_service(tmp_path: Path
     secret = TEST_SECRETS["POSTGRES_PASSWORD"]
     assert secret not in (conf_dir / "spark-defaults.conf").read_text()
     assert secret not in result.stdout + result.stderr
+    # Password authentication: the provider and its users file are named in hive-site.xml; the
+    # Thrift password itself is nowhere, only its hash, in an owner-only file.
+    site = hive_site.read_text()
+    assert "<name>hive.server2.authentication</name><value>CUSTOM</value>" in site
+    assert "lakehouse.thriftauth.FilePasswdAuthenticationProvider" in site
+    users = conf_dir / "thrift-users"
+    assert stat.S_IMODE(users.stat().st_mode) == 0o600
+    assert users.read_text().startswith("lakehouse:pbkdf2-sha256:")
+    thrift_secret = TEST_SECRETS["THRIFT_PASSWORD"]
+    for path in conf_dir.iterdir():
+        assert thrift_secret not in path.read_text(), path.name
+    assert thrift_secret not in result.stdout + result.stderr
 
 
 def test_server_roles_print_the_commands_the_containers_run(tmp_path: Path) -> None:
@@ -330,7 +354,9 @@ def test_server_roles_print_the_commands_the_containers_run(tmp_path: Path) -> N
     assert "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2" in thrift.stdout
     assert "hive.server2.thrift.bind.host=0.0.0.0" in thrift.stdout
     assert "hive.server2.thrift.port=10000" in thrift.stdout
-    assert TEST_SECRETS["POSTGRES_PASSWORD"] not in thrift.stdout + thrift.stderr
+    assert re.search(r"--driver-class-path \S*delta-spark\S*lakehouse-thrift-auth-[0-9a-f]+\.jar", thrift.stdout)
+    for secret in TEST_SECRETS.values():
+        assert secret not in thrift.stdout + thrift.stderr
 
     master = _run_entrypoint(_service_command("spark-master"), {**_service_env("spark-master"), **dry}, tmp_path)
     assert master.returncode == 0, master.stderr

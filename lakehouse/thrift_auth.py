@@ -1,0 +1,166 @@
+"""Password authentication for the Spark Thrift Server: the provider jar and its users file.
+
+HiveServer2 with ``hive.server2.authentication=CUSTOM`` asks a Java class for every login.
+The project's class (``tools/thrift-auth``) checks the user name and password against a file
+of PBKDF2-SHA256 hashes, ``user:pbkdf2-sha256:iterations:salt:hash`` (base64), so the server
+never holds the plain password. This module
+
+- compiles that class with ``javac --release 17`` against pip's pyspark jars into
+  ``<cache_dir>/thrift-auth/lakehouse-thrift-auth-<sha256 of the sources>.jar`` (``lakehouse
+  setup``; a changed source gives a new name, an unchanged one does no work);
+- writes the users file (owner-only) from ``thrift.user`` and the password when the server
+  starts, keeping an existing file whose hash still matches (its salt does not change).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+import zipfile
+from pathlib import Path
+
+from lakehouse.config import PROJECT_ROOT, Config
+
+SOURCE_DIR = PROJECT_ROOT / "tools" / "thrift-auth" / "src"
+PROVIDER_CLASS = "lakehouse.thriftauth.FilePasswdAuthenticationProvider"
+# The hive-site.xml property that names the users file (read by the provider).
+USERS_FILE_PROPERTY = "lakehouse.thrift.auth.users-file"
+USERS_FILE_NAME = "thrift-users"
+SCHEME = "pbkdf2-sha256"
+# OWASP's 2021 figure for PBKDF2-HMAC-SHA256; one login costs about 0.1-0.3 s of CPU on the server.
+ITERATIONS = 310_000
+SALT_BYTES = 16
+HASH_BYTES = 32
+JAVA_RELEASE = "17"
+# What the provider compiles against, from pyspark's jars directory.
+COMPILE_JARS = ("spark-hive-thriftserver_*.jar", "hadoop-client-api-*.jar")
+BUILD_TIMEOUT_SECONDS = 300
+
+
+class ThriftAuthError(RuntimeError):
+    """The provider could not be built; one readable line."""
+
+
+def source_files() -> list[Path]:
+    return sorted(SOURCE_DIR.rglob("*.java"))
+
+
+def source_digest() -> str:
+    """sha256 over the provider's sources (path and content): names the jar built from them."""
+    digest = hashlib.sha256()
+    for path in source_files():
+        digest.update(path.relative_to(SOURCE_DIR).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def provider_jar(config: Config) -> Path:
+    return config.cache_dir / "thrift-auth" / f"lakehouse-thrift-auth-{source_digest()[:16]}.jar"
+
+
+def _javac() -> str | None:
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home and (Path(java_home) / "bin" / "javac").exists():
+        return str(Path(java_home) / "bin" / "javac")
+    return shutil.which("javac")
+
+
+def _compile_classpath() -> list[Path]:
+    from lakehouse.spark import spark_home
+
+    jars_dir = spark_home() / "jars"
+    found = []
+    for pattern in COMPILE_JARS:
+        matches = sorted(jars_dir.glob(pattern))
+        if not matches:
+            raise ThriftAuthError(f"thrift auth provider: no {pattern} in {jars_dir} (is pyspark installed?)")
+        found.append(matches[0])
+    return found
+
+
+def build_provider(config: Config) -> Path:
+    """Compile the provider into the cache once per source version; return the jar's path."""
+    target = provider_jar(config)
+    if target.exists():
+        return target
+    javac = _javac()
+    if javac is None:
+        raise ThriftAuthError("thrift auth provider: javac (a JDK 17) is needed to build it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    classpath = os.pathsep.join(str(p) for p in _compile_classpath())
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        classes = Path(tmp) / "classes"
+        command = [javac, "--release", JAVA_RELEASE, "-nowarn", "-cp", classpath, "-d", str(classes)]
+        result = subprocess.run(
+            [*command, *map(str, source_files())],
+            capture_output=True,
+            text=True,
+            timeout=BUILD_TIMEOUT_SECONDS,
+            check=False,
+        )
+        if result.returncode != 0:
+            first = (result.stderr.strip().splitlines() or ["unknown error"])[0]
+            raise ThriftAuthError(f"thrift auth provider: javac failed: {first}")
+        partial = Path(tmp) / target.name
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as jar:
+            jar.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\r\nCreated-By: lakehouse setup\r\n\r\n")
+            for path in sorted(classes.rglob("*.class")):
+                jar.write(path, path.relative_to(classes).as_posix())
+        os.replace(partial, target)
+    return target
+
+
+def hash_entry(user: str, password: str, *, iterations: int = ITERATIONS, salt: bytes | None = None) -> str:
+    """One line of the users file for this user and password."""
+    salt = salt if salt is not None else secrets.token_bytes(SALT_BYTES)
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), salt, iterations, HASH_BYTES)
+    b64 = base64.b64encode
+    return f"{user}:{SCHEME}:{iterations}:{b64(salt).decode()}:{b64(digest).decode()}"
+
+
+def entry_matches(line: str, user: str, password: str) -> bool:
+    """True when a users-file line is for this user and this password (same check as the provider)."""
+    fields = line.strip().split(":")
+    if len(fields) != 5 or fields[0] != user or fields[1] != SCHEME:
+        return False
+    try:
+        iterations = int(fields[2])
+        salt = base64.b64decode(fields[3], validate=True)
+        expected = base64.b64decode(fields[4], validate=True)
+    except ValueError:
+        return False
+    if iterations != ITERATIONS or not expected:
+        return False
+    actual = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), salt, iterations, len(expected))
+    return hmac.compare_digest(actual, expected)
+
+
+def users_file(config: Config) -> Path:
+    return config.spark_conf_dir / USERS_FILE_NAME
+
+
+def write_users_file(config: Config) -> Path:
+    """Write the owner-only users file for thrift.user, unless the existing one already matches."""
+    path = users_file(config)
+    user, password = config.thrift.user, config.thrift.password
+    try:
+        current = path.read_text().strip()
+    except OSError:
+        current = ""
+    if current and "\n" not in current and entry_matches(current, user, password):
+        os.chmod(path, 0o600)
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(hash_entry(user, password) + "\n")
+    os.chmod(partial, 0o600)
+    os.replace(partial, path)
+    return path
