@@ -490,6 +490,7 @@ def _run(ctx: Context, steps: list[str]) -> int:
         if result.status == "pending":
             result.status = "skipped"
             result.detail = "not run: an earlier step failed"
+            result.started_at = result.ended_at = dt.datetime.now(dt.UTC)
     services_up = "up" not in steps or results[0].status == "succeeded"
     if services_up:
         record_pipeline_steps(ctx, results, started_at, status)

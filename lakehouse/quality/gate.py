@@ -210,6 +210,8 @@ def _step_record(run_id: str, run: TableRun, outcomes: list[Outcome], error: str
         rows_read=run.rows,
         rows_quarantined=run.quarantined,
     )
+    # The table's validation started run.seconds ago (the record is made when it ends).
+    record.started_at = record.started_at - dt.timedelta(seconds=run.seconds)
     failed = [o for o in outcomes if o.failed_critical]
     if error:
         return record.finish("failed", error)

@@ -161,9 +161,11 @@ def test_failing_gate_stops_before_transform_and_keeps_gold(stack: Stack, first_
     version_before = _gold_version(stack)
     dsn = stack.config.postgres.dsn()
     with psycopg2.connect(**dsn) as conn, conn.cursor() as cur:
-        # A critical defect far above any tolerance: a third of all sessions negative.
+        # A critical defect far above any tolerance: a third of all sessions negative, changed
+        # after the watermark so the next extract reads them.
         cur.execute(
-            "update viewing_sessions set watch_seconds = -60, updated_at = updated_at + interval '1 hour' "
+            "update viewing_sessions set watch_seconds = -60, "
+            "updated_at = (select max(updated_at) from viewing_sessions) + interval '1 minute' "
             "where session_id % 3 = 0"
         )
     try:
@@ -174,12 +176,16 @@ def test_failing_gate_stops_before_transform_and_keeps_gold(stack: Stack, first_
         assert _gold_version(stack) == version_before
         audit = _audit(stack, _run_id(result.stdout))
         assert ("transform", None, "skipped", None) in audit
+        assert ("maintain", None, "skipped", None) in audit
+        assert ("validate", None, "failed", None) in audit
         assert ("pipeline", None, "failed", None) in audit
+        failed_table = next(row for row in audit if row[0] == "validate" and row[1] == "viewing_sessions")
+        assert failed_table[2] == "failed" and failed_table[3] > 1000
     finally:
         # Repair the source so the later tests see clean data again.
         with psycopg2.connect(**dsn) as conn, conn.cursor() as cur:
             cur.execute(
-                "update viewing_sessions set watch_seconds = 60, updated_at = updated_at + interval '1 hour' "
+                "update viewing_sessions set watch_seconds = 60, updated_at = updated_at + interval '1 minute' "
                 "where watch_seconds = -60"
             )
 
