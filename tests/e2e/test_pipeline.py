@@ -238,26 +238,42 @@ def test_eight_concurrent_clients_query_gold(stack: Stack, first_run: str) -> No
     assert len(counts) == 8 and len(set(counts)) == 1
 
 
-def test_gold_column_metadata_is_visible_to_sqlalchemy_and_beeline(stack: Stack, first_run: str) -> None:
+def test_gold_column_metadata_is_visible_to_sqlalchemy_and_beeline(
+    stack: Stack, first_run: str, tmp_path: Path
+) -> None:
     from sqlalchemy import create_engine, inspect
 
-    from lakehouse.spark import beeline_path
+    from lakehouse.spark import beeline_path, spark_env
 
+    # PyHive's get_table_names reads the first column of SHOW TABLES, which on Spark is the
+    # schema: list the tables with SQL, then ask the inspector (as Superset does) per table.
+    tables = sorted(row[1] for row in stack.query("show tables in gold"))
+    assert set(GOLD_TABLES) <= set(tables)
     thrift = stack.config.thrift
     engine = create_engine(f"hive://tester@{thrift.host}:{thrift.port}/gold")
     try:
         inspector = inspect(engine)
-        tables = inspector.get_table_names(schema="gold")
-        assert set(GOLD_TABLES) <= set(tables)
         for table in tables:
             assert inspector.get_columns(table, schema="gold"), table
     finally:
         engine.dispose()
+    script = tmp_path / "columns.sql"
+    script.write_text("!columns fct_viewing_sessions\n")
     beeline = subprocess.run(
-        [str(beeline_path()), "-u", f"{thrift.jdbc_url}/gold", "-n", "tester", "-e", "!columns fct_viewing_sessions"],
+        [
+            str(beeline_path()),
+            "-u",
+            f"{thrift.jdbc_url}/gold",
+            "-n",
+            "tester",
+            "--outputformat=csv2",
+            "-f",
+            str(script),
+        ],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=180,
+        env=spark_env(stack.config),
         check=False,
     )
     assert beeline.returncode == 0, beeline.stderr[-2000:]
