@@ -186,18 +186,17 @@ def _check(code: int, output: str, what: str) -> None:
     raise PipelineError(f"{what}: {line}")
 
 
-def _audit_counts(ctx: Context, step: str) -> tuple[int | None, int | None, int | None, int]:
+def _audit_counts(ctx: Context, step: str) -> tuple[int | None, int | None, int | None]:
     """Rows read, written (inserted+updated) and quarantined for this run's step, from the audit."""
     from lakehouse.sql_client import run_query
 
     result = run_query(
         ctx.config,
-        f"select sum(rows_read), sum(coalesce(rows_inserted, 0) + coalesce(rows_updated, 0)), "
-        f"sum(rows_quarantined), sum(coalesce(rows_inserted, 0) + coalesce(rows_updated, 0)) "
+        f"select sum(rows_read), sum(coalesce(rows_inserted, 0) + coalesce(rows_updated, 0)), sum(rows_quarantined) "
         f"from {RUNS_TABLE} where run_id = '{ctx.run_id}' and step = '{step}' and source_table is not null",
     )
-    read, written, quarantined, changed = result.rows[0]
-    return read, written, quarantined, int(changed or 0)
+    read, written, quarantined = result.rows[0]
+    return read, written, quarantined
 
 
 def step_up(ctx: Context, result: StepResult) -> None:
@@ -240,8 +239,8 @@ def step_extract(ctx: Context, result: StepResult) -> None:
     args = ["--run-id", ctx.run_id] + (["--full-refresh"] if ctx.options.full_refresh else [])
     code, output = _spark_job(ctx, "extract", "extract.py", args)
     _check(code, output, "extract failed")
-    result.rows_read, result.rows_written, result.rows_quarantined, changed = _audit_counts(ctx, "extract")
-    ctx.changed = changed > 0 or ctx.options.full_refresh
+    result.rows_read, result.rows_written, result.rows_quarantined = _audit_counts(ctx, "extract")
+    ctx.changed = bool(result.rows_written) or ctx.options.full_refresh
     result.detail = "" if ctx.changed else "no new or changed rows"
 
 

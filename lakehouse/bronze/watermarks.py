@@ -47,10 +47,6 @@ def get_watermarks(spark: SparkSession) -> dict[tuple[str, str], dt.datetime]:
     }
 
 
-def get_watermark(spark: SparkSession, source_system: str, source_table: str) -> dt.datetime | None:
-    return get_watermarks(spark).get((source_system, source_table))
-
-
 def set_watermarks(spark: SparkSession, marks: list[tuple[str, str, dt.datetime, str]]) -> None:
     """Upsert (source_system, source_table, watermark, batch_id) rows in one commit."""
     from delta.tables import DeltaTable
