@@ -77,6 +77,9 @@ def spark_properties(config: Config) -> dict[str, str]:
         "spark.pyspark.python": sys.executable,
         "spark.pyspark.driver.python": sys.executable,
     }
+    if config.spark.java_options:
+        props["spark.driver.extraJavaOptions"] = config.spark.java_options
+        props["spark.executor.extraJavaOptions"] = config.spark.java_options
     if config.spark.is_local:
         # Local mode: nothing needs to reach the driver from another host.
         props["spark.driver.bindAddress"] = LOOPBACK

@@ -1,8 +1,20 @@
-"""Shared fixtures: one set of live services and one SparkSession for the whole test run.
+"""Shared fixtures: one set of live services, one SparkSession and one tiny bronze for the run.
 
-The tests run in their own state directory (``<state>/test``) on their own ports, so a
-`make pipeline` stack on the default ports keeps running untouched. The directory is wiped
-at the start of a run, and every service the run starts is stopped at its end.
+The suite has three layers, each in its own folder and with its own marker:
+
+- ``tests/unit``: pure functions on a plain local SparkSession (``tests/unit/conftest.py``):
+  no Hive, no metastore, no services, no network. ``make test-unit``.
+- ``tests/integration`` (marker ``integration``): the live services started once per run
+  (PostgreSQL, FerretDB, the metastore and one Thrift server), and one tiny bronze built once.
+- ``tests/e2e`` (marker ``e2e``): ``lakehouse pipeline`` as a user runs it, in a stack of its own.
+
+A test in a layer's folder without its marker is a collection error, so ``-m`` selections
+mean what they say.
+
+The live layers run in their own state directory (``<state>/test``) on their own ports, so a
+`make pipeline` stack on the default ports keeps running untouched. The directory is wiped at
+the start of a run, and every service the run starts is stopped at its end. Spark JVMs of the
+run are tuned for tiny data (``TEST_JAVA_OPTIONS``, one Delta snapshot partition).
 """
 
 from __future__ import annotations
@@ -12,11 +24,17 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from lakehouse_testing import TEST_JAVA_OPTIONS
 
 from lakehouse.config import PROJECT_ROOT, Config, load_config
+
+TESTS_DIR = Path(__file__).resolve().parent
+# The marker every test of a layer's folder carries (unit tests carry none of them).
+LAYER_MARKERS = {"integration": "integration", "e2e": "e2e"}
 
 # Two test runs on one machine need LAKEHOUSE_TEST_PORT_OFFSET and LAKEHOUSE_TEST_HOME.
 _OFFSET = int(os.environ.get("LAKEHOUSE_TEST_PORT_OFFSET", "0"))
@@ -25,6 +43,25 @@ TEST_PORTS = {
     "LAKEHOUSE_MONGODB_PORT": str(27027 + _OFFSET),
     "LAKEHOUSE_THRIFT_PORT": str(10010 + _OFFSET),
 }
+TINY_SEED = 42
+TINY_RUN_ID = "tiny-bronze"
+# The schemas the tiny bronze state consists of (silver and gold belong to dbt's modules).
+TINY_SCHEMAS = ("bronze", "ops")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test of tests/integration and tests/e2e carries its layer's marker, unit tests none."""
+    for item in items:
+        try:
+            layer = item.path.resolve().relative_to(TESTS_DIR).parts[0]
+        except ValueError:
+            continue
+        names = {mark.name for mark in item.iter_markers()}
+        wanted = LAYER_MARKERS.get(layer)
+        if wanted and wanted not in names:
+            raise pytest.UsageError(f"{item.nodeid}: tests in tests/{layer} need `pytestmark = pytest.mark.{wanted}`")
+        if layer == "unit" and names & set(LAYER_MARKERS.values()):
+            raise pytest.UsageError(f"{item.nodeid}: a unit test needs no live service; move it to tests/integration")
 
 
 def _test_environment() -> dict[str, str]:
@@ -36,8 +73,9 @@ def _test_environment() -> dict[str, str]:
         "LAKEHOUSE_CACHE_DIR": str(base.cache_dir),
         "LAKEHOUSE_SPARK_MASTER": "local[2]",
         "LAKEHOUSE_SPARK_SHUFFLE_PARTITIONS": "2",
-        "LAKEHOUSE_SPARK_DELTA_SNAPSHOT_PARTITIONS": "2",
+        "LAKEHOUSE_SPARK_DELTA_SNAPSHOT_PARTITIONS": "1",
         "LAKEHOUSE_SPARK_DRIVER_MEMORY": "1g",
+        "LAKEHOUSE_SPARK_JAVA_OPTIONS": TEST_JAVA_OPTIONS,
         "LAKEHOUSE_THRIFT_DRIVER_MEMORY": "1g",
         **TEST_PORTS,
     }
@@ -110,27 +148,87 @@ def project_root() -> Path:
     return PROJECT_ROOT
 
 
-def prepare_tiny_bronze(spark, config: Config, out_dir: Path, *, seed: int = 42) -> dict:
-    """Fresh state: tiny sources generated and loaded, bronze and ops rebuilt by an extract.
+# ------------------------------------------------------------------ the tiny bronze, built once
 
-    Returns the generator's manifest (with ``data_dir`` added). Modules that change the state
-    (simulate, injected defects) call this again in their own fixture instead of sharing it.
+
+def _silent(_message: str) -> None:
+    pass
+
+
+def delta_versions(spark, schemas: tuple[str, ...] = TINY_SCHEMAS) -> dict[str, int]:
+    """The newest Delta version of every table of the schemas, by qualified name."""
+    versions = {}
+    for schema in schemas:
+        if not spark.catalog.databaseExists(schema):
+            continue
+        for table in spark.catalog.listTables(schema):
+            if not table.isTemporary:
+                name = f"{schema}.{table.name}"
+                versions[name] = spark.sql(f"describe history {name} limit 1").first()["version"]
+    return versions
+
+
+@dataclass
+class TinyState:
+    """Tiny sources (seed 42) loaded and bronze extracted from them by `lakehouse extract`.
+
+    Built once per run. A module that changes sources or bronze calls :meth:`restore` (the
+    ``tiny_bronze`` fixture does, before each module that uses it): the source files are loaded
+    again, every bronze and ops table is put back with ``RESTORE TABLE ... TO VERSION AS OF``
+    and tables created since are dropped. Only when a table of the state is gone (a module
+    dropped a schema) is the state built again from nothing.
     """
-    from lakehouse.bronze.extract import run_extract
-    from lakehouse.sources.generate import generate
-    from lakehouse.sources.load import load_sources
 
-    manifest = generate(out_dir, scale="tiny", seed=seed)
-    load_sources(config, out_dir, replace=True, progress=lambda _m: None)
-    for schema in ("bronze", "ops"):
-        spark.sql(f"drop database if exists {schema} cascade")
-    records = run_extract(spark, config, run_id="tiny-bronze", progress=lambda _m: None)
-    failed = [r.error_message for r in records if r.status != "succeeded"]
-    assert not failed, failed
-    return {**manifest, "data_dir": str(out_dir)}
+    data_dir: Path
+    manifest: dict = field(default_factory=dict)
+    run_id: str = TINY_RUN_ID
+    versions: dict[str, int] = field(default_factory=dict)
+    builds: int = 0
+    restores: int = 0
+    handed_out: bool = False  # a module has had it since it was built or restored
+
+    def build(self, spark, config: Config) -> None:
+        from lakehouse.sources.generate import generate
+        from lakehouse.sources.load import load_sources
+
+        self.manifest = {**generate(self.data_dir, scale="tiny", seed=TINY_SEED), "data_dir": str(self.data_dir)}
+        load_sources(config, self.data_dir, replace=True, progress=_silent)
+        for schema in TINY_SCHEMAS:
+            spark.sql(f"drop database if exists {schema} cascade")
+        # As a user runs it: spark-submit of jobs/extract.py, both sources in one application.
+        result = run_cli("extract", "--run-id", self.run_id, timeout=600)
+        assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+        self.versions = delta_versions(spark)
+        self.builds += 1
+
+    def restore(self, spark, config: Config) -> None:
+        from lakehouse.sources.load import load_sources
+
+        current = delta_versions(spark)
+        if not set(self.versions) <= set(current):
+            self.build(spark, config)
+            return
+        load_sources(config, self.data_dir, replace=True, progress=_silent)
+        for name in sorted(set(current) - set(self.versions)):
+            spark.sql(f"drop table {name}")
+        for name, version in sorted(self.versions.items()):
+            if current[name] != version:
+                spark.sql(f"restore table {name} to version as of {version}")
+        self.restores += 1
 
 
 @pytest.fixture(scope="session")
-def tiny_bronze(spark, services: Config, tmp_path_factory) -> dict:
-    """Shared read-only state for tests that only read bronze (do not modify it)."""
-    return prepare_tiny_bronze(spark, services, tmp_path_factory.mktemp("tiny-bronze"))
+def tiny_state(spark, services: Config, tmp_path_factory: pytest.TempPathFactory) -> TinyState:
+    """The run's one tiny bronze (see TinyState), built on first use."""
+    state = TinyState(tmp_path_factory.mktemp("tiny-sources"))
+    state.build(spark, services)
+    return state
+
+
+@pytest.fixture(scope="module")
+def tiny_bronze(spark, services: Config, tiny_state: TinyState) -> TinyState:
+    """The tiny bronze as it was built, restored for this module: a module may change it freely."""
+    if tiny_state.handed_out:
+        tiny_state.restore(spark, services)
+    tiny_state.handed_out = True
+    return tiny_state

@@ -90,7 +90,7 @@ def extract_table(
             F.count(F.lit(1)).alias("rows"),
             F.count(F.when(valid_flag, F.lit(1))).alias("valid"),
             F.count_distinct(*[F.when(valid_flag, F.col(k)) for k in contract.key]).alias("valid_keys"),
-            F.max(UPDATED_AT).alias("max_updated_at"),
+            watermarks.epoch_micros(F.max(UPDATED_AT)).alias("max_updated_at_us"),
         ).first()
         record.rows_read = stats["rows"]
         record.rows_merged = stats["valid"]
@@ -124,8 +124,7 @@ def extract_table(
             f"batch); {record.rows_quarantined} bad, {missing_quarantine} of them missing from quarantine"
         )
 
-    batch_max = stats["max_updated_at"]
-    batch_max = batch_max.replace(tzinfo=dt.UTC) if batch_max is not None else None
+    batch_max = watermarks.utc_from_micros(stats["max_updated_at_us"])
     candidates = [m for m in (batch_max, None if full_refresh else stored) if m is not None]
     record.watermark_after = max(candidates) if candidates else None
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pyspark.sql import SparkSession
+from pyspark.sql import Column, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from lakehouse.audit import OPS_SCHEMA
@@ -35,16 +36,32 @@ def ensure_table(spark: SparkSession) -> None:
     ).execute()
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def epoch_micros(column: str | Column) -> Column:
+    """A timestamp column as microseconds since the epoch: what crosses to Python instead of it.
+
+    PySpark's ``collect()`` turns a timestamp into a naive datetime in the *Python process's*
+    local zone, whatever ``spark.sql.session.timeZone`` says; read as UTC, that shifts every
+    watermark by the machine's offset. An integer cannot be misread.
+    """
+    return F.unix_micros(F.col(column) if isinstance(column, str) else column)
+
+
+def utc_from_micros(micros: int | None) -> dt.datetime | None:
+    """The aware UTC datetime of an :func:`epoch_micros` value."""
+    return None if micros is None else _EPOCH + dt.timedelta(microseconds=micros)
+
+
 def get_watermarks(spark: SparkSession) -> dict[tuple[str, str], dt.datetime]:
     """Every stored watermark, by (source_system, source_table), read in one query."""
-    rows = spark.table(WATERMARKS_TABLE).select("source_system", "source_table", "watermark").collect()
-    # Spark returns naive datetimes in the session time zone, which the project pins to UTC.
-    return {
-        (r["source_system"], r["source_table"]): r["watermark"].replace(tzinfo=dt.UTC)
-        if r["watermark"].tzinfo is None
-        else r["watermark"]
-        for r in rows
-    }
+    rows = (
+        spark.table(WATERMARKS_TABLE)
+        .select("source_system", "source_table", epoch_micros("watermark").alias("watermark_us"))
+        .collect()  # one row per source table
+    )
+    return {(r["source_system"], r["source_table"]): utc_from_micros(r["watermark_us"]) for r in rows}
 
 
 def set_watermarks(spark: SparkSession, marks: list[tuple[str, str, dt.datetime, str]]) -> None:

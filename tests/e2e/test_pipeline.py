@@ -22,6 +22,8 @@ import pytest
 from lakehouse.config import PROJECT_ROOT, Config, load_config
 from lakehouse.sql_client import run_query
 
+pytestmark = pytest.mark.e2e
+
 GOLD_FACT = "gold.fct_viewing_sessions"
 GOLD_TABLES = ("fct_viewing_sessions", "fct_ratings", "dim_users", "dim_content", "dim_date", "mart_daily_kpis")
 

@@ -1,10 +1,10 @@
 """Bronze extraction against live PostgreSQL, FerretDB, Spark/Delta and the shared metastore.
 
-The module loads freshly generated tiny sources, runs the extract job with spark-submit (as a
-user would), then checks reconciliation with the generator's manifest, idempotency,
-incremental reads after `simulate`, a SIGKILL in the middle of a write, and a source that is
-down. Expected numbers come from the manifest and from the source databases, never from the
-code under test.
+The module takes the run's tiny bronze (``tiny_bronze``: freshly generated tiny sources loaded,
+then the extract job run with spark-submit as a user would, into an empty bronze), and checks
+reconciliation with the generator's manifest, idempotency, incremental reads after `simulate`,
+a SIGKILL in the middle of a write, and a source that is down. Expected numbers come from the
+manifest and from the source databases, never from the code under test.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from pyspark.sql import functions as F
 from lakehouse.bronze.contracts import CONTRACTS, QUARANTINE_TABLE
 from lakehouse.bronze.extract import run_extract
 from lakehouse.config import Config
-from lakehouse.sources.generate import generate
-from lakehouse.sources.load import load_sources
+
+pytestmark = pytest.mark.integration
 
 SOURCE_KEYS = {"users": "user_id", "viewing_sessions": "session_id", "ratings": "user_id, content_id"}
 
@@ -68,21 +68,16 @@ def _audit(spark, run_id: str) -> dict[str, object]:
 
 
 @pytest.fixture(scope="module")
-def sources(services: Config, tmp_path_factory) -> dict:
-    out = tmp_path_factory.mktemp("tiny")
-    manifest = generate(out, scale="tiny", seed=42)
-    load_sources(services, out, replace=True, progress=lambda _m: None)
-    return manifest
+def sources(tiny_bronze) -> dict:
+    """The generator's manifest of the run's tiny sources (seed 42)."""
+    return tiny_bronze.manifest
 
 
 @pytest.fixture(scope="module")
-def first_load(spark, sources: dict, cli) -> str:
-    """Empty bronze, then `lakehouse extract` (spark-submit, both sources in one application)."""
-    for schema in ("bronze", "ops"):
-        spark.sql(f"drop database if exists {schema} cascade")
-    result = cli("extract", "--run-id", "first-load", timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return "first-load"
+def first_load(tiny_bronze) -> str:
+    """The run id of the tiny bronze's first load: `lakehouse extract` (spark-submit, both
+    sources in one application) into an empty bronze, see tests/conftest.py TinyState."""
+    return tiny_bronze.run_id
 
 
 def test_full_load_reconciles_with_the_manifest(spark, sources: dict, first_load: str) -> None:

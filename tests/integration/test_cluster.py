@@ -7,8 +7,8 @@ warehouse, the Thrift server started by the image's entry point (``docker/entryp
 thrift``) in the foreground, and an extract job submitted while that server holds its share of
 the cluster (``spark.deploy.defaultCores`` keeps it from taking every core). The local run is
 the tests' usual stack; the two catalogs and warehouses are separate. On the local side this
-module does what other modules do too: ``prepare_tiny_bronze`` rebuilds bronze from seed 42,
-and dbt rebuilds the content models of silver and gold from it.
+module uses the run's tiny bronze (``tiny_bronze``: tiny sources of seed 42 and the bronze a
+local[2] extract made of them), and dbt rebuilds the content models of silver and gold from it.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import prepare_tiny_bronze
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -81,13 +80,7 @@ def _drop_database(config: Config, name: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def local_bronze(spark: SparkSession, services: Config, tmp_path_factory) -> dict:
-    """Tiny sources loaded, local bronze rebuilt from them by a local[2] extract."""
-    return prepare_tiny_bronze(spark, services, tmp_path_factory.mktemp("cluster-sources"))
-
-
-@pytest.fixture(scope="module")
-def stack(services: Config, local_bronze: dict) -> Iterator[ClusterStack]:
+def stack(services: Config, tiny_bronze) -> Iterator[ClusterStack]:
     """A master and one worker on 127.0.0.1, and the cluster run's config; all stopped at the end."""
     home = services.home / "cluster"
     shutil.rmtree(home, ignore_errors=True)

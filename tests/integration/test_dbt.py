@@ -2,14 +2,15 @@
 
 The module runs in phases (module fixtures, in file order):
 
-1. fresh tiny bronze (default defect rate), silver and gold dropped, ``run_transform``: the
-   build must be green. The marts are then checked against numbers computed here, with pandas,
+1. the run's tiny bronze (``tiny_bronze``, default defect rate), silver and gold dropped,
+   ``run_transform``: the build must be green. The marts are then checked against numbers computed here, with pandas,
    straight from the generated source files: rows that bronze quarantines and rows that silver
    rejects (documented in int_viewing_sessions_validated and int_ratings_validated) are
    excluded by their own rules here, not by reusing the models' SQL.
 2. the snapshot runs twice more in a row, column comments are visible over JDBC, and
    ``dbt docs generate`` works.
-3. ``lakehouse simulate --days 1``, a new extract and a second ``run_transform`` (green again):
+3. ``lakehouse simulate --days 1``, then ``lakehouse pipeline`` as a user runs it on the next
+   day (extract, gate, transform, maintain; green again): it read only the new rows, gold grew,
    the snapshot records exactly the users whose tracked columns changed, their sessions link
    to the right version, and the fact merged only the new and changed sessions.
 4. a ``--full-refresh`` rebuild of the fact gives exactly the rows of the incremental merge.
@@ -25,11 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import psycopg2
 import pytest
-from conftest import prepare_tiny_bronze
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
-from lakehouse.bronze.extract import run_extract
 from lakehouse.config import Config
 from lakehouse.transform import EXIT_OK, docs_generate, run_transform
 
@@ -169,13 +170,11 @@ def _tail(log: str, lines: int = 60) -> str:
 
 
 @pytest.fixture(scope="module")
-def built(spark: SparkSession, services: Config, tmp_path_factory: pytest.TempPathFactory) -> Build:
-    data_dir = tmp_path_factory.mktemp("dbt-tiny")
-    prepare_tiny_bronze(spark, services, data_dir)
+def built(spark: SparkSession, services: Config, tiny_bronze: Any) -> Build:
     for schema in ("silver", "gold"):
         spark.sql(f"drop database if exists {schema} cascade")
     code, log, seconds = _transform(services, run_id="it-dbt-initial")
-    return Build(services, data_dir, code, log, seconds)
+    return Build(services, tiny_bronze.data_dir, code, log, seconds)
 
 
 @pytest.fixture(scope="module")
@@ -200,6 +199,8 @@ class Simulated:
     users_after: pd.DataFrame
     fact_watermark_before: Any
     fact_rows_before: int
+    fact_max_started_before: Any
+    source_sessions: int
     code: int
     log: str
     seconds: float
@@ -211,21 +212,27 @@ def simulated(built: Build, spark: SparkSession, cli: Any) -> Simulated:
     config = built.config
     before = _tracked_columns(spark)
     fact = spark.table("gold.fct_viewing_sessions")
-    watermark = fact.agg({"_ingested_at": "max"}).first()[0]
+    watermark, max_started = fact.agg(F.max("_ingested_at"), F.max("started_at")).first()
     rows_before = fact.count()
 
     result = cli("simulate", "--days", "1")
     assert result.returncode == 0, result.stderr
-    records = run_extract(spark, config, run_id="it-dbt-simulate", progress=lambda _m: None)
-    assert all(r.status == "succeeded" for r in records), [r.error_message for r in records]
+    with psycopg2.connect(**config.postgres.dsn()) as conn, conn.cursor() as cur:
+        cur.execute("select count(*) from viewing_sessions")
+        source_sessions = cur.fetchone()[0]
+    # The next day as a user runs it: the whole pipeline (its services are already up).
+    started = time.monotonic()
+    pipeline = cli("pipeline", "--scale", "tiny", timeout=1800)
+    seconds = time.monotonic() - started
+    log = pipeline.stdout + pipeline.stderr
 
     after = _tracked_columns(spark)
     common = before.index.intersection(after.index)
     differs = (before.loc[common, TRACKED] != after.loc[common, TRACKED]).any(axis=1)
     changed = set(differs[differs].index.astype(int))
-
-    code, log, seconds = _transform(config, run_id="it-dbt-incremental")
-    return Simulated(config, changed, after, watermark, rows_before, code, log, seconds)
+    return Simulated(
+        config, changed, after, watermark, rows_before, max_started, source_sessions, pipeline.returncode, log, seconds
+    )
 
 
 # --------------------------------------------------------------------------- phase 1: build and numbers
@@ -318,7 +325,25 @@ def test_docs_generate_works(built: Build) -> None:
 
 def test_incremental_build_is_green(simulated: Simulated) -> None:
     assert simulated.code == EXIT_OK, _tail(simulated.log)
-    print(f"incremental dbt build: {simulated.seconds:.0f} s")
+    print(f"incremental pipeline: {simulated.seconds:.0f} s")
+
+
+def test_the_next_days_pipeline_reads_only_new_rows_and_gold_grows(simulated: Simulated, spark: SparkSession) -> None:
+    assert simulated.code == EXIT_OK, _tail(simulated.log)
+    assert "sources already loaded" in simulated.log
+    run_id = next(line.split()[1] for line in simulated.log.splitlines() if line.startswith("run "))
+    audit = spark.table("ops.pipeline_runs").filter(F.col("run_id") == run_id)
+    sessions_read = audit.filter("step = 'extract' and source_table = 'viewing_sessions'").first()["rows_read"]
+    assert 0 < sessions_read < simulated.source_sessions * 0.2
+    steps = {r["step"]: r["status"] for r in audit.filter("source_table is null").collect()}
+    assert steps == dict.fromkeys(
+        ["up", "sources", "extract", "validate", "transform", "maintain", "pipeline"], "succeeded"
+    )
+    rows_after, max_started_after = (
+        spark.table("gold.fct_viewing_sessions").agg(F.count(F.lit(1)), F.max("started_at")).first()
+    )
+    assert rows_after > simulated.fact_rows_before
+    assert max_started_after > simulated.fact_max_started_before
 
 
 def test_snapshot_records_exactly_the_users_whose_tracked_columns_changed(

@@ -17,6 +17,8 @@ from lakehouse.config import Config
 from lakehouse.spark import beeline_path, spark_env, spark_submit_command
 from lakehouse.sql_client import QueryError, run_query
 
+pytestmark = pytest.mark.integration
+
 PROBE_TABLE = "bronze.platform_probe"
 PROBE_COLUMNS = ["probe_id", "title", "watch_hours"]
 

@@ -1,17 +1,18 @@
 """The quality gate on live bronze tables (PostgreSQL, FerretDB, Spark/Delta, Thrift).
 
-The module builds its own states, in this order:
+The module goes through three states, in this order:
 
-1. clean: tiny sources generated with ``defect_rate=0``, loaded and extracted; the gate passes
-   without a single warning;
-2. injected: on top of the clean state, one defective bronze batch per table is written with
+1. default: the run's tiny bronze (``tiny_bronze``: the generator's default defect rate); the
+   gate passes with warnings whose counts are the manifest's;
+2. clean: tiny sources generated with ``defect_rate=0``, loaded and extracted into an emptied
+   bronze; the gate passes without a single warning;
+3. injected: on top of the clean state, one defective bronze batch per table is written with
    Spark the way an extract writes (``_batch_id``, ``_ingested_at``, its quarantined rows and
    its ``extract`` row in ``ops.pipeline_runs``), with a known number of rows per critical
    defect kind; the gate (in process and ``lakehouse validate``) fails and names each
-   expectation with exactly that count, and ``ops.dq_results`` holds what was printed;
-3. default: ``prepare_tiny_bronze`` (the generator's default defect rate, the shared fixture's
-   state, so later modules find what they expect); the gate passes with warnings whose counts
-   are the manifest's.
+   expectation with exactly that count, and ``ops.dq_results`` holds what was printed.
+
+The clean state drops bronze: a later module that asks for ``tiny_bronze`` gets it rebuilt.
 
 Expected numbers come from what the test injected or from the generator's manifest, never from
 the gate.
@@ -23,9 +24,9 @@ import dataclasses
 import json
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import prepare_tiny_bronze
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
@@ -87,7 +88,48 @@ def _failures(result: GateResult) -> dict[tuple[str, str, str | None], int | Non
     return {(o.table, o.expectation, o.column): o.unexpected_count for o in result.failures}
 
 
-# --------------------------------------------------------------------------- 1. clean state
+# --------------------------------------------------------------------------- 1. default rate
+
+
+@pytest.fixture(scope="module")
+def default_gate(spark, services: Config, tiny_bronze: Any) -> tuple[dict, GateResult]:
+    """The run's tiny bronze (default defect rate), validated."""
+    return tiny_bronze.manifest, run_gate(spark, services, run_id="q-default")
+
+
+def _outcome_count(result: GateResult, table: str, expectation: str, column: str, severity: str) -> int:
+    outcome = next(
+        o
+        for o in result.outcomes
+        if (o.table, o.expectation, o.column, o.severity) == (table, expectation, column, severity)
+    )
+    return outcome.unexpected_count or 0
+
+
+def test_default_defect_rate_passes_with_warnings(default_gate: tuple[dict, GateResult]) -> None:
+    manifest, result = default_gate
+    assert result.passed, result.summary()
+    assert result.warnings and "PASSED with" in result.summary().splitlines()[0]
+    defects = manifest["defects"]
+    gate_kinds = {
+        ("users", IN_SET, "subscription_plan"): defects["users"]["unknown_plan"]["count"],
+        ("viewing_sessions", BETWEEN, "watch_seconds"): defects["viewing_sessions"]["negative_watch_seconds"]["count"]
+        + defects["viewing_sessions"]["absurd_watch_seconds"]["count"],
+        ("viewing_sessions", PAIR, "ended_at,started_at"): defects["viewing_sessions"]["ended_before_started"]["count"],
+        ("ratings", BETWEEN, "rating"): defects["ratings"]["rating_out_of_range"]["count"],
+        ("content", NOT_NULL, "title"): defects["content"]["missing_title"]["count"],
+    }
+    warned = {(o.table, o.expectation, o.column): o.unexpected_count for o in result.warnings}
+    for check, count in gate_kinds.items():
+        assert count > 0 and warned.get(check) == count, (check, count, warned.get(check))
+    # Orphans stay under the warning share at the default rate, but they are counted.
+    for table in ("viewing_sessions", "ratings"):
+        for kind, column in (("orphan_user_id", "user_id"), ("orphan_content_id", "content_id")):
+            expected = defects[table][kind]["count"]
+            assert _outcome_count(result, table, BE_NULL, column, "warning") == expected, (table, kind)
+
+
+# --------------------------------------------------------------------------- 2. clean state
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +183,7 @@ def test_a_batch_id_names_its_table_and_unknown_names_fail_clearly(spark, servic
         run_gate(spark, services, run_id="q-bad", batch_ids={"films": "x"})
 
 
-# --------------------------------------------------------------------------- 2. injected defects
+# --------------------------------------------------------------------------- 3. injected defects
 
 
 def _copy_with_new_keys(spark: SparkSession, contract: Contract, rows: int, new_key: F.Column) -> DataFrame:
@@ -362,45 +404,3 @@ def test_lakehouse_validate_exits_non_zero_and_stores_what_it_prints(injected: d
         target = f"bronze.{row['table_name']}.{row['column']} "
         line = next(x for x in printed.splitlines() if target in x and f"] {row['expectation']}" in x)
         assert f"{row['unexpected_count']:,} unexpected" in line
-
-
-# --------------------------------------------------------------------------- 3. default rate
-
-
-@pytest.fixture(scope="module")
-def default_gate(spark, services: Config, injected_gate: GateResult, tmp_path_factory) -> tuple[dict, GateResult]:
-    """The shared fixture's state again (default defect rate), validated."""
-    manifest = prepare_tiny_bronze(spark, services, tmp_path_factory.mktemp("quality-default"))
-    return manifest, run_gate(spark, services, run_id="q-default")
-
-
-def _outcome_count(result: GateResult, table: str, expectation: str, column: str, severity: str) -> int:
-    outcome = next(
-        o
-        for o in result.outcomes
-        if (o.table, o.expectation, o.column, o.severity) == (table, expectation, column, severity)
-    )
-    return outcome.unexpected_count or 0
-
-
-def test_default_defect_rate_passes_with_warnings(default_gate: tuple[dict, GateResult]) -> None:
-    manifest, result = default_gate
-    assert result.passed, result.summary()
-    assert result.warnings and "PASSED with" in result.summary().splitlines()[0]
-    defects = manifest["defects"]
-    gate_kinds = {
-        ("users", IN_SET, "subscription_plan"): defects["users"]["unknown_plan"]["count"],
-        ("viewing_sessions", BETWEEN, "watch_seconds"): defects["viewing_sessions"]["negative_watch_seconds"]["count"]
-        + defects["viewing_sessions"]["absurd_watch_seconds"]["count"],
-        ("viewing_sessions", PAIR, "ended_at,started_at"): defects["viewing_sessions"]["ended_before_started"]["count"],
-        ("ratings", BETWEEN, "rating"): defects["ratings"]["rating_out_of_range"]["count"],
-        ("content", NOT_NULL, "title"): defects["content"]["missing_title"]["count"],
-    }
-    warned = {(o.table, o.expectation, o.column): o.unexpected_count for o in result.warnings}
-    for check, count in gate_kinds.items():
-        assert count > 0 and warned.get(check) == count, (check, count, warned.get(check))
-    # Orphans stay under the warning share at the default rate, but they are counted.
-    for table in ("viewing_sessions", "ratings"):
-        for kind, column in (("orphan_user_id", "user_id"), ("orphan_content_id", "content_id")):
-            expected = defects[table][kind]["count"]
-            assert _outcome_count(result, table, BE_NULL, column, "warning") == expected, (table, kind)

@@ -34,6 +34,8 @@ from lakehouse.config import PROJECT_ROOT, Config, load_config
 from lakehouse.services import thrift as thrift_service
 from lakehouse.spark import beeline_path, spark_env
 
+pytestmark = pytest.mark.integration
+
 WRONG_PASSWORD = "Wrong-pw-7e1d"
 
 
@@ -291,6 +293,8 @@ def tls(services: Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     """A password-protected server with TLS, its keystore and CA made by keytool for 127.0.0.1."""
     keytool = shutil.which("keytool") or str(Path(os.environ.get("JAVA_HOME", "/usr")) / "bin" / "keytool")
     if not Path(keytool).exists():
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail("keytool (a JDK) is not available; CI=true needs it for the TLS tests")
         pytest.skip("keytool (a JDK) is not available")
     work = tmp_path_factory.mktemp("tls")
     keystore, ca, truststore = work / "server.p12", work / "ca.pem", work / "trust.p12"

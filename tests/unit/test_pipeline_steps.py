@@ -1,0 +1,171 @@
+"""The pipeline's run lock, failure classification, step selection and SQL values, without services."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lakehouse import pipeline as P
+from lakehouse.config import PROJECT_ROOT, Config, load_config
+
+HOLD_LOCK = """
+import sys
+from lakehouse.config import load_config
+from lakehouse.pipeline import run_lock
+with run_lock(load_config(), wait=False, notify=print):
+    print("locked", flush=True)
+    sys.stdin.read()
+"""
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "LAKEHOUSE_HOME": str(tmp_path / "home")}
+
+
+@pytest.fixture
+def lock_config(home: dict[str, str]) -> Config:
+    return load_config(env=home)
+
+
+def _holder(env: dict[str, str]) -> subprocess.Popen:
+    """Another process that holds the run lock until its standard input closes."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=PROJECT_ROOT,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "locked"
+    return process
+
+
+def _release(process: subprocess.Popen) -> None:
+    assert process.stdin is not None
+    process.stdin.close()
+    process.wait(timeout=30)
+
+
+def test_a_second_pipeline_fails_at_once_naming_the_pid_that_holds_the_lock(home: dict[str, str]) -> None:
+    holder = _holder(home)
+    try:
+        started = time.monotonic()
+        second = subprocess.run(
+            [sys.executable, "-m", "lakehouse.cli", "pipeline", "--only", "up"],
+            env=home,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=PROJECT_ROOT,
+            check=False,
+        )
+        assert time.monotonic() - started < 30  # it did not wait, and started nothing
+    finally:
+        _release(holder)
+    assert second.returncode == 1
+    assert f"lakehouse pipeline: error: another pipeline is running (pid {holder.pid})" in second.stdout
+    assert "--wait" in second.stdout
+
+
+def test_the_lock_of_a_killed_run_is_taken_over_with_its_pid(lock_config: Config) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock = lock_config.run_dir / "pipeline.lock"
+    lock.parent.mkdir(parents=True)
+    lock.write_text(str(dead.pid))
+    messages: list[str] = []
+    with P.run_lock(lock_config, wait=False, notify=messages.append):
+        assert lock.read_text() == str(os.getpid())
+    assert messages == [f"taking over the lock left by an earlier run (pid {dead.pid}, no longer running)"]
+    assert lock.read_text() == ""  # released: the next run takes it without a word
+
+
+def test_wait_queues_behind_the_running_pipeline(home: dict[str, str], lock_config: Config) -> None:
+    holder = _holder(home)
+    with pytest.raises(P.LockedError, match=f"pid {holder.pid}"), P.run_lock(lock_config, wait=False, notify=print):
+        pass
+    _release(holder)
+    messages: list[str] = []
+    with P.run_lock(lock_config, wait=True, notify=messages.append):
+        assert (lock_config.run_dir / "pipeline.lock").read_text() == str(os.getpid())
+    assert messages == []  # the holder released the lock itself: nothing to take over
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        "postgres source 127.0.0.1:25432 is unreachable after 3 attempts",
+        "psycopg2.OperationalError: Connection refused",
+        "could not connect to server",
+        "thrift.transport.TTransport.TTransportException: Could not connect to 127.0.0.1:10010",
+        "thrift server did not become ready in 180 s",
+        "cannot reach the Thrift server at 127.0.0.1:10010",
+    ],
+)
+def test_unreachable_servers_are_transient_failures(output: str) -> None:
+    with pytest.raises(P.TransientError, match=r"^extract failed: "):
+        P._check(1, f"some progress\n{output}\n", "extract failed")
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        "extract: error: bronze.users batch 1: read 10 rows; 9 valid but Delta merged 8",
+        "[TABLE_OR_VIEW_NOT_FOUND] The table or view `bronze.nope` cannot be found",
+        "Traceback (most recent call last):\nValueError: bad value",
+    ],
+)
+def test_real_failures_are_not_retried_and_name_the_telling_line(output: str) -> None:
+    with pytest.raises(P.PipelineError) as err:
+        P._check(1, output, "extract failed")
+    assert not isinstance(err.value, P.TransientError)
+    assert str(err.value) == f"extract failed: {P._failure_line(output)}"
+    assert "\n" not in str(err.value)
+
+
+def test_a_zero_exit_code_is_success_whatever_the_output_says() -> None:
+    P._check(0, "WARN something failed, connection refused", "extract failed")
+
+
+def test_the_failure_line_skips_spark_noise_and_prefers_errors() -> None:
+    output = "\n".join(
+        [
+            "extract: reading users",
+            "extract: error: mongodb.content: unreachable",
+            "26/12/02 10:00:00 WARN SparkContext: something",
+            "\tat org.apache.spark.Something(Something.scala:1)",
+            "",
+        ]
+    )
+    assert P._failure_line(output) == "extract: error: mongodb.content: unreachable"
+    assert P._failure_line("just progress\n\n") == "just progress"
+    assert P._failure_line("") == "no output"
+
+
+def test_sql_values_are_quoted_and_timestamps_written_in_utc() -> None:
+    paris = dt.timezone(dt.timedelta(hours=1))
+    assert P._sql_value(None) == "null"
+    assert P._sql_value(42) == "42"
+    assert P._sql_value(dt.datetime(2026, 1, 1, 13, 0, 0, 5, tzinfo=paris)) == "timestamp'2026-01-01 12:00:00.000005'"
+    assert P._sql_value("it's") == "'it\\'s'"
+    assert P._sql_value("C:\\path") == "'C:\\\\path'"
+    assert P._sql_value("a\\'); drop table x; --") == "'a\\\\\\'); drop table x; --'"
+
+
+def test_step_selection_by_only_and_from() -> None:
+    assert P.selected_steps(P.Options()) == list(P.STEP_FUNCTIONS)
+    assert P.selected_steps(P.Options(only="validate")) == ["validate"]
+    assert P.selected_steps(P.Options(from_step="transform")) == ["transform", "maintain"]
+    with pytest.raises(ValueError, match=r"--only: unknown step 'nope'; steps are up, sources, extract"):
+        P.selected_steps(P.Options(only="nope"))
+    with pytest.raises(ValueError, match=r"--from: unknown step 'later'"):
+        P.selected_steps(P.Options(from_step="later"))
