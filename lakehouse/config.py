@@ -291,10 +291,15 @@ class DbtConfig:
     user: str = "lakehouse"
     # Connection attempts while the Thrift server is still booting (retry_all in profiles.yml).
     connect_retries: int = 10
+    # Seconds dbt-spark sleeps between status checks of each running query (its default, 5,
+    # makes every query take at least 5 s; whole seconds only).
+    poll_interval_seconds: int = 1
 
     def validate(self) -> None:
         if self.threads < 1:
             raise ConfigError("dbt.threads: must be at least 1")
+        if self.poll_interval_seconds < 1:
+            raise ConfigError("dbt.poll_interval_seconds: must be at least 1 (dbt-spark takes whole seconds)")
         if self.connect_retries < 0:
             raise ConfigError("dbt.connect_retries: must not be negative")
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", self.user):

@@ -127,6 +127,7 @@ def dbt_environment(config: Config, base: dict[str, str] | None = None) -> dict[
             "DBT_SPARK_SCHEMA": DEFAULT_SCHEMA,
             "DBT_THREADS": str(config.dbt.threads),
             "DBT_CONNECT_RETRIES": str(config.dbt.connect_retries),
+            "DBT_POLL_INTERVAL": str(config.dbt.poll_interval_seconds),
             # Nothing leaves the machine: no usage statistics, no version check.
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
             "DBT_VERSION_CHECK": "false",

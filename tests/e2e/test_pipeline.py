@@ -2,7 +2,13 @@
 
 The module's first run is what a new user sees: an empty state directory, `lakehouse pipeline`
 starts the services, generates and loads the tiny scale, extracts, validates, builds silver
-and gold with dbt and maintains bronze. The stack is stopped at the end of the module.
+and gold with dbt and maintains bronze. Then a failing gate, and BI-style clients on gold. The
+stack is stopped at the end of the module.
+
+Each expensive path runs once in the suite, here or in a cheaper place: the next day's
+incremental pipeline is in tests/integration/test_dbt.py (on the session's stack, where its
+silver and gold are checked anyway); the run lock (a second pipeline fails fast, a killed run's
+lock is taken over, --wait queues) is in tests/unit/test_pipeline_steps.py.
 """
 
 from __future__ import annotations
@@ -12,7 +18,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,16 +54,6 @@ class Stack:
             }
         )
         self.config = load_config(env=self.env)
-
-    def popen(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen(
-            [sys.executable, "-m", "lakehouse.cli", *args],
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            cwd=PROJECT_ROOT,
-        )
 
     def run(self, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -140,25 +135,6 @@ def test_pipeline_from_empty_state_fills_gold_and_audits_every_step(stack: Stack
     assert properties["delta.deletedFileRetentionDuration"] == "interval 168 hours"
 
 
-def test_incremental_run_processes_only_new_data(stack: Stack, first_run: str) -> None:
-    before = stack.query(f"select count(*), max(started_at) from {GOLD_FACT}")[0]
-    simulated = stack.run("simulate", "--days", "1", timeout=600)
-    assert simulated.returncode == 0, simulated.stdout + simulated.stderr
-    with psycopg2.connect(**stack.config.postgres.dsn()) as conn, conn.cursor() as cur:
-        cur.execute("select count(*) from viewing_sessions")
-        total = cur.fetchone()[0]
-
-    result = stack.pipeline()
-    assert result.returncode == 0, result.stdout[-6000:]
-    assert "sources already loaded" in result.stdout
-    audit = _audit(stack, _run_id(result.stdout))
-    sessions_read = next(row[3] for row in audit if row[0] == "extract" and row[1] == "viewing_sessions")
-    assert 0 < sessions_read < total * 0.2
-    after = stack.query(f"select count(*), max(started_at) from {GOLD_FACT}")[0]
-    assert after[0] > before[0]
-    assert after[1] > before[1]
-
-
 def test_failing_gate_stops_before_transform_and_keeps_gold(stack: Stack, first_run: str) -> None:
     version_before = _gold_version(stack)
     dsn = stack.config.postgres.dsn()
@@ -190,35 +166,6 @@ def test_failing_gate_stops_before_transform_and_keeps_gold(stack: Stack, first_
                 "update viewing_sessions set watch_seconds = 60, updated_at = updated_at + interval '1 minute' "
                 "where watch_seconds = -60"
             )
-
-
-def test_second_pipeline_fails_fast_with_the_lock_message(stack: Stack, first_run: str) -> None:
-    first = stack.popen("pipeline", "--only", "extract")
-    try:
-        lock = stack.config.run_dir / "pipeline.lock"
-
-        def first_holds_the_lock() -> bool:
-            return lock.exists() and lock.read_text().strip() == str(first.pid)
-
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not first_holds_the_lock():
-            time.sleep(0.2)
-        assert first_holds_the_lock()
-        second = stack.pipeline("--only", "up", timeout=60)
-        assert second.returncode == 1
-        assert f"another pipeline is running (pid {first.pid})" in second.stdout
-    finally:
-        output, _ = first.communicate(timeout=900)
-    assert first.returncode == 0, output[-4000:]
-
-
-def test_stale_lock_of_a_killed_run_is_taken_over(stack: Stack, first_run: str) -> None:
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    (stack.config.run_dir / "pipeline.lock").write_text(str(dead.pid))
-    result = stack.pipeline("--only", "up", timeout=120)
-    assert result.returncode == 0, result.stdout
-    assert f"taking over the lock left by an earlier run (pid {dead.pid}" in result.stdout
 
 
 def test_eight_concurrent_clients_query_gold(stack: Stack, first_run: str) -> None:

@@ -40,6 +40,7 @@ def test_environment_points_the_profile_at_the_configured_server_and_state_dir(c
     assert env["DBT_SPARK_PORT"] == "10123"
     assert env["DBT_SPARK_USER"] == "analyst"
     assert env["DBT_THREADS"] == "3"
+    assert env["DBT_POLL_INTERVAL"] == "1"  # dbt-spark's own default sleeps 5 s per query
     assert env["DBT_PROFILES_DIR"] == str(transform.DBT_PROJECT_DIR)
     assert env["DBT_TARGET_PATH"] == str(config.home / "dbt" / "target")
     assert env["DBT_LOG_PATH"] == str(config.home / "dbt" / "logs")
@@ -52,6 +53,8 @@ def test_dbt_config_is_validated(tmp_path: Path) -> None:
         load_config(env={"LAKEHOUSE_HOME": str(tmp_path), "LAKEHOUSE_DBT_THREADS": "0"})
     with pytest.raises(ConfigError, match=r"dbt\.user"):
         load_config(env={"LAKEHOUSE_HOME": str(tmp_path), "LAKEHOUSE_DBT_USER": "a b; drop"})
+    with pytest.raises(ConfigError, match=r"dbt\.poll_interval_seconds: must be at least 1"):
+        load_config(env={"LAKEHOUSE_HOME": str(tmp_path), "LAKEHOUSE_DBT_POLL_INTERVAL_SECONDS": "0"})
 
 
 def test_build_command_passes_selection_full_refresh_and_run_id() -> None:
