@@ -19,6 +19,7 @@ run are tuned for tiny data (``TEST_JAVA_OPTIONS``, one Delta snapshot partition
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -188,10 +189,9 @@ class TinyState:
     handed_out: bool = False  # a module has had it since it was built or restored
 
     def build(self, spark, config: Config) -> None:
-        from lakehouse.sources.generate import generate
         from lakehouse.sources.load import load_sources
 
-        self.manifest = {**generate(self.data_dir, scale="tiny", seed=TINY_SEED), "data_dir": str(self.data_dir)}
+        self.manifest = {**json.loads((self.data_dir / "manifest.json").read_text()), "data_dir": str(self.data_dir)}
         load_sources(config, self.data_dir, replace=True, progress=_silent)
         for schema in TINY_SCHEMAS:
             spark.sql(f"drop database if exists {schema} cascade")
@@ -218,9 +218,19 @@ class TinyState:
 
 
 @pytest.fixture(scope="session")
-def tiny_state(spark, services: Config, tmp_path_factory: pytest.TempPathFactory) -> TinyState:
+def tiny_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny scale's generated files (seed 42), made once per run; read-only."""
+    from lakehouse.sources.generate import generate
+
+    out = tmp_path_factory.mktemp("tiny-sources") / "tiny"
+    generate(out, scale="tiny", seed=TINY_SEED)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_state(spark, services: Config, tiny_files: Path) -> TinyState:
     """The run's one tiny bronze (see TinyState), built on first use."""
-    state = TinyState(tmp_path_factory.mktemp("tiny-sources"))
+    state = TinyState(tiny_files)
     state.build(spark, services)
     return state
 

@@ -59,11 +59,10 @@ def _quiet(_message: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Tiny generated files (with the default defect rate)."""
-    out = tmp_path_factory.mktemp("sources") / "tiny"
-    generate(out, scale="tiny", seed=SEED)
-    return out
+def data_dir(tiny_files: Path) -> Path:
+    """The run's tiny generated files (seed 42, the default defect rate; read-only)."""
+    assert json.loads((tiny_files / "manifest.json").read_text())["seed"] == SEED
+    return tiny_files
 
 
 @pytest.fixture(scope="module")
