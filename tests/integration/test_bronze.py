@@ -9,12 +9,15 @@ manifest and from the source databases, never from the code under test.
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg2
@@ -23,6 +26,7 @@ from pyspark.sql import functions as F
 
 from lakehouse.bronze.contracts import CONTRACTS, QUARANTINE_TABLE
 from lakehouse.bronze.extract import run_extract
+from lakehouse.bronze.watermarks import get_watermarks
 from lakehouse.config import Config
 
 pytestmark = pytest.mark.integration
@@ -151,11 +155,32 @@ def test_rerunning_the_same_batch_changes_nothing(spark, services: Config, first
     assert spark.table(QUARANTINE_TABLE).count() == quarantine_before
 
 
-def test_incremental_extract_reads_only_changed_rows(spark, services: Config, first_load: str, cli) -> None:
-    marks = {r.source_table: r.watermark for r in spark.table("ops.watermarks").collect()}
+@contextlib.contextmanager
+def _local_zone(name: str) -> Iterator[None]:
+    """The Python process's local time zone (a laptop's clock), for the duration of the block."""
+    saved = os.environ.get("TZ")
+    os.environ["TZ"] = name
+    time.tzset()
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = saved
+        time.tzset()
+
+
+def test_incremental_extract_off_utc_reads_exactly_the_changed_rows(
+    spark, services: Config, first_load: str, cli
+) -> None:
+    marks = {table: mark for (_system, table), mark in get_watermarks(spark).items()}
     simulated = cli("simulate", "--days", "1")
     assert simulated.returncode == 0, simulated.stderr
-    records = {r.source_table: r for r in run_extract(spark, services, run_id="incr", progress=lambda _m: None)}
+    # Europe/Paris is UTC+1 or +2: a watermark read or written as local time skips an hour or two.
+    with _local_zone("Europe/Paris"):
+        records = {r.source_table: r for r in run_extract(spark, services, run_id="incr", progress=lambda _m: None)}
+    after = {table: mark for (_system, table), mark in get_watermarks(spark).items()}
     lookback = f"interval '{services.bronze.lookback_minutes} minutes'"
     with psycopg2.connect(**services.postgres.dsn()) as conn, conn.cursor() as cur:
         for table in SOURCE_KEYS:
@@ -163,16 +188,18 @@ def test_incremental_extract_reads_only_changed_rows(spark, services: Config, fi
                 f"select count(*) from {table} where updated_at > %s::timestamptz - {lookback}", (marks[table],)
             )
             changed = cur.fetchone()[0]
-            assert records[table].rows_read == changed, table
-            cur.execute(f"select count(*) from {table}")
-            assert changed < cur.fetchone()[0] / 2, f"{table}: an incremental batch should be small"
+            assert records[table].rows_read == changed, table  # nothing skipped, nothing re-read
+            cur.execute(f"select count(*), max(updated_at) from {table}")
+            total, newest = cur.fetchone()
+            assert changed < total / 2, f"{table}: an incremental batch should be small"
+            assert after[table] == newest, f"{table}: the stored watermark is the newest updated_at read"
     assert records["viewing_sessions"].rows_inserted > 0
     assert records["viewing_sessions"].rows_updated > 0
     for table in SOURCE_KEYS:
         source = _source_latest(services, table)
         bronze = _bronze_latest(spark, table)
         assert all(source[k] == v for k, v in bronze.items()), table
-        newer = {k for k, v in source.items() if v > marks[table].replace(tzinfo=None)}
+        newer = {k for k, v in source.items() if v > marks[table].astimezone(dt.UTC).replace(tzinfo=None)}
         assert newer <= set(bronze), table
 
 
