@@ -192,6 +192,11 @@ class ThriftConfig:
     ssl: bool = False
     ssl_keystore: str | None = None
     ssl_ca: str | None = None
+    # Off loopback the server refuses to start with a password but without TLS, unless this
+    # says the network is trusted (compose: the port is published on the host's loopback only).
+    allow_plaintext_password: bool = False
+    # The SQL lockdown for Thrift sessions (no ADD JAR, reflect, files by path, ...).
+    lockdown: bool = True
     # Resolved at load time; never printed.
     password: str = field(default="", repr=False)
     keystore_password: str = field(default="", repr=False)

@@ -6,7 +6,10 @@ conf directory (Delta, the shared metastore, the jars on the driver classpath).
 
 With ``thrift.auth`` resolving to ``password`` the server asks the project's provider
 (``lakehouse/thrift_auth.py``, built by ``lakehouse setup``) for every login; its jar goes on
-the driver classpath. With ``thrift.ssl`` it serves TLS from ``thrift.ssl_keystore``.
+the driver classpath. With ``thrift.ssl`` it serves TLS from ``thrift.ssl_keystore``; off loopback, passwords are
+refused in plain text unless ``thrift.allow_plaintext_password`` says the network is trusted.
+With ``thrift.lockdown`` (the default) the server loads the SQL lockdown extension
+(``lakehouse/serving/lockdown.py``) and cannot read files by path.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import os
 from pathlib import Path
 
 from lakehouse import thrift_auth
-from lakehouse.config import Config
+from lakehouse.config import Config, is_loopback
 from lakehouse.services.process import (
     ServiceError,
     ServiceStatus,
@@ -26,13 +29,14 @@ from lakehouse.services.process import (
     stop_pid,
     wait_until,
 )
+from lakehouse.serving import lockdown
 from lakehouse.spark import (
     THRIFT_SERVER_CLASS,
-    THRIFT_SPARK_CONF,
     spark_env,
     spark_properties,
     spark_submit_command,
     thrift_server_properties,
+    thrift_spark_conf,
     write_spark_conf,
 )
 
@@ -50,12 +54,17 @@ def log_file(config: Config):
 
 def command(config: Config) -> list[str]:
     args = []
-    for key, value in THRIFT_SPARK_CONF.items():
+    for key, value in thrift_spark_conf(config).items():
         args += ["--conf", f"{key}={value}"]
     args += ["--driver-memory", config.thrift.driver_memory]
+    extra_jars = []
     if config.thrift.auth_enabled:
+        extra_jars.append(str(thrift_auth.provider_jar(config)))
+    if config.thrift.lockdown:
+        extra_jars.append(str(lockdown.extension_jar(config)))
+    if extra_jars:
         # --driver-class-path replaces spark.driver.extraClassPath: keep the project's jars.
-        classpath = [spark_properties(config)["spark.driver.extraClassPath"], str(thrift_auth.provider_jar(config))]
+        classpath = [spark_properties(config)["spark.driver.extraClassPath"], *extra_jars]
         args += ["--driver-class-path", os.pathsep.join(p for p in classpath if p)]
     hiveconf = []
     for key, value in thrift_server_properties(config).items():
@@ -85,6 +94,17 @@ def check_prerequisites(config: Config) -> None:
         raise ServiceError(
             f"thrift: thrift.auth is password but the provider is not built at {thrift_auth.provider_jar(config)}: "
             "run `make setup` (needs a JDK: javac)"
+        )
+    if thrift.lockdown and not lockdown.extension_jar(config).exists():
+        raise ServiceError(
+            f"thrift: thrift.lockdown is on but the extension is not built at {lockdown.extension_jar(config)}: "
+            "run `make setup` (needs a JDK: javac)"
+        )
+    if thrift.auth_enabled and not thrift.ssl and not is_loopback(thrift.host) and not thrift.allow_plaintext_password:
+        raise ServiceError(
+            f"thrift: refusing to take passwords in plain text on {thrift.host}:{thrift.port}: turn TLS on "
+            "(LAKEHOUSE_THRIFT_SSL=true and LAKEHOUSE_THRIFT_SSL_KEYSTORE, see docs/deployment.md), or set "
+            "LAKEHOUSE_THRIFT_ALLOW_PLAINTEXT_PASSWORD=true on a network you trust"
         )
     if thrift.ssl:
         if not thrift.ssl_keystore:
