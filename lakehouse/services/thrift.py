@@ -88,18 +88,8 @@ def healthy(config: Config) -> bool:
 
 
 def check_prerequisites(config: Config) -> None:
-    """Fail with one line when authentication or TLS is on but what it needs is missing."""
+    """Fail with one line when the server would be unsafe or what it needs is missing."""
     thrift = config.thrift
-    if thrift.auth_enabled and not thrift_auth.provider_jar(config).exists():
-        raise ServiceError(
-            f"thrift: thrift.auth is password but the provider is not built at {thrift_auth.provider_jar(config)}: "
-            "run `make setup` (needs a JDK: javac)"
-        )
-    if thrift.lockdown and not lockdown.extension_jar(config).exists():
-        raise ServiceError(
-            f"thrift: thrift.lockdown is on but the extension is not built at {lockdown.extension_jar(config)}: "
-            "run `make setup` (needs a JDK: javac)"
-        )
     if thrift.auth_enabled and not thrift.ssl and not is_loopback(thrift.host) and not thrift.allow_plaintext_password:
         raise ServiceError(
             f"thrift: refusing to take passwords in plain text on {thrift.host}:{thrift.port}: turn TLS on "
@@ -113,6 +103,16 @@ def check_prerequisites(config: Config) -> None:
             )
         if not Path(thrift.ssl_keystore).is_file():
             raise ServiceError(f"thrift: thrift.ssl_keystore {thrift.ssl_keystore} does not exist")
+    if thrift.auth_enabled and not thrift_auth.provider_jar(config).exists():
+        raise ServiceError(
+            f"thrift: thrift.auth is password but the provider is not built at {thrift_auth.provider_jar(config)}: "
+            "run `make setup` (needs a JDK: javac)"
+        )
+    if thrift.lockdown and not lockdown.extension_jar(config).exists():
+        raise ServiceError(
+            f"thrift: thrift.lockdown is on but the extension is not built at {lockdown.extension_jar(config)}: "
+            "run `make setup` (needs a JDK: javac)"
+        )
 
 
 def start(config: Config) -> bool:
