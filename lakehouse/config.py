@@ -181,6 +181,8 @@ class ThriftConfig:
     port: int = 10000
     driver_memory: str = "2g"
     startup_timeout_seconds: int = 180
+    # `lakehouse status` waits this long for the server to answer `select 1`.
+    status_timeout_seconds: int = 15
     # auto: a user name and password are required unless the server listens on (and clients
     # connect to) a loopback address; none: never; password: always.
     auth: str = "auto"
@@ -205,8 +207,8 @@ class ThriftConfig:
         _check_port("thrift.port", self.port)
         if not MEMORY_PATTERN.match(self.driver_memory):
             raise ConfigError(f"thrift.driver_memory: {self.driver_memory!r} is not a JVM memory size")
-        if self.startup_timeout_seconds < 1:
-            raise ConfigError("thrift.startup_timeout_seconds: must be at least 1")
+        if self.startup_timeout_seconds < 1 or self.status_timeout_seconds < 1:
+            raise ConfigError("thrift.startup_timeout_seconds and thrift.status_timeout_seconds: must be at least 1")
         if self.auth not in THRIFT_AUTH_MODES:
             raise ConfigError(f"thrift.auth: {self.auth!r} is not one of {', '.join(THRIFT_AUTH_MODES)}")
         if not USER_NAME_PATTERN.fullmatch(self.user):
@@ -295,12 +297,17 @@ class DbtConfig:
     user: str = "lakehouse"
     # Connection attempts while the Thrift server is still booting (retry_all in profiles.yml).
     connect_retries: int = 10
+    # A dbt invocation (the transform step) running longer than this is stopped and fails:
+    # a hung Thrift server must not hold the pipeline forever.
+    timeout_seconds: int = 7200
 
     def validate(self) -> None:
         if self.threads < 1:
             raise ConfigError("dbt.threads: must be at least 1")
         if self.connect_retries < 0:
             raise ConfigError("dbt.connect_retries: must not be negative")
+        if self.timeout_seconds < 1:
+            raise ConfigError("dbt.timeout_seconds: must be at least 1")
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", self.user):
             raise ConfigError(f"dbt.user: {self.user!r} is not a plain user name")
 

@@ -15,6 +15,7 @@ With ``thrift.lockdown`` (the default) the server loads the SQL lockdown extensi
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 from lakehouse import thrift_auth
@@ -141,9 +142,29 @@ def stop(config: Config) -> bool:
     return True
 
 
+def answers(config: Config, timeout: float) -> bool:
+    """The server answers `select 1` within ``timeout`` seconds (a hung server keeps its port open).
+
+    The query runs in a daemon thread: a server that accepts the connection but never replies
+    must not hold the caller.
+    """
+    done = threading.Event()
+    outcome: list[bool] = []
+
+    def probe() -> None:
+        outcome.append(healthy(config))
+        done.set()
+
+    threading.Thread(target=probe, name="thrift-status", daemon=True).start()
+    return done.wait(timeout) and outcome == [True]
+
+
 def status(config: Config) -> ServiceStatus:
+    """running (it answers a query), not answering (pid and port, but no answer), starting, stopped."""
     pid = read_pid(pid_file(config))
     state = "running" if pid else "stopped"
     if pid and not port_open(config.thrift.host, config.thrift.port):
         state = "starting"
+    elif pid and not answers(config, config.thrift.status_timeout_seconds):
+        state = "not answering"
     return ServiceStatus(NAME, state, f"{config.thrift.jdbc_url}/gold", pid=pid, log=log_file(config))

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import importlib.metadata
+import io
+import os
+import socket
+import time
 import tomllib
 from pathlib import Path
 
 import pytest
 
-from lakehouse import thrift_auth
+from lakehouse import thrift_auth, transform
 from lakehouse.config import PROJECT_ROOT, load_config
 from lakehouse.services import thrift as thrift_service
 from lakehouse.services.process import ServiceError
@@ -129,3 +133,42 @@ def test_the_installed_package_provides_the_sqlalchemy_url() -> None:
 
     assert next(iter(entries)).load() is LakehouseHiveDialect
     assert make_url("hive+lakehouse://127.0.0.1:10000/gold").get_dialect() is LakehouseHiveDialect
+
+
+@pytest.fixture
+def silent_server():
+    """A port that accepts TCP connections and never answers: what a hung Thrift server looks like."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        yield listener.getsockname()[1]
+
+
+def test_status_says_not_answering_when_the_port_is_open_but_queries_hang(
+    env: dict[str, str], silent_server: int
+) -> None:
+    config = load_config(
+        env=env | {"LAKEHOUSE_THRIFT_PORT": str(silent_server), "LAKEHOUSE_THRIFT_STATUS_TIMEOUT_SECONDS": "2"}
+    )
+    started = time.monotonic()
+    assert not thrift_service.answers(config, timeout=2)
+    assert time.monotonic() - started < 10
+    pid_file = thrift_service.pid_file(config)
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    pid_file.write_text(str(os.getpid()))  # a live process, as a running server's pid
+    status = thrift_service.status(config)
+    assert status.state == "not answering"
+    assert status.log == thrift_service.log_file(config)
+
+
+def test_a_hung_dbt_run_is_stopped_by_the_timeout_with_one_line(env: dict[str, str], silent_server: int) -> None:
+    config = load_config(env=env | {"LAKEHOUSE_THRIFT_PORT": str(silent_server), "LAKEHOUSE_DBT_TIMEOUT_SECONDS": "3"})
+    out, err = io.StringIO(), io.StringIO()
+    started = time.monotonic()
+    assert transform.run_transform(config, select="dim_date", output=out, errors=err) == transform.EXIT_FAILURE
+    assert time.monotonic() - started < 3 + transform.STOP_GRACE_SECONDS + 10
+    lines = err.getvalue().strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "within 3 s (dbt.timeout_seconds)" in lines[0]
+    assert f"127.0.0.1:{silent_server}" in lines[0]
+    assert str(thrift_service.log_file(config)) in lines[0]
