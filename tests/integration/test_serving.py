@@ -222,7 +222,7 @@ def test_what_dbt_and_bi_tools_run_still_works(services: Config, dates_table: st
         "set spark.sql.shuffle.partitions=2",
     ):
         run_query(services, statement)
-    assert run_query(services, f"select count(*) from {SCHEMA}.recent").rows == [(3,)]
+    assert run_query(services, f"select count(*) from {SCHEMA}.recent").rows == [(4,)]  # ids 3, 4, 5 and 9
     # A real dbt build through the locked-down endpoint (a model that needs no bronze data).
     assert run_transform(services, select="dim_date") == EXIT_OK
     assert run_query(services, "select count(*) > 0 from gold.dim_date").rows == [(True,)]
