@@ -46,7 +46,7 @@ import scala.collection.immutable.Seq;
  *   <li>{@code SELECT TRANSFORM ... USING}: running a program on the server;
  *   <li>{@code LOAD DATA}, {@code INSERT OVERWRITE DIRECTORY}, {@code CREATE TEMPORARY VIEW ... USING},
  *       {@code CONVERT TO DELTA}, a {@code LOCATION} or {@code path} option on a table or database,
- *       {@code ALTER ... SET LOCATION}, a table or Delta command addressed by path: reading or
+ *       {@code ALTER ... SET LOCATION}, {@code CLONE ... LOCATION}, a table or Delta command addressed by path: reading or
  *       writing files outside the warehouse (the server's secrets are files);
  *   <li>a table {@code USING} a source other than Delta or Parquet (JDBC and friends connect out);
  *   <li>{@code SET spark.sql.runSQLOnFiles}: switching the file guard back on.
@@ -211,8 +211,10 @@ public final class LockdownParser implements ParserInterface {
             if (kv.isDefined() && GUARDED_SETTINGS.contains(kv.get()._1().trim().toLowerCase(Locale.ROOT))) {
                 throw new RefusedStatementException("SET " + kv.get()._1().trim(), "the server fixes this setting");
             }
-        } else if (node.getClass().getSimpleName().contains("PathOrIdentifier") && definedPath(node)) {
+        } else if (node.getClass().getSimpleName().contains("PathOrIdentifier") && defined(node, "path")) {
             throw new RefusedStatementException("a Delta command on a path", FILES);
+        } else if (defined(node, "targetLocation")) {
+            throw new RefusedStatementException("LOCATION", FILES);  // Delta's CREATE TABLE ... CLONE ... LOCATION
         }
     }
 
@@ -220,12 +222,18 @@ public final class LockdownParser implements ParserInterface {
         return part.contains("/") || part.contains("\\") || part.contains(":");
     }
 
-    /** Delta's UnresolvedPathOrIdentifier and UnresolvedDeltaPathOrIdentifier: is a path given? */
-    private static boolean definedPath(Object node) {
+    /**
+     * Whether a Delta plan's optional field is set: {@code path} of UnresolvedPathOrIdentifier and
+     * UnresolvedDeltaPathOrIdentifier, {@code targetLocation} of CloneTableStatement (Delta's own
+     * classes, looked up by name so that the module compiles against Spark's jars alone).
+     */
+    private static boolean defined(Object node, String field) {
+        if (!(node instanceof LogicalPlan)) {
+            return false;
+        }
         try {
-            Method path = node.getClass().getMethod("path");
-            Object value = path.invoke(node);
-            return value instanceof Option<?> option && option.isDefined();
+            Method getter = node.getClass().getMethod(field);
+            return getter.invoke(node) instanceof Option<?> option && option.isDefined();
         } catch (ReflectiveOperationException e) {
             return false;
         }
