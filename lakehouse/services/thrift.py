@@ -6,10 +6,11 @@ conf directory (Delta, the shared metastore, the jars on the driver classpath).
 
 With ``thrift.auth`` resolving to ``password`` the server asks the project's provider
 (``lakehouse/thrift_auth.py``, built by ``lakehouse setup``) for every login; its jar goes on
-the driver classpath. With ``thrift.ssl`` it serves TLS from ``thrift.ssl_keystore``; off loopback, passwords are
-refused in plain text unless ``thrift.allow_plaintext_password`` says the network is trusted.
-With ``thrift.lockdown`` (the default) the server loads the SQL lockdown extension
-(``lakehouse/serving/lockdown.py``) and cannot read files by path.
+the driver classpath. With ``thrift.ssl`` it serves TLS from ``thrift.ssl_keystore``. Off
+loopback it does not start with passwords in plain text unless ``thrift.allow_plaintext_password``
+says the network is trusted. With ``thrift.lockdown`` (the default) the server loads the SQL
+lockdown extension (``lakehouse/serving/lockdown.py``) and cannot read files by path.
+``status`` asks the server a query, so a server that keeps its port but hangs shows as such.
 """
 
 from __future__ import annotations
