@@ -183,6 +183,9 @@ class ThriftConfig:
     startup_timeout_seconds: int = 180
     # `lakehouse status` waits this long for the server to answer `select 1`.
     status_timeout_seconds: int = 15
+    # Clients of this project (lakehouse sql, the pipeline's maintain and audit steps) wait at
+    # most this long for any one answer of the server (a query, a login, a session close).
+    query_timeout_seconds: int = 3600
     # auto: a user name and password are required unless the server listens on (and clients
     # connect to) a loopback address; none: never; password: always.
     auth: str = "auto"
@@ -207,8 +210,9 @@ class ThriftConfig:
         _check_port("thrift.port", self.port)
         if not MEMORY_PATTERN.match(self.driver_memory):
             raise ConfigError(f"thrift.driver_memory: {self.driver_memory!r} is not a JVM memory size")
-        if self.startup_timeout_seconds < 1 or self.status_timeout_seconds < 1:
-            raise ConfigError("thrift.startup_timeout_seconds and thrift.status_timeout_seconds: must be at least 1")
+        for name in ("startup_timeout_seconds", "status_timeout_seconds", "query_timeout_seconds"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"thrift.{name}: must be at least 1")
         if self.auth not in THRIFT_AUTH_MODES:
             raise ConfigError(f"thrift.auth: {self.auth!r} is not one of {', '.join(THRIFT_AUTH_MODES)}")
         if not USER_NAME_PATTERN.fullmatch(self.user):

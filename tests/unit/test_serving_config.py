@@ -172,3 +172,21 @@ def test_a_hung_dbt_run_is_stopped_by_the_timeout_with_one_line(env: dict[str, s
     assert "within 3 s (dbt.timeout_seconds)" in lines[0]
     assert f"127.0.0.1:{silent_server}" in lines[0]
     assert str(thrift_service.log_file(config)) in lines[0]
+
+
+def test_a_server_that_does_not_answer_fails_a_query_after_the_timeout_in_one_line(
+    env: dict[str, str], silent_server: int
+) -> None:
+    from lakehouse.sql_client import QueryError, run_query
+
+    config = load_config(
+        env=env | {"LAKEHOUSE_THRIFT_PORT": str(silent_server), "LAKEHOUSE_THRIFT_QUERY_TIMEOUT_SECONDS": "2"}
+    )
+    started = time.monotonic()
+    with pytest.raises(QueryError) as failed:
+        run_query(config, "select 1")
+    assert time.monotonic() - started < 10
+    message = str(failed.value)
+    assert "\n" not in message
+    assert f"127.0.0.1:{silent_server} did not answer within 2 s (thrift.query_timeout_seconds)" in message
+    assert str(thrift_service.log_file(config)) in message
