@@ -199,7 +199,7 @@ class ThriftConfig:
     ssl_ca: str | None = None
     # Off loopback the server refuses to start with a password but without TLS, unless this
     # says the network is trusted (compose: the port is published on the host's loopback only).
-    allow_plaintext_password: bool = False
+    allow_plaintext_login: bool = False
     # The SQL lockdown for Thrift sessions (no ADD JAR, reflect, files by path, ...).
     lockdown: bool = True
     # Resolved at load time; never printed.

@@ -128,7 +128,9 @@ def connect(config: Config, database: str = "default"):
 
 
 def _timed_out(exc: Exception) -> bool:
-    return isinstance(exc, TimeoutError) or "timed out" in str(exc).lower()
+    """thrift reports a socket timeout as "timed out" or "read timeout", depending on where it hit."""
+    text = str(exc).lower()
+    return isinstance(exc, TimeoutError) or "timed out" in text or "timeout" in text
 
 
 def _timeout_error(config: Config) -> QueryError:

@@ -7,7 +7,7 @@ conf directory (Delta, the shared metastore, the jars on the driver classpath).
 With ``thrift.auth`` resolving to ``password`` the server asks the project's provider
 (``lakehouse/thrift_auth.py``, built by ``lakehouse setup``) for every login; its jar goes on
 the driver classpath. With ``thrift.ssl`` it serves TLS from ``thrift.ssl_keystore``. Off
-loopback it does not start with passwords in plain text unless ``thrift.allow_plaintext_password``
+loopback it does not start with passwords in plain text unless ``thrift.allow_plaintext_login``
 says the network is trusted. With ``thrift.lockdown`` (the default) the server loads the SQL
 lockdown extension (``lakehouse/serving/lockdown.py``) and cannot read files by path.
 ``status`` asks the server a query, so a server that keeps its port but hangs shows as such.
@@ -92,11 +92,11 @@ def healthy(config: Config) -> bool:
 def check_prerequisites(config: Config) -> None:
     """Fail with one line when the server would be unsafe or what it needs is missing."""
     thrift = config.thrift
-    if thrift.auth_enabled and not thrift.ssl and not is_loopback(thrift.host) and not thrift.allow_plaintext_password:
+    if thrift.auth_enabled and not thrift.ssl and not is_loopback(thrift.host) and not thrift.allow_plaintext_login:
         raise ServiceError(
             f"thrift: refusing to take passwords in plain text on {thrift.host}:{thrift.port}: turn TLS on "
             "(LAKEHOUSE_THRIFT_SSL=true and LAKEHOUSE_THRIFT_SSL_KEYSTORE, see docs/deployment.md), or set "
-            "LAKEHOUSE_THRIFT_ALLOW_PLAINTEXT_PASSWORD=true on a network you trust"
+            "LAKEHOUSE_THRIFT_ALLOW_PLAINTEXT_LOGIN=true on a network you trust"
         )
     if thrift.ssl:
         if not thrift.ssl_keystore:

@@ -77,7 +77,7 @@ def test_passwords_without_tls_off_loopback_refuse_to_start_in_one_line(env: dic
     assert "\n" not in message
     assert f"{host}:10000" in message
     assert "LAKEHOUSE_THRIFT_SSL=true" in message
-    assert "LAKEHOUSE_THRIFT_ALLOW_PLAINTEXT_PASSWORD=true" in message
+    assert "LAKEHOUSE_THRIFT_ALLOW_PLAINTEXT_LOGIN=true" in message
     assert SECRET not in message
 
 
@@ -85,7 +85,7 @@ def test_the_plaintext_opt_out_loopback_and_tls_start(env: dict[str, str], tmp_p
     keystore = tmp_path / "server.p12"
     keystore.touch()
     allowed = {
-        "opt-out": {"LAKEHOUSE_THRIFT_HOST": "0.0.0.0", "LAKEHOUSE_THRIFT_ALLOW_PLAINTEXT_PASSWORD": "true"},
+        "opt-out": {"LAKEHOUSE_THRIFT_HOST": "0.0.0.0", "LAKEHOUSE_THRIFT_ALLOW_PLAINTEXT_LOGIN": "true"},
         "loopback": {"LAKEHOUSE_THRIFT_AUTH": "password"},
         "tls": {
             "LAKEHOUSE_THRIFT_HOST": "0.0.0.0",
@@ -113,7 +113,7 @@ def test_compose_publishes_plaintext_only_with_the_documented_opt_out() -> None:
     compose = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())
     thrift = compose["services"]["thrift"]["environment"]
     assert thrift["LAKEHOUSE_THRIFT_HOST"] == "0.0.0.0"
-    assert thrift["LAKEHOUSE_THRIFT_ALLOW_PLAINTEXT_PASSWORD"].startswith("${THRIFT_ALLOW_PLAINTEXT_PASSWORD")
+    assert thrift["LAKEHOUSE_THRIFT_ALLOW_PLAINTEXT_LOGIN"].startswith("${THRIFT_ALLOW_PLAINTEXT_LOGIN")
     assert all(port.startswith("127.0.0.1:") for port in compose["services"]["thrift"]["ports"])
 
 
