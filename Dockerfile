@@ -59,20 +59,25 @@ from lakehouse.jars import resolve_jars; c = load_config(); \
 print(len(resolve_jars(c.jar_dir, c.spark.packages, c.spark.maven_repo)), 'jars in', c.jar_dir)" \
     && rm -rf /tmp/jar-bake
 
-# The Thrift auth provider (hive.server2.authentication=CUSTOM), compiled with javac against
-# pip's pyspark jars into LAKEHOUSE_CACHE_DIR/thrift-auth; only the jar goes into the image.
+# The Thrift server's Java modules, compiled with javac against pip's pyspark jars into
+# LAKEHOUSE_CACHE_DIR: the auth provider (hive.server2.authentication=CUSTOM) and the SQL
+# lockdown extension. Only the jars go into the image.
 FROM base AS thrift-auth
 RUN apt-get update \
     && apt-get install -y --no-install-recommends openjdk-17-jdk-headless=17.0.* \
     && rm -rf /var/lib/apt/lists/*
 COPY tools/thrift-auth tools/thrift-auth
-COPY lakehouse/thrift_auth.py lakehouse/spark.py lakehouse/
+COPY tools/thrift-lockdown tools/thrift-lockdown
+COPY lakehouse/thrift_auth.py lakehouse/java_build.py lakehouse/spark.py lakehouse/
+COPY lakehouse/serving lakehouse/serving
 RUN LAKEHOUSE_HOME=/tmp/auth-bake python -c "from lakehouse.config import load_config; \
-from lakehouse.thrift_auth import build_provider; print(build_provider(load_config()))" \
+from lakehouse.thrift_auth import build_provider; from lakehouse.serving.lockdown import build_extension; \
+c = load_config(); print(build_provider(c), build_extension(c))" \
     && rm -rf /tmp/auth-bake
 
 FROM base
 COPY --from=thrift-auth /opt/lakehouse-cache/thrift-auth /opt/lakehouse-cache/thrift-auth
+COPY --from=thrift-auth /opt/lakehouse-cache/thrift-lockdown /opt/lakehouse-cache/thrift-lockdown
 
 # 3. The project. Installed editable on purpose: the package finds conf/, jobs/, dbt/ and
 #    expectations/ next to itself (/opt/lakehouse), exactly as in a development checkout.

@@ -24,6 +24,7 @@ from importlib import metadata
 from lakehouse.config import PASSWORD_ENV, Config, ConfigError, load_config
 from lakehouse.jars import jar_paths
 from lakehouse.services.process import ServiceError
+from lakehouse.serving import lockdown
 from lakehouse.thrift_auth import provider_jar
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -108,9 +109,14 @@ def check() -> int:
         raise RoleError(
             f"the Thrift auth provider {provider.name} is missing from {provider.parent}: rebuild the image"
         )
+    extension = lockdown.extension_jar(config)
+    if not extension.is_file():
+        raise RoleError(
+            f"the Thrift lockdown extension {extension.name} is missing from {extension.parent}: rebuild the image"
+        )
     versions = ", ".join(f"{name} {metadata.version(name)}" for name in ("lakehouse", "pyspark", "delta-spark"))
     print(f"{versions}, java {major}, python {sys.version.split()[0]}")
-    print(f"{len(jars)} Spark jars in {config.jar_dir}, Thrift auth provider {provider}")
+    print(f"{len(jars)} Spark jars in {config.jar_dir}, Thrift auth provider {provider}, lockdown {extension}")
     return 0
 
 

@@ -1,6 +1,6 @@
 """The `lakehouse` command.
 
-    lakehouse setup                 resolve Spark jars, build FerretDB and the Thrift auth provider
+    lakehouse setup                 resolve Spark jars, build FerretDB and the Thrift server's Java modules
     lakehouse up | down | status    local services
     lakehouse sql "QUERY"           run a query over the Thrift endpoint
     lakehouse generate              write synthetic source files
@@ -61,6 +61,9 @@ def cmd_setup(config: Config, args: argparse.Namespace) -> int:
     print(f"spark jars: {len(jars)} in {config.jar_dir}")
     if config.mongodb.embedded:
         print(f"ferretdb: {mongodb.build_ferretdb(config)}")
+    from lakehouse.serving import lockdown
+
+    print(f"thrift lockdown extension: {lockdown.build_extension(config)}")
     try:
         print(f"thrift auth provider: {thrift_auth.build_provider(config)}")
     except thrift_auth.ThriftAuthError as exc:
@@ -282,14 +285,14 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     from lakehouse.jars import JarResolutionError
+    from lakehouse.java_build import JavaBuildError
     from lakehouse.services import ServiceError
     from lakehouse.sql_client import QueryError
-    from lakehouse.thrift_auth import ThriftAuthError
 
     try:
         config = load_config()
         return args.handler(config, args)
-    except (ConfigError, ServiceError, QueryError, JarResolutionError, ThriftAuthError, ValueError) as exc:
+    except (ConfigError, ServiceError, QueryError, JarResolutionError, JavaBuildError, ValueError) as exc:
         print(f"lakehouse {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:

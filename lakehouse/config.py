@@ -182,6 +182,11 @@ class ThriftConfig:
     port: int = 10000
     driver_memory: str = "2g"
     startup_timeout_seconds: int = 180
+    # `lakehouse status` waits this long for the server to answer `select 1`.
+    status_timeout_seconds: int = 15
+    # Clients of this project (lakehouse sql, the pipeline's maintain and audit steps) wait at
+    # most this long for any one answer of the server (a query, a login, a session close).
+    query_timeout_seconds: int = 3600
     # auto: a user name and password are required unless the server listens on (and clients
     # connect to) a loopback address; none: never; password: always.
     auth: str = "auto"
@@ -193,6 +198,11 @@ class ThriftConfig:
     ssl: bool = False
     ssl_keystore: str | None = None
     ssl_ca: str | None = None
+    # Off loopback the server refuses to start with a password but without TLS, unless this
+    # says the network is trusted (compose: the port is published on the host's loopback only).
+    allow_plaintext_login: bool = False
+    # The SQL lockdown for Thrift sessions (no ADD JAR, reflect, files by path, ...).
+    lockdown: bool = True
     # Resolved at load time; never printed.
     password: str = field(default="", repr=False)
     keystore_password: str = field(default="", repr=False)
@@ -201,8 +211,9 @@ class ThriftConfig:
         _check_port("thrift.port", self.port)
         if not MEMORY_PATTERN.match(self.driver_memory):
             raise ConfigError(f"thrift.driver_memory: {self.driver_memory!r} is not a JVM memory size")
-        if self.startup_timeout_seconds < 1:
-            raise ConfigError("thrift.startup_timeout_seconds: must be at least 1")
+        for name in ("startup_timeout_seconds", "status_timeout_seconds", "query_timeout_seconds"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"thrift.{name}: must be at least 1")
         if self.auth not in THRIFT_AUTH_MODES:
             raise ConfigError(f"thrift.auth: {self.auth!r} is not one of {', '.join(THRIFT_AUTH_MODES)}")
         if not USER_NAME_PATTERN.fullmatch(self.user):
@@ -294,6 +305,9 @@ class DbtConfig:
     # Seconds dbt-spark sleeps between status checks of each running query (its default, 5,
     # makes every query take at least 5 s; whole seconds only).
     poll_interval_seconds: int = 1
+    # A dbt invocation (the transform step) running longer than this is stopped and fails:
+    # a hung Thrift server must not hold the pipeline forever.
+    timeout_seconds: int = 7200
 
     def validate(self) -> None:
         if self.threads < 1:
@@ -302,6 +316,8 @@ class DbtConfig:
             raise ConfigError("dbt.poll_interval_seconds: must be at least 1 (dbt-spark takes whole seconds)")
         if self.connect_retries < 0:
             raise ConfigError("dbt.connect_retries: must not be negative")
+        if self.timeout_seconds < 1:
+            raise ConfigError("dbt.timeout_seconds: must be at least 1")
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", self.user):
             raise ConfigError(f"dbt.user: {self.user!r} is not a plain user name")
 

@@ -4,11 +4,13 @@ When ``thrift.auth`` resolves to ``password`` the client logs in as ``thrift.use
 configured password (SASL PLAIN, PyHive's ``auth="CUSTOM"``); otherwise as
 ``LAKEHOUSE_THRIFT_USER`` or the operating-system user, with no password. With ``thrift.ssl``
 it connects over TLS and verifies the server's certificate (``thrift.ssl_ca`` or the system's
-CA certificates) and host name.
+CA certificates) and host name. Every call to the server waits at most
+``thrift.query_timeout_seconds``: a hung server gives one line naming it and its log.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import getpass
 import io
@@ -88,6 +90,7 @@ def _tls_transport(config: Config, user: str):
         # The context already checked the host name against the certificate.
         validate_callback=lambda _cert, _hostname: None,
     )
+    tls_socket.setTimeout(thrift.query_timeout_seconds * 1000)
     # Without authentication the server takes any PLAIN password; PyHive sends "x" then too.
     password = thrift.password if thrift.auth_enabled else "x"
     return thrift_sasl.TSaslClientTransport(
@@ -97,23 +100,48 @@ def _tls_transport(config: Config, user: str):
     )
 
 
-def connect(config: Config, database: str = "default"):
-    from pyhive import hive
+def _plain_transport(config: Config, user: str):
+    """SASL PLAIN over a plain socket, as PyHive builds it, but with thrift.query_timeout_seconds."""
+    import thrift_sasl
+    from pyhive.hive import get_installed_sasl
+    from thrift.transport.TSocket import TSocket
 
     thrift = config.thrift
+    plain_socket = TSocket(thrift.host, thrift.port)
+    plain_socket.setTimeout(thrift.query_timeout_seconds * 1000)
+    # Without authentication the server takes any PLAIN password; PyHive sends "x" then too.
+    password = thrift.password if thrift.auth_enabled else "x"
+    return thrift_sasl.TSaslClientTransport(
+        lambda: get_installed_sasl(host=thrift.host, sasl_auth="PLAIN", username=user, password=password),
+        "PLAIN",
+        plain_socket,
+    )
+
+
+def connect(config: Config, database: str = "default"):
+    """A PyHive connection; every call to the server waits at most thrift.query_timeout_seconds."""
+    from pyhive import hive
+
     user = session_user(config)
-    if thrift.ssl:
-        return hive.connect(thrift_transport=_tls_transport(config, user), username=user, database=database)
-    if thrift.auth_enabled:
-        return hive.connect(
-            host=thrift.host,
-            port=thrift.port,
-            username=user,
-            password=thrift.password,
-            auth="CUSTOM",
-            database=database,
-        )
-    return hive.connect(host=thrift.host, port=thrift.port, username=user, database=database)
+    transport = _tls_transport(config, user) if config.thrift.ssl else _plain_transport(config, user)
+    return hive.connect(thrift_transport=transport, username=user, database=database)
+
+
+def _timed_out(exc: Exception) -> bool:
+    """thrift reports a socket timeout as "timed out" or "read timeout", depending on where it hit."""
+    text = str(exc).lower()
+    return isinstance(exc, TimeoutError) or "timed out" in text or "timeout" in text
+
+
+def _timeout_error(config: Config) -> QueryError:
+    """One line for a server that did not answer in time: which server, which log, what to do."""
+    thrift = config.thrift
+    log = config.log_dir / "thrift.log"
+    return QueryError(
+        f"the Thrift server at {thrift.host}:{thrift.port} did not answer within {thrift.query_timeout_seconds} s "
+        f"(thrift.query_timeout_seconds): it may hang (log: {log}); check `lakehouse status`, then "
+        "`lakehouse down thrift && lakehouse up thrift`"
+    )
 
 
 def _tls_problem(config: Config) -> str | None:
@@ -167,7 +195,7 @@ def run_query(config: Config, query: str, database: str = "default") -> QueryRes
     try:
         connection = connect(config, database)
     except (TTransportException, OSError, EOFError) as exc:
-        raise _connect_error(config, exc) from None
+        raise (_timeout_error(config) if _timed_out(exc) else _connect_error(config, exc)) from None
     try:
         cursor = connection.cursor()
         cursor.execute(query)
@@ -177,9 +205,12 @@ def run_query(config: Config, query: str, database: str = "default") -> QueryRes
     except HiveError as exc:
         raise QueryError(_server_message(exc)) from None
     except (TTransportException, OSError) as exc:
+        if _timed_out(exc):
+            raise _timeout_error(config) from None
         raise QueryError(f"lost the connection to the Thrift server at {address}: {exc}") from None
     finally:
-        connection.close()
+        with contextlib.suppress(TTransportException, OSError):
+            connection.close()
 
 
 def _text(value: Any) -> str:

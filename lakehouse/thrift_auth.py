@@ -7,7 +7,8 @@ never holds the plain password. This module
 
 - compiles that class with ``javac --release 17`` against pip's pyspark jars into
   ``<cache_dir>/thrift-auth/lakehouse-thrift-auth-<sha256 of the sources>.jar`` (``lakehouse
-  setup``; a changed source gives a new name, an unchanged one does no work);
+  setup``, through :mod:`lakehouse.java_build`; a changed source gives a new name, an
+  unchanged one does no work);
 - writes the users file (owner-only) from ``thrift.user`` and the password when the server
   starts, keeping an existing file whose hash still matches (its salt does not change).
 """
@@ -19,15 +20,13 @@ import hashlib
 import hmac
 import os
 import secrets
-import shutil
-import subprocess
-import tempfile
-import zipfile
 from pathlib import Path
 
-from lakehouse.config import PROJECT_ROOT, Config
+from lakehouse import java_build
+from lakehouse.config import Config
 
-SOURCE_DIR = PROJECT_ROOT / "tools" / "thrift-auth" / "src"
+MODULE = "thrift-auth"
+SOURCE_DIR = java_build.source_dir(MODULE)
 PROVIDER_CLASS = "lakehouse.thriftauth.FilePasswdAuthenticationProvider"
 # The hive-site.xml property that names the users file (read by the provider).
 USERS_FILE_PROPERTY = "lakehouse.thrift.auth.users-file"
@@ -37,83 +36,33 @@ SCHEME = "pbkdf2-sha256"
 ITERATIONS = 310_000
 SALT_BYTES = 16
 HASH_BYTES = 32
-JAVA_RELEASE = "17"
 # What the provider compiles against, from pyspark's jars directory.
 COMPILE_JARS = ("spark-hive-thriftserver_*.jar", "hadoop-client-api-*.jar")
-BUILD_TIMEOUT_SECONDS = 300
 
 
-class ThriftAuthError(RuntimeError):
+class ThriftAuthError(java_build.JavaBuildError):
     """The provider could not be built; one readable line."""
 
 
 def source_files() -> list[Path]:
-    return sorted(SOURCE_DIR.rglob("*.java"))
+    return java_build.source_files(MODULE)
 
 
 def source_digest() -> str:
     """sha256 over the provider's sources (path and content): names the jar built from them."""
-    digest = hashlib.sha256()
-    for path in source_files():
-        digest.update(path.relative_to(SOURCE_DIR).as_posix().encode() + b"\0")
-        digest.update(path.read_bytes() + b"\0")
-    return digest.hexdigest()
+    return java_build.source_digest(MODULE)
 
 
 def provider_jar(config: Config) -> Path:
-    return config.cache_dir / "thrift-auth" / f"lakehouse-thrift-auth-{source_digest()[:16]}.jar"
-
-
-def _javac() -> str | None:
-    java_home = os.environ.get("JAVA_HOME")
-    if java_home and (Path(java_home) / "bin" / "javac").exists():
-        return str(Path(java_home) / "bin" / "javac")
-    return shutil.which("javac")
-
-
-def _compile_classpath() -> list[Path]:
-    from lakehouse.spark import spark_home
-
-    jars_dir = spark_home() / "jars"
-    found = []
-    for pattern in COMPILE_JARS:
-        matches = sorted(jars_dir.glob(pattern))
-        if not matches:
-            raise ThriftAuthError(f"thrift auth provider: no {pattern} in {jars_dir} (is pyspark installed?)")
-        found.append(matches[0])
-    return found
+    return java_build.module_jar(config, MODULE)
 
 
 def build_provider(config: Config) -> Path:
     """Compile the provider into the cache once per source version; return the jar's path."""
-    target = provider_jar(config)
-    if target.exists():
-        return target
-    javac = _javac()
-    if javac is None:
-        raise ThriftAuthError("thrift auth provider: javac (a JDK 17) is needed to build it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    classpath = os.pathsep.join(str(p) for p in _compile_classpath())
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        classes = Path(tmp) / "classes"
-        command = [javac, "--release", JAVA_RELEASE, "-nowarn", "-cp", classpath, "-d", str(classes)]
-        result = subprocess.run(
-            [*command, *map(str, source_files())],
-            capture_output=True,
-            text=True,
-            timeout=BUILD_TIMEOUT_SECONDS,
-            check=False,
-        )
-        if result.returncode != 0:
-            first = (result.stderr.strip().splitlines() or ["unknown error"])[0]
-            raise ThriftAuthError(f"thrift auth provider: javac failed: {first}")
-        partial = Path(tmp) / target.name
-        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as jar:
-            jar.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\r\nCreated-By: lakehouse setup\r\n\r\n")
-            for path in sorted(classes.rglob("*.class")):
-                jar.write(path, path.relative_to(classes).as_posix())
-        os.replace(partial, target)
-    return target
+    try:
+        return java_build.build_module(config, MODULE, COMPILE_JARS, "thrift auth provider")
+    except java_build.JavaBuildError as exc:
+        raise ThriftAuthError(str(exc)) from None
 
 
 def hash_entry(user: str, password: str, *, iterations: int = ITERATIONS, salt: bytes | None = None) -> str:

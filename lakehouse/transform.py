@@ -17,7 +17,8 @@ encrypts but does not verify the server's certificate).
 dbt's target and log directories live under the state directory (``<home>/dbt/``), never in
 the repository. dbt's progress lines are streamed as they come; when something fails, the
 failing models, snapshots and tests are listed by name from ``run_results.json`` and the exit
-code is non-zero.
+code is non-zero. A dbt run that takes longer than ``dbt.timeout_seconds`` is stopped and
+reported in one line naming the Thrift server and its log.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,6 +48,9 @@ EXIT_FAILURE = 1
 FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
 WARNING_STATUS = "warn"
 MAX_MESSAGE_CHARS = 300
+# _stream's return code when dbt ran past dbt.timeout_seconds and was stopped.
+TIMED_OUT = -1
+STOP_GRACE_SECONDS = 30
 # A node that failed only because its Thrift connection dropped (not because of its SQL or its
 # data) is worth one retry: `dbt retry` re-runs exactly the failed and skipped nodes.
 TRANSIENT_ERRORS = (
@@ -172,8 +177,21 @@ def read_run_results(path: Path) -> tuple[list[NodeResult], list[NodeResult]]:
     return failed, warned
 
 
-def _stream(command: Sequence[str], env: dict[str, str], output: TextIO) -> int:
-    """Run a command, copying its output line by line as it comes; return its exit code."""
+def _stop(process: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL after a grace period (dbt cancels its queries on SIGTERM)."""
+    process.terminate()
+    try:
+        process.wait(timeout=STOP_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def _stream(command: Sequence[str], env: dict[str, str], output: TextIO, timeout: float | None = None) -> int:
+    """Run a command, copying its output line by line as it comes; return its exit code.
+
+    After ``timeout`` seconds the command is stopped and TIMED_OUT returned: a hung Thrift
+    server (a session close that never returns) must not hold the pipeline forever.
+    """
     with subprocess.Popen(
         list(command),
         env=env,
@@ -184,15 +202,28 @@ def _stream(command: Sequence[str], env: dict[str, str], output: TextIO) -> int:
         bufsize=1,
     ) as process:
         assert process.stdout is not None
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            _stop(process)
+
+        timer = threading.Timer(timeout, expire) if timeout else None
+        if timer:
+            timer.daemon = True
+            timer.start()
         try:
             for line in process.stdout:
                 output.write(line)
                 output.flush()
         except KeyboardInterrupt:
-            process.terminate()
-            process.wait()
+            _stop(process)
             raise
-        return process.wait()
+        finally:
+            if timer:
+                timer.cancel()
+        code = process.wait()
+        return TIMED_OUT if expired.is_set() else code
 
 
 def retry_command() -> list[str]:
@@ -222,7 +253,19 @@ def _run_dbt(config: Config, command: list[str], output: TextIO, *, keep_results
     results = target / RUN_RESULTS_FILE
     if not keep_results:
         results.unlink(missing_ok=True)
-    return _stream(command, dbt_environment(config), output), results
+    return _stream(command, dbt_environment(config), output, config.dbt.timeout_seconds), results
+
+
+def timeout_message(config: Config) -> str:
+    """One line for a dbt run stopped by dbt.timeout_seconds: which server, which log, what to do."""
+    from lakehouse.services import thrift as thrift_service
+
+    thrift = config.thrift
+    return (
+        f"transform: dbt did not finish within {config.dbt.timeout_seconds} s (dbt.timeout_seconds) and was stopped: "
+        f"the Thrift server at {thrift.host}:{thrift.port} may hang (log: {thrift_service.log_file(config)}); "
+        "check `lakehouse status`, then `lakehouse down thrift && lakehouse up thrift` and run again"
+    )
 
 
 def _report(config: Config, code: int, results: Path, errors: TextIO) -> int:
@@ -270,6 +313,10 @@ def run_transform(
         code, results = _run_dbt(config, command, out)
     except TransformError as exc:
         print(f"transform: error: {exc}", file=err)
+        return EXIT_FAILURE
+    if code == TIMED_OUT:
+        print(timeout_message(config), file=err)
+        print(f"transform: FAILED in {time.monotonic() - started:.0f} s", file=out, flush=True)
         return EXIT_FAILURE
     failed, _warned = read_run_results(results) if results.exists() else ([], [])
     if code != 0 and failed and all(node.is_transient for node in failed):

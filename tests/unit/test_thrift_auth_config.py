@@ -51,7 +51,8 @@ def test_default_local_config_has_no_authentication_and_writes_no_thrift_secret(
     assert "hive.server2.custom.authentication.class" not in props
     conf_dir = write_spark_conf(config, thrift_server=True)
     assert not (conf_dir / "thrift-users").exists()
-    assert "--driver-class-path" not in thrift_service.command(config)
+    # The lockdown extension is on the classpath (tests/unit/test_serving_config.py), the provider not.
+    assert str(thrift_auth.provider_jar(config)) not in " ".join(thrift_service.command(config))
 
 
 @pytest.mark.parametrize(("host", "auth", "expected"), [("0.0.0.0", "none", False), ("127.0.0.1", "password", True)])
