@@ -1,5 +1,42 @@
-"""Constants shared by the test layers' conftest files (importable: tests/ is on sys.path)."""
+"""Helpers shared by the test layers (importable: tests/ is on sys.path)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+
+import pytest
 
 # Tiny data: the C1 compiler alone and the serial collector start and warm up a JVM faster
 # than the tiered C2 compiler and G1, which only pay off on long, large jobs.
 TEST_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+
+
+def in_ci() -> bool:
+    """CI runs `.ci/run` with CI=true."""
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def skip_unless_ci(message: str) -> None:
+    """Skip on a developer's machine, fail in CI: a check that did not run must not look passed."""
+    if in_ci():
+        pytest.fail(f"{message}; CI=true needs it")
+    pytest.skip(message)
+
+
+@contextlib.contextmanager
+def local_zone(name: str) -> Iterator[None]:
+    """The Python process's local time zone (a laptop's clock) for the block, then back."""
+    saved = os.environ.get("TZ")
+    os.environ["TZ"] = name
+    time.tzset()
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = saved
+        time.tzset()

@@ -9,7 +9,6 @@ manifest and from the source databases, never from the code under test.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import os
@@ -17,11 +16,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg2
 import pytest
+from lakehouse_testing import local_zone
 from pyspark.sql import functions as F
 
 from lakehouse.bronze.contracts import CONTRACTS, QUARANTINE_TABLE
@@ -155,22 +154,6 @@ def test_rerunning_the_same_batch_changes_nothing(spark, services: Config, first
     assert spark.table(QUARANTINE_TABLE).count() == quarantine_before
 
 
-@contextlib.contextmanager
-def _local_zone(name: str) -> Iterator[None]:
-    """The Python process's local time zone (a laptop's clock), for the duration of the block."""
-    saved = os.environ.get("TZ")
-    os.environ["TZ"] = name
-    time.tzset()
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop("TZ", None)
-        else:
-            os.environ["TZ"] = saved
-        time.tzset()
-
-
 def test_incremental_extract_off_utc_reads_exactly_the_changed_rows(
     spark, services: Config, first_load: str, cli
 ) -> None:
@@ -178,7 +161,7 @@ def test_incremental_extract_off_utc_reads_exactly_the_changed_rows(
     simulated = cli("simulate", "--days", "1")
     assert simulated.returncode == 0, simulated.stderr
     # Europe/Paris is UTC+1 or +2: a watermark read or written as local time skips an hour or two.
-    with _local_zone("Europe/Paris"):
+    with local_zone("Europe/Paris"):
         records = {r.source_table: r for r in run_extract(spark, services, run_id="incr", progress=lambda _m: None)}
     after = {table: mark for (_system, table), mark in get_watermarks(spark).items()}
     lookback = f"interval '{services.bronze.lookback_minutes} minutes'"

@@ -26,6 +26,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from lakehouse_testing import skip_unless_ci
 from pyhive import hive
 from thrift.transport.TTransport import TTransportException
 
@@ -293,9 +294,7 @@ def tls(services: Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     """A password-protected server with TLS, its keystore and CA made by keytool for 127.0.0.1."""
     keytool = shutil.which("keytool") or str(Path(os.environ.get("JAVA_HOME", "/usr")) / "bin" / "keytool")
     if not Path(keytool).exists():
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail("keytool (a JDK) is not available; CI=true needs it for the TLS tests")
-        pytest.skip("keytool (a JDK) is not available")
+        skip_unless_ci("keytool (a JDK) is not available for the TLS tests")
     work = tmp_path_factory.mktemp("tls")
     keystore, ca, truststore = work / "server.p12", work / "ca.pem", work / "trust.p12"
     # keytool reads the store passwords from the environment, not from its command line.

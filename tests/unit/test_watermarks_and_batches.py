@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
-import time
 from collections.abc import Iterator
 
 import pytest
+from lakehouse_testing import local_zone
 from pyspark.sql import functions as F
 
 from lakehouse.bronze import watermarks as W
@@ -31,17 +30,8 @@ RUNS_SCHEMA = "run_id string, step string, source_table string, batch_id string,
 @pytest.fixture
 def paris_clock() -> Iterator[None]:
     """The Python process's local zone set to Europe/Paris (UTC+1 in January), then back."""
-    saved = os.environ.get("TZ")
-    os.environ["TZ"] = "Europe/Paris"
-    time.tzset()
-    try:
+    with local_zone("Europe/Paris"):
         yield
-    finally:
-        if saved is None:
-            os.environ.pop("TZ", None)
-        else:
-            os.environ["TZ"] = saved
-        time.tzset()
 
 
 @pytest.fixture
