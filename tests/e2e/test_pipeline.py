@@ -1,9 +1,9 @@
 """`lakehouse pipeline` end to end at tiny scale, in a stack of its own started from nothing.
 
-The module's first run is what a new user sees: an empty state directory, `lakehouse pipeline`
-starts the services, generates and loads the tiny scale, extracts, validates, builds silver
-and gold with dbt and maintains bronze. Then a failing gate, and BI-style clients on gold. The
-stack is stopped at the end of the module.
+The first run (``first_run`` in tests/e2e/conftest.py) is what a new user sees: an empty state
+directory, `lakehouse pipeline` starts the services, generates and loads the tiny scale,
+extracts, validates, builds silver and gold with dbt and maintains bronze. Then a second
+transform on the same fresh server, a failing gate, and BI-style clients on gold.
 
 Each expensive path runs once in the suite, here or in a cheaper place: the next day's
 incremental pipeline is in tests/integration/test_dbt.py (on the session's stack, where its
@@ -14,83 +14,21 @@ lock is taken over, --wait queues) is in tests/unit/test_pipeline_steps.py.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg2
 import pytest
+from e2e_stack import Stack
 
-from lakehouse.config import PROJECT_ROOT, Config, load_config
-from lakehouse.sql_client import run_query
+from lakehouse.config import PROJECT_ROOT
+from lakehouse.services import thrift as thrift_service
 
 pytestmark = pytest.mark.e2e
 
 GOLD_FACT = "gold.fct_viewing_sessions"
 GOLD_TABLES = ("fct_viewing_sessions", "fct_ratings", "dim_users", "dim_content", "dim_date", "mart_daily_kpis")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Stack:
-    """The e2e stack: its environment, its config, and the CLI run in it."""
-
-    def __init__(self, home: Path, cache_dir: Path) -> None:
-        self.env = dict(os.environ)
-        self.env.update(
-            {
-                "LAKEHOUSE_HOME": str(home),
-                "LAKEHOUSE_CACHE_DIR": str(cache_dir),
-                "LAKEHOUSE_POSTGRES_PORT": str(_free_port()),
-                "LAKEHOUSE_MONGODB_PORT": str(_free_port()),
-                "LAKEHOUSE_THRIFT_PORT": str(_free_port()),
-            }
-        )
-        self.config = load_config(env=self.env)
-
-    def run(self, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "lakehouse.cli", *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            cwd=PROJECT_ROOT,
-            check=False,
-        )
-
-    def pipeline(self, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
-        return self.run("pipeline", "--scale", "tiny", *args, timeout=timeout)
-
-    def query(self, sql: str) -> list[tuple]:
-        return run_query(self.config, sql).rows
-
-
-@pytest.fixture(scope="module")
-def stack(config: Config) -> Iterator[Stack]:
-    home = config.home.parent / f"{config.home.name}-e2e"
-    subprocess.run(
-        [sys.executable, "-m", "lakehouse.cli", "down"],
-        env={**os.environ, "LAKEHOUSE_HOME": str(home)},
-        capture_output=True,
-        check=False,
-    )
-    if home.exists():
-        import shutil
-
-        shutil.rmtree(home)
-    e2e = Stack(home, config.cache_dir)
-    try:
-        yield e2e
-    finally:
-        e2e.run("down", timeout=300)
 
 
 def _run_id(output: str) -> str:
@@ -103,13 +41,6 @@ def _audit(stack: Stack, run_id: str) -> list[tuple]:
 
 def _gold_version(stack: Stack) -> int:
     return max(row[0] for row in stack.query(f"describe history {GOLD_FACT}"))
-
-
-@pytest.fixture(scope="module")
-def first_run(stack: Stack) -> str:
-    result = stack.pipeline()
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
-    return result.stdout
 
 
 def test_pipeline_from_empty_state_fills_gold_and_audits_every_step(stack: Stack, first_run: str) -> None:
@@ -133,6 +64,16 @@ def test_pipeline_from_empty_state_fills_gold_and_audits_every_step(stack: Stack
     # Maintain set the retention policy on bronze.
     properties = dict(stack.query("show tblproperties bronze.viewing_sessions"))
     assert properties["delta.deletedFileRetentionDuration"] == "interval 168 hours"
+
+
+def test_a_second_transform_on_the_fresh_server_succeeds_and_no_class_is_missing(stack: Stack, first_run: str) -> None:
+    """What a fresh machine's first `make pipeline` hit: a session close in a server without
+    hive-llap-common threw NoClassDefFoundError, and every later close hung."""
+    result = stack.pipeline("--only", "transform")
+    assert result.returncode == 0, result.stdout[-6000:]
+    log = thrift_service.log_file(stack.config).read_text(errors="replace")
+    missing = [line for line in log.splitlines() if "NoClassDefFoundError" in line or "ClassNotFoundException" in line]
+    assert missing == []
 
 
 def test_failing_gate_stops_before_transform_and_keeps_gold(stack: Stack, first_run: str) -> None:

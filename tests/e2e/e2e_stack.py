@@ -1,0 +1,52 @@
+"""The e2e stack: a state directory and free ports of its own, and the CLI run in it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from lakehouse.config import PROJECT_ROOT, load_config
+from lakehouse.sql_client import run_query
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Stack:
+    """The e2e stack: its environment, its config, and the CLI run in it."""
+
+    def __init__(self, home: Path, cache_dir: Path) -> None:
+        self.env = dict(os.environ)
+        self.env.update(
+            {
+                "LAKEHOUSE_HOME": str(home),
+                "LAKEHOUSE_CACHE_DIR": str(cache_dir),
+                "LAKEHOUSE_POSTGRES_PORT": str(_free_port()),
+                "LAKEHOUSE_MONGODB_PORT": str(_free_port()),
+                "LAKEHOUSE_THRIFT_PORT": str(_free_port()),
+            }
+        )
+        self.config = load_config(env=self.env)
+
+    def run(self, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "lakehouse.cli", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=PROJECT_ROOT,
+            check=False,
+        )
+
+    def pipeline(self, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
+        return self.run("pipeline", "--scale", "tiny", *args, timeout=timeout)
+
+    def query(self, sql: str) -> list[tuple]:
+        return run_query(self.config, sql).rows
