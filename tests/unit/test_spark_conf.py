@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lakehouse_testing import TEST_JAVA_OPTIONS
+
 from lakehouse.config import load_config
 from lakehouse.spark import hive_site_properties, spark_properties, write_spark_conf
 
@@ -36,3 +38,18 @@ def test_password_only_in_the_owner_readable_hive_site(tmp_path: Path) -> None:
     assert "pw-xyz" in (conf_dir / "hive-site.xml").read_text()
     assert (conf_dir / "hive-site.xml").stat().st_mode & 0o077 == 0
     assert hive_site_properties(config)["datanucleus.schema.autoCreateAll"] == "false"
+
+
+def test_java_options_reach_drivers_and_executors_only_when_set(tmp_path: Path) -> None:
+    assert "spark.driver.extraJavaOptions" not in spark_properties(load_config(env={"LAKEHOUSE_HOME": str(tmp_path)}))
+    config = load_config(env={"LAKEHOUSE_HOME": str(tmp_path), "LAKEHOUSE_SPARK_JAVA_OPTIONS": TEST_JAVA_OPTIONS})
+    props = spark_properties(config)
+    assert props["spark.driver.extraJavaOptions"] == props["spark.executor.extraJavaOptions"] == TEST_JAVA_OPTIONS
+    rendered = (write_spark_conf(config) / "spark-defaults.conf").read_text()
+    assert f"spark.driver.extraJavaOptions {TEST_JAVA_OPTIONS}" in rendered
+
+
+def test_the_test_jvms_keep_a_full_size_code_cache() -> None:
+    """C1 alone reserves 48 MB of code cache, which a long-lived Thrift server fills."""
+    if "-XX:TieredStopAtLevel=1" in TEST_JAVA_OPTIONS:
+        assert "-XX:ReservedCodeCacheSize=240m" in TEST_JAVA_OPTIONS
