@@ -34,7 +34,7 @@ public final class BiClient {
         try {
             switch (command) {
                 case "metadata" -> metadata(url, args[2]);
-                case "queries" -> queries(url);
+                case "queries" -> queries(url, args[2]);
                 case "sessions" -> sessions(url, Integer.parseInt(args[2]));
                 case "hold" -> hold(url, args[2]);
                 default -> {
@@ -111,8 +111,8 @@ public final class BiClient {
         }
     }
 
-    /** The query shapes BI tools generate, each printed with what came back. */
-    private static void queries(String url) throws SQLException {
+    /** The query shapes BI tools generate, each printed with what came back; {@code quality} is the prepared parameter. */
+    private static void queries(String url, String quality) throws SQLException {
         try (Connection connection = DriverManager.getConnection(url); Statement st = connection.createStatement()) {
             try (ResultSet rs = st.executeQuery("select * from gold.mart_daily_kpis limit 0")) {
                 ResultSetMetaData md = rs.getMetaData();
@@ -152,12 +152,12 @@ public final class BiClient {
                 }
                 out("by_month", months, sessions);
             }
-            String prepared = "select count(*) from gold.fct_viewing_sessions where device_type = ?";
+            String prepared = "select count(*) from gold.fct_viewing_sessions where streaming_quality = ?";
             try (PreparedStatement ps = connection.prepareStatement(prepared)) {
-                ps.setString(1, "tv");
+                ps.setString(1, quality);
                 try (ResultSet rs = ps.executeQuery()) {
                     rs.next();
-                    out("prepared", "tv", rs.getLong(1));
+                    out("prepared", quality, rs.getLong(1));
                 }
             }
             try (ResultSet rs = st.executeQuery(

@@ -103,10 +103,11 @@ def test_the_navigator_sees_schemas_tables_typed_and_commented_columns(stack: St
 
 
 def test_the_query_shapes_bi_tools_generate_answer_like_the_projects_client(stack: Stack, first_run: str) -> None:
-    device = stack.query(
-        "select device_type from gold.fct_viewing_sessions group by device_type order by count(*) desc limit 1"
+    quality = stack.query(
+        "select streaming_quality from gold.fct_viewing_sessions "
+        "group by streaming_quality order by count(*) desc, streaming_quality limit 1"
     )[0][0]
-    facts = {f[0]: f[1:] for f in _client(stack, "queries", device)}
+    facts = {f[0]: f[1:] for f in _client(stack, "queries", quality)}
 
     assert facts["limit_0"][0] == "no rows"
     described = [row[0] for row in stack.query("describe gold.mart_daily_kpis") if row[0] and row[0][0] != "#"]
@@ -124,8 +125,8 @@ def test_the_query_shapes_bi_tools_generate_answer_like_the_projects_client(stac
     assert [int(v) for v in facts["count_distinct"]] == [users, titles]
     months = stack.query("select count(distinct date_trunc('MONTH', started_at)) from gold.fct_viewing_sessions")
     assert [int(v) for v in facts["by_month"]] == [months[0][0], count]
-    on_device = stack.query(f"select count(*) from gold.fct_viewing_sessions where device_type = '{device}'")[0][0]
-    assert facts["prepared"] == [device, str(on_device)]
+    in_quality = stack.query(f"select count(*) from gold.fct_viewing_sessions where streaming_quality = '{quality}'")
+    assert facts["prepared"] == [quality, str(in_quality[0][0])]
     top = stack.query(
         "select content_id, sum(watch_seconds) as watch_seconds from gold.fct_viewing_sessions "
         "group by content_id order by watch_seconds desc, content_id limit 10"
