@@ -71,8 +71,6 @@ def _tls_context(config: Config) -> ssl.SSLContext:
 
 def _tls_transport(config: Config, user: str):
     """A SASL PLAIN transport over a TLS socket that verifies the certificate and host name."""
-    import thrift_sasl
-    from pyhive.hive import get_installed_sasl
     from thrift.transport.TSSLSocket import TSSLSocket
 
     class TLSSocket(TSSLSocket):
@@ -90,31 +88,29 @@ def _tls_transport(config: Config, user: str):
         # The context already checked the host name against the certificate.
         validate_callback=lambda _cert, _hostname: None,
     )
-    tls_socket.setTimeout(thrift.query_timeout_seconds * 1000)
-    # Without authentication the server takes any PLAIN password; PyHive sends "x" then too.
-    password = thrift.password if thrift.auth_enabled else "x"
-    return thrift_sasl.TSaslClientTransport(
-        lambda: get_installed_sasl(host=thrift.host, sasl_auth="PLAIN", username=user, password=password),
-        "PLAIN",
-        tls_socket,
-    )
+    return _sasl_plain(config, user, tls_socket)
 
 
 def _plain_transport(config: Config, user: str):
     """SASL PLAIN over a plain socket, as PyHive builds it, but with thrift.query_timeout_seconds."""
-    import thrift_sasl
-    from pyhive.hive import get_installed_sasl
     from thrift.transport.TSocket import TSocket
 
+    return _sasl_plain(config, user, TSocket(config.thrift.host, config.thrift.port))
+
+
+def _sasl_plain(config: Config, user: str, sock):
+    """SASL PLAIN on a socket that waits at most thrift.query_timeout_seconds for any answer."""
+    import thrift_sasl
+    from pyhive.hive import get_installed_sasl
+
     thrift = config.thrift
-    plain_socket = TSocket(thrift.host, thrift.port)
-    plain_socket.setTimeout(thrift.query_timeout_seconds * 1000)
+    sock.setTimeout(thrift.query_timeout_seconds * 1000)
     # Without authentication the server takes any PLAIN password; PyHive sends "x" then too.
     password = thrift.password if thrift.auth_enabled else "x"
     return thrift_sasl.TSaslClientTransport(
         lambda: get_installed_sasl(host=thrift.host, sasl_auth="PLAIN", username=user, password=password),
         "PLAIN",
-        plain_socket,
+        sock,
     )
 
 
