@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
+from lakehouse_testing import free_port
+
 from lakehouse.config import PROJECT_ROOT, load_config
 from lakehouse.sql_client import run_query
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Stack:
@@ -27,9 +22,9 @@ class Stack:
             {
                 "LAKEHOUSE_HOME": str(home),
                 "LAKEHOUSE_CACHE_DIR": str(cache_dir),
-                "LAKEHOUSE_POSTGRES_PORT": str(_free_port()),
-                "LAKEHOUSE_MONGODB_PORT": str(_free_port()),
-                "LAKEHOUSE_THRIFT_PORT": str(_free_port()),
+                "LAKEHOUSE_POSTGRES_PORT": str(free_port()),
+                "LAKEHOUSE_MONGODB_PORT": str(free_port()),
+                "LAKEHOUSE_THRIFT_PORT": str(free_port()),
             }
         )
         self.config = load_config(env=self.env)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psycopg2
 import pytest
+from lakehouse_testing import free_port
 from pymongo import MongoClient
 
 from lakehouse.config import Config
@@ -150,12 +151,6 @@ def test_up_twice_is_a_no_op(services: Config, cli) -> None:
     assert {s.name: s.pid for s in status(services)} == before
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def second_stack(tmp_path: Path, services: Config):
     """A separate state directory and ports for lifecycle tests (PostgreSQL and FerretDB)."""
@@ -164,8 +159,8 @@ def second_stack(tmp_path: Path, services: Config):
         {
             "LAKEHOUSE_HOME": str(tmp_path / "home"),
             "LAKEHOUSE_CACHE_DIR": str(services.cache_dir),
-            "LAKEHOUSE_POSTGRES_PORT": str(_free_port()),
-            "LAKEHOUSE_MONGODB_PORT": str(_free_port()),
+            "LAKEHOUSE_POSTGRES_PORT": str(free_port()),
+            "LAKEHOUSE_MONGODB_PORT": str(free_port()),
         }
     )
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
 import stat
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from lakehouse_testing import skip_unless_ci
+from lakehouse_testing import free_port, skip_unless_ci
 from pyhive import hive
 from thrift.transport.TTransport import TTransportException
 
@@ -73,12 +72,6 @@ class AuthStack:
         return self.run([sys.executable, "-m", "lakehouse.cli", *args], env=env)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _thrift_stack(services: Config, home: Path, extra: dict[str, str] | None = None) -> Iterator[AuthStack]:
     """`lakehouse up thrift` in its own state directory and port, with thrift.auth: password."""
     pg = services.postgres
@@ -92,7 +85,7 @@ def _thrift_stack(services: Config, home: Path, extra: dict[str, str] | None = N
             "LAKEHOUSE_POSTGRES_URL": f"postgresql://{pg.user}@{pg.host}:{pg.port}/{pg.database}",
             "LAKEHOUSE_POSTGRES_PASSWORD": pg.password,
             "LAKEHOUSE_SPARK_WAREHOUSE_DIR": services.warehouse_dir,
-            "LAKEHOUSE_THRIFT_PORT": str(_free_port()),
+            "LAKEHOUSE_THRIFT_PORT": str(free_port()),
             "LAKEHOUSE_THRIFT_AUTH": "password",
             **(extra or {}),
         }
