@@ -2,13 +2,14 @@
 
 The first run (``first_run`` in tests/e2e/conftest.py) is what a new user sees: an empty state
 directory, `lakehouse pipeline` starts the services, generates and loads the tiny scale,
-extracts, validates, builds silver and gold with dbt and maintains bronze. Then a second
-transform on the same fresh server, a failing gate, and BI-style clients on gold.
+extracts, validates, builds silver and gold with dbt and maintains bronze. Then a failing gate
+and BI-style clients on gold.
 
-Each expensive path runs once in the suite, here or in a cheaper place: the next day's
-incremental pipeline is in tests/integration/test_dbt.py (on the session's stack, where its
-silver and gold are checked anyway); the run lock (a second pipeline fails fast, a killed run's
-lock is taken over, --wait queues) is in tests/unit/test_pipeline_steps.py.
+Each expensive path runs once in the suite, here or in a cheaper place: the first run's silver
+and gold numbers, the next day's incremental pipeline (the second transform on this server) and
+a full refresh are in tests/e2e/test_dbt.py, on this stack; the run lock (a second pipeline
+fails fast, a killed run's lock is taken over, --wait queues) is in
+tests/unit/test_pipeline_steps.py.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import pytest
 from e2e_stack import Stack
 
 from lakehouse.config import PROJECT_ROOT
-from lakehouse.services import thrift as thrift_service
 
 pytestmark = pytest.mark.e2e
 
@@ -64,16 +64,6 @@ def test_pipeline_from_empty_state_fills_gold_and_audits_every_step(stack: Stack
     # Maintain set the retention policy on bronze.
     properties = dict(stack.query("show tblproperties bronze.viewing_sessions"))
     assert properties["delta.deletedFileRetentionDuration"] == "interval 168 hours"
-
-
-def test_a_second_transform_on_the_fresh_server_succeeds_and_no_class_is_missing(stack: Stack, first_run: str) -> None:
-    """What a fresh machine's first `make pipeline` hit: a session close in a server without
-    hive-llap-common threw NoClassDefFoundError, and every later close hung."""
-    result = stack.pipeline("--only", "transform")
-    assert result.returncode == 0, result.stdout[-6000:]
-    log = thrift_service.log_file(stack.config).read_text(errors="replace")
-    missing = [line for line in log.splitlines() if "NoClassDefFoundError" in line or "ClassNotFoundException" in line]
-    assert missing == []
 
 
 def test_failing_gate_stops_before_transform_and_keeps_gold(stack: Stack, first_run: str) -> None:
