@@ -187,6 +187,9 @@ class ThriftConfig:
     # Clients of this project (lakehouse sql, the pipeline's maintain and audit steps) wait at
     # most this long for any one answer of the server (a query, a login, a session close).
     query_timeout_seconds: int = 3600
+    # The server cancels a query of a BI session (the bi pool: every session but dbt's and the
+    # pipeline's) that runs longer than this; 0: no limit.
+    bi_query_timeout_seconds: int = 900
     # auto: a user name and password are required unless the server listens on (and clients
     # connect to) a loopback address; none: never; password: always.
     auth: str = "auto"
@@ -214,6 +217,8 @@ class ThriftConfig:
         for name in ("startup_timeout_seconds", "status_timeout_seconds", "query_timeout_seconds"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"thrift.{name}: must be at least 1")
+        if self.bi_query_timeout_seconds < 0:
+            raise ConfigError("thrift.bi_query_timeout_seconds: must be 0 (no limit) or more")
         if self.auth not in THRIFT_AUTH_MODES:
             raise ConfigError(f"thrift.auth: {self.auth!r} is not one of {', '.join(THRIFT_AUTH_MODES)}")
         if not USER_NAME_PATTERN.fullmatch(self.user):

@@ -31,10 +31,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from lakehouse.audit import RUNS_TABLE, new_run_id
 from lakehouse.config import PROJECT_ROOT, Config
+
+if TYPE_CHECKING:
+    from lakehouse.sql_client import QueryResult
 
 STEPS = ("up", "sources", "extract", "validate", "transform", "maintain", "summary")
 # Exit codes of jobs/validate_bronze.py.
@@ -186,12 +189,17 @@ def _check(code: int, output: str, what: str) -> None:
     raise PipelineError(f"{what}: {line}")
 
 
-def _audit_counts(ctx: Context, step: str) -> tuple[int | None, int | None, int | None]:
-    """Rows read, written (inserted+updated) and quarantined for this run's step, from the audit."""
+def _sql(ctx: Context, statement: str) -> QueryResult:
+    """One statement of the pipeline's own work on the Thrift server (the etl pool)."""
     from lakehouse.sql_client import run_query
 
-    result = run_query(
-        ctx.config,
+    return run_query(ctx.config, statement, etl=True)
+
+
+def _audit_counts(ctx: Context, step: str) -> tuple[int | None, int | None, int | None]:
+    """Rows read, written (inserted+updated) and quarantined for this run's step, from the audit."""
+    result = _sql(
+        ctx,
         f"select sum(rows_read), sum(coalesce(rows_inserted, 0) + coalesce(rows_updated, 0)), sum(rows_quarantined) "
         f"from {RUNS_TABLE} where run_id = '{ctx.run_id}' and step = '{step}' and source_table is not null",
     )
@@ -261,11 +269,11 @@ def step_transform(ctx: Context, result: StepResult) -> None:
 
 
 def _delta_tables(ctx: Context, schema: str) -> list[str]:
-    from lakehouse.sql_client import QueryError, run_query
+    from lakehouse.sql_client import QueryError
 
     try:
-        tables = {row[1] for row in run_query(ctx.config, f"show tables in {schema}").rows}
-        views = {row[1] for row in run_query(ctx.config, f"show views in {schema}").rows}
+        tables = {row[1] for row in _sql(ctx, f"show tables in {schema}").rows}
+        views = {row[1] for row in _sql(ctx, f"show views in {schema}").rows}
     except QueryError:
         return []  # the schema does not exist yet
     return sorted(tables - views)
@@ -273,20 +281,16 @@ def _delta_tables(ctx: Context, schema: str) -> list[str]:
 
 def _maintain_table(ctx: Context, name: str) -> bool:
     """OPTIMIZE and VACUUM one table by the retention policy; False if it had not changed."""
-    from lakehouse.sql_client import run_query
-
-    newest = run_query(ctx.config, f"describe history {name} limit 1")
+    newest = _sql(ctx, f"describe history {name} limit 1")
     operation = newest.rows[0][newest.columns.index("operation")] if newest.rows else None
     if operation in MAINTENANCE_OPERATIONS:
         return False
     retention = f"interval {ctx.config.pipeline.vacuum_retain_hours} hours"
-    properties = dict(run_query(ctx.config, f"show tblproperties {name}").rows)
+    properties = dict(_sql(ctx, f"show tblproperties {name}").rows)
     if properties.get("delta.deletedFileRetentionDuration") != retention:
-        run_query(
-            ctx.config, f"alter table {name} set tblproperties ('delta.deletedFileRetentionDuration' = '{retention}')"
-        )
-    run_query(ctx.config, f"optimize {name}")
-    run_query(ctx.config, f"vacuum {name}")
+        _sql(ctx, f"alter table {name} set tblproperties ('delta.deletedFileRetentionDuration' = '{retention}')")
+    _sql(ctx, f"optimize {name}")
+    _sql(ctx, f"vacuum {name}")
     return True
 
 
@@ -415,7 +419,7 @@ def record_pipeline_steps(ctx: Context, results: list[StepResult], started_at: d
 
     Step rows have no source table; extract and validate also wrote one row per table.
     """
-    from lakehouse.sql_client import QueryError, run_query
+    from lakehouse.sql_client import QueryError
 
     rows = [
         (r.name, r.started_at, r.ended_at, r.rows_read, r.rows_written, r.rows_quarantined, r.status, r.detail or None)
@@ -450,7 +454,7 @@ def record_pipeline_steps(ctx: Context, results: list[StepResult], started_at: d
         for name, start, end, read, written, quarantined, state, detail in rows
     )
     try:
-        run_query(ctx.config, f"insert into {RUNS_TABLE} values {values}")
+        _sql(ctx, f"insert into {RUNS_TABLE} values {values}")
     except QueryError as exc:
         ctx.event("error", "summary", f"could not record the run in {RUNS_TABLE}: {exc}")
 

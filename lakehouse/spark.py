@@ -155,10 +155,10 @@ THRIFT_SPARK_CONF = {
 
 
 def thrift_spark_conf(config: Config) -> dict[str, str]:
-    """The --conf settings of the Thrift server (not of the jobs): THRIFT_SPARK_CONF and the lockdown."""
-    from lakehouse.serving import lockdown
+    """The --conf settings of the Thrift server (not of the jobs): THRIFT_SPARK_CONF, pools, lockdown."""
+    from lakehouse.serving import lockdown, pools
 
-    props = dict(THRIFT_SPARK_CONF)
+    props = {**THRIFT_SPARK_CONF, **pools.server_conf(config)}
     if config.thrift.lockdown:
         props["spark.sql.extensions"] = f"{DELTA_EXTENSION},{lockdown.EXTENSION_CLASS}"
     return props

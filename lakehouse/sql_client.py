@@ -30,6 +30,8 @@ from lakehouse.config import Config
 USER_ENV = "LAKEHOUSE_THRIFT_USER"
 # What a refused SASL login looks like from PyHive (thrift_sasl's TTransportException).
 LOGIN_REFUSED = re.compile(r"Bad status: [345]|Error validating the login|authentication", re.IGNORECASE)
+# The operation state of a query the server cancelled at its time limit.
+TIMED_OUT_STATE = "TIMEDOUT"
 ERROR_PREFIXES = re.compile(r"^(org\.apache\.hive\.service\.cli\.HiveSQLException:\s*)?(Error running query:\s*)?")
 FORMATS = ("table", "csv", "json")
 TLS_PROBE_TIMEOUT_SECONDS = 10
@@ -49,11 +51,17 @@ class QueryResult:
     rows: list[tuple[Any, ...]]
 
 
-def _server_message(exc: Exception) -> str:
-    """The server's own error text, first line only, without Java class prefixes."""
+def server_message(config: Config, exc: Exception) -> str:
+    """The server's error in one line, without Java class prefixes; a cancelled BI query says why."""
     response = exc.args[0] if exc.args else None
     status = getattr(response, "status", None)
     message = getattr(status, "errorMessage", None) or str(exc)
+    if TIMED_OUT_STATE in message or TIMED_OUT_STATE in str(exc):
+        return (
+            f"the Thrift server at {config.thrift.host}:{config.thrift.port} cancelled the query: it ran past "
+            f"the session's time limit (thrift.bi_query_timeout_seconds, {config.thrift.bi_query_timeout_seconds} s "
+            "unless the session set spark.sql.thriftServer.queryTimeout)"
+        )
     first = message.strip().splitlines()[0] if message.strip() else type(exc).__name__
     return ERROR_PREFIXES.sub("", first).strip()
 
@@ -114,13 +122,20 @@ def _sasl_plain(config: Config, user: str, sock):
     )
 
 
-def connect(config: Config, database: str = "default"):
-    """A PyHive connection; every call to the server waits at most thrift.query_timeout_seconds."""
+def connect(config: Config, database: str = "default", *, etl: bool = False):
+    """A PyHive connection; every call to the server waits at most thrift.query_timeout_seconds.
+
+    ``etl``: a session of the project's own work (the etl pool, no per-query limit on the
+    server; see lakehouse/serving/pools.py) instead of a BI session.
+    """
     from pyhive import hive
+
+    from lakehouse.serving import pools
 
     user = session_user(config)
     transport = _tls_transport(config, user) if config.thrift.ssl else _plain_transport(config, user)
-    return hive.connect(thrift_transport=transport, username=user, database=database)
+    configuration = pools.etl_session_configuration() if etl else None
+    return hive.connect(thrift_transport=transport, username=user, database=database, configuration=configuration)
 
 
 def _timed_out(exc: Exception) -> bool:
@@ -183,13 +198,14 @@ def _connect_error(config: Config, exc: Exception) -> QueryError:
     return QueryError(f"cannot reach the Thrift server at {address} ({text}): is `lakehouse up` running?")
 
 
-def run_query(config: Config, query: str, database: str = "default") -> QueryResult:
+def run_query(config: Config, query: str, database: str = "default", *, etl: bool = False) -> QueryResult:
+    """Run one statement in a session of its own; ``etl`` as in connect()."""
     from pyhive.exc import Error as HiveError
     from thrift.transport.TTransport import TTransportException
 
     address = f"{config.thrift.host}:{config.thrift.port}"
     try:
-        connection = connect(config, database)
+        connection = connect(config, database, etl=etl)
     except (TTransportException, OSError, EOFError) as exc:
         raise (_timeout_error(config) if _timed_out(exc) else _connect_error(config, exc)) from None
     try:
@@ -199,7 +215,7 @@ def run_query(config: Config, query: str, database: str = "default") -> QueryRes
         rows = cursor.fetchall() if cursor.description else []
         return QueryResult(columns, [tuple(r) for r in rows])
     except HiveError as exc:
-        raise QueryError(_server_message(exc)) from None
+        raise QueryError(server_message(config, exc)) from None
     except (TTransportException, OSError) as exc:
         if _timed_out(exc):
             raise _timeout_error(config) from None

@@ -117,6 +117,9 @@ def dbt_executable() -> str:
 
 def dbt_environment(config: Config, base: dict[str, str] | None = None) -> dict[str, str]:
     """The environment dbt needs: the profile's connection variables and the state paths."""
+    from lakehouse.serving import pools
+
+    etl = pools.etl_session_settings()
     env = dict(os.environ if base is None else base)
     env.update(
         {
@@ -133,6 +136,8 @@ def dbt_environment(config: Config, base: dict[str, str] | None = None) -> dict[
             "DBT_THREADS": str(config.dbt.threads),
             "DBT_CONNECT_RETRIES": str(config.dbt.connect_retries),
             "DBT_POLL_INTERVAL": str(config.dbt.poll_interval_seconds),
+            "DBT_SPARK_SCHEDULER_POOL": etl[pools.POOL_KEY],
+            "DBT_SPARK_QUERY_TIMEOUT": etl[pools.QUERY_TIMEOUT_KEY],
             # Nothing leaves the machine: no usage statistics, no version check.
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
             "DBT_VERSION_CHECK": "false",

@@ -8,16 +8,18 @@ import os
 import socket
 import time
 import tomllib
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+import yaml
 from lakehouse_testing import skip_unless_ci
 
 from lakehouse import thrift_auth, transform
-from lakehouse.config import PROJECT_ROOT, load_config
+from lakehouse.config import PROJECT_ROOT, ConfigError, load_config
 from lakehouse.services import thrift as thrift_service
 from lakehouse.services.process import ServiceError
-from lakehouse.serving import lockdown
+from lakehouse.serving import lockdown, pools
 from lakehouse.serving.sqlalchemy_dialect import LakehouseHiveDialect
 from lakehouse.spark import DELTA_EXTENSION
 
@@ -54,6 +56,43 @@ def test_thrift_server_is_locked_down_and_has_the_llap_jar(env: dict[str, str]) 
     assert str(lockdown.extension_jar(config)) in classpath
     assert any(Path(p).name == "hive-llap-common-2.3.10.jar" for p in classpath)
     assert command.index("--driver-class-path") < command.index("spark-internal")
+
+
+def test_thrift_server_schedules_fair_with_a_bi_and_an_etl_pool(env: dict[str, str]) -> None:
+    config = load_config(env={**env, "LAKEHOUSE_THRIFT_BI_QUERY_TIMEOUT_SECONDS": "120"})
+    conf = _conf(thrift_service.command(config))
+    assert conf["spark.scheduler.mode"] == "FAIR"
+    allocation = ET.parse(conf["spark.scheduler.allocation.file"]).getroot()
+    declared = {pool.get("name"): pool for pool in allocation.iter("pool")}
+    assert set(declared) == {pools.BI_POOL, pools.ETL_POOL}
+    # BI tasks go first: bi has a minimum share and the larger weight.
+    assert int(declared["bi"].findtext("minShare")) > int(declared["etl"].findtext("minShare"))
+    assert int(declared["bi"].findtext("weight")) > int(declared["etl"].findtext("weight"))
+    # Every session is a BI session with the limit unless it asks for the etl pool.
+    assert conf[pools.POOL_KEY] == pools.BI_POOL
+    assert conf[pools.QUERY_TIMEOUT_KEY] == "120s"
+    with pytest.raises(ConfigError, match=r"thrift\.bi_query_timeout_seconds"):
+        load_config(env={**env, "LAKEHOUSE_THRIFT_BI_QUERY_TIMEOUT_SECONDS": "-1"})
+
+
+def test_dbt_and_the_pipeline_open_etl_sessions(env: dict[str, str]) -> None:
+    """HiveServer2 applies only set:hiveconf: session keys; dbt's profile sends the same ones."""
+    configuration = pools.etl_session_configuration()
+    assert configuration == {
+        f"set:hiveconf:{pools.POOL_KEY}": pools.ETL_POOL,
+        f"set:hiveconf:{pools.QUERY_TIMEOUT_KEY}": "0",
+    }
+    profile = yaml.safe_load((transform.DBT_PROJECT_DIR / "profiles.yml").read_text())
+    parameters = profile["lakehouse"]["outputs"]["thrift"]["server_side_parameters"]
+    assert set(parameters) == set(configuration)
+    dbt_env = transform.dbt_environment(load_config(env=env), base={})
+    assert dbt_env["DBT_SPARK_SCHEDULER_POOL"] == pools.ETL_POOL
+    assert dbt_env["DBT_SPARK_QUERY_TIMEOUT"] == "0"
+    for key, variable in (
+        (pools.POOL_KEY, "DBT_SPARK_SCHEDULER_POOL"),
+        (pools.QUERY_TIMEOUT_KEY, "DBT_SPARK_QUERY_TIMEOUT"),
+    ):
+        assert variable in parameters[f"set:hiveconf:{key}"]
 
 
 def test_lockdown_can_be_turned_off_and_never_reaches_the_jobs(env: dict[str, str]) -> None:
