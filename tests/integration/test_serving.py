@@ -57,7 +57,7 @@ HEAVY_QUERY = f"select sum(hash(id)) from range(0, {HEAVY_TASKS * 20_000_000}, 1
 HEAVY_HEAD_START_SECONDS = 5
 # The bound for a BI query (a count over a small Delta table) while the heavy query runs. It
 # waits for one running task, then shares the cores. Measured on the 2-core CI machine: see
-# the README ("Concurrency"); with another test stack running beside it, 6 s idle and 22 s busy.
+# the README ("A dashboard is not queued behind a dbt build"): 3 s idle, 3.5 s busy.
 BI_BOUND_SECONDS = 30
 BI_TIMEOUT_SECONDS = 3
 
@@ -336,6 +336,12 @@ def test_a_bi_query_is_not_queued_behind_etl_work(services: Config, dates_table:
         heavy_seconds = time.monotonic() - heavy_started
     print(f"BI query: {idle_seconds:.1f} s idle, {busy_seconds:.1f} s during an ETL query of {heavy_seconds:.0f} s")
     assert heavy_running, f"the BI query waited for the whole ETL query ({busy_seconds:.0f} s)"
+    # In FIFO the BI query waits until the last ETL task has started, so it ends just before
+    # the ETL query does (measured: 27 s of the 28 s left); in FAIR it needs one task's time.
+    etl_left_seconds = heavy_seconds - HEAVY_HEAD_START_SECONDS
+    assert busy_seconds <= etl_left_seconds / 2, (
+        f"the BI query took {busy_seconds:.0f} s of the ETL query's last {etl_left_seconds:.0f} s: queued behind it"
+    )
     assert busy_seconds <= BI_BOUND_SECONDS
 
 
