@@ -7,7 +7,8 @@
     lakehouse load-sources          load them into PostgreSQL and MongoDB
     lakehouse simulate --days N     advance the sources in time
     lakehouse extract               sources -> bronze Delta tables
-    lakehouse validate              quality gate on the newest bronze batch
+    lakehouse validate              quality gate on what is pending in bronze (a verdict per table)
+    lakehouse quarantine T --where  move bronze rows past a failed gate to bronze.quarantine
     lakehouse transform             dbt build: silver and gold
     lakehouse pipeline              all of it, end to end, with a summary
     lakehouse bench                 measure it (medium scale by default)
@@ -172,6 +173,26 @@ def cmd_transform(config: Config, args: argparse.Namespace) -> int:
     return run_transform(config, select=args.select, full_refresh=args.full_refresh, run_id=args.run_id)
 
 
+def cmd_quarantine(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse.pipeline import LockedError, run_lock
+    from lakehouse.quality.quarantine import QuarantineError, accept_quarantined, move_to_quarantine
+
+    def say(message: str) -> None:
+        print(message, flush=True)
+
+    try:
+        with run_lock(config, wait=False, notify=say):
+            if args.accept_quarantined:
+                accept_quarantined(config, args.table, args.reason, progress=say)
+            else:
+                move_to_quarantine(config, args.table, args.where or "", args.reason, progress=say)
+    except (QuarantineError, LockedError) as exc:
+        print(f"lakehouse quarantine: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print("next: lakehouse pipeline (the gate validates what is still pending, then dbt builds)")
+    return 0
+
+
 def cmd_pipeline(config: Config, args: argparse.Namespace) -> int:
     from lakehouse.pipeline import Options, run_pipeline
 
@@ -249,14 +270,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--full-refresh", action="store_true", help="ignore watermarks and rebuild the tables")
     p.add_argument("--run-id", help=argparse.SUPPRESS)
 
-    p = add("validate", cmd_validate, "run the quality gate (Great Expectations) on the newest bronze batch")
-    p.add_argument("--batch-id", help="validate this batch instead of the newest one")
+    p = add("validate", cmd_validate, "run the quality gate (Great Expectations) on what is pending in bronze")
+    p.add_argument("--batch-id", help="look at this batch only (no verdict is stored)")
     p.add_argument("--run-id", help=argparse.SUPPRESS)
 
     p = add("transform", cmd_transform, "build silver and gold with dbt through the Thrift server")
     p.add_argument("--select", help="dbt node selection (default: everything)")
     p.add_argument("--full-refresh", action="store_true", help="rebuild incremental models from scratch")
     p.add_argument("--run-id", help=argparse.SUPPRESS)
+
+    p = add("quarantine", cmd_quarantine, "move bronze rows that failed the gate to bronze.quarantine, with a reason")
+    p.add_argument("table", help="bronze table: users, viewing_sessions, ratings or content")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--where", help="move the rows matching this SQL predicate, e.g. \"type = 'podcast'\"")
+    which.add_argument(
+        "--accept-quarantined",
+        action="store_true",
+        help="accept the rows the extract quarantined since the last passed gate (they stop counting in its share)",
+    )
+    p.add_argument("--reason", required=True, help="why (kept with the rows and in ops.pipeline_runs)")
 
     p = add("pipeline", cmd_pipeline, "up -> sources -> extract -> validate -> transform -> maintain -> summary")
     p.add_argument("--from", dest="from_step", metavar="STEP", help="start at this step")

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from lakehouse.audit import RUNS_TABLE, new_run_id
 from lakehouse.config import PROJECT_ROOT, Config
+from lakehouse.sql_client import sql_literal
 
 if TYPE_CHECKING:
     from lakehouse.sql_client import QueryResult
@@ -261,9 +262,11 @@ def step_validate(ctx: Context, result: StepResult) -> None:
 
 
 def step_transform(ctx: Context, result: StepResult) -> None:
-    from lakehouse.transform import run_transform
+    from lakehouse.transform import EXIT_REFUSED, run_transform
 
     code = run_transform(ctx.config, full_refresh=ctx.options.full_refresh, run_id=ctx.run_id)
+    if code == EXIT_REFUSED:
+        raise PipelineError("transform refused: bronze holds rows no passed quality gate covers (see above)")
     if code != 0:
         raise PipelineError("dbt build failed (see the failing models and tests above)")
 
@@ -404,16 +407,6 @@ def summary_text(ctx: Context, results: list[StepResult]) -> str:
     )
 
 
-def _sql_value(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, dt.datetime):
-        return f"timestamp'{value.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S.%f}'"
-    if isinstance(value, int):
-        return str(value)
-    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 def record_pipeline_steps(ctx: Context, results: list[StepResult], started_at: dt.datetime, status: str) -> None:
     """Append one row per step (and one for the whole run) through the Thrift server.
 
@@ -430,7 +423,7 @@ def record_pipeline_steps(ctx: Context, results: list[StepResult], started_at: d
     values = ",\n".join(
         "("
         + ", ".join(
-            _sql_value(v)
+            sql_literal(v)
             for v in (
                 ctx.run_id,
                 name,

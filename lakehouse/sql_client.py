@@ -20,8 +20,9 @@ import os
 import re
 import socket
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -198,8 +199,26 @@ def _connect_error(config: Config, exc: Exception) -> QueryError:
     return QueryError(f"cannot reach the Thrift server at {address} ({text}): is `lakehouse up` running?")
 
 
+def sql_literal(value: object) -> str:
+    """A Python value as a Spark SQL literal: null, an integer, a UTC timestamp, or a quoted string."""
+    if value is None:
+        return "null"
+    if isinstance(value, datetime):
+        return f"timestamp'{value.astimezone(UTC):%Y-%m-%d %H:%M:%S.%f}'"
+    if isinstance(value, int):
+        return str(value)
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def run_query(config: Config, query: str, database: str = "default", *, etl: bool = False) -> QueryResult:
     """Run one statement in a session of its own; ``etl`` as in connect()."""
+    return run_queries(config, [query], database, etl=etl)[0]
+
+
+def run_queries(
+    config: Config, queries: Sequence[str], database: str = "default", *, etl: bool = False
+) -> list[QueryResult]:
+    """Run statements one after the other in one session of their own; ``etl`` as in connect()."""
     from pyhive.exc import Error as HiveError
     from thrift.transport.TTransport import TTransportException
 
@@ -210,10 +229,13 @@ def run_query(config: Config, query: str, database: str = "default", *, etl: boo
         raise (_timeout_error(config) if _timed_out(exc) else _connect_error(config, exc)) from None
     try:
         cursor = connection.cursor()
-        cursor.execute(query)
-        columns = [d[0] for d in cursor.description] if cursor.description else []
-        rows = cursor.fetchall() if cursor.description else []
-        return QueryResult(columns, [tuple(r) for r in rows])
+        results = []
+        for query in queries:
+            cursor.execute(query)
+            columns = [d[0] for d in cursor.description] if cursor.description else []
+            rows = cursor.fetchall() if cursor.description else []
+            results.append(QueryResult(columns, [tuple(r) for r in rows]))
+        return results
     except HiveError as exc:
         raise QueryError(server_message(config, exc)) from None
     except (TTransportException, OSError) as exc:

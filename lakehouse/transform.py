@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from lakehouse.config import PROJECT_ROOT, Config
+from lakehouse.sql_client import QueryError
 
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt"
 DEFAULT_SCHEMA = "silver"
@@ -62,8 +63,16 @@ TRANSIENT_ERRORS = (
 )
 
 
+EXIT_REFUSED = 3  # bronze holds rows no passed quality gate covers: dbt did not run
+BRONZE_VERSIONS_VAR = "bronze_versions"
+
+
 class TransformError(RuntimeError):
     """dbt could not be started at all (not installed, project missing)."""
+
+
+class GateNotPassed(TransformError):
+    """Bronze holds rows that no passed quality gate covers: silver may not read them."""
 
 
 @dataclass(frozen=True)
@@ -152,18 +161,99 @@ def dbt_environment(config: Config, base: dict[str, str] | None = None) -> dict[
 
 
 def build_command(
-    *, select: str | None = None, full_refresh: bool = False, run_id: str | None = None, colors: bool = False
+    *,
+    select: str | None = None,
+    full_refresh: bool = False,
+    run_id: str | None = None,
+    colors: bool = False,
+    bronze_versions: dict[str, int] | None = None,
 ) -> list[str]:
-    """The `dbt build` command line (snapshots are part of the build, in dependency order)."""
+    """The `dbt build` command line (snapshots are part of the build, in dependency order).
+
+    ``bronze_versions`` (table -> Delta version) becomes the var the staging models read bronze
+    at (``dbt/macros/validated_version.sql``).
+    """
     command = [dbt_executable(), "--no-use-colors" if not colors else "--use-colors", "build"]
     command += ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
     if select:
         command += ["--select", *select.split()]
     if full_refresh:
         command.append("--full-refresh")
+    variables: dict[str, Any] = {}
     if run_id:
-        command += ["--vars", json.dumps({"run_id": run_id})]
+        variables["run_id"] = run_id
+    if bronze_versions:
+        variables[BRONZE_VERSIONS_VAR] = bronze_versions
+    if variables:
+        command += ["--vars", json.dumps(variables, sort_keys=True)]
     return command
+
+
+GATE_WAY_FORWARD = (
+    "run the gate (`lakehouse validate`, or `lakehouse pipeline`); when it fails, fix the source and "
+    "re-run, or move the offending rows to quarantine (`lakehouse quarantine`; README: When the gate fails)"
+)
+
+
+def refusal_message(pending: dict[str, int], last_verdicts: dict[str, tuple[str, str] | None]) -> str:
+    """One line: which bronze table holds rows no passed gate covers, its last verdict, what to do."""
+    table = next(iter(pending))
+    verdict = last_verdicts.get(table)
+    seen = "no gate has validated it yet" if verdict is None else f"last gate verdict: {verdict[0]}, run {verdict[1]}"
+    others = len(pending) - 1
+    more = f" (and {others} more table{'s' * (others > 1)}: {', '.join(list(pending)[1:])})" if others else ""
+    return (
+        f"bronze.{table} holds {pending[table]:,} row(s) that no passed quality gate covers ({seen}){more}; "
+        f"silver and gold keep the last good data: {GATE_WAY_FORWARD}"
+    )
+
+
+def validated_bronze_versions(config: Config) -> dict[str, int]:
+    """Each bronze table's newest Delta version, when a passed gate covers every row of it.
+
+    Asked over the Thrift server (lakehouse/quality/verdicts.py has the SQL). Raises
+    :class:`GateNotPassed` naming the first table that holds rows no passed verdict covers.
+    """
+    from lakehouse.bronze.contracts import CONTRACTS
+    from lakehouse.quality import verdicts
+    from lakehouse.sql_client import QueryError, run_queries
+
+    try:
+        bronze = {row[1] for row in run_queries(config, ["show tables in bronze"], etl=True)[0].rows}
+    except QueryError as exc:
+        if "SCHEMA_NOT_FOUND" not in str(exc):
+            raise
+        raise GateNotPassed("there is no bronze yet: run `lakehouse pipeline` (or extract, then validate)") from None
+    missing = [c.table for c in CONTRACTS.values() if c.source_name not in bronze]
+    if missing:
+        raise GateNotPassed(f"{missing[0]} does not exist: run `lakehouse pipeline` (or extract, then validate)")
+    try:
+        ops = {row[1] for row in run_queries(config, ["show tables in ops"], etl=True)[0].rows}
+    except QueryError:
+        ops = set()  # no ops schema: nothing was ever validated
+    has_verdicts = verdicts.VERDICTS_TABLE.split(".")[1] in ops
+    histories = run_queries(config, [f"describe history {c.table} limit 1" for c in CONTRACTS.values()], etl=True)
+    versions = {
+        name: int(history.rows[0][history.columns.index("version")])
+        for name, history in zip(CONTRACTS, histories, strict=True)
+    }
+    counts = run_queries(
+        config,
+        [
+            verdicts.pending_rows_sql(name, c.table, versions[name], verdicts_exist=has_verdicts)
+            for name, c in CONTRACTS.items()
+        ],
+        etl=True,
+    )
+    pending = {name: int(result.rows[0][0]) for name, result in zip(CONTRACTS, counts, strict=True)}
+    pending = {name: rows for name, rows in pending.items() if rows}
+    if pending:
+        last: dict[str, tuple[str, str] | None] = dict.fromkeys(pending)
+        if has_verdicts:
+            found = run_queries(config, [verdicts.last_verdict_sql(name) for name in pending], etl=True)
+            last = {name: (tuple(r.rows[0]) if r.rows else None) for name, r in zip(pending, found, strict=True)}
+        raise GateNotPassed(refusal_message(pending, last))
+    return versions
 
 
 def read_run_results(path: Path) -> tuple[list[NodeResult], list[NodeResult]]:
@@ -302,6 +392,7 @@ def run_transform(
     run_id: str | None = None,
     output: TextIO | None = None,
     errors: TextIO | None = None,
+    check_gate: bool = True,
 ) -> int:
     """`dbt build` against the running Thrift server; 0 when every model, snapshot and test passed.
 
@@ -309,12 +400,27 @@ def run_transform(
     everything is built. ``full_refresh`` rebuilds incremental models from scratch (snapshots
     keep their history). ``run_id`` is passed to dbt as the var ``run_id`` and shows in the
     query comments on the Thrift server.
+
+    First, bronze must be covered by passed gate verdicts (:func:`validated_bronze_versions`):
+    otherwise nothing runs and the result is :data:`EXIT_REFUSED`, with one line saying why.
+    dbt then reads each bronze table at the version checked. ``check_gate=False`` skips that
+    (tests of dbt itself on bronze no gate has seen; the CLI has no such switch).
     """
     out = output or sys.stdout
     err = errors or sys.stderr
     started = time.monotonic()
     try:
-        command = build_command(select=select, full_refresh=full_refresh, run_id=run_id, colors=out.isatty())
+        versions = validated_bronze_versions(config) if check_gate else None
+    except GateNotPassed as exc:
+        print(f"transform: refused: {exc}", file=err)
+        return EXIT_REFUSED
+    except QueryError as exc:
+        print(f"transform: error: cannot check the quality gate's verdicts: {exc}", file=err)
+        return EXIT_FAILURE
+    try:
+        command = build_command(
+            select=select, full_refresh=full_refresh, run_id=run_id, colors=out.isatty(), bronze_versions=versions
+        )
         code, results = _run_dbt(config, command, out)
     except TransformError as exc:
         print(f"transform: error: {exc}", file=err)

@@ -126,6 +126,12 @@ def record_key(contract: Contract) -> Column:
     return F.when(F.coalesce(*parts).isNotNull(), joined)
 
 
+def stored_record_key(contract: Contract) -> Column:
+    """:func:`record_key` of a bronze row (typed columns): what its quarantined versions carry."""
+    parts = [F.col(k).cast("string") for k in contract.key]
+    return F.concat_ws("|", *[F.coalesce(p, F.lit("")) for p in parts]) if len(parts) > 1 else parts[0]
+
+
 def to_quarantine(df: DataFrame, contract: Contract, batch_id: str, quarantined_at: Column) -> DataFrame:
     """Rows with errors -> the quarantine table's shape."""
     return df.filter(F.size(ERRORS) > 0).select(

@@ -32,6 +32,7 @@ from typing import Any
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from expectations import TABLES, build_all
@@ -43,10 +44,11 @@ from expectations.common import (
 )
 from lakehouse.audit import StepRecord, new_run_id, record_steps
 from lakehouse.bronze.contracts import CONTRACTS, INGESTED_AT, QUARANTINE_TABLE
+from lakehouse.bronze.watermarks import epoch_micros
 from lakehouse.config import Config, load_config
 from lakehouse.quality import batches, frames, results
 from lakehouse.quality.batches import BatchRef, GateError
-from lakehouse.quality.results import Outcome
+from lakehouse.quality.results import Outcome, Verdict
 from lakehouse.quality.runner import GxRunner
 
 log = logging.getLogger(__name__)
@@ -78,6 +80,8 @@ class TableRun:
     rows: int | None = None
     quarantined: int | None = None
     seconds: float = 0.0
+    high_water_us: int | None = None  # the newest ingest or quarantine time validated
+    skipped: bool = False  # nothing pending: no suite ran, no verdict was stored
 
 
 @dataclass
@@ -124,8 +128,11 @@ class GateResult:
             lines += [f"  {results.describe(o)}" for o in warnings]
         lines.append("batches:")
         for table, run in self.tables.items():
-            size = "" if run.rows is None else f", {run.rows:,} rows, {run.quarantined or 0:,} quarantined"
-            lines.append(f"  bronze.{table}: batch {run.batch.batch_id} (from {run.batch.source}{size})")
+            if run.skipped:
+                lines.append(f"  bronze.{table}: nothing new since the last passed gate (version {run.batch.version})")
+                continue
+            size = "" if run.rows is None else f": {run.rows:,} rows, {run.quarantined or 0:,} quarantined"
+            lines.append(f"  bronze.{table}: {run.batch.describe()}{size}")
         lines += self.notes
         if self.docs_path is not None:
             lines.append(f"data docs: {self.docs_path}")
@@ -189,10 +196,14 @@ def validate_table(
 
     with cached(_batch_frame(spark, suites, ref)) as batch:
         run.rows = batch.count()
+        run.high_water_us = batch.agg(epoch_micros(F.max(INGESTED_AT))).first()[0]
         outcomes = validate(suites.batch, batch, key)
         with cached(frames.quarantine_frame(batch, _quarantined(spark, ref))) as landing:
             quarantine_outcomes = validate(suites.quarantine, landing, [RECORD_KEY])
     run.quarantined = next((o.unexpected_count or 0 for o in quarantine_outcomes if o.column == QUARANTINED), 0)
+    if ref.pending:
+        newest_quarantined = batches.newest_quarantined_us(spark, ref)
+        run.high_water_us = max((t for t in (run.high_water_us, newest_quarantined, ref.since_us) if t), default=None)
     # Table-level: the keys of the whole table (the batch id is recorded for reference only).
     with cached(batches.read_keys(spark, ref.table, key)) as keys:
         table_outcomes = validate(suites.table_level, keys, key)
@@ -250,8 +261,14 @@ def run_gate(
     runs: dict[str, TableRun] = {}
     outcomes: list[Outcome] = []
     records: list[StepRecord] = []
+    verdicts: list[Verdict] = []
     for ref in refs:
         run = runs.setdefault(ref.table, TableRun(ref))
+        if ref.pending and not batches.has_pending(spark, ref):
+            run.skipped, run.rows = True, 0
+            report(f"validate bronze.{ref.table}: nothing new since the last passed gate")
+            records.append(_step_record(run_id, run, [], None))
+            continue
         table_started = time.monotonic()
         report(f"validate bronze.{ref.table}: batch {ref.batch_id}...")
         error = None
@@ -264,6 +281,9 @@ def run_gate(
         run.seconds = time.monotonic() - table_started
         outcomes += table_outcomes
         records.append(_step_record(run_id, run, table_outcomes, error))
+        if ref.pending:
+            passed = not any(o.failed_critical for o in table_outcomes)
+            verdicts.append(Verdict(ref.table, passed, ref.version, run.high_water_us, run.rows))
         failed = sum(o.failed_critical for o in table_outcomes)
         report(
             f"validate bronze.{ref.table}: {run.rows or 0:,} rows, {failed} critical failure(s), {run.seconds:.1f} s"
@@ -276,6 +296,7 @@ def run_gate(
     except Exception as exc:  # the verdict stands without its HTML; say so
         notes.append(f"data docs: not written ({_one_line(exc, config)})")
     results.write_results(spark, run_id, outcomes)
+    results.write_verdicts(spark, run_id, verdicts)
     record_steps(spark, records)
     return GateResult(run_id, runs, outcomes, docs_path, time.monotonic() - started, notes)
 

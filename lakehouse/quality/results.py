@@ -274,3 +274,64 @@ def write_results(spark: SparkSession, run_id: str, outcomes: Iterable[Outcome])
     ensure_results_table(spark)
     spark.createDataFrame(rows, DQ_RESULTS_SCHEMA).write.format("delta").mode("append").saveAsTable(DQ_RESULTS_TABLE)
     return len(rows)
+
+
+VERDICTS_SCHEMA = T.StructType(
+    [
+        T.StructField("run_id", T.StringType(), False),
+        T.StructField("source_table", T.StringType(), False),
+        T.StructField("verdict", T.StringType(), False),
+        T.StructField("bronze_version", T.LongType(), False),
+        T.StructField("high_water_us", T.LongType(), True),
+        T.StructField("rows_validated", T.LongType(), True),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The gate's verdict on what was pending in one table (see lakehouse.quality.verdicts)."""
+
+    table: str
+    passed: bool
+    bronze_version: int
+    high_water_us: int | None  # the newest ingest or quarantine time it saw
+    rows: int | None
+
+
+def write_verdicts(spark: SparkSession, run_id: str, verdicts: Sequence[Verdict]) -> None:
+    """Append the verdicts of one gate run to ops.gate_verdicts in one Delta commit."""
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    from lakehouse.quality.verdicts import FAILED, PASSED, VERDICTS_TABLE
+
+    if not verdicts:
+        return
+    ensure_database(spark, VERDICTS_TABLE.split(".")[0])
+    (
+        DeltaTable.createIfNotExists(spark)
+        .tableName(VERDICTS_TABLE)
+        .addColumn("run_id", "string", nullable=False)
+        .addColumn("source_table", "string", nullable=False)
+        .addColumn("verdict", "string", nullable=False)
+        .addColumn("bronze_version", "bigint", nullable=False)
+        .addColumn("high_water", "timestamp")
+        .addColumn("rows_validated", "bigint")
+        .addColumn("decided_at", "timestamp", nullable=False)
+        .comment("The quality gate's verdict per bronze table: a passed one covers the table up to high_water.")
+        .execute()
+    )
+    rows = [
+        (run_id, v.table, PASSED if v.passed else FAILED, v.bronze_version, v.high_water_us, v.rows) for v in verdicts
+    ]
+    frame = spark.createDataFrame(rows, VERDICTS_SCHEMA).select(
+        "run_id",
+        "source_table",
+        "verdict",
+        "bronze_version",
+        F.timestamp_micros("high_water_us").alias("high_water"),
+        "rows_validated",
+        F.current_timestamp().alias("decided_at"),
+    )
+    frame.write.format("delta").mode("append").saveAsTable(VERDICTS_TABLE)

@@ -272,7 +272,10 @@ def _transform(config: Config) -> tuple[int, str]:
     from lakehouse.transform import run_transform
 
     output = io.StringIO()
-    code = run_transform(config, select=GOLD_SELECTION, run_id="cluster-test", output=output, errors=output)
+    # The tiny bronze of this module never went through the gate: dbt on the cluster is the subject.
+    code = run_transform(
+        config, select=GOLD_SELECTION, run_id="cluster-test", output=output, errors=output, check_gate=False
+    )
     return code, output.getvalue()
 
 

@@ -1,6 +1,6 @@
 """The quality gate on live bronze tables (PostgreSQL, FerretDB, Spark/Delta, Thrift).
 
-The module goes through three states, in this order:
+The module goes through five states, in this order:
 
 1. default: the run's tiny bronze (``tiny_bronze``: the generator's default defect rate); the
    gate passes with warnings whose counts are the manifest's;
@@ -11,6 +11,12 @@ The module goes through three states, in this order:
    its ``extract`` row in ``ops.pipeline_runs``), with a known number of rows per critical
    defect kind; the gate (in process and ``lakehouse validate``) fails and names each
    expectation with exactly that count, and ``ops.dq_results`` holds what was printed.
+
+4. sticky: the next run's extract finds nothing new; the gate still validates every row no
+   passed verdict covers, so it fails with the same counts, and transform refuses to run;
+5. released: an operator moves the injected rows to quarantine (``lakehouse quarantine``) and
+   accepts the sessions' quarantined rows; the gate passes, transform may read bronze, and a
+   gate with nothing new validates nothing.
 
 The clean state drops bronze: a later module that asks for ``tiny_bronze`` gets it rebuilt.
 
@@ -45,11 +51,14 @@ from lakehouse.bronze.contracts import (
 )
 from lakehouse.bronze.extract import run_extract
 from lakehouse.config import Config
-from lakehouse.quality.batches import GateError, tables_of_batch
+from lakehouse.quality.batches import GateError, current_version, tables_of_batch
 from lakehouse.quality.gate import GateResult, run_gate
+from lakehouse.quality.quarantine import QuarantineError, accept_quarantined, move_to_quarantine
 from lakehouse.quality.results import DQ_RESULTS_TABLE, describe
+from lakehouse.quality.verdicts import VERDICTS_TABLE
 from lakehouse.sources.generate import generate
 from lakehouse.sources.load import load_sources
+from lakehouse.transform import EXIT_REFUSED, GateNotPassed, validated_bronze_versions
 
 pytestmark = pytest.mark.integration
 
@@ -404,3 +413,104 @@ def test_lakehouse_validate_exits_non_zero_and_stores_what_it_prints(injected: d
         target = f"bronze.{row['table_name']}.{row['column']} "
         line = next(x for x in printed.splitlines() if target in x and f"] {row['expectation']}" in x)
         assert f"{row['unexpected_count']:,} unexpected" in line
+
+
+# --------------------------------------------------------------------------- 4. the verdict sticks
+
+
+@pytest.fixture(scope="module")
+def sticky_gate(spark, services: Config, injected: dict, injected_gate: GateResult) -> GateResult:
+    """The next run after the failed gate: its extract found nothing new (an empty batch each)."""
+    ids = {table: f"empty-{table}-{uuid.uuid4().hex[:8]}" for table in CONTRACTS}
+    records = [
+        StepRecord("q-empty-extract", "extract", c.source_system, c.source_name, batch_id=ids[name], rows_read=0)
+        for name, c in CONTRACTS.items()
+    ]
+    record_steps(spark, [r.finish("succeeded") for r in records])
+    config = dataclasses.replace(services, quality=dataclasses.replace(services.quality, max_batch_rows=MAX_BATCH_ROWS))
+    return run_gate(spark, config, run_id="q-sticky")
+
+
+def test_a_failed_gate_stays_failed_after_an_empty_extract(sticky_gate: GateResult) -> None:
+    """The empty batch does not pass the gate: the failed rows are still pending, every one."""
+    assert not sticky_gate.passed, sticky_gate.summary()
+    assert _failures(sticky_gate) == _expected_failures()
+    assert sticky_gate.tables["viewing_sessions"].rows == SESSION_ROWS + DUPLICATED_SESSIONS + 1
+    assert "what came after the last passed gate" in sticky_gate.summary()
+
+
+def test_verdicts_record_what_each_table_was_validated_at(spark, sticky_gate: GateResult) -> None:
+    verdicts = spark.table(VERDICTS_TABLE).filter(F.col("run_id").isin("q-clean", "q-injected", "q-sticky")).collect()
+    by_run = {(r.run_id, r.source_table): r for r in verdicts}
+    assert {k[0] for k in by_run} == {"q-clean", "q-injected", "q-sticky"}
+    for table in CONTRACTS:
+        assert by_run[("q-clean", table)].verdict == "passed"
+        assert by_run[("q-sticky", table)].verdict == "failed"
+        assert by_run[("q-sticky", table)].bronze_version == current_version(spark, table)
+        assert by_run[("q-sticky", table)].rows_validated == sticky_gate.tables[table].rows
+
+
+def test_transform_refuses_while_bronze_holds_rows_no_passed_gate_covers(
+    spark, services: Config, sticky_gate: GateResult, cli
+) -> None:
+    with pytest.raises(GateNotPassed) as refused:
+        validated_bronze_versions(services)
+    message = str(refused.value)
+    assert message.startswith(f"bronze.users holds {USER_ROWS:,} row(s) that no passed quality gate covers")
+    assert "last gate verdict: failed, run q-sticky" in message
+    assert "(and 3 more tables: viewing_sessions, ratings, content)" in message
+    assert "lakehouse quarantine" in message
+    versions = {name: current_version(spark, name) for name in CONTRACTS}
+    result = cli("transform", timeout=120)
+    assert result.returncode == EXIT_REFUSED, result.stdout[-2000:] + result.stderr[-2000:]
+    assert result.stderr.strip().splitlines() == [f"transform: refused: {message}"]
+    assert "dbt" not in result.stdout.lower()  # dbt never started
+    assert {name: current_version(spark, name) for name in CONTRACTS} == versions
+
+
+# --------------------------------------------------------------------------- 5. the operator's way forward
+
+
+@pytest.fixture(scope="module")
+def released_gate(spark, services: Config, injected: dict, sticky_gate: GateResult) -> tuple[GateResult, dict]:
+    """The operator moves each injected batch to quarantine, accepts the sessions' quarantined rows."""
+    moved = {
+        table: move_to_quarantine(services, table, f"_batch_id = '{batch_id}'", "injected defects", run_id="q-op")
+        for table, batch_id in injected["batch_ids"].items()
+    }
+    accepted = accept_quarantined(services, "viewing_sessions", "unreadable start times", run_id="q-op")
+    return run_gate(spark, services, run_id="q-released"), {"moved": moved, "accepted": accepted}
+
+
+def test_rows_moved_by_an_operator_are_in_quarantine_and_audited(spark, services: Config, released_gate: tuple) -> None:
+    _result, done = released_gate
+    moved = done["moved"]
+    assert moved["viewing_sessions"].rows == SESSION_ROWS + DUPLICATED_SESSIONS + 1
+    assert moved["users"].rows == USER_ROWS and moved["content"].rows == CONTENT_ROWS
+    assert done["accepted"].rows == QUARANTINED_SESSIONS
+    for table, batch in moved.items():
+        assert spark.table(CONTRACTS[table].table).filter(F.col(BATCH_ID).startswith("injected-")).isEmpty()
+        landed = spark.table(QUARANTINE_TABLE).filter(F.col("batch_id") == batch.batch_id)
+        assert landed.count() == batch.rows, table
+        assert landed.filter(~F.col("reason").startswith("quarantined by an operator: injected defects")).isEmpty()
+    steps = spark.table("ops.pipeline_runs").filter((F.col("run_id") == "q-op") & (F.col("step") == "quarantine"))
+    assert sorted((r.source_table, r.rows_quarantined) for r in steps.collect()) == sorted(
+        [(t, b.rows) for t, b in moved.items()] + [("viewing_sessions", QUARANTINED_SESSIONS)]
+    )
+    with pytest.raises(QuarantineError, match=r"no row of bronze\.users matches"):
+        move_to_quarantine(services, "users", "user_id < 0", "none")
+    with pytest.raises(QuarantineError, match="--reason is required"):
+        move_to_quarantine(services, "users", "user_id > 0", " ")
+
+
+def test_after_the_operator_the_gate_passes_and_transform_may_read_bronze(
+    spark, services: Config, released_gate: tuple
+) -> None:
+    result, _done = released_gate
+    assert result.passed, result.summary()
+    versions = validated_bronze_versions(services)
+    assert versions == {name: current_version(spark, name) for name in CONTRACTS}
+    # Nothing new since: the next gate validates nothing and stores no verdict.
+    again = run_gate(spark, services, run_id="q-nothing-new")
+    assert again.passed and all(run.skipped for run in again.tables.values()), again.summary()
+    assert spark.table(VERDICTS_TABLE).filter(F.col("run_id") == "q-nothing-new").isEmpty()

@@ -13,6 +13,7 @@ import pytest
 
 from lakehouse import pipeline as P
 from lakehouse.config import PROJECT_ROOT, Config, load_config
+from lakehouse.sql_client import sql_literal
 
 HOLD_LOCK = """
 import sys
@@ -153,12 +154,12 @@ def test_the_failure_line_skips_spark_noise_and_prefers_errors() -> None:
 
 def test_sql_values_are_quoted_and_timestamps_written_in_utc() -> None:
     paris = dt.timezone(dt.timedelta(hours=1))
-    assert P._sql_value(None) == "null"
-    assert P._sql_value(42) == "42"
-    assert P._sql_value(dt.datetime(2026, 1, 1, 13, 0, 0, 5, tzinfo=paris)) == "timestamp'2026-01-01 12:00:00.000005'"
-    assert P._sql_value("it's") == "'it\\'s'"
-    assert P._sql_value("C:\\path") == "'C:\\\\path'"
-    assert P._sql_value("a\\'); drop table x; --") == "'a\\\\\\'); drop table x; --'"
+    assert sql_literal(None) == "null"
+    assert sql_literal(42) == "42"
+    assert sql_literal(dt.datetime(2026, 1, 1, 13, 0, 0, 5, tzinfo=paris)) == "timestamp'2026-01-01 12:00:00.000005'"
+    assert sql_literal("it's") == "'it\\'s'"
+    assert sql_literal("C:\\path") == "'C:\\\\path'"
+    assert sql_literal("a\\'); drop table x; --") == "'a\\\\\\'); drop table x; --'"
 
 
 def test_step_selection_by_only_and_from() -> None:

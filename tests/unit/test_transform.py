@@ -12,6 +12,7 @@ import pytest
 
 from lakehouse import transform
 from lakehouse.config import Config, ConfigError, load_config
+from lakehouse.quality import verdicts
 
 
 @pytest.fixture
@@ -139,7 +140,9 @@ def test_run_transform_streams_output_and_reports_failures(
     monkeypatch.setattr(transform, "dbt_executable", lambda: str(fake))
     stale = _results(transform.dbt_target_dir(config) / "run_results.json", [("model.lakehouse.old", "error", "old")])
     output, errors = io.StringIO(), io.StringIO()
-    code = transform.run_transform(config, select="dim_users", run_id="r-9", output=output, errors=errors)
+    code = transform.run_transform(
+        config, select="dim_users", run_id="r-9", output=output, errors=errors, check_gate=False
+    )
     assert code == transform.EXIT_FAILURE
     assert "build: 1 of 2 START sql table model gold.dim_users" in output.getvalue()
     assert "--select dim_users" in output.getvalue()
@@ -153,7 +156,7 @@ def test_run_transform_succeeds_when_dbt_does(config: Config, tmp_path: Path, mo
     fake = _fake_dbt(tmp_path / "dbt", {"build": (0, "pass", "")})
     monkeypatch.setattr(transform, "dbt_executable", lambda: str(fake))
     output = io.StringIO()
-    assert transform.run_transform(config, output=output, errors=io.StringIO()) == transform.EXIT_OK
+    assert transform.run_transform(config, output=output, errors=io.StringIO(), check_gate=False) == transform.EXIT_OK
     assert "transform: done" in output.getvalue()
 
 
@@ -164,7 +167,7 @@ def test_a_dropped_connection_is_retried_once(config: Config, tmp_path: Path, mo
     )
     monkeypatch.setattr(transform, "dbt_executable", lambda: str(fake))
     output, errors = io.StringIO(), io.StringIO()
-    assert transform.run_transform(config, output=output, errors=errors) == transform.EXIT_OK
+    assert transform.run_transform(config, output=output, errors=errors, check_gate=False) == transform.EXIT_OK
     assert "retrying once" in output.getvalue()
     assert "retry: 1 of 2 START" in output.getvalue()
     assert errors.getvalue() == ""
@@ -175,7 +178,8 @@ def test_a_connection_lost_twice_fails(config: Config, tmp_path: Path, monkeypat
     fake = _fake_dbt(tmp_path / "dbt", {"build": lost, "retry": lost})
     monkeypatch.setattr(transform, "dbt_executable", lambda: str(fake))
     errors = io.StringIO()
-    assert transform.run_transform(config, output=io.StringIO(), errors=errors) == transform.EXIT_FAILURE
+    code = transform.run_transform(config, output=io.StringIO(), errors=errors, check_gate=False)
+    assert code == transform.EXIT_FAILURE
     assert "test unique_dim_users_user_sk: Database Error TSocket read 0 bytes" in errors.getvalue()
 
 
@@ -185,5 +189,31 @@ def test_missing_dbt_is_one_line_not_a_traceback(config: Config, monkeypatch: py
 
     monkeypatch.setattr(transform, "dbt_executable", missing)
     errors = io.StringIO()
-    assert transform.run_transform(config, output=io.StringIO(), errors=errors) == transform.EXIT_FAILURE
+    code = transform.run_transform(config, output=io.StringIO(), errors=errors, check_gate=False)
+    assert code == transform.EXIT_FAILURE
     assert errors.getvalue() == "transform: error: dbt is not installed in this environment: run `make setup`\n"
+
+
+def test_the_checked_bronze_versions_reach_dbt_as_a_var() -> None:
+    command = transform.build_command(run_id="r-1", bronze_versions={"users": 7, "content": 3})
+    variables = json.loads(command[command.index("--vars") + 1])
+    assert variables == {"run_id": "r-1", "bronze_versions": {"users": 7, "content": 3}}
+    assert "--vars" not in transform.build_command()
+
+
+def test_a_refusal_names_the_table_its_last_verdict_and_the_way_forward() -> None:
+    message = transform.refusal_message({"content": 12, "ratings": 3}, {"content": ("failed", "r-7"), "ratings": None})
+    assert message.startswith("bronze.content holds 12 row(s) that no passed quality gate covers")
+    assert "(last gate verdict: failed, run r-7) (and 1 more table: ratings)" in message
+    assert "lakehouse validate" in message and "lakehouse quarantine" in message
+    assert "\n" not in message
+    first = transform.refusal_message({"users": 1_234}, {"users": None})
+    assert "holds 1,234 row(s)" in first and "no gate has validated it yet" in first
+
+
+def test_pending_rows_are_those_after_the_last_passed_high_water_mark() -> None:
+    sql = verdicts.pending_rows_sql("users", "bronze.users", 4, verdicts_exist=True)
+    assert sql.startswith("select count(*) from bronze.users version as of 4 where not coalesce(_ingested_at <= (")
+    assert "where source_table = 'users' and verdict = 'passed'" in sql
+    # Never validated: every row is pending.
+    assert verdicts.pending_rows_sql("users", "bronze.users", 0, verdicts_exist=False).endswith("where true")

@@ -151,3 +151,11 @@ def test_profile_reads_the_connection_from_the_environment() -> None:
         assert "env_var(" in line, line
     assert "method: thrift" in profile
     assert "retry_all: true" in profile
+
+
+def test_staging_models_read_bronze_at_the_version_the_gate_checked(manifest: dict[str, Any]) -> None:
+    """Each staging model reads its source through validated_version (VERSION AS OF the var)."""
+    for model in _models(manifest):
+        if model["name"].startswith("stg_"):
+            assert "{{ validated_version(source(" in model["raw_code"], model["name"]
+            assert "macro.lakehouse.validated_version" in model["depends_on"]["macros"], model["name"]

@@ -8,7 +8,7 @@ with
 
 source as (
 
-    select * from {{ source('mongodb', 'content') }}
+    select * from {{ validated_version(source('mongodb', 'content')) }}
 
 ),
 

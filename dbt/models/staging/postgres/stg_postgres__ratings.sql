@@ -15,7 +15,7 @@ with
 
 source as (
 
-    select * from {{ source('postgres', 'ratings') }}
+    select * from {{ validated_version(source('postgres', 'ratings')) }}
     {% if is_incremental() %}
     where _ingested_at > {{ incremental_high_water_mark('_ingested_at') }}
     {% endif %}

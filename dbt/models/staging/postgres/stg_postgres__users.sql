@@ -6,7 +6,7 @@ with
 
 source as (
 
-    select * from {{ source('postgres', 'users') }}
+    select * from {{ validated_version(source('postgres', 'users')) }}
 
 ),
 

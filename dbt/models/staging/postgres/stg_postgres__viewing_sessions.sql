@@ -18,7 +18,7 @@ with
 
 source as (
 
-    select * from {{ source('postgres', 'viewing_sessions') }}
+    select * from {{ validated_version(source('postgres', 'viewing_sessions')) }}
     {% if is_incremental() %}
     where _ingested_at > {{ incremental_high_water_mark('_ingested_at') }}
     {% endif %}

@@ -1,0 +1,51 @@
+"""The gate's verdict per bronze table, and what a passed one covers (``ops.gate_verdicts``).
+
+A verdict is stored per table each time the gate validates what is *pending* in it: every row
+ingested (``_ingested_at``) or quarantined (``quarantined_at``) after the high-water mark of the
+table's last passed verdict, however many extracts brought them. A passed verdict's
+``high_water`` is the newest of those times it saw, so it covers the table up to there; a failed
+one covers nothing, and the same rows are pending (and validated again) on the next run until
+they are fixed at the source and re-extracted, or moved to quarantine by an operator
+(``lakehouse quarantine``).
+
+``transform`` reads bronze only when no row is pending: :func:`pending_rows_sql` counts them
+over the Thrift server, and dbt's staging models read each table ``VERSION AS OF`` the version
+that was checked (the ``bronze_versions`` var).
+
+This module has no Spark import: the transform step (a Thrift client) uses its SQL too.
+"""
+
+from __future__ import annotations
+
+from lakehouse.audit import OPS_SCHEMA
+
+VERDICTS_TABLE = f"{OPS_SCHEMA}.gate_verdicts"
+PASSED = "passed"
+FAILED = "failed"
+# The reason of a row an operator moved to quarantine (`lakehouse quarantine`): a decision, not
+# a defect the extract found, so it does not count in the quarantine share.
+OPERATOR_REASON_PREFIX = "quarantined by an operator"
+
+
+def covered_condition(table: str, column: str) -> str:
+    """SQL: true for the rows of ``table`` whose ``column`` (a time) a passed verdict covers.
+
+    False when no verdict passed yet: a table never validated has everything pending.
+    """
+    high_water = (
+        f"(select max(high_water) from {VERDICTS_TABLE} where source_table = '{table}' and verdict = '{PASSED}')"
+    )
+    return f"coalesce({column} <= {high_water}, false)"
+
+
+def pending_rows_sql(table: str, bronze_table: str, version: int, *, verdicts_exist: bool) -> str:
+    """SQL: how many rows of ``bronze_table`` at ``version`` no passed verdict covers."""
+    pending = f"not {covered_condition(table, '_ingested_at')}" if verdicts_exist else "true"
+    return f"select count(*) from {bronze_table} version as of {version} where {pending}"
+
+
+def last_verdict_sql(table: str) -> str:
+    """SQL: the table's newest verdict (verdict, run_id), if any."""
+    return (
+        f"select verdict, run_id from {VERDICTS_TABLE} where source_table = '{table}' order by decided_at desc limit 1"
+    )
