@@ -67,6 +67,7 @@ def test_pipeline_from_empty_state_fills_gold_and_audits_every_step(stack: Stack
 
 
 def test_failing_gate_stops_before_transform_and_keeps_gold(stack: Stack, first_run: str) -> None:
+    """A failed gate stops the run, and `transform` (alone or `--only transform`) refuses after it."""
     version_before = _gold_version(stack)
     dsn = stack.config.postgres.dsn()
     with psycopg2.connect(**dsn) as conn, conn.cursor() as cur:
@@ -90,6 +91,15 @@ def test_failing_gate_stops_before_transform_and_keeps_gold(stack: Stack, first_
         assert ("pipeline", None, "failed", None) in audit
         failed_table = next(row for row in audit if row[0] == "validate" and row[1] == "viewing_sessions")
         assert failed_table[2] == "failed" and failed_table[3] > 1000
+        # What skips the gate cannot publish the failed rows either: dbt does not start.
+        transform = stack.run("transform", timeout=300)
+        assert transform.returncode == 3, transform.stdout[-3000:] + transform.stderr[-3000:]
+        refusal = "transform: refused: bronze.viewing_sessions holds"
+        assert transform.stderr.strip().startswith(refusal), transform.stderr[-2000:]
+        only = stack.pipeline("--only", "transform")
+        assert only.returncode == 1, only.stdout[-3000:]
+        assert refusal in only.stdout + only.stderr and "transform refused" in only.stdout
+        assert _gold_version(stack) == version_before
     finally:
         # Repair the source so the later tests see clean data again.
         with psycopg2.connect(**dsn) as conn, conn.cursor() as cur:
