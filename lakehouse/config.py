@@ -248,6 +248,9 @@ class BronzeConfig:
     # Re-read this much before the stored watermark: catches rows whose transaction committed
     # late with an older updated_at. Re-reading is harmless: the MERGE is idempotent.
     lookback_minutes: int = 10
+    # A row whose updated_at is more than this after the extract's start goes to quarantine
+    # (a mis-set clock): the watermark never runs ahead of the clock.
+    future_tolerance_minutes: int = 60
     jdbc_partitions: int = 4
     # A big batch gets more partitions: each task reads at most this many rows.
     jdbc_rows_per_partition: int = 500_000
@@ -264,6 +267,8 @@ class BronzeConfig:
     def validate(self) -> None:
         if self.lookback_minutes < 0:
             raise ConfigError("bronze.lookback_minutes: must not be negative")
+        if self.future_tolerance_minutes < 0:
+            raise ConfigError("bronze.future_tolerance_minutes: must not be negative")
         for name in (
             "jdbc_partitions",
             "jdbc_rows_per_partition",

@@ -82,7 +82,11 @@ def extract_table(
     since = None if full_refresh or stored is None else stored - dt.timedelta(minutes=config.bronze.lookback_minutes)
     ingested_at = F.lit(record.started_at).cast("timestamp")
 
-    checked = transform.with_errors(_read_batch(spark, config, contract, since), contract)
+    tolerance = config.bronze.future_tolerance_minutes
+    latest = F.lit(record.started_at + dt.timedelta(minutes=tolerance)).cast("timestamp")
+    checked = transform.with_errors(
+        _read_batch(spark, config, contract, since), contract, latest=latest, tolerance_minutes=tolerance
+    )
     checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         valid_flag = F.size(transform.ERRORS) == 0
@@ -90,7 +94,10 @@ def extract_table(
             F.count(F.lit(1)).alias("rows"),
             F.count(F.when(valid_flag, F.lit(1))).alias("valid"),
             F.count_distinct(*[F.when(valid_flag, F.col(k)) for k in contract.key]).alias("valid_keys"),
-            watermarks.epoch_micros(F.max(UPDATED_AT)).alias("max_updated_at_us"),
+            # Rows stamped in the future are quarantined and do not move the watermark.
+            watermarks.epoch_micros(F.max(F.when(F.col(UPDATED_AT) <= latest, F.col(UPDATED_AT)))).alias(
+                "max_updated_at_us"
+            ),
         ).first()
         record.rows_read = stats["rows"]
         record.rows_merged = stats["valid"]
@@ -126,7 +133,9 @@ def extract_table(
 
     batch_max = watermarks.utc_from_micros(stats["max_updated_at_us"])
     candidates = [m for m in (batch_max, None if full_refresh else stored) if m is not None]
-    record.watermark_after = max(candidates) if candidates else None
+    record.watermark_after = watermarks.capped(
+        max(candidates) if candidates else None, record.started_at, config.bronze.lookback_minutes
+    )
 
 
 def select_contracts(sources: tuple[str, ...], tables: list[str] | None) -> list[Contract]:

@@ -108,10 +108,29 @@ def _field_error(name: str, dtype: T.DataType, required: bool) -> Column:
     return F.when(condition, untypable).when(typed.isNull(), F.lit(f"{name}: missing"))
 
 
-def with_errors(df: DataFrame, contract: Contract) -> DataFrame:
-    """Add ``_errors``: one message per field that is missing (when required) or cannot be typed."""
-    checks = F.array(*[_field_error(f.name, f.dtype, f.required) for f in contract.fields])
-    return df.withColumn(ERRORS, F.filter(checks, lambda e: e.isNotNull()))
+def _future_error(latest: Column, tolerance_minutes: int) -> Column:
+    """An ``updated_at`` after ``latest`` (the extract's start plus the tolerance): a mis-set clock."""
+    shown = F.date_format(F.col(UPDATED_AT), "yyyy-MM-dd HH:mm:ss")
+    message = F.format_string(
+        f"{UPDATED_AT}: %s is in the future (more than {tolerance_minutes} min after the extract started; "
+        "a mis-set clock at the source?)",
+        shown,
+    )
+    return F.when(F.col(UPDATED_AT) > latest, message)
+
+
+def with_errors(
+    df: DataFrame, contract: Contract, *, latest: Column | None = None, tolerance_minutes: int = 0
+) -> DataFrame:
+    """Add ``_errors``: one message per field that is missing (when required) or cannot be typed.
+
+    With ``latest``, an ``updated_at`` later than it is an error too: one such row would carry
+    the table's watermark into the future and stop every later incremental read.
+    """
+    checks = [_field_error(f.name, f.dtype, f.required) for f in contract.fields]
+    if latest is not None:
+        checks.append(_future_error(latest, tolerance_minutes))
+    return df.withColumn(ERRORS, F.filter(F.array(*checks), lambda e: e.isNotNull()))
 
 
 def filter_valid(df: DataFrame) -> DataFrame:

@@ -54,6 +54,18 @@ def utc_from_micros(micros: int | None) -> dt.datetime | None:
     return None if micros is None else _EPOCH + dt.timedelta(microseconds=micros)
 
 
+def capped(watermark: dt.datetime | None, extract_started: dt.datetime, lookback_minutes: int) -> dt.datetime | None:
+    """The watermark to store: never later than the extract's start minus the lookback.
+
+    Rows stamped in the future are quarantined, but a source clock a little ahead (within the
+    tolerance) must not carry the watermark past rows still being committed; a watermark stored
+    in the future by an earlier run is pulled back the same way.
+    """
+    if watermark is None:
+        return None
+    return min(watermark, extract_started - dt.timedelta(minutes=lookback_minutes))
+
+
 def get_watermarks(spark: SparkSession) -> dict[tuple[str, str], dt.datetime]:
     """Every stored watermark, by (source_system, source_table), read in one query."""
     rows = (

@@ -136,20 +136,23 @@ def quarantine_rows(spark: SparkSession, rows: DataFrame, contract: Contract, *,
 
     Returns how many of `rows` are missing from the quarantine table afterwards (0 unless a
     write lost something). With ``replace`` (full refresh) the table's earlier quarantine rows
-    are deleted first, in a separate commit: a crash in between is repaired by a re-run.
+    that the new ones do not repeat are deleted by the same MERGE: one commit, so a crash
+    leaves either the old quarantine of the table or the new one, never neither.
     """
     from delta.tables import DeltaTable
 
-    target = DeltaTable.forName(spark, QUARANTINE_TABLE)
-    if replace:
-        target.delete(f"source_system = '{contract.source_system}' and source_table = '{contract.source_name}'")
     match = ["source_system", "source_table", "payload_sha256"]
-    (
-        target.alias("t")
+    merge = (
+        DeltaTable.forName(spark, QUARANTINE_TABLE)
+        .alias("t")
         .merge(rows.alias("s"), " and ".join(f"t.{c} = s.{c}" for c in match))
         .whenNotMatchedInsertAll()
-        .execute()
     )
+    if replace:
+        merge = merge.whenNotMatchedBySourceDelete(
+            f"t.source_system = '{contract.source_system}' and t.source_table = '{contract.source_name}'"
+        )
+    merge.execute()
     stored = spark.table(QUARANTINE_TABLE).filter(
         (F.col("source_system") == contract.source_system) & (F.col("source_table") == contract.source_name)
     )

@@ -19,7 +19,7 @@ not the table.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
@@ -131,21 +131,27 @@ def current_version(spark: SparkSession, table: str) -> int:
     return DeltaTable.forName(spark, CONTRACTS[table].table).history(1).select("version").first()["version"]
 
 
+def newest_batches(spark: SparkSession, tables: list[str]) -> list[BatchRef]:
+    """Each table's newest batch: its latest successful extract's, else the newest in bronze."""
+    extracted = _latest_extract_batches(spark, tables)
+    refs = []
+    for table in tables:
+        if table in extracted:
+            refs.append(BatchRef(table, extracted[table], FROM_RUNS))
+        else:
+            refs.append(BatchRef(table, _newest_bronze_batch(spark, table), FROM_BRONZE))
+    return refs
+
+
 def resolve_batches(spark: SparkSession, tables: list[str], batch_ids: dict[str, str] | None) -> list[BatchRef]:
     """What to validate of each table: the given batch, else what is pending (module docstring)."""
     if batch_ids is not None:
         return [BatchRef(t, batch_ids[t], FROM_ARGUMENT) for t in tables]
-    extracted = _latest_extract_batches(spark, tables)
     high_waters = passed_high_waters(spark, tables)
-    refs = []
-    for table in tables:
-        if table in extracted:
-            newest, source = extracted[table], FROM_RUNS
-        else:
-            newest, source = _newest_bronze_batch(spark, table), FROM_BRONZE
-        version = current_version(spark, table)
-        refs.append(BatchRef(table, newest, source, True, version, high_waters.get(table)))
-    return refs
+    return [
+        replace(ref, pending=True, version=current_version(spark, ref.table), since_us=high_waters.get(ref.table))
+        for ref in newest_batches(spark, tables)
+    ]
 
 
 def tables_of_batch(spark: SparkSession, batch_id: str) -> list[str]:

@@ -129,3 +129,15 @@ def test_ingest_metadata_columns_follow_the_contract(spark) -> None:
     row = bronze.first()
     assert (row[C.BATCH_ID], row[C.SOURCE_SYSTEM], row[C.INGESTED_AT]) == ("b1", "postgres", TS)
     assert isinstance(bronze.schema["rating"].dataType, T.IntegerType)
+
+
+def test_an_updated_at_in_the_future_is_an_error_with_the_value(spark) -> None:
+    raw = spark.createDataFrame([(1, "c1", 4, TS, TS), (2, "c2", 5, TS, dt.datetime(2099, 1, 1))], RATINGS_RAW)
+    latest = F.lit(TS + dt.timedelta(minutes=60)).cast("timestamp")
+    checked = X.with_errors(X.with_postgres_fields(raw, C.RATINGS), C.RATINGS, latest=latest, tolerance_minutes=60)
+    errors = {r.user_id: r[X.ERRORS] for r in checked.select("user_id", X.ERRORS).collect()}
+    assert errors[1] == []
+    assert errors[2] == [
+        "updated_at: 2099-01-01 00:00:00 is in the future (more than 60 min after the extract started; "
+        "a mis-set clock at the source?)"
+    ]

@@ -17,6 +17,7 @@ from lakehouse.quality.batches import (
     BatchRef,
     GateError,
     check_tables,
+    newest_batches,
     resolve_batches,
     tables_of_batch,
 )
@@ -76,7 +77,7 @@ def test_the_batch_to_validate_is_the_latest_successful_extract_else_the_newest_
     content = [("content-old", _at(1)), ("content-new", _at(5)), ("content-old", _at(2))]
     spark.createDataFrame(content, "_batch_id string, _ingested_at timestamp").write.saveAsTable("bronze.content")
 
-    assert resolve_batches(spark, ["users", "content"], None) == [
+    assert newest_batches(spark, ["users", "content"]) == [
         BatchRef("users", "users-new", FROM_RUNS),
         BatchRef("content", "content-new", FROM_BRONZE),
     ]
@@ -92,3 +93,11 @@ def test_unknown_or_missing_tables_fail_with_the_known_names(spark, schemas: Non
         check_tables(spark, ["users", "nope"])
     with pytest.raises(GateError, match=r"^bronze.users does not exist: run `lakehouse extract` first$"):
         check_tables(spark, ["users"])
+
+
+def test_the_stored_watermark_never_passes_the_extract_start_minus_the_lookback() -> None:
+    started = dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.UTC)
+    assert W.capped(None, started, 10) is None
+    assert W.capped(NOON_UTC, started, 10) == NOON_UTC  # the usual case: far behind the clock
+    assert W.capped(dt.datetime(2099, 1, 1, tzinfo=dt.UTC), started, 10) == started - dt.timedelta(minutes=10)
+    assert W.capped(started, started, 10) == started - dt.timedelta(minutes=10)
