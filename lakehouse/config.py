@@ -395,6 +395,12 @@ class Config:
         return self.home / "data"
 
     @property
+    def secret_values(self) -> tuple[str, ...]:
+        """Every password this config holds: what no message may show (see lakehouse.errors)."""
+        values = (self.postgres.password, self.thrift.password, self.thrift.keystore_password)
+        return tuple(v for v in values if v)
+
+    @property
     def secrets_dir(self) -> Path:
         return self.home / "secrets"
 

@@ -28,6 +28,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from lakehouse import errors
 from lakehouse.audit import StepRecord, ensure_ops_tables, new_run_id, record_steps
 from lakehouse.bronze import readers, transform, watermarks, writer
 from lakehouse.bronze.contracts import MONGODB, POSTGRES, UPDATED_AT, Contract, contracts_for
@@ -44,17 +45,6 @@ _QUARANTINE_LOCK = threading.Lock()
 
 class ReconciliationError(RuntimeError):
     """Rows read from a source do not equal rows merged plus rows quarantined."""
-
-
-def _one_line(exc: BaseException, config: Config) -> str:
-    """A readable one-line message for any failure, with the password scrubbed."""
-    text = str(exc).strip()
-    for marker in ("\n", "\tat "):
-        text = text.split(marker)[0]
-    text = text or type(exc).__name__
-    if config.postgres.password:
-        text = text.replace(config.postgres.password, "***")
-    return text
 
 
 def _read_batch(spark: SparkSession, config: Config, contract: Contract, since: dt.datetime | None) -> DataFrame:
@@ -191,7 +181,7 @@ def run_extract(
                 f"{record.rows_quarantined:,} in {time.monotonic() - started:.1f} s"
             )
         except Exception as exc:
-            message = _one_line(exc, config)
+            message = errors.one_line(exc, config.secret_values)
             record.finish("failed", message)
             progress(f"extract {name}: FAILED: {message}")
         return record

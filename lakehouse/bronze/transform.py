@@ -28,6 +28,7 @@ ERRORS = "_errors"
 PAYLOAD = "_raw_payload"
 DOCUMENT = "_document"
 ORDER_HASH = "_row_hash"
+NESTED_ERRORS = "__nested_errors"
 MAX_VALUE_CHARS = 80
 
 
@@ -74,6 +75,50 @@ def _as_text_schema(schema: T.StructType) -> T.StructType:
     return T.StructType([T.StructField(f.name, T.StringType()) for f in schema.fields])
 
 
+def _leaves_as_text(dtype: T.DataType) -> T.DataType:
+    """The same nesting with every leaf a string: how a document's nested values are kept raw."""
+    if isinstance(dtype, T.StructType):
+        return T.StructType([T.StructField(f.name, _leaves_as_text(f.dataType)) for f in dtype.fields])
+    if isinstance(dtype, T.ArrayType):
+        return T.ArrayType(_leaves_as_text(dtype.elementType))
+    return T.StringType()
+
+
+def _is_nested(dtype: T.DataType) -> bool:
+    return isinstance(dtype, T.StructType | T.ArrayType) and _leaves_as_text(dtype) != dtype
+
+
+def _nested_errors(typed: Column, text: Column, dtype: T.DataType, path: Column) -> Column:
+    """array<string>: one message per nested leaf that is present but did not type.
+
+    ``from_json`` nulls only the leaf that does not fit (``seasons[0].season_number: "one"``
+    leaves the rest of the document typed), so each leaf of the typed parse is compared with
+    the same leaf of an all-text parse, and the message names its path.
+    """
+    empty = F.array().cast(T.ArrayType(T.StringType()))
+    if isinstance(dtype, T.StructType):
+        parts = [
+            _nested_errors(
+                typed.getField(f.name), text.getField(f.name), f.dataType, F.concat(path, F.lit(f".{f.name}"))
+            )
+            for f in dtype.fields
+            if _is_nested(f.dataType) or f.dataType != T.StringType()
+        ]
+        return F.concat(*parts) if parts else empty
+    if isinstance(dtype, T.ArrayType):
+        element = dtype.elementType
+        per_element = F.transform(
+            text,
+            lambda value, i: _nested_errors(
+                F.get(typed, i), value, element, F.concat(path, F.lit("["), i.cast("string"), F.lit("]"))
+            ),
+        )
+        return F.coalesce(F.flatten(per_element), empty)
+    shown = F.substring(text, 1, MAX_VALUE_CHARS)
+    message = F.format_string(f"%s: cannot read '%s' as {_type_name(dtype)}", path, shown)
+    return F.when(text.isNotNull() & typed.isNull(), F.array(message)).otherwise(empty)
+
+
 def with_document_fields(df: DataFrame, contract: Contract) -> DataFrame:
     """Documents as JSON text (column ``_document``) -> typed fields, raw values, rescued fields.
 
@@ -82,19 +127,32 @@ def with_document_fields(df: DataFrame, contract: Contract) -> DataFrame:
     present value. Top-level keys the contract does not know are kept in ``_rescued_data``.
     """
     source_schema = T.StructType([T.StructField(f.source_name, f.dtype) for f in contract.fields])
+    nested = [f for f in contract.fields if _is_nested(f.dtype)]
+    nested_schema = T.StructType([T.StructField(f.source_name, _leaves_as_text(f.dtype)) for f in nested])
     known = F.array(*[F.lit(f.source_name) for f in contract.fields])
     parsed = df.select(
         F.from_json(DOCUMENT, source_schema).alias("typed"),
         F.from_json(DOCUMENT, _as_text_schema(source_schema)).alias("text"),
+        F.from_json(DOCUMENT, nested_schema).alias("nested_text"),
         F.from_json(DOCUMENT, T.MapType(T.StringType(), T.StringType())).alias("all_fields"),
         F.col(DOCUMENT).alias(PAYLOAD),
     )
     unknown = F.map_filter("all_fields", lambda k, _v: ~F.array_contains(known, k))
+    nested_errors = [
+        _nested_errors(
+            F.col("typed").getField(f.source_name),
+            F.col("nested_text").getField(f.source_name),
+            f.dtype,
+            F.lit(f.name),
+        )
+        for f in nested
+    ]
     return parsed.select(
         *[F.col("typed").getField(f.source_name).alias(f.name) for f in contract.fields],
         *[F.col("text").getField(f.source_name).alias(raw_name(f.name)) for f in contract.fields],
         F.when(F.size(unknown) > 0, F.to_json(unknown)).alias(RESCUED_DATA),
         PAYLOAD,
+        (F.concat(*nested_errors) if nested_errors else F.array().cast("array<string>")).alias(NESTED_ERRORS),
     )
 
 
@@ -124,13 +182,20 @@ def with_errors(
 ) -> DataFrame:
     """Add ``_errors``: one message per field that is missing (when required) or cannot be typed.
 
+    For documents, a nested value that cannot be typed is an error too, named by its path
+    (``seasons[0].season_number: cannot read 'one' as int``): the document goes to quarantine
+    whole, its raw JSON kept, rather than landing with that value null.
+
     With ``latest``, an ``updated_at`` later than it is an error too: one such row would carry
     the table's watermark into the future and stop every later incremental read.
     """
     checks = [_field_error(f.name, f.dtype, f.required) for f in contract.fields]
     if latest is not None:
         checks.append(_future_error(latest, tolerance_minutes))
-    return df.withColumn(ERRORS, F.filter(F.array(*checks), lambda e: e.isNotNull()))
+    errors = F.filter(F.array(*checks), lambda e: e.isNotNull())
+    if NESTED_ERRORS in df.columns:  # documents: a nested value that did not type (with its path)
+        return df.withColumn(ERRORS, F.concat(errors, F.col(NESTED_ERRORS))).drop(NESTED_ERRORS)
+    return df.withColumn(ERRORS, errors)
 
 
 def filter_valid(df: DataFrame) -> DataFrame:

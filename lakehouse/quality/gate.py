@@ -42,6 +42,7 @@ from expectations.common import (
     TableSuites,
     default_parameters,
 )
+from lakehouse import errors
 from lakehouse.audit import StepRecord, new_run_id, record_steps
 from lakehouse.bronze.contracts import CONTRACTS, INGESTED_AT, QUARANTINE_TABLE
 from lakehouse.bronze.watermarks import epoch_micros
@@ -61,15 +62,6 @@ __all__ = ["GateError", "GateResult", "bench_validate", "main", "run_gate"]
 
 def data_docs_dir(config: Config) -> Path:
     return config.home / DATA_DOCS_DIR
-
-
-def _one_line(exc: BaseException, config: Config) -> str:
-    """A readable one-line message for any failure, with the PostgreSQL password scrubbed."""
-    text = str(exc).strip()
-    for marker in ("\n", "\tat "):
-        text = text.split(marker)[0]
-    text = text or type(exc).__name__
-    return text.replace(config.postgres.password, "***") if config.postgres.password else text
 
 
 @dataclass
@@ -275,7 +267,7 @@ def run_gate(
         try:
             table_outcomes = validate_table(spark, runner, suites[ref.table], run, parameters)
         except Exception as exc:  # recorded as a critical outcome: nothing vouches for the table
-            error = _one_line(exc, config)
+            error = errors.one_line(exc, config.secret_values)
             log.warning("validating bronze.%s failed: %s", ref.table, error)
             table_outcomes = [results.gate_error(ref.table, ref.batch_id, error)]
         run.seconds = time.monotonic() - table_started
@@ -294,7 +286,7 @@ def run_gate(
     try:
         docs_path = runner.build_docs()
     except Exception as exc:  # the verdict stands without its HTML; say so
-        notes.append(f"data docs: not written ({_one_line(exc, config)})")
+        notes.append(f"data docs: not written ({errors.one_line(exc, config.secret_values)})")
     results.write_results(spark, run_id, outcomes)
     results.write_verdicts(spark, run_id, verdicts)
     record_steps(spark, records)
@@ -348,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     except Exception as exc:
         log.debug("the gate could not run", exc_info=True)
-        print(f"validate: error: the gate could not run: {_one_line(exc, config)}", file=sys.stderr)
+        print(f"validate: error: the gate could not run: {errors.one_line(exc, config.secret_values)}", file=sys.stderr)
         return EXIT_ERROR
     finally:
         spark.stop()

@@ -141,3 +141,34 @@ def test_an_updated_at_in_the_future_is_an_error_with_the_value(spark) -> None:
         "updated_at: 2099-01-01 00:00:00 is in the future (more than 60 min after the extract started; "
         "a mis-set clock at the source?)"
     ]
+
+
+def test_a_nested_value_that_cannot_be_typed_names_its_path(spark) -> None:
+    """The whole document goes to quarantine; it does not land with that one value null."""
+    episodes = [{"episode_number": 1, "title": "Pilot", "duration_minutes": 42}]
+    documents = [
+        {"_id": "c1", "title": "Fine", "seasons": [{"season_number": 1, "episodes": episodes}], "updated_at": "2026"},
+        {
+            "_id": "c2",
+            "title": "Wrong",
+            "seasons": [
+                {"season_number": 1, "episodes": episodes},
+                {"season_number": "one", "episodes": [{"episode_number": 2, "duration_minutes": "long"}]},
+            ],
+            "updated_at": "2026",
+        },
+    ]
+    frame = spark.createDataFrame([(json.dumps(d),) for d in documents], f"{X.DOCUMENT} string")
+    checked = X.with_errors(X.with_document_fields(frame, C.CONTENT), C.CONTENT)
+    errors = {r.content_id: r[X.ERRORS] for r in checked.select("content_id", X.ERRORS).collect()}
+    assert errors == {
+        "c1": [],
+        "c2": [
+            "seasons[1].season_number: cannot read 'one' as int",
+            "seasons[1].episodes[0].duration_minutes: cannot read 'long' as int",
+        ],
+    }
+    assert X.NESTED_ERRORS not in checked.columns
+    assert [r.content_id for r in X.filter_valid(checked).collect()] == ["c1"]
+    quarantined = X.to_quarantine(checked, C.CONTENT, "b1", F.lit(TS)).collect()
+    assert [json.loads(r.payload)["seasons"][1]["season_number"] for r in quarantined] == ["one"]

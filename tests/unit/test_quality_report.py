@@ -101,8 +101,25 @@ def test_summary_lists_failures_then_warnings_without_the_failed_twin() -> None:
     assert lines[2] == f"  {describe(result.failures[0])}"
     assert lines[4] == "warnings:"
     assert lines[5] == f"  {describe(ORPHANS)}"
-    assert "  bronze.users: batch b2 (from ops.pipeline_runs, 203 rows, 4 quarantined)" in lines
+    assert "  bronze.users: batch b2 (from ops.pipeline_runs): 203 rows, 4 quarantined" in lines
     assert lines[-1] == "data docs: /state/reports/data_docs/index.html"
+
+
+def test_the_summary_says_what_was_pending_and_what_had_nothing_new() -> None:
+    pending = BatchRef("users", "b3", "ops.pipeline_runs", pending=True, version=7, since_us=1)
+    runs = {
+        "users": TableRun(pending, rows=12, quarantined=0),
+        "content": TableRun(BatchRef("content", "b1", "ops.pipeline_runs", True, 4, 1), rows=0, skipped=True),
+    }
+    lines = GateResult("run-2", runs, [], None).summary().splitlines()
+    assert lines[0].startswith("quality gate PASSED (run run-2, 0 expectations")
+    assert (
+        "  bronze.users: version 7: what came after the last passed gate; newest batch b3 "
+        "(from ops.pipeline_runs): 12 rows, 0 quarantined"
+    ) in lines
+    assert "  bronze.content: nothing new since the last passed gate (version 4)" in lines
+    first = BatchRef("users", "b1", "bronze", pending=True, version=0)
+    assert first.describe() == "version 0: everything (no passed gate yet); newest batch b1 (from bronze)"
 
 
 def test_warnings_alone_pass_and_a_clean_run_says_so() -> None:

@@ -1,0 +1,78 @@
+"""One readable line for any failure, down to its root cause, with secrets scrubbed.
+
+Spark reports an error raised on an executor wrapped several times: ``An error occurred while
+calling o123.save``, then ``Job aborted due to stage failure: Task 0 in stage 3.0 failed 1
+times...``, and only at the bottom the exception that says what went wrong (a value that does
+not fit, a source that refused a connection, a Python error in a worker). :func:`one_line`
+walks the chain of causes (PySpark's captured ones, then the JVM's) to the
+deepest one and keeps its first line, or the error line of a Python worker's traceback.
+
+No Spark import: this module is a leaf that every step can use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+MAX_CHARS = 500
+# Lines of a Python worker's traceback that are not the error itself.
+_TRACEBACK_NOISE = ("Traceback", "File ", "  ", "^")
+
+
+def _java_root(exc: BaseException) -> str | None:
+    """The deepest cause of a Py4J error's Java exception: "Class: message"."""
+    java = getattr(exc, "java_exception", None)
+    if java is None:
+        return None
+    try:
+        while java.getCause() is not None and java.getCause() != java:
+            java = java.getCause()
+        name = java.getClass().getSimpleName()
+        message = java.getMessage()
+    except Exception:  # the JVM is gone: fall back on Python's text
+        return None
+    return f"{name}: {message}" if message else name
+
+
+def _captured_root(exc: BaseException) -> BaseException:
+    """The deepest of PySpark's captured causes (Python's own ``__cause__`` is left alone: the
+    project wraps errors on purpose, to say which source or table they concern)."""
+    seen: set[int] = set()
+    while id(exc) not in seen:
+        seen.add(id(exc))
+        cause = getattr(exc, "cause", None)
+        if not isinstance(cause, BaseException):
+            break
+        exc = cause
+    return exc
+
+
+def _python_worker_error(text: str) -> str | None:
+    """The error line of a Python traceback carried in a Spark message, if there is one."""
+    if "Traceback (most recent call last)" not in text:
+        return None
+    lines = [line for line in text.splitlines() if line.strip() and not line.startswith(_TRACEBACK_NOISE)]
+    candidates = [line.strip() for line in lines if ": " in line or line.strip().endswith("Error")]
+    if not candidates:
+        return None
+    name, _, message = candidates[-1].partition(": ")
+    # A project exception (``lakehouse.bronze.readers.SourceError: ...``) already says what
+    # failed; a built-in one (``ValueError: ...``) keeps its name.
+    return message if "." in name and message else candidates[-1]
+
+
+def _first_line(text: str) -> str:
+    for marker in ("\n", "\tat "):
+        text = text.split(marker)[0]
+    return text.strip()
+
+
+def one_line(exc: BaseException, secrets: Iterable[str | None] = ()) -> str:
+    """A one-line message for ``exc``: its root cause, at most MAX_CHARS, secrets replaced by ***."""
+    root = _captured_root(exc)
+    text = _java_root(root) or str(root)
+    text = _python_worker_error(text) or _first_line(text) or type(root).__name__
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text if len(text) <= MAX_CHARS else text[: MAX_CHARS - 3] + "..."
