@@ -110,7 +110,7 @@ def move_to_quarantine(
     report(f"quarantine: moving {count:,} row(s) of {contract.table} to {QUARANTINE_TABLE}...")
     full_reason = sql_literal(f"{OPERATOR_REASON_PREFIX}: {reason.strip()}")
     payload = "to_json(struct(*))"
-    run_queries(
+    *_writes, after = run_queries(
         config,
         [
             f"merge into {QUARANTINE_TABLE} t using ("
@@ -121,10 +121,11 @@ def move_to_quarantine(
             "on t.source_system = s.source_system and t.source_table = s.source_table "
             "and t.payload_sha256 = s.payload_sha256 when not matched then insert *",
             f"delete {matching}",
+            f"select count(*) {matching}",
         ],
         etl=True,
     )
-    left = int(run_query(config, f"select count(*) {matching}", etl=True).rows[0][0])
+    left = int(after.rows[0][0])
     if left:
         raise QuarantineError(f"{left:,} row(s) of {contract.table} still match {where!r} after the move")
     detail = f"{OPERATOR_REASON_PREFIX}: {reason.strip()} (where {where})"

@@ -36,7 +36,31 @@ def _run_id(output: str) -> str:
 
 
 def _audit(stack: Stack, run_id: str) -> list[tuple]:
-    return stack.query(f"select step, source_table, status, rows_read from ops.pipeline_runs where run_id = '{run_id}'")
+    return stack.query(
+        f"select step, source_table, status, rows_read, batch_id from ops.pipeline_runs where run_id = '{run_id}'"
+    )
+
+
+def _validate_cli_stores_what_it_prints(stack: Stack, batch_id: str, broken: int) -> None:
+    """`lakehouse validate --batch-id` (spark-submit) on the failed batch: exit 1, and
+    ops.dq_results holds exactly the failures it printed."""
+    result = stack.run("validate", "--batch-id", batch_id, "--run-id", "e2e-cli", timeout=600)
+    output = result.stdout + result.stderr  # spark-submit merges the driver's stderr into stdout
+    assert result.returncode == 1, output[-4000:]
+    assert "validate: error: quality gate failed" in output
+    docs = next(line for line in result.stdout.splitlines() if line.startswith("data docs: "))
+    assert Path(docs.removeprefix("data docs: ")).is_file()
+    printed = result.stdout.split("critical failures:\n")[1].split("\nwarnings:")[0].split("\nbatches:")[0]
+    stored = stack.query(
+        "select table_name, batch_id, expectation, `column`, unexpected_count from ops.dq_results "
+        "where run_id = 'e2e-cli' and severity = 'critical' and not success"
+    )
+    assert len(stored) == len(printed.splitlines()), printed
+    for table, batch, expectation, column, _count in stored:
+        assert batch == batch_id
+        named = f"bronze.{table}.{column} " if column else f"bronze.{table} "
+        assert any(named in line and expectation in line for line in printed.splitlines()), (named, printed)
+    assert ("viewing_sessions", batch_id, "expect_column_values_to_be_between", "watch_seconds", broken) in stored
 
 
 def _gold_version(stack: Stack) -> int:
@@ -78,6 +102,7 @@ def test_failing_gate_stops_before_transform_and_keeps_gold(stack: Stack, first_
             "updated_at = (select max(updated_at) from viewing_sessions) + interval '1 minute' "
             "where session_id % 3 = 0"
         )
+        broken = cur.rowcount
     try:
         result = stack.pipeline("--from", "extract")
         assert result.returncode == 1, result.stdout[-6000:]
@@ -91,6 +116,7 @@ def test_failing_gate_stops_before_transform_and_keeps_gold(stack: Stack, first_
         assert ("pipeline", None, "failed", None) in audit
         failed_table = next(row for row in audit if row[0] == "validate" and row[1] == "viewing_sessions")
         assert failed_table[2] == "failed" and failed_table[3] > 1000
+        _validate_cli_stores_what_it_prints(stack, failed_table[4], broken)
         # What skips the gate cannot publish the failed rows either: dbt does not start.
         transform = stack.run("transform", timeout=300)
         assert transform.returncode == 3, transform.stdout[-3000:] + transform.stderr[-3000:]
