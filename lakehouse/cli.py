@@ -204,6 +204,7 @@ def cmd_pipeline(config: Config, args: argparse.Namespace) -> int:
         quiet=args.quiet,
         log_format=args.log_format,
         wait=args.wait,
+        generate_sources=args.generate_sources,
     )
     return run_pipeline(config, options)
 
@@ -303,6 +304,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="print only the summary and errors")
     p.add_argument("--log-format", choices=("text", "json"), default="text", help="json: one event per line")
     p.add_argument("--wait", action="store_true", help="queue behind a running pipeline instead of failing")
+    p.add_argument(
+        "--generate-sources",
+        action="store_true",
+        help="fill empty external sources (LAKEHOUSE_POSTGRES_URL, LAKEHOUSE_MONGODB_URI) with synthetic data; "
+        "the project's own local servers are filled without it",
+    )
 
     p = add("bench", cmd_bench, "benchmark the pipeline in an isolated stack; JSON under <state>/reports")
     p.add_argument("--scale", choices=("tiny", "small", "medium", "large"), default="medium")

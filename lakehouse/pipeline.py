@@ -92,6 +92,9 @@ class Options:
     quiet: bool = False
     log_format: str = "text"  # text or json
     wait: bool = False
+    # Fill empty sources with synthetic data even when they are not the project's own local
+    # servers (LAKEHOUSE_POSTGRES_URL / LAKEHOUSE_MONGODB_URI set, as in compose).
+    generate_sources: bool = False
 
 
 @dataclass
@@ -219,6 +222,31 @@ def step_up(ctx: Context, result: StepResult) -> None:
     result.detail = f"started {', '.join(started)}" if started else "already running"
 
 
+def generation_refusal(config: Config, options: Options) -> str | None:
+    """Why empty sources may not be filled with synthetic data, or None when they may.
+
+    The project's own local servers are filled by default; external ones only on request,
+    so synthetic rows never land in a real database whose tables happen to be empty.
+    """
+    if options.generate_sources:
+        return None
+    external = [
+        name
+        for name, embedded in (
+            (config.postgres.display(), config.postgres.embedded),
+            (f"mongodb {config.mongodb.database}", config.mongodb.embedded),
+        )
+        if not embedded
+    ]
+    if not external:
+        return None
+    return (
+        f"the sources are empty and {' and '.join(external)} {'is' if len(external) == 1 else 'are'} not the "
+        "project's own local server: load your data first, or pass --generate-sources to fill them with "
+        f"the synthetic {options.scale} scale"
+    )
+
+
 def step_sources(ctx: Context, result: StepResult) -> None:
     from lakehouse.sources.generate import generate
     from lakehouse.sources.load import load_sources, sources_empty
@@ -226,6 +254,9 @@ def step_sources(ctx: Context, result: StepResult) -> None:
     if not sources_empty(ctx.config):
         result.detail = "sources already loaded"
         return
+    refusal = generation_refusal(ctx.config, ctx.options)
+    if refusal:
+        raise PipelineError(refusal)
     data = ctx.config.data_dir / ctx.options.scale
     if not (data / "manifest.json").exists():
         ctx.event("output", "sources", f"  sources are empty: generating the {ctx.options.scale} scale into {data}")

@@ -378,7 +378,7 @@ def test_server_roles_print_the_commands_the_containers_run(tmp_path: Path) -> N
 
     pipeline = _run_entrypoint(_service_command("pipeline"), {**_service_env("pipeline"), **dry}, tmp_path)
     assert pipeline.returncode == 0, pipeline.stderr
-    assert pipeline.stdout.strip() == "lakehouse pipeline --from sources --scale small"
+    assert pipeline.stdout.strip() == "lakehouse pipeline --from sources --scale small --generate-sources"
     assert (tmp_path / "run" / "container-role").read_text().strip() == "pipeline"
 
 

@@ -170,3 +170,16 @@ def test_step_selection_by_only_and_from() -> None:
         P.selected_steps(P.Options(only="nope"))
     with pytest.raises(ValueError, match=r"--from: unknown step 'later'"):
         P.selected_steps(P.Options(from_step="later"))
+
+
+def test_synthetic_data_goes_only_into_the_local_servers_unless_asked() -> None:
+    local = load_config(env={})
+    assert P.generation_refusal(local, P.Options()) is None
+    external = load_config(
+        env={"LAKEHOUSE_POSTGRES_URL": "postgresql://app@db.example:5432/streaming", "LAKEHOUSE_POSTGRES_PASSWORD": "x"}
+    )
+    refusal = P.generation_refusal(external, P.Options(scale="tiny"))
+    assert refusal is not None and "\n" not in refusal
+    assert refusal.startswith("the sources are empty and postgresql://app@db.example:5432/streaming is not the")
+    assert refusal.endswith("or pass --generate-sources to fill them with the synthetic tiny scale")
+    assert P.generation_refusal(external, P.Options(generate_sources=True)) is None
