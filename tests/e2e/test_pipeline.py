@@ -36,9 +36,7 @@ def _run_id(output: str) -> str:
 
 
 def _audit(stack: Stack, run_id: str) -> list[tuple]:
-    return stack.query(
-        f"select step, source_table, status, rows_read, batch_id from ops.pipeline_runs where run_id = '{run_id}'"
-    )
+    return stack.query(f"select step, source_table, status, rows_read from ops.pipeline_runs where run_id = '{run_id}'")
 
 
 def _validate_cli_stores_what_it_prints(stack: Stack, batch_id: str, broken: int) -> None:
@@ -116,7 +114,11 @@ def test_failing_gate_stops_before_transform_and_keeps_gold(stack: Stack, first_
         assert ("pipeline", None, "failed", None) in audit
         failed_table = next(row for row in audit if row[0] == "validate" and row[1] == "viewing_sessions")
         assert failed_table[2] == "failed" and failed_table[3] > 1000
-        _validate_cli_stores_what_it_prints(stack, failed_table[4], broken)
+        [(batch_id,)] = stack.query(
+            f"select batch_id from ops.pipeline_runs where run_id = '{_run_id(result.stdout)}' "
+            "and step = 'validate' and source_table = 'viewing_sessions'"
+        )
+        _validate_cli_stores_what_it_prints(stack, batch_id, broken)
         # What skips the gate cannot publish the failed rows either: dbt does not start.
         transform = stack.run("transform", timeout=300)
         assert transform.returncode == 3, transform.stdout[-3000:] + transform.stderr[-3000:]
