@@ -282,8 +282,9 @@ VERDICTS_SCHEMA = T.StructType(
         T.StructField("source_table", T.StringType(), False),
         T.StructField("verdict", T.StringType(), False),
         T.StructField("bronze_version", T.LongType(), False),
-        T.StructField("high_water_us", T.LongType(), True),
+        T.StructField("high_water", T.TimestampType(), True),
         T.StructField("rows_validated", T.LongType(), True),
+        T.StructField("decided_at", T.TimestampType(), False),
     ]
 )
 
@@ -302,36 +303,28 @@ class Verdict:
 def write_verdicts(spark: SparkSession, run_id: str, verdicts: Sequence[Verdict]) -> None:
     """Append the verdicts of one gate run to ops.gate_verdicts in one Delta commit."""
     from delta.tables import DeltaTable
-    from pyspark.sql import functions as F
 
+    from lakehouse.bronze.watermarks import utc_from_micros
     from lakehouse.quality.verdicts import FAILED, PASSED, VERDICTS_TABLE
 
     if not verdicts:
         return
     ensure_database(spark, VERDICTS_TABLE.split(".")[0])
-    (
-        DeltaTable.createIfNotExists(spark)
-        .tableName(VERDICTS_TABLE)
-        .addColumn("run_id", "string", nullable=False)
-        .addColumn("source_table", "string", nullable=False)
-        .addColumn("verdict", "string", nullable=False)
-        .addColumn("bronze_version", "bigint", nullable=False)
-        .addColumn("high_water", "timestamp")
-        .addColumn("rows_validated", "bigint")
-        .addColumn("decided_at", "timestamp", nullable=False)
-        .comment("The quality gate's verdict per bronze table: a passed one covers the table up to high_water.")
-        .execute()
-    )
+    DeltaTable.createIfNotExists(spark).tableName(VERDICTS_TABLE).addColumns(VERDICTS_SCHEMA).comment(
+        "The quality gate's verdict per bronze table: a passed one covers the table up to high_water."
+    ).execute()
+    # Aware UTC datetimes go into Spark unchanged (only collect() turns them local).
+    decided_at = dt.datetime.now(dt.UTC)
     rows = [
-        (run_id, v.table, PASSED if v.passed else FAILED, v.bronze_version, v.high_water_us, v.rows) for v in verdicts
+        (
+            run_id,
+            v.table,
+            PASSED if v.passed else FAILED,
+            v.bronze_version,
+            utc_from_micros(v.high_water_us),
+            v.rows,
+            decided_at,
+        )
+        for v in verdicts
     ]
-    frame = spark.createDataFrame(rows, VERDICTS_SCHEMA).select(
-        "run_id",
-        "source_table",
-        "verdict",
-        "bronze_version",
-        F.timestamp_micros("high_water_us").alias("high_water"),
-        "rows_validated",
-        F.current_timestamp().alias("decided_at"),
-    )
-    frame.write.format("delta").mode("append").saveAsTable(VERDICTS_TABLE)
+    spark.createDataFrame(rows, VERDICTS_SCHEMA).write.format("delta").mode("append").saveAsTable(VERDICTS_TABLE)
