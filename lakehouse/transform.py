@@ -2,7 +2,8 @@
 
     run_transform(config)   `dbt build`: staging, snapshots, intermediate, dimensions, facts,
                             marts and every test, in dependency order (a failing test stops
-                            what depends on it)
+                            what depends on it), in the build schemas; then, only when all of
+                            it passed, publish to silver and gold (lakehouse/publish.py)
     docs_generate(config)   `dbt docs generate`: the documentation site, returns its directory
 
 dbt runs as a subprocess of this interpreter's environment with the project in ``dbt/`` and
@@ -35,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from lakehouse import publish
 from lakehouse.config import PROJECT_ROOT, Config
 from lakehouse.sql_client import QueryError
 
@@ -384,6 +386,17 @@ def _report(config: Config, code: int, results: Path, errors: TextIO) -> int:
     return EXIT_FAILURE
 
 
+def _publish(config: Config, built: set[str], out: TextIO, err: TextIO) -> int:
+    """Publish a build that passed (lakehouse/publish.py); the step's exit code."""
+    try:
+        publication = publish.publish(config, dbt_target_dir(config), built)
+    except publish.PublishError as exc:
+        print(f"transform: error: {exc}", file=err)
+        return EXIT_FAILURE
+    print(f"transform: {publication.describe()}", file=out, flush=True)
+    return EXIT_OK
+
+
 def run_transform(
     config: Config,
     *,
@@ -430,11 +443,21 @@ def run_transform(
         print(f"transform: FAILED in {time.monotonic() - started:.0f} s", file=out, flush=True)
         return EXIT_FAILURE
     failed, _warned = read_run_results(results) if results.exists() else ([], [])
+    built = publish.succeeded(json.loads(results.read_text())) if results.exists() else set()
     if code != 0 and failed and all(node.is_transient for node in failed):
         names = ", ".join(node.name for node in failed)
         print(f"transform: lost the connection to the Thrift server in {names}; retrying once", file=out, flush=True)
         code, results = _run_dbt(config, retry_command(), out, keep_results=True)
+        built |= publish.succeeded(json.loads(results.read_text())) if results.exists() else set()
     status = _report(config, code, results, err)
+    if status == EXIT_OK:
+        status = _publish(config, built, out, err)
+    elif built:
+        print(
+            "transform: nothing published: silver and gold keep the last build that passed "
+            f"(this build's tables stay in the build schemas, *{publish.BUILD_SCHEMA_SUFFIX})",
+            file=err,
+        )
     verdict = "done" if status == EXIT_OK else "FAILED"
     print(f"transform: {verdict} in {time.monotonic() - started:.0f} s", file=out, flush=True)
     return status

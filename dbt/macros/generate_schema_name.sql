@@ -1,11 +1,10 @@
 {#-
-    Schemas are exactly the custom name (`silver`, `gold`), not `<target schema>_<custom>` as
-    dbt builds them by default: BI tools connect to `jdbc:hive2://host:port/gold`.
+    dbt builds and tests in the build schemas `silver_build` and `gold_build`; BI tools read
+    `silver` and `gold`, which `lakehouse transform` publishes only when the whole build passed
+    (views pinned to the Delta versions that were tested: lakehouse/publish.py). A model's
+    `schema` config names the published layer; the suffix is the var `build_schema_suffix`.
 -#}
 {% macro generate_schema_name(custom_schema_name, node) -%}
-    {%- if custom_schema_name is none -%}
-        {{ target.schema | trim }}
-    {%- else -%}
-        {{ custom_schema_name | trim }}
-    {%- endif -%}
+    {%- set layer = target.schema if custom_schema_name is none else custom_schema_name -%}
+    {{ layer | trim }}{{ var('build_schema_suffix') }}
 {%- endmacro %}

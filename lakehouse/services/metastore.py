@@ -25,6 +25,9 @@ MAPPING = "package.jdo"
 SCHEMA_TIMEOUT_SECONDS = 300
 # A table every Hive metastore schema has; its presence means the schema was created.
 MARKER_TABLE = "DBS"
+# Column comments (dbt's descriptions) up to this long; Hive's mapping allows 256.
+COMMENT_COLUMNS = (("COLUMNS_V2", "COMMENT"),)
+COMMENT_CHARS = 4000
 
 
 def schema_exists(config: Config) -> bool:
@@ -44,9 +47,37 @@ def _hive_metastore_jar() -> Path:
     return matches[0]
 
 
+def widen_comment_columns(config: Config) -> list[str]:
+    """Let column comments be as long as dbt's descriptions; return the columns widened.
+
+    Hive's mapping gives a column comment 256 characters (``COLUMNS_V2.COMMENT``, as in Hive 2's
+    schema; Hive 3 widened it). A longer one makes the metastore refuse the table or view: Spark
+    retries for about 20 s, then keeps the schema only in Delta's log, and a view cannot be
+    stored at all. Widened in place, once (idempotent).
+    """
+    widened = []
+    conn = postgres.connect(config, config.postgres.metastore_database, retry_seconds=10)
+    try:
+        with conn, conn.cursor() as cur:
+            for table, column in COMMENT_COLUMNS:
+                cur.execute(
+                    "select character_maximum_length from information_schema.columns "
+                    "where table_schema = 'public' and table_name = %s and column_name = %s",
+                    (table, column),
+                )
+                found = cur.fetchone()
+                if found and found[0] is not None and found[0] < COMMENT_CHARS:
+                    cur.execute(f'alter table "{table}" alter column "{column}" type varchar({COMMENT_CHARS})')
+                    widened.append(f"{table}.{column}")
+    finally:
+        conn.close()
+    return widened
+
+
 def ensure_schema(config: Config) -> bool:
     """Create the metastore tables if they are missing; return True when it created them."""
     if schema_exists(config):
+        widen_comment_columns(config)
         return False
     postgres_jar = next(p for p in jar_paths(config.jar_dir, config.spark.packages) if "postgresql" in p.name)
     pg = config.postgres
@@ -93,4 +124,5 @@ def ensure_schema(config: Config) -> bool:
             line for line in (result.stderr + result.stdout).splitlines() if "Exception" in line or "ERROR" in line
         ]
         raise ServiceError(f"metastore: creating the schema failed: {lines[0] if lines else 'no tables created'}")
+    widen_comment_columns(config)
     return True

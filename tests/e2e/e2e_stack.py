@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -45,3 +46,16 @@ class Stack:
 
     def query(self, sql: str) -> list[tuple]:
         return run_query(self.config, sql).rows
+
+    def published(self) -> dict[str, str]:
+        """What BI tools read: every object of silver and gold, with its definition.
+
+        Each is a view that pins a Delta version of its build table (lakehouse/publish.py), so an
+        unchanged definition means unchanged data. Spark's DDL time stamp is left out.
+        """
+        definitions = {}
+        for schema in ("silver", "gold"):
+            for _schema, name, _temporary in self.query(f"show tables in {schema}"):
+                [(ddl,)] = self.query(f"show create table {schema}.{name}")
+                definitions[f"{schema}.{name}"] = re.sub(r"\s*'transient_lastDdlTime' = '\d+'", "", ddl)
+        return definitions

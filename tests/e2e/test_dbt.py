@@ -9,8 +9,8 @@ The module runs in phases (module fixtures, in file order):
    with pandas, straight from the generated source files the run loaded: rows that bronze
    quarantines and rows that silver rejects (documented in int_viewing_sessions_validated and
    int_ratings_validated) are excluded by their own rules here, not by reusing the models' SQL.
-2. the snapshot runs twice more in a row, column comments are visible over JDBC, and
-   ``dbt docs generate`` works.
+2. the snapshot runs twice more in a row, column comments are visible over JDBC,
+   ``dbt docs generate`` works, and a build whose test fails publishes nothing.
 3. ``lakehouse simulate --days 1``, then ``lakehouse pipeline`` as a user runs it on the next
    day (extract, gate, transform, maintain; green again): it read only the new rows, gold grew,
    the snapshot records exactly the users whose tracked columns changed, their sessions link
@@ -360,7 +360,8 @@ def test_snapshot_runs_three_times_in_a_row(built: Build, stack: Stack) -> None:
     # The third time as a user would: `lakehouse transform --select snap_users`.
     result = stack.run("transform", "--select", "snap_users")
     assert result.returncode == 0, f"third snapshot run:\n{_tail(result.stdout)}\n{result.stderr}"
-    assert "OK snapshotted silver.snap_users" in result.stdout
+    assert "OK snapshotted silver_build.snap_users" in result.stdout
+    assert "transform: published 1 tables and 0 views" in result.stdout  # what it built, nothing else
     # Nothing changed in between: no new version.
     assert _value(stack, "select count(*) from silver.snap_users") == versions_before
     assert _value(stack, "select count(distinct user_id) from silver.snap_users") == versions_before
@@ -387,6 +388,44 @@ def test_docs_generate_works(built: Build) -> None:
     catalog = json.loads((docs / "catalog.json").read_text())
     columns = catalog["nodes"]["model.lakehouse.fct_viewing_sessions"]["columns"]
     assert {"session_id", "user_sk", "session_date", "watch_seconds"} <= {c.lower() for c in columns}
+
+
+PODCAST_ID = "e2e-podcast"
+
+
+def _build_version(stack: Stack, relation: str) -> int:
+    return max(row[0] for row in stack.query(f"describe history {relation}"))
+
+
+def test_a_build_that_fails_a_test_publishes_nothing(built: Build, stack: Stack) -> None:
+    """Write-audit-publish: a dbt test fails after its model was rebuilt; BI users see none of it.
+
+    A podcast is a type the catalogue does not have: one in a batch is a warning for the gate
+    (under its critical share) and an error for dbt's accepted_values test on
+    stg_mongodb__content. dbt rebuilds that model in silver_build, its test fails, everything
+    downstream is skipped, and not one object of silver or gold changes.
+    """
+    published = stack.published()
+    model = "silver_build.stg_mongodb__content"
+    version_before = _build_version(stack, model)
+    columns = [row[0] for row in stack.query("describe bronze.content") if row[0] and not row[0].startswith("#")]
+    values = {"content_id": f"'{PODCAST_ID}' as content_id", "type": "'podcast' as type"}
+    select = ", ".join(values.get(column, column) for column in columns)
+    stack.query(f"insert into bronze.content select {select} from bronze.content where type = 'movie' limit 1")
+    try:
+        # Straight to dbt: the gate is not what this test is about (tests/integration/test_quality.py).
+        code, log, _seconds = _transform(
+            built.config, select="stg_mongodb__content+", run_id="e2e-dbt-failing-test", check_gate=False
+        )
+        assert code != EXIT_OK, _tail(log)
+        assert "accepted_values_stg_mongodb__content_content_type" in log, _tail(log)
+        assert "transform: nothing published" in log
+        assert _build_version(stack, model) > version_before  # dbt did rewrite the build table
+        assert _value(stack, f"select count(*) from {model} where content_id = '{PODCAST_ID}'") == 1
+        assert stack.published() == published  # every silver and gold object, not one
+        assert _value(stack, f"select count(*) from silver.stg_mongodb__content where content_id = '{PODCAST_ID}'") == 0
+    finally:
+        stack.query(f"delete from bronze.content where content_id = '{PODCAST_ID}'")
 
 
 # --------------------------------------------------------------------------- phase 2: after simulate
@@ -488,7 +527,7 @@ def test_sessions_of_a_changed_user_link_to_the_version_valid_at_start(simulated
 
 def _newest_merge(stack: Stack) -> dict[str, Any] | None:
     """The newest MERGE in the fact's Delta history: its metrics and parameters (JSON over Thrift)."""
-    history = _frame(stack, "describe history gold.fct_viewing_sessions")
+    history = _frame(stack, "describe history gold_build.fct_viewing_sessions")
     merges = history[history["operation"] == "MERGE"].sort_values("version", ascending=False)
     if merges.empty:
         return None

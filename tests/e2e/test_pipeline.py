@@ -15,6 +15,7 @@ tests/unit/test_pipeline_steps.py.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import threading
 from pathlib import Path
@@ -67,10 +68,6 @@ def _validate_cli_stores_what_it_prints(stack: Stack, batch_id: str, broken: int
     assert ("viewing_sessions", batch_id, "expect_column_values_to_be_between", "watch_seconds", negative) in stored
 
 
-def _gold_version(stack: Stack) -> int:
-    return max(row[0] for row in stack.query(f"describe history {GOLD_FACT}"))
-
-
 def test_pipeline_from_empty_state_fills_gold_and_audits_every_step(stack: Stack, first_run: str) -> None:
     assert "generated and loaded the tiny scale" in first_run
     run_id = _run_id(first_run)
@@ -86,6 +83,13 @@ def test_pipeline_from_empty_state_fills_gold_and_audits_every_step(stack: Stack
     )
     for table in GOLD_TABLES:
         assert stack.query(f"select count(*) from gold.{table}")[0][0] > 0, table
+    # dbt built and tested in the build schemas; what BI tools read was published from there,
+    # each table a view pinned to the Delta version its tests passed on.
+    published = stack.published()
+    assert {f"gold.{table}" for table in GOLD_TABLES} <= set(published)
+    for relation in GOLD_TABLES:
+        assert re.search(rf"from gold_build\.{relation} version as of \d+\s*$", published[f"gold.{relation}"]), relation
+    assert "published" in first_run and "tables and" in first_run
     # The summary names the endpoint and where the docs are.
     assert f"{stack.config.thrift.jdbc_url}/gold" in first_run
     assert "Data Docs:" in first_run and "dbt docs:" in first_run
@@ -96,7 +100,7 @@ def test_pipeline_from_empty_state_fills_gold_and_audits_every_step(stack: Stack
 
 def test_failing_gate_stops_before_transform_and_keeps_gold(stack: Stack, first_run: str) -> None:
     """A failed gate stops the run, and `transform` (alone or `--only transform`) refuses after it."""
-    version_before = _gold_version(stack)
+    published = stack.published()
     dsn = stack.config.postgres.dsn()
     with psycopg2.connect(**dsn) as conn, conn.cursor() as cur:
         # A critical defect far above any tolerance: a third of all sessions negative, changed
@@ -112,7 +116,7 @@ def test_failing_gate_stops_before_transform_and_keeps_gold(stack: Stack, first_
         assert result.returncode == 1, result.stdout[-6000:]
         assert "quality gate failed" in result.stdout
         assert "watch_seconds" in result.stdout  # the failed expectation is named
-        assert _gold_version(stack) == version_before
+        assert stack.published() == published
         audit = _audit(stack, _run_id(result.stdout))
         assert ("transform", None, "skipped", None) in audit
         assert ("maintain", None, "skipped", None) in audit
@@ -133,7 +137,7 @@ def test_failing_gate_stops_before_transform_and_keeps_gold(stack: Stack, first_
         only = stack.pipeline("--only", "transform")
         assert only.returncode == 1, only.stdout[-3000:]
         assert refusal in only.stdout + only.stderr and "transform refused" in only.stdout
-        assert _gold_version(stack) == version_before
+        assert stack.published() == published
     finally:
         # Repair the source so the later tests see clean data again.
         with psycopg2.connect(**dsn) as conn, conn.cursor() as cur:

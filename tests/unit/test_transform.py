@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse import transform
+from lakehouse import publish, transform
 from lakehouse.config import Config, ConfigError, load_config
 from lakehouse.quality import verdicts
 
@@ -138,7 +138,7 @@ def test_run_transform_streams_output_and_reports_failures(
 ) -> None:
     fake = _fake_dbt(tmp_path / "dbt", {"build": (1, "fail", "Got 1 result")})
     monkeypatch.setattr(transform, "dbt_executable", lambda: str(fake))
-    stale = _results(transform.dbt_target_dir(config) / "run_results.json", [("model.lakehouse.old", "error", "old")])
+    stale = _results(transform.dbt_target_dir(config) / "run_results.json", [("model.lakehouse.old", "error", "a stale result")])
     output, errors = io.StringIO(), io.StringIO()
     code = transform.run_transform(
         config, select="dim_users", run_id="r-9", output=output, errors=errors, check_gate=False
@@ -147,16 +147,33 @@ def test_run_transform_streams_output_and_reports_failures(
     assert "build: 1 of 2 START sql table model gold.dim_users" in output.getvalue()
     assert "--select dim_users" in output.getvalue()
     assert "test unique_dim_users_user_sk: Got 1 result" in errors.getvalue()
-    assert "old" not in errors.getvalue()
+    assert "a stale result" not in errors.getvalue()
     assert stale.exists()  # rewritten by this run, not the earlier one
     assert "retry" not in output.getvalue()  # a failing test is not retried
+    assert "transform: nothing published: silver and gold keep the last build that passed" in errors.getvalue()
+
+
+class _Publisher:
+    """Stands in for lakehouse.publish.publish (which needs a Thrift server): records its calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[set[str]] = []
+
+    def __call__(self, config: Config, target_dir: Path, unique_ids: set[str]) -> publish.Publication:
+        assert target_dir == transform.dbt_target_dir(config)
+        self.calls.append(set(unique_ids))
+        return publish.Publication(tables=len(unique_ids), views=0, seconds=0.5)
 
 
 def test_run_transform_succeeds_when_dbt_does(config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake = _fake_dbt(tmp_path / "dbt", {"build": (0, "pass", "")})
     monkeypatch.setattr(transform, "dbt_executable", lambda: str(fake))
+    publisher = _Publisher()
+    monkeypatch.setattr(transform.publish, "publish", publisher)
     output = io.StringIO()
     assert transform.run_transform(config, output=output, errors=io.StringIO(), check_gate=False) == transform.EXIT_OK
+    assert publisher.calls == [{"model.lakehouse.dim_users"}]  # what the build built, and only once it passed
+    assert "transform: published 1 tables and 0 views in 0.5 s" in output.getvalue()
     assert "transform: done" in output.getvalue()
 
 
@@ -166,8 +183,11 @@ def test_a_dropped_connection_is_retried_once(config: Config, tmp_path: Path, mo
         {"build": (1, "error", "Database Error TSocket read 0 bytes"), "retry": (0, "pass", "")},
     )
     monkeypatch.setattr(transform, "dbt_executable", lambda: str(fake))
+    publisher = _Publisher()
+    monkeypatch.setattr(transform.publish, "publish", publisher)
     output, errors = io.StringIO(), io.StringIO()
     assert transform.run_transform(config, output=output, errors=errors, check_gate=False) == transform.EXIT_OK
+    assert publisher.calls == [{"model.lakehouse.dim_users"}]
     assert "retrying once" in output.getvalue()
     assert "retry: 1 of 2 START" in output.getvalue()
     assert errors.getvalue() == ""
@@ -178,9 +198,12 @@ def test_a_connection_lost_twice_fails(config: Config, tmp_path: Path, monkeypat
     fake = _fake_dbt(tmp_path / "dbt", {"build": lost, "retry": lost})
     monkeypatch.setattr(transform, "dbt_executable", lambda: str(fake))
     errors = io.StringIO()
+    publisher = _Publisher()
+    monkeypatch.setattr(transform.publish, "publish", publisher)
     code = transform.run_transform(config, output=io.StringIO(), errors=errors, check_gate=False)
     assert code == transform.EXIT_FAILURE
     assert "test unique_dim_users_user_sk: Database Error TSocket read 0 bytes" in errors.getvalue()
+    assert publisher.calls == []
 
 
 def test_missing_dbt_is_one_line_not_a_traceback(config: Config, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,8 +1,9 @@
 """The dbt project's conventions, checked on its parsed manifest (`dbt parse`, no server needed).
 
-Every model states its grain and has a tested key, only staging reads sources, schemas are
-exactly silver and gold, tables are Delta, marts say which question they answer, the logic
-that matters has unit tests, and no external package is needed.
+Every model states its grain and has a tested key, only staging reads sources, models are
+built in silver_build and gold_build (published as silver and gold), tables are Delta, marts
+say which question they answer, the logic that matters has unit tests, and no external
+package is needed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from lakehouse.publish import BUILD_SCHEMA_SUFFIX
 from lakehouse.transform import DBT_PROJECT_DIR, dbt_executable
 
 UNIQUENESS_TESTS = {"unique", "unique_combination"}
@@ -91,15 +93,16 @@ def test_only_staging_models_read_sources(manifest: dict[str, Any]) -> None:
         assert reads_source == model["name"].startswith("stg_"), model["name"]
 
 
-def test_schemas_are_exactly_silver_and_gold_and_tables_are_delta(manifest: dict[str, Any]) -> None:
+def test_dbt_builds_in_the_build_schemas_of_silver_and_gold_and_tables_are_delta(manifest: dict[str, Any]) -> None:
+    """dbt writes only silver_build and gold_build; silver and gold are published (lakehouse/publish.py)."""
     for model in _models(manifest):
         expected = "gold" if model["fqn"][1] == "marts" else "silver"
-        assert model["schema"] == expected, model["name"]
+        assert model["schema"] == expected + BUILD_SCHEMA_SUFFIX, model["name"]
         if model["config"]["materialized"] in ("table", "incremental"):
             assert model["config"]["file_format"] == "delta", model["name"]
         assert model["config"]["persist_docs"] == {"relation": True, "columns": True}, model["name"]
     snapshot = manifest["nodes"]["snapshot.lakehouse.snap_users"]
-    assert snapshot["schema"] == "silver"
+    assert snapshot["schema"] == "silver" + BUILD_SCHEMA_SUFFIX
     assert snapshot["config"]["file_format"] == "delta"
 
 

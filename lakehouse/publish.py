@@ -1,0 +1,212 @@
+"""Publish: the last step of write-audit-publish, after dbt has built and tested silver and gold.
+
+dbt never writes what BI tools read. It builds every model and snapshot in *build* schemas
+(``silver_build``, ``gold_build``: ``dbt/macros/generate_schema_name.sql``) and runs every test
+there. Only when the whole invocation passed does :func:`publish` make it visible, in one short
+step over the Thrift server: each table of the build becomes a view of the published schema
+(``silver``, ``gold``) pinned to the Delta version that was tested, and each dbt view is
+re-created over the published objects::
+
+    create or replace view gold.fct_viewing_sessions comment '...'
+        as select * from gold_build.fct_viewing_sessions version as of 17
+
+A build with any failed model or test publishes nothing: every object in ``silver`` and ``gold``
+keeps its definition, so BI users keep reading the versions the last green build tested (the
+build tables may have moved on; the pinned views do not follow). Replacing a view is one
+metastore update, so no reader ever sees a half-written table; the step as a whole takes a few
+seconds (one statement per object), and readers see each object switch in dependency order.
+
+Only the nodes this invocation built are published (a ``--select`` publishes its selection);
+dbt's own column comments reach the views (Spark copies them from the pinned table), the
+model's description becomes the view's comment. A published object that is still a table (a
+state directory from before publishing existed) is dropped once and replaced by its view.
+
+The build tables are kept, with their history: the views pin versions of them, so VACUUM must
+keep those files (``pipeline.maintain_schemas`` does not include the build schemas; a VACUUM of
+one keeps ``pipeline.vacuum_retain_hours``, which covers a pinned version unless no build
+passed for that long).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lakehouse.config import Config
+from lakehouse.sql_client import run_queries, sql_literal
+
+# Appended by dbt/macros/generate_schema_name.sql to silver and gold (the var build_schema_suffix).
+BUILD_SCHEMA_SUFFIX = "_build"
+# Materializations that leave a Delta table behind (published as a pinned view).
+TABLE_MATERIALIZATIONS = frozenset({"table", "incremental", "snapshot"})
+VIEW_MATERIALIZATION = "view"
+# run_results.json status of a model or snapshot that was built.
+SUCCESS = "success"
+MAX_COMMENT_CHARS = 1000
+
+
+class PublishError(RuntimeError):
+    """The build passed but could not be published (the server refused a statement)."""
+
+
+@dataclass(frozen=True)
+class Node:
+    """A model or snapshot of the build, as the manifest describes it."""
+
+    unique_id: str
+    build_schema: str
+    name: str  # the relation's name (dbt's alias)
+    materialized: str
+    description: str
+    compiled_code: str | None
+    depends_on: tuple[str, ...]
+
+    @property
+    def schema(self) -> str:
+        """The published schema: the build schema without its suffix."""
+        return self.build_schema.removesuffix(BUILD_SCHEMA_SUFFIX)
+
+    @property
+    def build_relation(self) -> str:
+        return f"{self.build_schema}.{self.name}"
+
+    @property
+    def relation(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+    @property
+    def is_table(self) -> bool:
+        return self.materialized in TABLE_MATERIALIZATIONS
+
+
+@dataclass(frozen=True)
+class Publication:
+    tables: int
+    views: int
+    seconds: float
+
+    def describe(self) -> str:
+        return f"published {self.tables} tables and {self.views} views in {self.seconds:.1f} s"
+
+
+def succeeded(run_results: dict[str, Any]) -> set[str]:
+    """The models and snapshots an invocation built (status success), by unique_id."""
+    return {
+        str(result["unique_id"])
+        for result in run_results.get("results", [])
+        if str(result.get("status", "")).lower() == SUCCESS
+        and str(result.get("unique_id", "")).split(".", 1)[0] in ("model", "snapshot")
+    }
+
+
+def built_nodes(manifest: dict[str, Any], unique_ids: Iterable[str]) -> list[Node]:
+    """The nodes to publish, tables first, then views in dependency order."""
+    nodes = []
+    for unique_id in sorted(set(unique_ids)):
+        raw = manifest["nodes"][unique_id]
+        materialized = str(raw["config"]["materialized"])
+        if materialized not in TABLE_MATERIALIZATIONS and materialized != VIEW_MATERIALIZATION:
+            continue  # ephemeral: nothing in the catalog
+        schema = str(raw["schema"])
+        if not schema.endswith(BUILD_SCHEMA_SUFFIX):
+            raise PublishError(
+                f"{unique_id} is built in {schema}, not in a build schema (*{BUILD_SCHEMA_SUFFIX}): "
+                "see dbt/macros/generate_schema_name.sql"
+            )
+        nodes.append(
+            Node(
+                unique_id=unique_id,
+                build_schema=schema,
+                name=str(raw.get("alias") or raw["name"]),
+                materialized=materialized,
+                description=" ".join(str(raw.get("description") or "").split()),
+                compiled_code=raw.get("compiled_code"),
+                depends_on=tuple(raw.get("depends_on", {}).get("nodes", [])),
+            )
+        )
+    tables = [node for node in nodes if node.is_table]
+    return tables + _in_dependency_order([node for node in nodes if not node.is_table])
+
+
+def _in_dependency_order(views: list[Node]) -> list[Node]:
+    """Views after the views they read (the others they read are tables, published first)."""
+    pending = {node.unique_id: node for node in views}
+    ordered: list[Node] = []
+    while pending:
+        ready = [n for n in pending.values() if not any(d in pending for d in n.depends_on)]
+        if not ready:
+            raise PublishError(f"views depend on each other in a cycle: {', '.join(sorted(pending))}")
+        for node in sorted(ready, key=lambda n: n.unique_id):
+            ordered.append(node)
+            del pending[node.unique_id]
+    return ordered
+
+
+def published_sql(code: str, build_schemas: Iterable[str]) -> str:
+    """A view's compiled SQL reading the published schemas instead of the build schemas."""
+    for schema in sorted(set(build_schemas), key=len, reverse=True):
+        published = schema.removesuffix(BUILD_SCHEMA_SUFFIX)
+        code = re.sub(rf"(?<![\w`]){re.escape(schema)}\.", f"{published}.", code)
+        code = code.replace(f"`{schema}`.", f"`{published}`.")
+    return code
+
+
+def _comment(node: Node) -> str:
+    return f" comment {sql_literal(node.description[:MAX_COMMENT_CHARS])}" if node.description else ""
+
+
+def statements(nodes: list[Node], versions: dict[str, int], existing_tables: set[str]) -> list[str]:
+    """The publish statements: drop what is still a table, then one view per node."""
+    build_schemas = {node.build_schema for node in nodes}
+    sql = [f"drop table {node.relation}" for node in nodes if node.relation in existing_tables]
+    for node in nodes:
+        if node.is_table:
+            body = f"select * from {node.build_relation} version as of {versions[node.unique_id]}"
+        else:
+            if not node.compiled_code:
+                raise PublishError(f"{node.unique_id}: the manifest has no compiled SQL for this view")
+            body = published_sql(node.compiled_code.strip().rstrip(";"), build_schemas)
+        sql.append(f"create or replace view {node.relation}{_comment(node)} as {body}")
+    return sql
+
+
+def _existing_tables(config: Config, schemas: set[str]) -> set[str]:
+    """Published names that are tables, not views (state from before publishing existed)."""
+    found: set[str] = set()
+    for schema in sorted(schemas):
+        results = run_queries(
+            config,
+            [f"create database if not exists {schema}", f"show tables in {schema}", f"show views in {schema}"],
+            etl=True,
+        )
+        tables = {row[1] for row in results[1].rows} - {row[1] for row in results[2].rows}
+        found |= {f"{schema}.{name}" for name in tables}
+    return found
+
+
+def publish(config: Config, target_dir: Path, unique_ids: set[str]) -> Publication:
+    """Publish what an invocation built; ``target_dir`` holds its manifest.json."""
+    from lakehouse.sql_client import QueryError
+
+    started = time.monotonic()
+    manifest = json.loads((target_dir / "manifest.json").read_text())
+    nodes = built_nodes(manifest, unique_ids)
+    if not nodes:
+        return Publication(0, 0, time.monotonic() - started)
+    tables = [node for node in nodes if node.is_table]
+    try:
+        histories = run_queries(config, [f"describe history {n.build_relation} limit 1" for n in tables], etl=True)
+        versions = {
+            node.unique_id: int(history.rows[0][history.columns.index("version")])
+            for node, history in zip(tables, histories, strict=True)
+        }
+        existing = _existing_tables(config, {node.schema for node in nodes})
+        run_queries(config, statements(nodes, versions, existing), etl=True)
+    except QueryError as exc:
+        raise PublishError(f"publish: the build passed but was not published: {exc}") from None
+    return Publication(len(tables), len(nodes) - len(tables), time.monotonic() - started)
