@@ -143,6 +143,18 @@ def cmd_simulate(config: Config, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _as_writer(config: Config, command: str, run: Callable[[], int]) -> int:
+    """Run a command that writes the lakehouse under the writer lock (lakehouse/locking.py)."""
+    from lakehouse.locking import LockedError, writer_lock
+
+    try:
+        with writer_lock(config, command, wait=False, notify=lambda message: print(message, flush=True)):
+            return run()
+    except LockedError as exc:
+        print(f"lakehouse {command}: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
 def cmd_extract(config: Config, args: argparse.Namespace) -> int:
     from lakehouse.spark import submit_job
 
@@ -153,7 +165,8 @@ def cmd_extract(config: Config, args: argparse.Namespace) -> int:
         job_args.append("--full-refresh")
     if args.run_id:
         job_args += ["--run-id", args.run_id]
-    return submit_job(config, "extract.py", job_args, app_name=f"lakehouse-extract-{args.source}")
+    app_name = f"lakehouse-extract-{args.source}"
+    return _as_writer(config, "extract", lambda: submit_job(config, "extract.py", job_args, app_name=app_name))
 
 
 def cmd_validate(config: Config, args: argparse.Namespace) -> int:
@@ -164,24 +177,30 @@ def cmd_validate(config: Config, args: argparse.Namespace) -> int:
         job_args += ["--batch-id", args.batch_id]
     if args.run_id:
         job_args += ["--run-id", args.run_id]
-    return submit_job(config, "validate_bronze.py", job_args, app_name="lakehouse-validate")
+    return _as_writer(
+        config, "validate", lambda: submit_job(config, "validate_bronze.py", job_args, app_name="lakehouse-validate")
+    )
 
 
 def cmd_transform(config: Config, args: argparse.Namespace) -> int:
     from lakehouse.transform import run_transform
 
-    return run_transform(config, select=args.select, full_refresh=args.full_refresh, run_id=args.run_id)
+    return _as_writer(
+        config,
+        "transform",
+        lambda: run_transform(config, select=args.select, full_refresh=args.full_refresh, run_id=args.run_id),
+    )
 
 
 def cmd_quarantine(config: Config, args: argparse.Namespace) -> int:
-    from lakehouse.pipeline import LockedError, run_lock
+    from lakehouse.locking import LockedError, writer_lock
     from lakehouse.quality.quarantine import QuarantineError, accept_quarantined, move_to_quarantine
 
     def say(message: str) -> None:
         print(message, flush=True)
 
     try:
-        with run_lock(config, wait=False, notify=say):
+        with writer_lock(config, "quarantine", wait=False, notify=say):
             if args.accept_quarantined:
                 accept_quarantined(config, args.table, args.reason, progress=say)
             else:

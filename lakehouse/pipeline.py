@@ -12,7 +12,8 @@
 
 Transient failures (a source or server not answering yet) are retried with backoff a
 bounded number of times; real failures (a failed gate, a SQL error) stop the run at once.
-A run lock keeps two pipelines from running at once. Every step is recorded in
+The writer lock (lakehouse/locking.py: this state directory's file lock, then the lakehouse's
+advisory lock in PostgreSQL once ``up`` has run) keeps two writers from running at once. Every step is recorded in
 ``ops.pipeline_runs`` under the run's id.
 """
 
@@ -20,21 +21,19 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import errno
-import fcntl
 import json
-import os
 import re
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, TextIO
 
 from lakehouse.audit import RUNS_TABLE, new_run_id
 from lakehouse.config import PROJECT_ROOT, Config
+from lakehouse.locking import LockedError, run_lock, shared_lock
 from lakehouse.sql_client import sql_literal
 
 if TYPE_CHECKING:
@@ -46,7 +45,6 @@ GATE_FAILED = 1
 GATE_COULD_NOT_RUN = 2
 # A table whose newest commit is one of these has not changed since it was last maintained.
 MAINTENANCE_OPERATIONS = ("OPTIMIZE", "VACUUM START", "VACUUM END", "SET TBLPROPERTIES")
-LOCK_POLL_SECONDS = 2.0
 TICK_SECONDS = 1.0
 # Output of Spark and the JVM that says nothing to a person running the pipeline.
 NOISE = re.compile(r"^(\d\d/\d\d/\d\d \d\d:\d\d:\d\d (INFO|WARN)|WARNING: Using incubator|\s+at |\s*$)")
@@ -63,10 +61,6 @@ class PipelineError(RuntimeError):
 
 class TransientError(RuntimeError):
     """A step failed because something was not reachable yet; worth retrying."""
-
-
-class LockedError(RuntimeError):
-    """Another pipeline holds the run lock."""
 
 
 @dataclass
@@ -114,47 +108,6 @@ class Context:
             print(json.dumps(record, default=str), file=self.out, flush=True)
         elif not self.options.quiet or kind in ("error", "summary"):
             print(message, file=self.out, flush=True)
-
-
-# ------------------------------------------------------------------ run lock
-
-
-@contextlib.contextmanager
-def run_lock(config: Config, *, wait: bool, notify: Callable[[str], None]) -> Iterator[None]:
-    """An exclusive lock for the whole run. A lock left by a killed run is released by the
-    kernel with the process, so it is taken over; its pid is reported."""
-    path = config.run_dir / "pipeline.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(path, "a+")  # noqa: SIM115 - held for the duration of the run
-    try:
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-                handle.seek(0)
-                holder = handle.read().strip() or "unknown"
-                if not wait:
-                    raise LockedError(
-                        f"another pipeline is running (pid {holder}); wait for it, or use --wait to queue"
-                    ) from None
-                time.sleep(LOCK_POLL_SECONDS)
-        handle.seek(0)
-        previous = handle.read().strip()
-        if previous and previous != str(os.getpid()):
-            notify(f"taking over the lock left by an earlier run (pid {previous}, no longer running)")
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            handle.seek(0)
-            handle.truncate()
-        handle.close()
 
 
 # ------------------------------------------------------------------ running steps
@@ -494,12 +447,22 @@ def selected_steps(options: Options) -> list[str]:
     return [s for s in STEP_FUNCTIONS if STEPS.index(s) >= STEPS.index(start)]
 
 
-def _run(ctx: Context, steps: list[str]) -> int:
+def _run(ctx: Context, steps: list[str], locks: contextlib.ExitStack) -> int:
     started_at = dt.datetime.now(dt.UTC)
     results = [StepResult(name) for name in steps]
     status = "succeeded"
+    locked = False
+
+    def notify(message: str) -> None:
+        ctx.event("output", "lock", f"  {message}")
+
     for result in results:
         try:
+            if result.name != "up" and not locked:
+                # Every step after `up` writes: hold the lakehouse's shared writer lock (it
+                # needs PostgreSQL, which `up` starts). Refused: this step fails, naming the holder.
+                locks.enter_context(shared_lock(ctx.config, "pipeline", wait=ctx.options.wait, notify=notify))
+                locked = True
             run_step(ctx, result)
         except Exception as exc:
             result.status = "failed"
@@ -530,8 +493,11 @@ def run_pipeline(config: Config, options: Options, out: TextIO = sys.stdout) -> 
     steps = selected_steps(options)
     ctx = Context(config, options, new_run_id(), out)
     try:
-        with run_lock(config, wait=options.wait, notify=lambda m: ctx.event("output", "lock", f"  {m}")):
-            return _run(ctx, steps)
+        with (
+            run_lock(config, wait=options.wait, notify=lambda m: ctx.event("output", "lock", f"  {m}")),
+            contextlib.ExitStack() as locks,
+        ):
+            return _run(ctx, steps, locks)
     except LockedError as exc:
         ctx.event("error", "lock", f"lakehouse pipeline: error: {exc}")
         return 1

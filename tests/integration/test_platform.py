@@ -151,6 +151,44 @@ def test_up_twice_is_a_no_op(services: Config, cli) -> None:
     assert {s.name: s.pid for s in status(services)} == before
 
 
+def test_one_writer_at_a_time_whatever_machine_or_state_directory_it_runs_from(services: Config, cli) -> None:
+    """The advisory lock in PostgreSQL refuses every writing command while another holds it.
+
+    The holder here is this test process, as another machine or container would be: it does not
+    hold this state directory's file lock, only the lakehouse's shared one.
+    """
+    from lakehouse.locking import holder_name, shared_lock
+
+    with shared_lock(services, "backfill", wait=False, notify=print):
+        for command in (
+            ["transform"],
+            ["extract"],
+            ["validate"],
+            ["quarantine", "users", "--where", "true", "--reason", "x"],
+        ):
+            result = cli(*command, timeout=120)
+            assert result.returncode == 1, (command, result.stdout[-1000:], result.stderr[-1000:])
+            line = result.stderr.strip().splitlines()[-1]
+            assert line.startswith(f"lakehouse {command[0]}: error: another command writes this lakehouse: "), line
+            assert holder_name("backfill") in line and "since " in line, line
+        pipeline = cli("pipeline", "--from", "extract", timeout=120)
+        assert pipeline.returncode == 1
+        assert f"extract failed: another command writes this lakehouse: {holder_name('backfill')}" in pipeline.stdout
+    # Released with its session: the next writer takes it at once.
+    with shared_lock(services, "next", wait=False, notify=print):
+        pass
+
+
+def test_the_metastore_keeps_column_comments_as_long_as_dbt_writes_them(services: Config) -> None:
+    """Hive's mapping allows 256 characters; dbt's descriptions are longer (a view stalled 20 s)."""
+    comment = "A rule the row breaks: " + "negative_watch_seconds, " * 20
+    run_query(services, "create database if not exists bronze")
+    run_query(services, f"create or replace view bronze.platform_long_comment (a comment '{comment}') as select 1 as a")
+    described = run_query(services, "describe bronze.platform_long_comment").rows
+    assert described == [("a", "int", comment)]
+    run_query(services, "drop view bronze.platform_long_comment")
+
+
 @pytest.fixture
 def second_stack(tmp_path: Path, services: Config):
     """A separate state directory and ports for lifecycle tests (PostgreSQL and FerretDB)."""

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from lakehouse import locking
 from lakehouse import pipeline as P
 from lakehouse.config import PROJECT_ROOT, Config, load_config
 from lakehouse.sql_client import sql_literal
@@ -18,7 +19,7 @@ from lakehouse.sql_client import sql_literal
 HOLD_LOCK = """
 import sys
 from lakehouse.config import load_config
-from lakehouse.pipeline import run_lock
+from lakehouse.locking import run_lock
 with run_lock(load_config(), wait=False, notify=print):
     print("locked", flush=True)
     sys.stdin.read()
@@ -84,7 +85,7 @@ def test_the_lock_of_a_killed_run_is_taken_over_with_its_pid(lock_config: Config
     lock.parent.mkdir(parents=True)
     lock.write_text(str(dead.pid))
     messages: list[str] = []
-    with P.run_lock(lock_config, wait=False, notify=messages.append):
+    with locking.run_lock(lock_config, wait=False, notify=messages.append):
         assert lock.read_text() == str(os.getpid())
     assert messages == [f"taking over the lock left by an earlier run (pid {dead.pid}, no longer running)"]
     assert lock.read_text() == ""  # released: the next run takes it without a word
@@ -92,11 +93,14 @@ def test_the_lock_of_a_killed_run_is_taken_over_with_its_pid(lock_config: Config
 
 def test_wait_queues_behind_the_running_pipeline(home: dict[str, str], lock_config: Config) -> None:
     holder = _holder(home)
-    with pytest.raises(P.LockedError, match=f"pid {holder.pid}"), P.run_lock(lock_config, wait=False, notify=print):
+    with (
+        pytest.raises(locking.LockedError, match=f"pid {holder.pid}"),
+        locking.run_lock(lock_config, wait=False, notify=print),
+    ):
         pass
     _release(holder)
     messages: list[str] = []
-    with P.run_lock(lock_config, wait=True, notify=messages.append):
+    with locking.run_lock(lock_config, wait=True, notify=messages.append):
         assert (lock_config.run_dir / "pipeline.lock").read_text() == str(os.getpid())
     assert messages == []  # the holder released the lock itself: nothing to take over
 

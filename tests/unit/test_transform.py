@@ -138,7 +138,9 @@ def test_run_transform_streams_output_and_reports_failures(
 ) -> None:
     fake = _fake_dbt(tmp_path / "dbt", {"build": (1, "fail", "Got 1 result")})
     monkeypatch.setattr(transform, "dbt_executable", lambda: str(fake))
-    stale = _results(transform.dbt_target_dir(config) / "run_results.json", [("model.lakehouse.old", "error", "a stale result")])
+    stale = _results(
+        transform.dbt_target_dir(config) / "run_results.json", [("model.lakehouse.old", "error", "a stale result")]
+    )
     output, errors = io.StringIO(), io.StringIO()
     code = transform.run_transform(
         config, select="dim_users", run_id="r-9", output=output, errors=errors, check_gate=False
