@@ -9,7 +9,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from lakehouse.bronze.contracts import BRONZE_SCHEMA, QUARANTINE_TABLE, UPDATED_AT, Contract
+from lakehouse.bronze.contracts import BRONZE_SCHEMA, QUARANTINE_TABLE, RESCUED_DATA, UPDATED_AT, Contract
 from lakehouse.spark import ensure_database
 
 QUARANTINE_SCHEMA = T.StructType(
@@ -49,7 +49,7 @@ def ensure_bronze_tables(spark: SparkSession, contracts: list[Contract]) -> None
             builder = builder.property(key, value)
         builder.comment(
             f"Bronze copy of {contract.source_system} {contract.source_name}: one row per "
-            f"{', '.join(contract.key)}, newest {UPDATED_AT} wins."
+            f"{', '.join(contract.key)}, newest {UPDATED_AT} wins (on a tie, the later extract)."
         ).execute()
     builder = DeltaTable.createIfNotExists(spark).tableName(QUARANTINE_TABLE).addColumns(QUARANTINE_SCHEMA)
     builder.comment("Source rows that could not be typed or have no key, with the reason.").execute()
@@ -83,11 +83,24 @@ def _tagged_write(spark: SparkSession, table: str, tag: str, write: Callable[[],
     return _commit_metrics(spark, table, tag) or {}
 
 
-def merge_batch(spark: SparkSession, contract: Contract, batch: DataFrame, batch_id: str) -> MergeResult:
-    """MERGE one batch (at most one row per key) into the bronze table.
+def replaces_stored_row(contract: Contract) -> str:
+    """The MERGE's update condition: when the batch's row ``s`` replaces the stored row ``t``.
 
-    A newer ``updated_at`` replaces the stored row; an equal or older one changes nothing, so
-    re-running a batch is a no-op. The counts are Delta's own, from this batch's commit.
+    A newer ``updated_at`` wins. On a tie, the row read by the later extract wins when it
+    differs in any field: an extract reads the source's current state, so two edits stamped with
+    the same ``updated_at`` (a coarse clock, an application that sets it) arrive in the order
+    they were made, and the later one is kept. The same row read again changes nothing, so
+    re-running a batch is a no-op. An older ``updated_at`` never replaces a newer one.
+    """
+    fields = [*contract.field_names, RESCUED_DATA]
+    same = " and ".join(f"s.{name} <=> t.{name}" for name in fields if name != UPDATED_AT)
+    return f"s.{UPDATED_AT} > t.{UPDATED_AT} or (s.{UPDATED_AT} = t.{UPDATED_AT} and not ({same}))"
+
+
+def merge_batch(spark: SparkSession, contract: Contract, batch: DataFrame, batch_id: str) -> MergeResult:
+    """MERGE one batch (at most one row per key) into the bronze table, by :func:`replaces_stored_row`.
+
+    The counts are Delta's own, from this batch's commit.
     """
     from delta.tables import DeltaTable
 
@@ -96,7 +109,7 @@ def merge_batch(spark: SparkSession, contract: Contract, batch: DataFrame, batch
         DeltaTable.forName(spark, contract.table)
         .alias("t")
         .merge(batch.alias("s"), condition)
-        .whenMatchedUpdateAll(condition=f"s.{UPDATED_AT} > t.{UPDATED_AT}")
+        .whenMatchedUpdateAll(condition=replaces_stored_row(contract))
         .whenNotMatchedInsertAll()
     )
     metrics = _tagged_write(spark, contract.table, batch_id, merge.execute)

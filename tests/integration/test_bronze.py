@@ -201,7 +201,7 @@ def _touch_session(config: Config, where: str) -> tuple[int, dt.datetime]:
         return cur.fetchone()
 
 
-def test_a_future_updated_at_is_quarantined_and_later_changes_still_arrive(
+def test_a_future_updated_at_is_quarantined_later_changes_arrive_and_a_tie_keeps_the_later_edit(
     spark, services: Config, first_load: str
 ) -> None:
     with psycopg2.connect(**services.postgres.dsn()) as conn, conn.cursor() as cur:
@@ -236,6 +236,21 @@ def test_a_future_updated_at_is_quarantined_and_later_changes_still_arrive(
         batch = spark.table("bronze.viewing_sessions").filter(F.col("_batch_id") == again.batch_id)
         arrived = {r.session_id for r in batch.select("session_id").collect()}
         assert second in arrived and first not in arrived
+        # A second edit stamped with the same updated_at (an application that sets it itself):
+        # the later extract's row differs, so it replaces the stored one (writer.replaces_stored_row).
+        with psycopg2.connect(**services.postgres.dsn()) as conn, conn.cursor() as cur:
+            cur.execute(
+                "update viewing_sessions set watch_seconds = watch_seconds + 7 where session_id = %s "
+                "returning watch_seconds",
+                (second,),
+            )
+            [edited] = cur.fetchone()
+        [tie] = run_extract(spark, services, run_id="future-3", **one)
+        assert tie.status == "succeeded", tie.error_message
+        kept = spark.table("bronze.viewing_sessions").filter(F.col("session_id") == second).first()
+        assert (kept.watch_seconds, kept._batch_id) == (edited, tie.batch_id)
+        # Rows read again unchanged are not rewritten: only the edited one is in the new batch.
+        assert spark.table("bronze.viewing_sessions").filter(F.col("_batch_id") == tie.batch_id).count() == 1
     finally:
         with psycopg2.connect(**services.postgres.dsn()) as conn, conn.cursor() as cur:
             cur.execute("delete from viewing_sessions where session_id = %s", (future_id,))

@@ -172,3 +172,43 @@ def test_a_nested_value_that_cannot_be_typed_names_its_path(spark) -> None:
     assert [r.content_id for r in X.filter_valid(checked).collect()] == ["c1"]
     quarantined = X.to_quarantine(checked, C.CONTENT, "b1", F.lit(TS)).collect()
     assert [json.loads(r.payload)["seasons"][1]["season_number"] for r in quarantined] == ["one"]
+
+
+def test_a_tie_on_updated_at_keeps_the_later_extracts_row_when_it_differs(spark) -> None:
+    from lakehouse.bronze.writer import replaces_stored_row
+
+    contract = C.Contract(
+        "postgres",
+        "things",
+        ("id",),
+        (
+            C.Field("id", T.IntegerType(), True),
+            C.Field("title", T.StringType()),
+            C.Field("updated_at", T.TimestampType()),
+        ),
+    )
+    noon, later = dt.datetime(2026, 1, 1, 12), dt.datetime(2026, 1, 1, 13)
+    schema = "id int, title string, updated_at timestamp, _rescued_data string"
+    stored = spark.createDataFrame(
+        [
+            (1, "a", noon, None),
+            (2, "a", noon, None),
+            (3, "a", later, None),
+            (4, None, noon, None),
+            (5, "a", noon, None),
+        ],
+        schema,
+    )
+    batch = spark.createDataFrame(
+        [
+            (1, "a", later, None),  # newer: replaces
+            (2, "b", noon, None),  # same updated_at, another edit read later: replaces
+            (3, "b", noon, None),  # older: never replaces
+            (4, None, noon, None),  # the same row read again (nulls equal): no change
+            (5, "a", noon, '{"x":1}'),  # a rescued column appeared: replaces
+        ],
+        schema,
+    )
+    joined = batch.alias("s").join(stored.alias("t"), F.col("s.id") == F.col("t.id"))
+    replaced = {row.id for row in joined.filter(F.expr(replaces_stored_row(contract))).select("s.id").collect()}
+    assert replaced == {1, 2, 5}
