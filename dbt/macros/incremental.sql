@@ -21,18 +21,40 @@
 {#-
     dbt-spark's MERGE for incremental models, extended with partition pruning.
 
-    Same SQL as the adapter's spark__get_merge_sql, plus: when a model sets
-    `partition_prune_column` (a partition column whose value never changes for a key, such as
-    the date a session started), the MERGE condition also restricts the target to the
-    partitions that the new rows fall into, as literals (`dest.session_date in (date'...')`).
-    Delta then reads and rewrites only those partitions instead of scanning the whole table.
-    Without that config this is the adapter's MERGE, unchanged.
+    Same SQL as the adapter's spark__get_merge_sql, plus two configs:
+
+    `partition_prune_column` (a date partition column): the MERGE condition also restricts the
+    target to the partitions the batch touches, as literals (`dest.session_date in
+    (date'...')`): those the new rows fall into and those their keys sit in now (a corrected
+    started_at moves a session to another day). Delta then reads and rewrites only those
+    partitions instead of scanning the whole table.
+
+    `merge_delete_column` (a boolean column of the model's incremental SQL, not of the table):
+    a row with it true deletes the stored row with its key (a session that is no longer
+    valid) and is never inserted; the others update or insert as usual. The column list is
+    the table's, so the flag never lands in it.
+
+    Without those configs this is the adapter's MERGE, unchanged.
 -#}
 {% macro spark__get_merge_sql(target, source, unique_key, dest_columns, incremental_predicates) %}
   {%- set predicates = [] if incremental_predicates is none else [] + incremental_predicates -%}
   {%- set prune_column = config.get('partition_prune_column') -%}
+  {%- set delete_column = config.get('merge_delete_column') -%}
+  {%- set keys = [unique_key] if unique_key is string else unique_key -%}
   {%- if prune_column -%}
-      {%- set partitions = run_query("select distinct cast(" ~ prune_column ~ " as string) from " ~ source) -%}
+      {%- set key_match = [] -%}
+      {%- for key in keys -%}
+          {%- do key_match.append('stored.' ~ key ~ ' = batch.' ~ key) -%}
+      {%- endfor -%}
+      {%- set touched -%}
+          select distinct cast(day as string) from (
+              select {{ prune_column }} as day from {{ source }}
+              union all
+              select stored.{{ prune_column }} as day
+              from {{ target }} as stored left semi join {{ source }} as batch on {{ key_match | join(' and ') }}
+          )
+      {%- endset -%}
+      {%- set partitions = run_query(touched) -%}
       {%- set values = partitions.columns[0].values() | reject('none') | list -%}
       {%- if values | length == 0 -%}
           {%- do predicates.append('false') -%}
@@ -67,6 +89,9 @@
       using {{ source }} as DBT_INTERNAL_SOURCE
       on {{ predicates | join(' and ') }}
 
+      {% if delete_column -%}
+      when matched and DBT_INTERNAL_SOURCE.{{ delete_column }} then delete
+      {% endif -%}
       when matched then update set
         {% if update_columns -%}{%- for column_name in update_columns %}
             {{ column_name }} = DBT_INTERNAL_SOURCE.{{ column_name }}
@@ -74,5 +99,12 @@
         {%- endfor %}
         {%- else %} * {% endif %}
 
+      {% if delete_column -%}
+      {%- set insert_columns = dest_columns | map(attribute='quoted') | list -%}
+      when not matched and not DBT_INTERNAL_SOURCE.{{ delete_column }} then insert
+        ({{ insert_columns | join(', ') }})
+        values (DBT_INTERNAL_SOURCE.{{ insert_columns | join(', DBT_INTERNAL_SOURCE.') }})
+      {%- else -%}
       when not matched then insert *
+      {%- endif %}
 {% endmacro %}

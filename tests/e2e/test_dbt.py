@@ -24,10 +24,12 @@ It runs before tests/e2e/test_pipeline.py, whose failing gate changes a third of
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -243,6 +245,63 @@ class Dashboard:
         self._thread.join(timeout=600)
 
 
+@dataclass(frozen=True)
+class Corrections:
+    """What the source changed besides the simulated day: late data and corrections of the past."""
+
+    orphan_session: int  # a session whose user was missing, so the fact left it out
+    arrived_user: int  # ... and that user, now inserted into the source
+    invalidated: int  # a session in the fact that the source made invalid (negative watch time)
+    moved: int  # a session in the fact whose start the source moved one day back
+    moved_to: dt.date
+
+
+def _day_before(column: str) -> str:
+    return f"""to_char(({column}::timestamptz - interval '1 day') at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')"""
+
+
+def correct_the_sources(config: Config, query: Callable[[str], list[tuple]]) -> Corrections:
+    """A late-arriving user, a session turned invalid and one moved across midnight, stamped
+    just after the newest source change so that the next extract reads them."""
+    [(orphan_session, arrived_user)] = query(
+        "select session_id, user_id from silver.int_viewing_sessions_validated "
+        "where dq_issue = 'orphan_user_id' order by session_id limit 1"
+    )
+    invalidated, moved = (
+        row[0] for row in query("select session_id from gold.fct_viewing_sessions order by session_id limit 2")
+    )
+    with psycopg2.connect(**config.postgres.dsn()) as conn, conn.cursor() as cur:
+        cur.execute(
+            "select column_name from information_schema.columns where table_name = 'users' order by ordinal_position"
+        )
+        columns = [row[0] for row in cur.fetchall()]
+        values = {
+            "user_id": "%(user)s",
+            "email": "'late-arrival-' || %(user)s || '@example.com'",
+            "updated_at": "(select max(updated_at) from users) + interval '1 second'",
+        }
+        select = ", ".join(values.get(column, column) for column in columns)
+        cur.execute(
+            f"insert into users ({', '.join(columns)}) select {select} from users "
+            "where user_id = (select min(user_id) from users)",
+            {"user": arrived_user},
+        )
+        stamp = "(select max(updated_at) from viewing_sessions) + interval '1 second'"
+        cur.execute(
+            f"update viewing_sessions set watch_seconds = -5, updated_at = {stamp} where session_id = %s",
+            (invalidated,),
+        )
+        cur.execute(
+            # started_at and ended_at are the devices' ISO-8601 strings in the source.
+            f"update viewing_sessions set started_at = {_day_before('started_at')}, "
+            f"ended_at = {_day_before('ended_at')}, updated_at = {stamp} "
+            "where session_id = %s returning (started_at::timestamptz at time zone 'UTC')::date",
+            (moved,),
+        )
+        [(moved_to,)] = cur.fetchall()
+    return Corrections(orphan_session, arrived_user, invalidated, moved, moved_to)
+
+
 @dataclass
 class Simulated:
     config: Config
@@ -252,6 +311,7 @@ class Simulated:
     fact_rows_before: int
     fact_max_started_before: Any
     source_sessions: int
+    corrections: Corrections
     code: int
     log: str
     seconds: float
@@ -268,6 +328,7 @@ def simulated(built: Build, stack: Stack) -> Simulated:
 
     result = stack.run("simulate", "--days", "1")
     assert result.returncode == 0, result.stderr
+    corrections = correct_the_sources(config, stack.query)
     with psycopg2.connect(**config.postgres.dsn()) as conn, conn.cursor() as cur:
         cur.execute("select count(*) from viewing_sessions")
         source_sessions = cur.fetchone()[0]
@@ -291,6 +352,7 @@ def simulated(built: Build, stack: Stack) -> Simulated:
         rows_before,
         max_started,
         source_sessions,
+        corrections,
         pipeline.returncode,
         log,
         seconds,
@@ -535,24 +597,44 @@ def _newest_merge(stack: Stack) -> dict[str, Any] | None:
     return {"metrics": json.loads(newest["operationMetrics"]), "parameters": newest["operationParameters"]}
 
 
-def test_fact_merge_processed_only_new_and_changed_sessions(simulated: Simulated, stack: Stack) -> None:
-    new_rows = _value(
+def test_fact_merge_processed_only_the_sessions_that_may_have_changed(simulated: Simulated, stack: Stack) -> None:
+    """New and changed sessions, and every session of a user or title that arrived or changed."""
+    since = f"_ingested_at > timestamp'{simulated.fact_watermark_before}'"
+    affected = _value(
         stack,
         f"""
         select count(*) from silver.int_viewing_sessions_validated
-        where is_valid and _ingested_at > timestamp'{simulated.fact_watermark_before}'
+        where {since}
+            or user_id in (select user_id from silver.stg_postgres__users where {since})
+            or content_id in (select content_id from silver.stg_mongodb__content where {since})
         """,
     )
     merge = _newest_merge(stack)
     assert merge is not None, "the incremental run did not MERGE"
     metrics = merge["metrics"]
-    assert 0 < new_rows < simulated.fact_rows_before
-    assert int(metrics["numSourceRows"]) == new_rows
-    assert int(metrics["numTargetRowsInserted"]) + int(metrics["numTargetRowsUpdated"]) == new_rows
+    assert 0 < affected < simulated.fact_rows_before
+    assert int(metrics["numSourceRows"]) == affected
     assert int(metrics["numTargetRowsUpdated"]) > 0  # sessions the source updated after the fact
+    assert int(metrics["numTargetRowsDeleted"]) >= 1  # the session the source made invalid
     assert "session_date" in merge["parameters"]  # the predicate prunes partitions
     fact_rows = _value(stack, "select count(*) from gold.fct_viewing_sessions")
-    assert fact_rows == simulated.fact_rows_before + int(metrics["numTargetRowsInserted"])
+    inserted, deleted = int(metrics["numTargetRowsInserted"]), int(metrics["numTargetRowsDeleted"])
+    assert fact_rows == simulated.fact_rows_before + inserted - deleted
+
+
+def test_late_users_invalidations_and_moved_sessions_reach_the_fact(simulated: Simulated, stack: Stack) -> None:
+    assert simulated.code == EXIT_OK, _tail(simulated.log)
+    fixed = simulated.corrections
+    rows = stack.query(
+        "select session_id, cast(session_date as string), user_sk is not null from gold.fct_viewing_sessions "
+        f"where session_id in ({fixed.orphan_session}, {fixed.invalidated}, {fixed.moved})"
+    )
+    by_id = {row[0]: (row[1], row[2]) for row in rows}
+    assert len(rows) == len(by_id) == 2, rows  # no second row for the moved session
+    assert fixed.invalidated not in by_id  # the source made it invalid: deleted
+    assert by_id[fixed.moved] == (fixed.moved_to.isoformat(), True)  # on its new day
+    assert by_id[fixed.orphan_session][1] is True  # its user arrived: valid, and linked to it
+    assert _value(stack, f"select count(*) from gold.dim_users where user_id = {fixed.arrived_user}") == 1
 
 
 # --------------------------------------------------------------------------- phase 3: full refresh

@@ -2,11 +2,14 @@
 -- int_viewing_sessions_validated: bad durations, orphans) are not here.
 -- Linked to the dim_users version valid when the session started (started_at in
 -- [valid_from, valid_to)), to the title, and to the device profile.
--- Incremental: MERGE on session_id. A run reads only sessions whose bronze version is newer
--- than the newest one already here (_ingested_at > high-water mark), i.e. new sessions and
--- sessions the source updated after the fact, and rewrites only the session_date partitions
--- those rows fall into (partition_prune_column, macros/incremental.sql); session_date comes
--- from started_at, which never changes for a session.
+-- Incremental, and equal to a full rebuild after every run: a run takes the sessions that may
+-- have changed since the newest one here (_ingested_at > high-water mark): those bronze has a
+-- newer version of, and every session of a user or title that arrived or changed since (a
+-- late-arriving user turns an orphan into a valid session; a new user version can change the
+-- version a session links to). The MERGE on session_id updates or inserts the valid ones and
+-- deletes the ones no longer valid (merge_delete_column), and rewrites only the session_date
+-- partitions those sessions fall into or sit in now (partition_prune_column: a corrected
+-- started_at moves a session to another day; macros/incremental.sql).
 
 {{
     config(
@@ -15,18 +18,33 @@
         unique_key='session_id',
         partition_by=['session_date'],
         partition_prune_column='session_date',
-        on_schema_change='append_new_columns',
+        merge_delete_column='_is_deleted',
+        on_schema_change='ignore',
     )
 }}
+
+-- depends_on: {{ ref('stg_postgres__users') }}
+-- depends_on: {{ ref('stg_mongodb__content') }}
+
+{% if is_incremental() %}
+    {%- set high_water = incremental_high_water_mark('_ingested_at') %}
+{% endif %}
 
 with
 
 sessions as (
 
     select * from {{ ref('int_viewing_sessions_validated') }}
-    where is_valid
     {% if is_incremental() %}
-        and _ingested_at > {{ incremental_high_water_mark('_ingested_at') }}
+    where _ingested_at > {{ high_water }}
+        or user_id in (
+            select user_id from {{ ref('stg_postgres__users') }} where _ingested_at > {{ high_water }}
+        )
+        or content_id in (
+            select content_id from {{ ref('stg_mongodb__content') }} where _ingested_at > {{ high_water }}
+        )
+    {% else %}
+    where is_valid
     {% endif %}
 
 ),
@@ -81,7 +99,8 @@ joined as (
         sessions.buffering_events,
         sessions.app_version,
         sessions.updated_at,
-        sessions._ingested_at
+        sessions._ingested_at,
+        not sessions.is_valid as _is_deleted
 
     from sessions
     left join users
@@ -128,6 +147,9 @@ final as (
         app_version,
         updated_at,
         _ingested_at
+        {%- if is_incremental() %},
+        _is_deleted
+        {%- endif %}
 
     from joined
 
