@@ -29,6 +29,7 @@ passed for that long).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -37,8 +38,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lakehouse.config import Config
-from lakehouse.sql_client import run_queries, sql_literal
+from lakehouse.audit import OPS_SCHEMA
+from lakehouse.config import PROJECT_ROOT, Config
+from lakehouse.sql_client import QueryError, run_queries, sql_literal
 
 # Appended by dbt/macros/generate_schema_name.sql to silver and gold (the var build_schema_suffix).
 BUILD_SCHEMA_SUFFIX = "_build"
@@ -48,6 +50,25 @@ VIEW_MATERIALIZATION = "view"
 # run_results.json status of a model or snapshot that was built.
 SUCCESS = "success"
 MAX_COMMENT_CHARS = 1000
+# One row per published build: the bronze versions it read and the dbt project it ran.
+BUILDS_TABLE = f"{OPS_SCHEMA}.published_builds"
+# What a build's result depends on besides bronze (the project's fingerprint).
+PROJECT_PATHS = ("dbt_project.yml", "models", "macros", "snapshots", "tests", "analyses")
+# Delta operations that take rows out of a bronze table: an incremental model would keep them.
+REMOVING_OPERATIONS = frozenset({"DELETE", "TRUNCATE"})
+OVERWRITING_OPERATIONS = frozenset({"WRITE", "CREATE OR REPLACE TABLE AS SELECT", "REPLACE TABLE AS SELECT"})
+# Delta operations that change no row (the maintain step, comments, properties).
+DATA_NEUTRAL_OPERATIONS = frozenset(
+    {
+        "OPTIMIZE",
+        "VACUUM START",
+        "VACUUM END",
+        "SET TBLPROPERTIES",
+        "UNSET TBLPROPERTIES",
+        "CHANGE COLUMN",
+        "CHANGE COLUMNS",
+    }
+)
 
 
 class PublishError(RuntimeError):
@@ -191,8 +212,6 @@ def _existing_tables(config: Config, schemas: set[str]) -> set[str]:
 
 def publish(config: Config, target_dir: Path, unique_ids: set[str]) -> Publication:
     """Publish what an invocation built; ``target_dir`` holds its manifest.json."""
-    from lakehouse.sql_client import QueryError
-
     started = time.monotonic()
     manifest = json.loads((target_dir / "manifest.json").read_text())
     nodes = built_nodes(manifest, unique_ids)
@@ -210,3 +229,117 @@ def publish(config: Config, target_dir: Path, unique_ids: set[str]) -> Publicati
     except QueryError as exc:
         raise PublishError(f"publish: the build passed but was not published: {exc}") from None
     return Publication(len(tables), len(nodes) - len(tables), time.monotonic() - started)
+
+
+# ------------------------------------------------------------------ what the last build read
+
+
+@dataclass(frozen=True)
+class PublishedBuild:
+    run_id: str
+    bronze_versions: dict[str, int]
+    project: str
+
+
+def project_fingerprint(project_dir: Path | None = None) -> str:
+    """A hash of the dbt project's files: a build of the same bronze with the same project
+    gives the same tables."""
+    root = project_dir or PROJECT_ROOT / "dbt"
+    digest = hashlib.sha256()
+    for name in PROJECT_PATHS:
+        path = root / name
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            if file.exists():
+                digest.update(str(file.relative_to(root)).encode() + b"\0" + file.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def last_full_build(config: Config) -> PublishedBuild | None:
+    """The newest published build of the whole project (no --select), if any."""
+    try:
+        [result] = run_queries(
+            config,
+            [
+                f"select run_id, bronze_versions, project from {BUILDS_TABLE} "
+                "where selection is null order by published_at desc limit 1"
+            ],
+            etl=True,
+        )
+    except QueryError as exc:
+        if "TABLE_OR_VIEW_NOT_FOUND" in str(exc) or "SCHEMA_NOT_FOUND" in str(exc):
+            return None
+        raise
+    if not result.rows:
+        return None
+    run_id, versions, project = result.rows[0]
+    return PublishedBuild(str(run_id), {k: int(v) for k, v in json.loads(versions).items()}, str(project))
+
+
+def record_build(
+    config: Config, run_id: str, bronze_versions: dict[str, int], project: str, selection: str | None
+) -> None:
+    """Store what a published build read (``ops.published_builds``)."""
+    row = ", ".join(
+        [
+            sql_literal(run_id),
+            "current_timestamp()",
+            sql_literal(json.dumps(bronze_versions, sort_keys=True)),
+            sql_literal(project),
+            sql_literal(selection),
+        ]
+    )
+    run_queries(
+        config,
+        [
+            f"create database if not exists {OPS_SCHEMA}",
+            f"create table if not exists {BUILDS_TABLE} (run_id string, published_at timestamp, "
+            "bronze_versions string, project string, selection string) using delta "
+            "comment 'One row per published dbt build: the bronze versions it read, the project fingerprint.'",
+            f"insert into {BUILDS_TABLE} values ({row})",
+        ],
+        etl=True,
+    )
+
+
+def removes_rows(operation: str, parameters: str, metrics: str) -> bool:
+    """Did this Delta commit take rows out of the table (not only add or replace by key)?"""
+    if operation in REMOVING_OPERATIONS:
+        return True
+    if operation in OVERWRITING_OPERATIONS:
+        return "overwrite" in (parameters or "").lower() or operation != "WRITE"
+    if operation == "MERGE":
+        return int(json.loads(metrics or "{}").get("numTargetRowsDeleted", 0)) > 0
+    return False
+
+
+@dataclass(frozen=True)
+class BronzeChanges:
+    changed: list[str]  # tables with a commit that changed rows
+    removed: list[str]  # ... of which one took rows out
+
+
+def bronze_changes(config: Config, since: dict[str, int], now: dict[str, int]) -> BronzeChanges:
+    """What changed in bronze between the versions ``since`` and ``now``, from Delta's history.
+
+    Maintenance commits (OPTIMIZE, VACUUM, properties, comments) change no row and do not count.
+    """
+    tables = [table for table, version in now.items() if version > since.get(table, -1)]
+    histories = run_queries(config, [f"describe history bronze.{table}" for table in tables], etl=True)
+    changed, removed = [], []
+    for table, history in zip(tables, histories, strict=True):
+        index = {name: i for i, name in enumerate(history.columns)}
+        commits = [
+            (
+                str(row[index["operation"]]),
+                str(row[index["operationParameters"]] or ""),
+                str(row[index["operationMetrics"]] or ""),
+            )
+            for row in history.rows
+            if since.get(table, -1) < int(row[index["version"]]) <= now[table]
+        ]
+        if any(operation not in DATA_NEUTRAL_OPERATIONS for operation, _p, _m in commits):
+            changed.append(table)
+        if any(removes_rows(*commit) for commit in commits):
+            removed.append(table)
+    return BronzeChanges(changed, removed)

@@ -386,6 +386,35 @@ def _report(config: Config, code: int, results: Path, errors: TextIO) -> int:
     return EXIT_FAILURE
 
 
+SKIP = "skip"
+SKIPPED = "skipped: no bronze table changed since the last published build (same versions, same dbt project)"
+
+
+def _plan(config: Config, versions: dict[str, int], project: str, select: str | None) -> str | None:
+    """SKIP when the last published full build read the same bronze rows with this project; a
+    reason for a full refresh when bronze lost rows since then; else None (incremental)."""
+    last = publish.last_full_build(config)
+    if last is None:
+        return None
+    changes = publish.bronze_changes(config, last.bronze_versions, versions)
+    if select is None and not changes.changed and last.project == project:
+        return SKIP
+    if changes.removed:
+        tables = ", ".join(f"bronze.{table}" for table in changes.removed)
+        return f"rows were removed from {tables} since the last published build (run {last.run_id})"
+    return None
+
+
+def _record(
+    config: Config, run_id: str | None, versions: dict[str, int], project: str, select: str | None, err: TextIO
+) -> None:
+    """Store what the published build read: the next run skips or goes incremental from it."""
+    try:
+        publish.record_build(config, run_id or "manual", versions, project, select)
+    except QueryError as exc:
+        print(f"transform: warning: published, but not recorded in {publish.BUILDS_TABLE}: {exc}", file=err)
+
+
 def _publish(config: Config, built: set[str], out: TextIO, err: TextIO) -> int:
     """Publish a build that passed (lakehouse/publish.py); the step's exit code."""
     try:
@@ -430,6 +459,19 @@ def run_transform(
     except QueryError as exc:
         print(f"transform: error: cannot check the quality gate's verdicts: {exc}", file=err)
         return EXIT_FAILURE
+    project = publish.project_fingerprint()
+    if versions is not None and not full_refresh:
+        try:
+            plan = _plan(config, versions, project, select)
+        except QueryError as exc:
+            print(f"transform: error: cannot read what the last published build read: {exc}", file=err)
+            return EXIT_FAILURE
+        if plan == SKIP:
+            print(f"transform: {SKIPPED} in {time.monotonic() - started:.0f} s", file=out, flush=True)
+            return EXIT_OK
+        if plan:
+            print(f"transform: {plan}: rebuilding the incremental models from scratch (--full-refresh)", file=out)
+            full_refresh = True
     try:
         command = build_command(
             select=select, full_refresh=full_refresh, run_id=run_id, colors=out.isatty(), bronze_versions=versions
@@ -450,14 +492,17 @@ def run_transform(
         code, results = _run_dbt(config, retry_command(), out, keep_results=True)
         built |= publish.succeeded(json.loads(results.read_text())) if results.exists() else set()
     status = _report(config, code, results, err)
-    if status == EXIT_OK:
+    if status != EXIT_OK:
+        if built:
+            print(
+                "transform: nothing published: silver and gold keep the last build that passed "
+                f"(this build's tables stay in the build schemas, *{publish.BUILD_SCHEMA_SUFFIX})",
+                file=err,
+            )
+    else:
         status = _publish(config, built, out, err)
-    elif built:
-        print(
-            "transform: nothing published: silver and gold keep the last build that passed "
-            f"(this build's tables stay in the build schemas, *{publish.BUILD_SCHEMA_SUFFIX})",
-            file=err,
-        )
+        if status == EXIT_OK and versions is not None:
+            _record(config, run_id, versions, project, select, err)
     verdict = "done" if status == EXIT_OK else "FAILED"
     print(f"transform: {verdict} in {time.monotonic() - started:.0f} s", file=out, flush=True)
     return status

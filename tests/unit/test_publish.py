@@ -100,3 +100,36 @@ def test_a_view_without_compiled_sql_is_refused() -> None:
     nodes = publish.built_nodes(_manifest(_node("v", "silver_build", "view")), ["model.lakehouse.v"])
     with pytest.raises(publish.PublishError, match="no compiled SQL"):
         publish.statements(nodes, {}, set())
+
+
+@pytest.mark.parametrize(
+    ("operation", "parameters", "metrics", "removes"),
+    [
+        ("MERGE", '{"predicate":"..."}', '{"numTargetRowsDeleted":"0","numTargetRowsInserted":"5"}', False),
+        ("MERGE", "{}", '{"numTargetRowsDeleted":"2"}', True),
+        ("DELETE", '{"predicate":"[\\"(session_id = 1)\\"]"}', '{"numDeletedRows":"1"}', True),
+        ("WRITE", '{"mode":"Append"}', "{}", False),
+        ("WRITE", '{"mode":"Overwrite"}', "{}", True),  # a full-refresh extract
+        ("CREATE OR REPLACE TABLE AS SELECT", "{}", "{}", True),
+        ("OPTIMIZE", "{}", '{"numRemovedFiles":"9"}', False),  # files, not rows
+        ("SET TBLPROPERTIES", "{}", "", False),
+    ],
+)
+def test_a_commit_that_takes_rows_out_of_bronze_is_recognised(
+    operation: str, parameters: str, metrics: str, removes: bool
+) -> None:
+    assert publish.removes_rows(operation, parameters, metrics) is removes
+
+
+def test_the_project_fingerprint_follows_the_dbt_files(tmp_path) -> None:
+    (tmp_path / "models").mkdir()
+    (tmp_path / "dbt_project.yml").write_text("name: x\n")
+    model = tmp_path / "models" / "m.sql"
+    model.write_text("select 1")
+    first = publish.project_fingerprint(tmp_path)
+    assert publish.project_fingerprint(tmp_path) == first
+    (tmp_path / "target").mkdir()
+    (tmp_path / "target" / "manifest.json").write_text("{}")  # dbt's output does not count
+    assert publish.project_fingerprint(tmp_path) == first
+    model.write_text("select 2")
+    assert publish.project_fingerprint(tmp_path) != first
