@@ -9,17 +9,20 @@ The module runs in phases (module fixtures, in file order):
    with pandas, straight from the generated source files the run loaded: rows that bronze
    quarantines and rows that silver rejects (documented in int_viewing_sessions_validated and
    int_ratings_validated) are excluded by their own rules here, not by reusing the models' SQL.
-2. the snapshot runs twice more in a row, column comments are visible over JDBC,
-   ``dbt docs generate`` works, and a build whose test fails publishes nothing.
-3. ``lakehouse simulate --days 1``, then ``lakehouse pipeline`` as a user runs it on the next
-   day (extract, gate, transform, maintain; green again): it read only the new rows, gold grew,
-   the snapshot records exactly the users whose tracked columns changed, their sessions link
-   to the right version, the fact merged only the new and changed sessions, and the server
+2. the snapshot runs twice more in a row, column comments are visible over JDBC, and
+   ``dbt docs generate`` works.
+3. ``lakehouse simulate --days 1`` plus late data and corrections (a user whose session was an
+   orphan, a session turned invalid, one moved across midnight), then ``lakehouse pipeline``
+   as a user runs it on the next day (extract, gate, transform, maintain; green again): it read
+   only the new rows, gold grew, the snapshot records exactly the users whose tracked columns
+   changed, their sessions link to the right version, the fact merged only the sessions that
+   may have changed and took in the corrections, and the server
    (which has served the first run and many sessions since) missed no class: what a fresh
    machine's first ``make pipeline`` hit when hive-llap-common was not on its classpath.
-4. a ``--full-refresh`` rebuild of the fact gives exactly the rows of the incremental merge.
-
-It runs before tests/e2e/test_pipeline.py, whose failing gate changes a third of the sessions.
+4. a build whose dbt test fails publishes nothing (silver and gold unchanged, every object);
+   bronze that lost rows since the last published build is rebuilt from scratch, and the fact
+   it rebuilds equals the incremental merges' row for row; a transform with nothing new is
+   skipped and rewrites nothing.
 """
 
 from __future__ import annotations
@@ -452,44 +455,6 @@ def test_docs_generate_works(built: Build) -> None:
     assert {"session_id", "user_sk", "session_date", "watch_seconds"} <= {c.lower() for c in columns}
 
 
-PODCAST_ID = "e2e-podcast"
-
-
-def _build_version(stack: Stack, relation: str) -> int:
-    return max(row[0] for row in stack.query(f"describe history {relation}"))
-
-
-def test_a_build_that_fails_a_test_publishes_nothing(built: Build, stack: Stack) -> None:
-    """Write-audit-publish: a dbt test fails after its model was rebuilt; BI users see none of it.
-
-    A podcast is a type the catalogue does not have: one in a batch is a warning for the gate
-    (under its critical share) and an error for dbt's accepted_values test on
-    stg_mongodb__content. dbt rebuilds that model in silver_build, its test fails, everything
-    downstream is skipped, and not one object of silver or gold changes.
-    """
-    published = stack.published()
-    model = "silver_build.stg_mongodb__content"
-    version_before = _build_version(stack, model)
-    columns = [row[0] for row in stack.query("describe bronze.content") if row[0] and not row[0].startswith("#")]
-    values = {"content_id": f"'{PODCAST_ID}' as content_id", "type": "'podcast' as type"}
-    select = ", ".join(values.get(column, column) for column in columns)
-    stack.query(f"insert into bronze.content select {select} from bronze.content where type = 'movie' limit 1")
-    try:
-        # Straight to dbt: the gate is not what this test is about (tests/integration/test_quality.py).
-        code, log, _seconds = _transform(
-            built.config, select="stg_mongodb__content+", run_id="e2e-dbt-failing-test", check_gate=False
-        )
-        assert code != EXIT_OK, _tail(log)
-        assert "accepted_values_stg_mongodb__content_content_type" in log, _tail(log)
-        assert "transform: nothing published" in log
-        assert _build_version(stack, model) > version_before  # dbt did rewrite the build table
-        assert _value(stack, f"select count(*) from {model} where content_id = '{PODCAST_ID}'") == 1
-        assert stack.published() == published  # every silver and gold object, not one
-        assert _value(stack, f"select count(*) from silver.stg_mongodb__content where content_id = '{PODCAST_ID}'") == 0
-    finally:
-        stack.query(f"delete from bronze.content where content_id = '{PODCAST_ID}'")
-
-
 # --------------------------------------------------------------------------- phase 2: after simulate
 
 
@@ -637,17 +602,72 @@ def test_late_users_invalidations_and_moved_sessions_reach_the_fact(simulated: S
     assert _value(stack, f"select count(*) from gold.dim_users where user_id = {fixed.arrived_user}") == 1
 
 
-# --------------------------------------------------------------------------- phase 3: full refresh
+# --------------------------------------------------------------------------- phase 3: failed build, rebuild, no-op
 
 
-def test_full_refresh_gives_the_same_fact_as_the_incremental_merge(simulated: Simulated, stack: Stack) -> None:
+PODCAST_ID = "e2e-podcast"
+
+
+def _build_version(stack: Stack, relation: str) -> int:
+    return max(row[0] for row in stack.query(f"describe history {relation}"))
+
+
+def test_a_build_that_fails_a_test_publishes_nothing(simulated: Simulated, stack: Stack) -> None:
+    """Write-audit-publish: a dbt test fails after its model was rebuilt; BI users see none of it.
+
+    A podcast is a type the catalogue does not have: one in a batch is a warning for the gate
+    (under its critical share) and an error for dbt's accepted_values test on
+    stg_mongodb__content. dbt rebuilds that model in silver_build, its test fails, everything
+    downstream is skipped, and not one object of silver or gold changes.
+    """
+    published = stack.published()
+    model = "silver_build.stg_mongodb__content"
+    version_before = _build_version(stack, model)
+    columns = [row[0] for row in stack.query("describe bronze.content") if row[0] and not row[0].startswith("#")]
+    values = {"content_id": f"'{PODCAST_ID}' as content_id", "type": "'podcast' as type"}
+    select = ", ".join(values.get(column, column) for column in columns)
+    stack.query(f"insert into bronze.content select {select} from bronze.content where type = 'movie' limit 1")
+    try:
+        # Straight to dbt: the gate is not what this test is about (tests/integration/test_quality.py).
+        code, log, _seconds = _transform(
+            simulated.config, select="stg_mongodb__content+", run_id="e2e-dbt-failing-test", check_gate=False
+        )
+        assert code != EXIT_OK, _tail(log)
+        assert "accepted_values_stg_mongodb__content_content_type" in log, _tail(log)
+        assert "transform: nothing published" in log
+        assert _build_version(stack, model) > version_before  # dbt did rewrite the build table
+        assert _value(stack, f"select count(*) from {model} where content_id = '{PODCAST_ID}'") == 1
+        assert stack.published() == published  # every silver and gold object, not one
+        assert _value(stack, f"select count(*) from silver.stg_mongodb__content where content_id = '{PODCAST_ID}'") == 0
+    finally:
+        stack.query(f"delete from bronze.content where content_id = '{PODCAST_ID}'")
+
+
+def test_bronze_that_lost_rows_is_rebuilt_and_gives_the_fact_of_the_incremental_merges(
+    simulated: Simulated, stack: Stack
+) -> None:
+    """The podcast's removal from bronze.content (above) is a DELETE since the last published
+    build: incremental models would keep what bronze lost, so transform rebuilds from scratch,
+    and the fact it rebuilds is row for row the one the incremental merges made."""
     assert simulated.code == EXIT_OK, _tail(simulated.log)
     merged = _frame(stack, "select * from gold.fct_viewing_sessions order by session_id")
 
-    code, log, _seconds = _transform(
-        simulated.config, select="fct_viewing_sessions", full_refresh=True, run_id="e2e-dbt-full-refresh"
-    )
+    code, log, _seconds = _transform(simulated.config, run_id="e2e-dbt-rebuild")
     assert code == EXIT_OK, _tail(log)
+    assert "rows were removed from bronze.content since the last published build" in log, _tail(log)
+    assert "--full-refresh" in log
     rebuilt = _frame(stack, "select * from gold.fct_viewing_sessions order by session_id")
     assert list(rebuilt.columns) == list(merged.columns)
     pd.testing.assert_frame_equal(merged, rebuilt, check_exact=True)
+
+
+def test_a_transform_with_nothing_new_is_skipped_and_rewrites_nothing(simulated: Simulated, stack: Stack) -> None:
+    published = stack.published()
+    fact_version = _build_version(stack, "gold_build.fct_viewing_sessions")
+    code, log, seconds = _transform(simulated.config, run_id="e2e-dbt-nothing-new")
+    assert code == EXIT_OK, _tail(log)
+    assert "transform: skipped: no bronze table changed since the last published build" in log
+    assert "dbt" not in log.replace("dbt project", "")  # dbt did not start
+    assert stack.published() == published
+    assert _build_version(stack, "gold_build.fct_viewing_sessions") == fact_version
+    print(f"transform with nothing new: {seconds:.1f} s")
