@@ -10,6 +10,11 @@ For each table of a source, in one Spark application:
 4. check that every row read was written somewhere: rows read = rows merged + rows
    quarantined, using the counts Delta reports for its own writes; fail loudly otherwise;
 5. only then advance the watermark, and record the step in ``ops.pipeline_runs``.
+
+Each commit is idempotent on a re-run, so a crash anywhere loses and duplicates nothing: the
+crash tests (tests/integration/test_bronze.py) kill the process group at the points named in
+:data:`CRASH_POINTS`, chosen with the environment variable ``LAKEHOUSE_CRASH_AT``
+(``point`` or ``point:table``); unset, as always outside those tests, it does nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import os
+import signal
 import sys
 import threading
 import time
@@ -41,6 +48,18 @@ SOURCES = (POSTGRES, MONGODB)
 
 # bronze.quarantine is shared by every table: its MERGEs would conflict if run at once.
 _QUARANTINE_LOCK = threading.Lock()
+
+
+CRASH_ENV = "LAKEHOUSE_CRASH_AT"
+CRASH_POINTS = ("before-bronze-commit", "before-quarantine-commit", "before-watermarks", "before-audit")
+
+
+def crash_point(point: str, table: str | None = None) -> None:
+    """SIGKILL this process group when ``LAKEHOUSE_CRASH_AT`` names this point (crash tests)."""
+    wanted = os.environ.get(CRASH_ENV)
+    if wanted and wanted in (point, f"{point}:{table}"):
+        log.warning("%s=%s: killing the process group", CRASH_ENV, wanted)
+        os.killpg(os.getpgrp(), signal.SIGKILL)
 
 
 class ReconciliationError(RuntimeError):
@@ -95,6 +114,7 @@ def extract_table(
 
         latest = transform.filter_latest_per_key(transform.filter_valid(checked), contract)
         bronze_rows = transform.with_ingest_metadata(latest, contract, batch_id, ingested_at)
+        crash_point("before-bronze-commit", contract.source_name)
         if full_refresh:
             result = writer.overwrite_table(spark, contract, bronze_rows, batch_id)
         elif record.rows_merged > 0:
@@ -105,6 +125,7 @@ def extract_table(
         missing_quarantine = 0
         if record.rows_quarantined > 0 or full_refresh:
             bad = transform.to_quarantine(checked, contract, batch_id, ingested_at)
+            crash_point("before-quarantine-commit", contract.source_name)
             with _QUARANTINE_LOCK:
                 missing_quarantine = writer.quarantine_rows(spark, bad, contract, replace=full_refresh)
     finally:
@@ -196,7 +217,9 @@ def run_extract(
         if r.status == "succeeded" and r.watermark_after is not None and r.watermark_after != r.watermark_before
     ]
     started = time.monotonic()
+    crash_point("before-watermarks")
     watermarks.set_watermarks(spark, moved)
+    crash_point("before-audit")
     record_steps(spark, records)
     progress(f"extract: watermarks and audit recorded in {time.monotonic() - started:.1f} s")
     return records

@@ -218,9 +218,19 @@ def read_quarantined(spark: SparkSession, ref: BatchRef) -> DataFrame:
     stored = spark.sql(f"select * from {ref.bronze_table} version as of {int(ref.version)}").select(
         transform.stored_record_key(contract).alias("record_key"), F.col(INGESTED_AT).alias("_stored_at")
     )
-    superseded = pending.join(stored, on="record_key").filter(F.col("_stored_at") > F.col("quarantined_at"))
+    return without_superseded(pending, stored)
+
+
+def without_superseded(quarantined: DataFrame, stored: DataFrame) -> DataFrame:
+    """The quarantine rows whose record has no good version in bronze stored after them.
+
+    ``stored`` holds bronze's ``record_key`` and ``_stored_at`` (its ``_ingested_at``). A record
+    quarantined and then fixed at the source and re-extracted no longer counts; one that bronze
+    held before it was quarantined (an older good version) still does.
+    """
+    superseded = quarantined.join(stored, on="record_key").filter(F.col("_stored_at") > F.col("quarantined_at"))
     fixed = superseded.select("record_key", "payload_sha256")
-    return pending.join(fixed, on=["record_key", "payload_sha256"], how="left_anti")
+    return quarantined.join(fixed, on=["record_key", "payload_sha256"], how="left_anti")
 
 
 def has_pending(spark: SparkSession, ref: BatchRef) -> bool:

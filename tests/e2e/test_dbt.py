@@ -313,6 +313,8 @@ class Simulated:
     fact_watermark_before: Any
     fact_rows_before: int
     fact_max_started_before: Any
+    fact_users_seen_before: Any  # the newest user and title ingest times the fact had seen
+    fact_content_seen_before: Any
     source_sessions: int
     corrections: Corrections
     code: int
@@ -325,8 +327,9 @@ class Simulated:
 def simulated(built: Build, stack: Stack) -> Simulated:
     config = built.config
     before = _tracked_columns(stack)
-    watermark, max_started, rows_before = stack.query(
-        "select max(_ingested_at), max(started_at), count(*) from gold.fct_viewing_sessions"
+    watermark, max_started, rows_before, users_seen, content_seen = stack.query(
+        "select max(_ingested_at), max(started_at), count(*), max(_user_ingested_at), max(_content_ingested_at) "
+        "from gold.fct_viewing_sessions"
     )[0]
 
     result = stack.run("simulate", "--days", "1")
@@ -354,6 +357,8 @@ def simulated(built: Build, stack: Stack) -> Simulated:
         watermark,
         rows_before,
         max_started,
+        users_seen,
+        content_seen,
         source_sessions,
         corrections,
         pipeline.returncode,
@@ -564,14 +569,20 @@ def _newest_merge(stack: Stack) -> dict[str, Any] | None:
 
 def test_fact_merge_processed_only_the_sessions_that_may_have_changed(simulated: Simulated, stack: Stack) -> None:
     """New and changed sessions, and every session of a user or title that arrived or changed."""
-    since = f"_ingested_at > timestamp'{simulated.fact_watermark_before}'"
+    def since(moment: Any) -> str:
+        return f"_ingested_at > timestamp'{moment}'"
+
     affected = _value(
         stack,
         f"""
         select count(*) from silver.int_viewing_sessions_validated
-        where {since}
-            or user_id in (select user_id from silver.stg_postgres__users where {since})
-            or content_id in (select content_id from silver.stg_mongodb__content where {since})
+        where {since(simulated.fact_watermark_before)}
+            or user_id in (
+                select user_id from silver.stg_postgres__users where {since(simulated.fact_users_seen_before)}
+            )
+            or content_id in (
+                select content_id from silver.stg_mongodb__content where {since(simulated.fact_content_seen_before)}
+            )
         """,
     )
     merge = _newest_merge(stack)

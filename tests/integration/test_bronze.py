@@ -21,6 +21,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 from lakehouse_testing import local_zone
+from pymongo import MongoClient
 from pyspark.sql import functions as F
 
 from lakehouse.bronze.contracts import CONTRACTS, QUARANTINE_TABLE
@@ -256,14 +257,14 @@ def test_a_future_updated_at_is_quarantined_later_changes_arrive_and_a_tie_keeps
             cur.execute("delete from viewing_sessions where session_id = %s", (future_id,))
 
 
-def _job(config: Config, *args: str) -> subprocess.Popen:
+def _job(config: Config, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     from lakehouse.spark import spark_env, spark_submit_command, write_spark_conf
 
     write_spark_conf(config)
     command = spark_submit_command(config, str(Path("jobs/extract.py").resolve()), list(args), app_name="kill-test")
     return subprocess.Popen(
         command,
-        env=spark_env(config),
+        env={**spark_env(config), **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -271,36 +272,95 @@ def _job(config: Config, *args: str) -> subprocess.Popen:
     )
 
 
-def test_sigkill_during_a_write_loses_and_duplicates_nothing(spark, services: Config, first_load: str, cli) -> None:
-    expected = _bronze_latest(spark, "viewing_sessions")
-    versions_before = spark.sql("describe history bronze.viewing_sessions").count()
-    process = _job(services, "--source", "postgres", "--table", "viewing_sessions", "--full-refresh")
-    deadline = time.monotonic() + 300
-    for line in process.stdout:
-        if "viewing_sessions: reading" in line or time.monotonic() > deadline:
-            break
-    time.sleep(6)  # inside the read/merge of the batch
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=60)
+def _change_the_sources(config: Config) -> int:
+    """A batch for every PostgreSQL table: edits stamped after everything else, one untypable row."""
+    stamp = "(select max(updated_at) from {table} where updated_at < '2099-01-01') + interval '2 minutes'"
+    with psycopg2.connect(**config.postgres.dsn()) as conn, conn.cursor() as cur:
+        cur.execute(
+            f"update viewing_sessions set watch_seconds = watch_seconds + 3, updated_at = "
+            f"{stamp.format(table='viewing_sessions')} where session_id % 97 = 5"
+        )
+        cur.execute(
+            "insert into viewing_sessions select session_id + 20000000, user_id, content_id, episode, "
+            "'not a time', ended_at, watch_seconds, device_type, os, app_version, streaming_quality, avg_bitrate_kbps, "
+            f"buffering_events, completed, country, {stamp.format(table='viewing_sessions')} from viewing_sessions "
+            "where session_id = (select min(session_id) from viewing_sessions) returning session_id"
+        )
+        [(untypable_id,)] = cur.fetchall()
+        cur.execute(
+            f"update users set city = 'Crashtown', updated_at = {stamp.format(table='users')} where user_id % 50 = 1"
+        )
+        cur.execute(
+            f"update ratings set rating = 6 - rating, updated_at = {stamp.format(table='ratings')} "
+            "where (user_id + length(content_id)) % 40 = 3"
+        )
+    return untypable_id
 
-    history = spark.sql("describe history bronze.viewing_sessions").orderBy("version").collect()
-    assert [h.version for h in history] == list(range(len(history)))  # no gap, no torn version
-    assert len(history) in (versions_before, versions_before + 1)
-    assert spark.table("bronze.viewing_sessions").count() == len(expected)
 
-    quarantine_before = spark.sql(f"describe history {QUARANTINE_TABLE} limit 1").first()["version"]
-    rerun = cli("extract", "--source", "postgres", "--table", "viewing_sessions", "--full-refresh", timeout=600)
+def _assert_bronze_plus_quarantine_is_the_source(spark, config: Config) -> None:
+    """Every key of every source table: in bronze with its newest version, or in quarantine;
+    no key twice in bronze, no payload twice in quarantine."""
+    quarantine = spark.table(QUARANTINE_TABLE)
+    assert quarantine.count() == quarantine.select("source_table", "payload_sha256").distinct().count()
+    for table in SOURCE_KEYS:
+        source = _source_latest(config, table)
+        bronze = _bronze_latest(spark, table)
+        assert spark.table(f"bronze.{table}").count() == len(bronze), f"{table}: a key twice in bronze"
+        quarantined = {
+            r.record_key for r in quarantine.filter(F.col("source_table") == table).select("record_key").collect()
+        }
+        missing = [k for k in source if k not in bronze and _key_text(list(k)) not in quarantined]
+        stale = [
+            k for k, v in source.items() if k in bronze and bronze[k] != v and _key_text(list(k)) not in quarantined
+        ]
+        assert (missing, stale) == ([], []), table
+        assert set(bronze) <= set(source), f"{table}: bronze has keys the source does not"
+    with MongoClient(config.mongodb.connection_uri, serverSelectionTimeoutMS=5000) as mongo:
+        documents = {str(d["_id"]) for d in mongo[config.mongodb.database]["content"].find({}, {"_id": 1})}
+    content = {r.content_id for r in spark.table("bronze.content").select("content_id").collect()}
+    quarantined = {r.record_key for r in quarantine.filter(F.col("source_table") == "content").collect()}
+    assert documents - content <= quarantined and content <= documents
+
+
+def test_kill_9_at_each_commit_point_then_a_rerun_loses_and_duplicates_nothing(
+    spark, services: Config, first_load: str, cli
+) -> None:
+    """SIGKILL the extract of the PostgreSQL tables (driver and JVM) before the bronze commit,
+    before the quarantine commit (bronze written), before the watermarks (both written) and
+    before the audit (watermarks moved), one run after the other: each run is the re-run of the
+    one before. Then a clean re-run, and bronze plus quarantine must be exactly the sources
+    (every key of every table, MongoDB's too)."""
+    from lakehouse.bronze.extract import CRASH_ENV, CRASH_POINTS
+
+    untypable_id = _change_the_sources(services)
+    marks = get_watermarks(spark)
+    for point in CRASH_POINTS:
+        chosen = f"{point}:viewing_sessions" if "commit" in point else point
+        process = _job(services, "--source", "postgres", "--run-id", f"crash-{point}", env={CRASH_ENV: chosen})
+        output, _ = process.communicate(timeout=600)
+        assert process.returncode == -signal.SIGKILL, f"{chosen}: exit {process.returncode}\n{output[-3000:]}"
+        for table in [*SOURCE_KEYS, "content"]:
+            history = spark.sql(f"describe history bronze.{table}").orderBy("version").collect()
+            assert [h.version for h in history] == list(range(len(history)))  # no gap, no torn version
+            rows = spark.table(f"bronze.{table}")
+            assert rows.count() == rows.select(*CONTRACTS[table].key).distinct().count(), (chosen, table)
+        moved = get_watermarks(spark) != marks
+        assert moved == (point == "before-audit"), chosen  # the watermarks move last but one
+        assert spark.table("ops.pipeline_runs").filter(F.col("run_id") == f"crash-{point}").isEmpty(), chosen
+    rerun = cli("extract", "--source", "postgres", "--run-id", "crash-rerun", timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    sessions = spark.table("bronze.viewing_sessions")
-    assert sessions.count() == sessions.select("session_id").distinct().count()
-    assert _bronze_latest(spark, "viewing_sessions") == expected
-    # The full refresh replaced the table's quarantine in one commit (nothing to lose in between):
+    _assert_bronze_plus_quarantine_is_the_source(spark, services)
+    untypable = spark.table(QUARANTINE_TABLE).filter(F.col("record_key") == str(untypable_id)).collect()
+    assert [row.reason for row in untypable] == ["started_at: cannot read 'not a time' as timestamp"]
+
+    # A full refresh replaces the table's quarantine in one commit (nothing to lose in between):
     # the 2099 row of the test above, gone from the source since, is gone from quarantine too.
+    quarantine_before = spark.sql(f"describe history {QUARANTINE_TABLE} limit 1").first()["version"]
+    refresh = cli("extract", "--source", "postgres", "--table", "viewing_sessions", "--full-refresh", timeout=600)
+    assert refresh.returncode == 0, refresh.stderr[-3000:]
     replaced = spark.sql(f"describe history {QUARANTINE_TABLE}").filter(F.col("version") > quarantine_before)
     assert [r.operation for r in replaced.collect()] == ["MERGE"]
-    quarantined = spark.table(QUARANTINE_TABLE).filter(F.col("source_table") == "viewing_sessions")
-    assert not quarantined.isEmpty()
-    assert quarantined.filter(F.col("reason").contains("in the future")).isEmpty()
+    _assert_bronze_plus_quarantine_is_the_source(spark, services)
 
 
 def test_source_down_fails_with_one_clear_line(services: Config, first_load: str, project_root: Path) -> None:

@@ -101,3 +101,19 @@ def test_the_stored_watermark_never_passes_the_extract_start_minus_the_lookback(
     assert W.capped(NOON_UTC, started, 10) == NOON_UTC  # the usual case: far behind the clock
     assert W.capped(dt.datetime(2099, 1, 1, tzinfo=dt.UTC), started, 10) == started - dt.timedelta(minutes=10)
     assert W.capped(started, started, 10) == started - dt.timedelta(minutes=10)
+
+
+def test_a_quarantined_record_fixed_and_re_extracted_no_longer_counts(spark) -> None:
+    from lakehouse.quality.batches import without_superseded
+
+    noon, one, two = (dt.datetime(2026, 1, 1, hour) for hour in (12, 13, 14))
+    quarantined = spark.createDataFrame(
+        [("k1", "p1", one), ("k2", "p2", one), ("k3", "p3", one)],
+        "record_key string, payload_sha256 string, quarantined_at timestamp",
+    )
+    stored = spark.createDataFrame(
+        [("k1", two), ("k2", noon)],  # k1: a good version arrived after; k2: only an older one
+        "record_key string, _stored_at timestamp",
+    )
+    left = {row.record_key for row in without_superseded(quarantined, stored).collect()}
+    assert left == {"k2", "k3"}

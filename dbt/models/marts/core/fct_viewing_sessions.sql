@@ -3,13 +3,14 @@
 -- Linked to the dim_users version valid when the session started (started_at in
 -- [valid_from, valid_to)), to the title, and to the device profile.
 -- Incremental, and equal to a full rebuild after every run: a run takes the sessions that may
--- have changed since the newest one here (_ingested_at > high-water mark): those bronze has a
--- newer version of, and every session of a user or title that arrived or changed since (a
--- late-arriving user turns an orphan into a valid session; a new user version can change the
--- version a session links to). The MERGE on session_id updates or inserts the valid ones and
--- deletes the ones no longer valid (merge_delete_column), and rewrites only the session_date
--- partitions those sessions fall into or sit in now (partition_prune_column: a corrected
--- started_at moves a session to another day; macros/incremental.sql).
+-- have changed since the last one: those bronze has a newer version of (_ingested_at after the
+-- newest here), and every session of a user or title ingested after the newest one the fact
+-- has seen (_user_ingested_at, _content_ingested_at): a late-arriving user turns an orphan
+-- into a valid session, a new user version can change the version a session links to. The
+-- MERGE on session_id updates or inserts the valid ones and deletes the ones no longer valid
+-- (merge_delete_column), and rewrites only the session_date partitions those sessions fall
+-- into or sit in now (partition_prune_column: a corrected started_at moves a session to
+-- another day; macros/incremental.sql).
 
 {{
     config(
@@ -23,11 +24,16 @@
     )
 }}
 
--- depends_on: {{ ref('stg_postgres__users') }}
--- depends_on: {{ ref('stg_mongodb__content') }}
-
 {% if is_incremental() %}
+    {%- set stored = adapter.get_columns_in_relation(this) | map(attribute='name') | list -%}
+    {%- if '_user_ingested_at' not in stored -%}
+        {{ exceptions.raise_compiler_error(
+            this ~ " was built before it recorded _user_ingested_at: rebuild it once with "
+            ~ "`lakehouse transform --full-refresh --select fct_viewing_sessions+`") }}
+    {%- endif -%}
     {%- set high_water = incremental_high_water_mark('_ingested_at') %}
+    {%- set users_high_water = incremental_high_water_mark('_user_ingested_at') %}
+    {%- set content_high_water = incremental_high_water_mark('_content_ingested_at') %}
 {% endif %}
 
 with
@@ -38,10 +44,10 @@ sessions as (
     {% if is_incremental() %}
     where _ingested_at > {{ high_water }}
         or user_id in (
-            select user_id from {{ ref('stg_postgres__users') }} where _ingested_at > {{ high_water }}
+            select user_id from {{ ref('stg_postgres__users') }} where _ingested_at > {{ users_high_water }}
         )
         or content_id in (
-            select content_id from {{ ref('stg_mongodb__content') }} where _ingested_at > {{ high_water }}
+            select content_id from {{ ref('stg_mongodb__content') }} where _ingested_at > {{ content_high_water }}
         )
     {% else %}
     where is_valid
@@ -73,6 +79,19 @@ devices as (
 
 ),
 
+-- When each user and title was last ingested: the next run's high-water marks for them.
+user_rows as (
+
+    select user_id, _ingested_at from {{ ref('stg_postgres__users') }}
+
+),
+
+content_rows as (
+
+    select content_id, _ingested_at from {{ ref('stg_mongodb__content') }}
+
+),
+
 joined as (
 
     select
@@ -100,6 +119,8 @@ joined as (
         sessions.app_version,
         sessions.updated_at,
         sessions._ingested_at,
+        user_rows._ingested_at as _user_ingested_at,
+        content_rows._ingested_at as _content_ingested_at,
         not sessions.is_valid as _is_deleted
 
     from sessions
@@ -116,6 +137,10 @@ joined as (
     left join devices
         on sessions.device_type = devices.device_type
         and sessions.os_name = devices.os_name
+    left join user_rows
+        on sessions.user_id = user_rows.user_id
+    left join content_rows
+        on sessions.content_id = content_rows.content_id
 
 ),
 
@@ -146,7 +171,9 @@ final as (
         buffering_events,
         app_version,
         updated_at,
-        _ingested_at
+        _ingested_at,
+        _user_ingested_at,
+        _content_ingested_at
         {%- if is_incremental() %},
         _is_deleted
         {%- endif %}
