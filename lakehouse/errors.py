@@ -67,11 +67,32 @@ def _first_line(text: str) -> str:
     return text.strip()
 
 
+def _where(exc: BaseException) -> str:
+    """Which expression of the query failed, as Spark's query context names it (a value that
+    cannot be cast: ``cast(watch_seconds as int)``), or ""."""
+    contexts = getattr(exc, "getQueryContext", None)
+    if contexts is None:
+        return ""
+    try:
+        for context in contexts():
+            fragment = str(context.fragment() or "").strip()
+            if not fragment:
+                continue
+            call_site = ""
+            if getattr(context.contextType(), "name", "") == "DataFrame":
+                call_site = f", called from {str(context.callSite()).strip().splitlines()[0]}"
+            return f" (in {fragment}{call_site})"
+    except Exception:  # no context, or the JVM is gone: the message alone
+        return ""
+    return ""
+
+
 def one_line(exc: BaseException, secrets: Iterable[str | None] = ()) -> str:
-    """A one-line message for ``exc``: its root cause, at most MAX_CHARS, secrets replaced by ***."""
+    """A one-line message for ``exc``: its root cause (with the expression Spark names, when it
+    names one), at most MAX_CHARS, secrets replaced by ***."""
     root = _captured_root(exc)
     text = _java_root(root) or str(root)
-    text = _python_worker_error(text) or _first_line(text) or type(root).__name__
+    text = (_python_worker_error(text) or _first_line(text) or type(root).__name__) + _where(root)
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")

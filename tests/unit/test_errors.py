@@ -23,6 +23,15 @@ def test_an_executor_error_is_reported_by_its_root_cause(spark) -> None:
     assert "\n" not in message
 
 
+def test_a_value_that_cannot_be_cast_is_named_with_its_expression(spark) -> None:
+    frame = spark.createDataFrame([("7",), ("seven",)], "watch_seconds string").repartition(2)
+    frame.createOrReplaceTempView("sessions_text")
+    query = spark.sql("select cast(watch_seconds as int) as watch_seconds from sessions_text")
+    message = one_line(_raised(query.collect))
+    assert message.startswith('[CAST_INVALID_INPUT] The value \'seven\' of the type "STRING" cannot be cast to "INT"')
+    assert message.endswith("(in cast(watch_seconds as int))"), message
+
+
 def test_a_python_worker_error_is_its_traceback_error_line(spark) -> None:
     def parse(value: int) -> int:
         raise ValueError(f"seasons[0].season_number of record {value}: not a number")
