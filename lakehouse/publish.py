@@ -325,7 +325,12 @@ def bronze_changes(config: Config, since: dict[str, int], now: dict[str, int]) -
     Maintenance commits (OPTIMIZE, VACUUM, properties, comments) change no row and do not count.
     """
     tables = [table for table, version in now.items() if version > since.get(table, -1)]
-    histories = run_queries(config, [f"describe history bronze.{table}" for table in tables], etl=True)
+    # Newest first: exactly the commits after `since`.
+    histories = run_queries(
+        config,
+        [f"describe history bronze.{table} limit {now[table] - since.get(table, -1)}" for table in tables],
+        etl=True,
+    )
     changed, removed = [], []
     for table, history in zip(tables, histories, strict=True):
         index = {name: i for i, name in enumerate(history.columns)}
