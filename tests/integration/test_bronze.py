@@ -347,20 +347,28 @@ def test_kill_9_at_each_commit_point_then_a_rerun_loses_and_duplicates_nothing(
         moved = get_watermarks(spark) != marks
         assert moved == (point == "before-audit"), chosen  # the watermarks move last but one
         assert spark.table("ops.pipeline_runs").filter(F.col("run_id") == f"crash-{point}").isEmpty(), chosen
-    rerun = cli("extract", "--source", "postgres", "--run-id", "crash-rerun", timeout=600)
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
-    _assert_bronze_plus_quarantine_is_the_source(spark, services)
-    untypable = spark.table(QUARANTINE_TABLE).filter(F.col("record_key") == str(untypable_id)).collect()
-    assert [row.reason for row in untypable] == ["started_at: cannot read 'not a time' as timestamp"]
-
-    # A full refresh replaces the table's quarantine in one commit (nothing to lose in between):
-    # the 2099 row of the test above, gone from the source since, is gone from quarantine too.
+    # The clean re-run is a full refresh of the sessions: it also shows that a full refresh
+    # replaces the table's quarantine in one commit (nothing to lose in between), so the 2099
+    # row of the test above, gone from the source since, is gone from quarantine too.
     quarantine_before = spark.sql(f"describe history {QUARANTINE_TABLE} limit 1").first()["version"]
-    refresh = cli("extract", "--source", "postgres", "--table", "viewing_sessions", "--full-refresh", timeout=600)
-    assert refresh.returncode == 0, refresh.stderr[-3000:]
+    rerun = cli(
+        "extract",
+        "--source",
+        "postgres",
+        "--table",
+        "viewing_sessions",
+        "--full-refresh",
+        "--run-id",
+        "crash-rerun",
+        timeout=600,
+    )
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
     replaced = spark.sql(f"describe history {QUARANTINE_TABLE}").filter(F.col("version") > quarantine_before)
     assert [r.operation for r in replaced.collect()] == ["MERGE"]
     _assert_bronze_plus_quarantine_is_the_source(spark, services)
+    untypable = spark.table(QUARANTINE_TABLE).filter(F.col("record_key") == str(untypable_id)).collect()
+    assert [row.reason for row in untypable] == ["started_at: cannot read 'not a time' as timestamp"]
+    assert not spark.table("ops.pipeline_runs").filter(F.col("run_id") == "crash-rerun").isEmpty()
 
 
 def test_source_down_fails_with_one_clear_line(services: Config, first_load: str, project_root: Path) -> None:
