@@ -193,23 +193,24 @@ def cmd_transform(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_quarantine(config: Config, args: argparse.Namespace) -> int:
-    from lakehouse.locking import LockedError, writer_lock
     from lakehouse.quality.quarantine import QuarantineError, accept_quarantined, move_to_quarantine
 
     def say(message: str) -> None:
         print(message, flush=True)
 
-    try:
-        with writer_lock(config, "quarantine", wait=False, notify=say):
+    def run() -> int:
+        try:
             if args.accept_quarantined:
                 accept_quarantined(config, args.table, args.reason, progress=say)
             else:
                 move_to_quarantine(config, args.table, args.where or "", args.reason, progress=say)
-    except (QuarantineError, LockedError) as exc:
-        print(f"lakehouse quarantine: error: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-    print("next: lakehouse pipeline (the gate validates what is still pending, then dbt builds)")
-    return 0
+        except QuarantineError as exc:
+            print(f"lakehouse quarantine: error: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+        print("next: lakehouse pipeline (the gate validates what is still pending, then dbt builds)")
+        return 0
+
+    return _as_writer(config, "quarantine", run)
 
 
 def cmd_pipeline(config: Config, args: argparse.Namespace) -> int:

@@ -100,19 +100,13 @@ def _holder(cursor) -> str:
 @contextlib.contextmanager
 def shared_lock(config: Config, command: str, *, wait: bool, notify: Callable[[str], None]) -> Iterator[None]:
     """The lakehouse's advisory lock in the metastore database, for the whole command."""
-    import psycopg2
+    from lakehouse.services import postgres
+    from lakehouse.services.process import ServiceError
 
-    database = config.postgres.metastore_database
     try:
-        conn = psycopg2.connect(
-            connect_timeout=5, application_name=holder_name(command), **config.postgres.dsn(database)
-        )
-    except psycopg2.OperationalError as exc:
-        reason = (str(exc).strip().splitlines() or ["no answer"])[0]
-        raise LockedError(
-            f"cannot take the writer lock: PostgreSQL at {config.postgres.display(database)} does not answer "
-            f"({reason}): start it with `lakehouse up`"
-        ) from None
+        conn = postgres.connect(config, config.postgres.metastore_database, application_name=holder_name(command))
+    except ServiceError as exc:
+        raise LockedError(f"cannot take the writer lock: {exc}: start it with `lakehouse up`") from None
     try:
         conn.autocommit = True
         with conn.cursor() as cursor:

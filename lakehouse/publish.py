@@ -40,7 +40,7 @@ from typing import Any
 
 from lakehouse.audit import OPS_SCHEMA
 from lakehouse.config import PROJECT_ROOT, Config
-from lakehouse.sql_client import QueryError, run_queries, sql_literal
+from lakehouse.sql_client import QueryError, newest_version, newest_version_sql, run_queries, sql_literal
 
 # Appended by dbt/macros/generate_schema_name.sql to silver and gold (the var build_schema_suffix).
 BUILD_SCHEMA_SUFFIX = "_build"
@@ -54,9 +54,9 @@ MAX_COMMENT_CHARS = 1000
 BUILDS_TABLE = f"{OPS_SCHEMA}.published_builds"
 # What a build's result depends on besides bronze (the project's fingerprint).
 PROJECT_PATHS = ("dbt_project.yml", "models", "macros", "snapshots", "tests", "analyses")
-# Delta operations that take rows out of a bronze table: an incremental model would keep them.
-REMOVING_OPERATIONS = frozenset({"DELETE", "TRUNCATE"})
-OVERWRITING_OPERATIONS = frozenset({"WRITE", "CREATE OR REPLACE TABLE AS SELECT", "REPLACE TABLE AS SELECT"})
+# Delta operations that take rows out of a bronze table, which an incremental model would keep
+# (and a WRITE in overwrite mode, a MERGE that deleted: removes_rows).
+REMOVING_OPERATIONS = frozenset({"DELETE", "TRUNCATE", "CREATE OR REPLACE TABLE AS SELECT", "REPLACE TABLE AS SELECT"})
 # Delta operations that change no row (the maintain step, comments, properties).
 DATA_NEUTRAL_OPERATIONS = frozenset(
     {
@@ -196,20 +196,6 @@ def statements(nodes: list[Node], versions: dict[str, int], existing_tables: set
     return sql
 
 
-def _existing_tables(config: Config, schemas: set[str]) -> set[str]:
-    """Published names that are tables, not views (state from before publishing existed)."""
-    found: set[str] = set()
-    for schema in sorted(schemas):
-        results = run_queries(
-            config,
-            [f"create database if not exists {schema}", f"show tables in {schema}", f"show views in {schema}"],
-            etl=True,
-        )
-        tables = {row[1] for row in results[1].rows} - {row[1] for row in results[2].rows}
-        found |= {f"{schema}.{name}" for name in tables}
-    return found
-
-
 def publish(config: Config, target_dir: Path, unique_ids: set[str]) -> Publication:
     """Publish what an invocation built; ``target_dir`` holds its manifest.json."""
     started = time.monotonic()
@@ -218,13 +204,20 @@ def publish(config: Config, target_dir: Path, unique_ids: set[str]) -> Publicati
     if not nodes:
         return Publication(0, 0, time.monotonic() - started)
     tables = [node for node in nodes if node.is_table]
+    schemas = sorted({node.schema for node in nodes})
+    # One session: each build table's newest version, and which published names are still
+    # tables (state from before publishing existed), then the statements.
+    lookups = [newest_version_sql(node.build_relation) for node in tables]
+    for schema in schemas:
+        lookups += [f"create database if not exists {schema}", f"show tables in {schema}", f"show views in {schema}"]
     try:
-        histories = run_queries(config, [f"describe history {n.build_relation} limit 1" for n in tables], etl=True)
-        versions = {
-            node.unique_id: int(history.rows[0][history.columns.index("version")])
-            for node, history in zip(tables, histories, strict=True)
-        }
-        existing = _existing_tables(config, {node.schema for node in nodes})
+        answers = run_queries(config, lookups, etl=True)
+        versions = {node.unique_id: newest_version(answer) for node, answer in zip(tables, answers, strict=False)}
+        existing: set[str] = set()
+        for index, schema in enumerate(schemas):
+            _created, listed, views = answers[len(tables) + 3 * index : len(tables) + 3 * index + 3]
+            names = {row[1] for row in listed.rows} - {row[1] for row in views.rows}
+            existing |= {f"{schema}.{name}" for name in names}
         run_queries(config, statements(nodes, versions, existing), etl=True)
     except QueryError as exc:
         raise PublishError(f"publish: the build passed but was not published: {exc}") from None
@@ -304,13 +297,11 @@ def record_build(
 
 def removes_rows(operation: str, parameters: str, metrics: str) -> bool:
     """Did this Delta commit take rows out of the table (not only add or replace by key)?"""
-    if operation in REMOVING_OPERATIONS:
-        return True
-    if operation in OVERWRITING_OPERATIONS:
-        return "overwrite" in (parameters or "").lower() or operation != "WRITE"
+    if operation == "WRITE":
+        return '"mode":"overwrite"' in (parameters or "").lower().replace(" ", "")
     if operation == "MERGE":
         return int(json.loads(metrics or "{}").get("numTargetRowsDeleted", 0)) > 0
-    return False
+    return operation in REMOVING_OPERATIONS
 
 
 @dataclass(frozen=True)

@@ -247,6 +247,16 @@ def run_queries(
             connection.close()
 
 
+def newest_version_sql(table: str) -> str:
+    """SQL whose one row has the table's newest Delta version (see :func:`newest_version`)."""
+    return f"describe history {table} limit 1"
+
+
+def newest_version(result: QueryResult) -> int:
+    """The version in the answer to :func:`newest_version_sql`."""
+    return int(result.rows[0][result.columns.index("version")])
+
+
 def _text(value: Any) -> str:
     if value is None:
         return "NULL"

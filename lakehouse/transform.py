@@ -218,7 +218,7 @@ def validated_bronze_versions(config: Config) -> dict[str, int]:
     """
     from lakehouse.bronze.contracts import CONTRACTS
     from lakehouse.quality import verdicts
-    from lakehouse.sql_client import QueryError, run_queries
+    from lakehouse.sql_client import QueryError, newest_version, newest_version_sql, run_queries
 
     try:
         bronze = {row[1] for row in run_queries(config, ["show tables in bronze"], etl=True)[0].rows}
@@ -234,11 +234,8 @@ def validated_bronze_versions(config: Config) -> dict[str, int]:
     except QueryError:
         ops = set()  # no ops schema: nothing was ever validated
     has_verdicts = verdicts.VERDICTS_TABLE.split(".")[1] in ops
-    histories = run_queries(config, [f"describe history {c.table} limit 1" for c in CONTRACTS.values()], etl=True)
-    versions = {
-        name: int(history.rows[0][history.columns.index("version")])
-        for name, history in zip(CONTRACTS, histories, strict=True)
-    }
+    histories = run_queries(config, [newest_version_sql(c.table) for c in CONTRACTS.values()], etl=True)
+    versions = {name: newest_version(history) for name, history in zip(CONTRACTS, histories, strict=True)}
     counts = run_queries(
         config,
         [

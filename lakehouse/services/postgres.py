@@ -119,12 +119,18 @@ def _initdb(config: Config, user: str | None) -> None:
         Path(pwfile.name).unlink(missing_ok=True)
 
 
-def connect(config: Config, database: str | None = None, retry_seconds: float = 0):
-    """A psycopg2 connection; retried for retry_seconds while the server is booting."""
+def connect(
+    config: Config, database: str | None = None, retry_seconds: float = 0, *, application_name: str | None = None
+):
+    """A psycopg2 connection; retried for retry_seconds while the server is booting.
+
+    ``application_name`` is what pg_stat_activity shows for the session.
+    """
     deadline = time.monotonic() + retry_seconds
+    named = {"application_name": application_name} if application_name else {}
     while True:
         try:
-            return psycopg2.connect(connect_timeout=5, **config.postgres.dsn(database))
+            return psycopg2.connect(connect_timeout=5, **named, **config.postgres.dsn(database))
         except psycopg2.OperationalError as exc:
             if time.monotonic() >= deadline:
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "no answer"

@@ -569,6 +569,7 @@ def _newest_merge(stack: Stack) -> dict[str, Any] | None:
 
 def test_fact_merge_processed_only_the_sessions_that_may_have_changed(simulated: Simulated, stack: Stack) -> None:
     """New and changed sessions, and every session of a user or title that arrived or changed."""
+
     def since(moment: Any) -> str:
         return f"_ingested_at > timestamp'{moment}'"
 
