@@ -7,12 +7,15 @@ all rows of one pipeline run sharing a ``run_id``.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
+from lakehouse.config import Config
 from lakehouse.spark import ensure_database
 
 OPS_SCHEMA = "ops"
@@ -37,8 +40,13 @@ RUNS_SCHEMA = T.StructType(
         T.StructField("watermark_after", T.TimestampType()),
         T.StructField("status", T.StringType(), False),
         T.StructField("error_message", T.StringType()),
+        T.StructField("profile", T.StringType()),
     ]
 )
+PROFILE_COLUMN = "profile"
+PROFILE_COMMENT = "where the time went, as JSON (lakehouse/profiling.py); `lakehouse profile RUN_ID` prints it"
+# A lakehouse built before the profile existed gets the column on its next write.
+ADD_PROFILE_COLUMN = f"alter table {RUNS_TABLE} add columns ({PROFILE_COLUMN} string comment '{PROFILE_COMMENT}')"
 
 
 def new_run_id() -> str:
@@ -67,6 +75,7 @@ class StepRecord:
     watermark_after: dt.datetime | None = None
     status: str = "running"
     error_message: str | None = None
+    profile: dict[str, Any] = field(default_factory=dict)
 
     def finish(self, status: str, error: str | None = None) -> StepRecord:
         self.ended_at = utc_now()
@@ -82,6 +91,8 @@ def ensure_ops_tables(spark: SparkSession) -> None:
     DeltaTable.createIfNotExists(spark).tableName(RUNS_TABLE).addColumns(RUNS_SCHEMA).comment(
         "One row per pipeline step and source table; rows of a run share run_id."
     ).execute()
+    if PROFILE_COLUMN not in spark.table(RUNS_TABLE).columns:
+        spark.sql(ADD_PROFILE_COLUMN)
 
 
 def record_steps(spark: SparkSession, records: list[StepRecord]) -> None:
@@ -89,5 +100,41 @@ def record_steps(spark: SparkSession, records: list[StepRecord]) -> None:
     if not records:
         return
     ensure_ops_tables(spark)
-    rows = [tuple(asdict(r).values()) for r in records]
+    rows = [_row(r) for r in records]
     spark.createDataFrame(rows, RUNS_SCHEMA).write.format("delta").mode("append").saveAsTable(RUNS_TABLE)
+
+
+def _row(record: StepRecord) -> tuple:
+    """A record's values in the column order of RUNS_SCHEMA, the profile as JSON."""
+    values = {**asdict(record), PROFILE_COLUMN: json.dumps(record.profile) if record.profile else None}
+    return tuple(values[f.name] for f in RUNS_SCHEMA.fields)
+
+
+def insert_sql(records: list[StepRecord]) -> str:
+    """One INSERT of finished step records, for writers that go through the Thrift server.
+
+    Columns are named: a table older than the profile column fails on it by name (see
+    :data:`ADD_PROFILE_COLUMN`) instead of taking the values in the wrong places.
+    """
+    from lakehouse.sql_client import sql_literal
+
+    columns = ", ".join(f.name for f in RUNS_SCHEMA.fields)
+    values = ",\n".join("(" + ", ".join(sql_literal(v) for v in _row(r)) + ")" for r in records)
+    return f"insert into {RUNS_TABLE} ({columns}) values\n{values}"
+
+
+def record_over_thrift(config: Config, records: list[StepRecord]) -> None:
+    """Append finished step records in one commit through the Thrift server (the etl pool).
+
+    A table built before the profile column existed gets it, and the insert is made again.
+    """
+    from lakehouse.sql_client import QueryError, run_query
+
+    try:
+        run_query(config, insert_sql(records), etl=True)
+    except QueryError:
+        columns = {row[0] for row in run_query(config, f"describe {RUNS_TABLE}", etl=True).rows}
+        if PROFILE_COLUMN in columns:
+            raise
+        run_query(config, ADD_PROFILE_COLUMN, etl=True)
+        run_query(config, insert_sql(records), etl=True)

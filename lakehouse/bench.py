@@ -25,9 +25,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lakehouse import processes
 from lakehouse.config import PROJECT_ROOT, Config, load_config
 
 PORT_OFFSET = 1000
+# Nothing in the bench waits forever: a service command, query or simulated day, and a whole
+# pipeline run (the large scale takes hours on two cores).
+COMMAND_TIMEOUT_SECONDS = 1800
+PIPELINE_TIMEOUT_SECONDS = 6 * 3600
 NULL_SINK_CHUNK = 1 << 20
 
 
@@ -58,14 +63,23 @@ def bench_environment(config: Config) -> dict[str, str]:
     return env
 
 
-def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "lakehouse.cli", *args], env=env, capture_output=True, text=True, cwd=PROJECT_ROOT
-    )
-
-
 class BenchError(RuntimeError):
     """A measured run failed; the message names the step and where its full output is."""
+
+
+def _cli(env: dict[str, str], *args: str, timeout: float = COMMAND_TIMEOUT_SECONDS) -> subprocess.CompletedProcess:
+    """`lakehouse ARGS` in the bench's stack, its output (stdout and stderr) in ``stdout``."""
+    try:
+        return processes.run(
+            [sys.executable, "-m", "lakehouse.cli", *args],
+            timeout=timeout,
+            what=f"bench: `lakehouse {' '.join(args)}`",
+            setting="lakehouse/bench.py timeouts",
+            env=env,
+            cwd=PROJECT_ROOT,
+        )
+    except processes.CommandTimeout as exc:
+        raise BenchError(str(exc)) from None
 
 
 def _pipeline(env: dict[str, str], log: Path, *args: str) -> dict[str, Any]:
@@ -74,10 +88,10 @@ def _pipeline(env: dict[str, str], log: Path, *args: str) -> dict[str, Any]:
     The whole output is kept in `log`; a failed run raises with its failing step.
     """
     started = time.monotonic()
-    result = _cli(env, "pipeline", "--log-format", "json", *args)
+    result = _cli(env, "pipeline", "--log-format", "json", *args, timeout=PIPELINE_TIMEOUT_SECONDS)
     seconds = time.monotonic() - started
     log.parent.mkdir(parents=True, exist_ok=True)
-    log.write_text(result.stdout + result.stderr)
+    log.write_text(result.stdout)
     steps: dict[str, Any] = {}
     run_id = None
     errors = []
@@ -94,9 +108,16 @@ def _pipeline(env: dict[str, str], log: Path, *args: str) -> dict[str, Any]:
         elif event.get("event") == "error":
             errors.append(event.get("message", ""))
     if result.returncode != 0:
-        reason = errors[0] if errors else (result.stderr.strip().splitlines() or ["no output"])[-1]
+        reason = errors[0] if errors else (result.stdout.strip().splitlines() or ["no output"])[-1]
         raise BenchError(f"bench: the pipeline failed ({reason}); its output is in {log}")
     return {"exit_code": result.returncode, "seconds": seconds, "run_id": run_id, "steps": steps}
+
+
+def _profile(config: Config, run_id: str) -> list[dict[str, Any]]:
+    """The run's recorded profile (lakehouse/profiling.py), row by row, for the JSON."""
+    from lakehouse.profiling import read_profile
+
+    return read_profile(config, run_id)
 
 
 def _extract_rates(config: Config, run_id: str) -> dict[str, Any]:
@@ -156,7 +177,7 @@ def run_bench(config: Config, scale: str = "medium", progress=print) -> dict[str
     progress(f"bench: starting an isolated stack in {bench_config.home}")
     up = _cli(env, "up")
     if up.returncode != 0:
-        raise BenchError(f"bench: could not start the services: {up.stderr.strip()}")
+        raise BenchError(f"bench: could not start the services: {(up.stdout.strip().splitlines() or ['?'])[-1]}")
     logs = bench_config.home / "reports"
     try:
         progress(f"bench: generating and loading {scale} (rows/second)")
@@ -166,6 +187,7 @@ def run_bench(config: Config, scale: str = "medium", progress=print) -> dict[str
         _cli(env, "sql", "drop database if exists bronze cascade")
         report["full"] = _pipeline(env, logs / "full.log", "--scale", scale, "--full-refresh")
         report["full"]["extract_tables"] = _extract_rates(bench_config, report["full"]["run_id"])
+        report["full"]["profile"] = _profile(bench_config, report["full"]["run_id"])
 
         progress("bench: baselines (COPY TO STDOUT, pymongo cursor)")
         report["copy_viewing_sessions"] = copy_baseline(bench_config)
@@ -177,6 +199,7 @@ def run_bench(config: Config, scale: str = "medium", progress=print) -> dict[str
         report["simulate_seconds"] = time.monotonic() - started
         report["incremental"] = _pipeline(env, logs / "incremental.log", "--scale", scale)
         report["incremental"]["extract_tables"] = _extract_rates(bench_config, report["incremental"]["run_id"])
+        report["incremental"]["profile"] = _profile(bench_config, report["incremental"]["run_id"])
     finally:
         _cli(env, "down")
 

@@ -10,7 +10,8 @@
     lakehouse validate              quality gate on what is pending in bronze (a verdict per table)
     lakehouse quarantine T --where  move bronze rows past a failed gate to bronze.quarantine
     lakehouse transform             dbt build: silver and gold
-    lakehouse pipeline              all of it, end to end, with a summary
+    lakehouse pipeline              all of it, end to end, with a summary (--profile: and its profile)
+    lakehouse profile RUN_ID        where a recorded run's time went
     lakehouse bench                 measure it (medium scale by default)
 
 Errors are one line on stderr and a non-zero exit code; no stack traces for expected failures.
@@ -225,8 +226,19 @@ def cmd_pipeline(config: Config, args: argparse.Namespace) -> int:
         log_format=args.log_format,
         wait=args.wait,
         generate_sources=args.generate_sources,
+        profile=args.profile,
     )
     return run_pipeline(config, options)
+
+
+def cmd_profile(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse.profiling import format_profile, read_profile
+
+    rows = read_profile(config, args.run_id)
+    if not rows:
+        raise ValueError(f"no run {args.run_id!r} in ops.pipeline_runs: the summary of each run starts with its id")
+    print(format_profile(args.run_id, rows))
+    return EXIT_OK
 
 
 def cmd_bench(config: Config, args: argparse.Namespace) -> int:
@@ -330,6 +342,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="fill empty external sources (LAKEHOUSE_POSTGRES_URL, LAKEHOUSE_MONGODB_URI) with synthetic data; "
         "the project's own local servers are filled without it",
     )
+    p.add_argument("--profile", action="store_true", help="after the summary, print where the run's time went")
+
+    p = add("profile", cmd_profile, "where a recorded run's time went: JVM starts, Spark jobs, commits, dbt nodes")
+    p.add_argument("run_id", metavar="RUN_ID", help="the run id the pipeline's summary starts with")
 
     p = add("bench", cmd_bench, "benchmark the pipeline in an isolated stack; JSON under <state>/reports")
     p.add_argument("--scale", choices=("tiny", "small", "medium", "large"), default="medium")

@@ -344,10 +344,16 @@ class PipelineConfig:
     vacuum_retain_hours: int = 168
     # Schemas the maintain step compacts and vacuums. dbt rewrites silver and gold itself.
     maintain_schemas: tuple[str, ...] = ("bronze",)
+    # A spark-submit job (extract, validate) running longer than this is stopped and fails.
+    job_timeout_seconds: int = 7200
+    # `--wait` queues behind another writer for at most this long, then fails naming it.
+    lock_wait_seconds: int = 3600
 
     def validate(self) -> None:
         if self.step_retries < 0 or self.retry_backoff_seconds < 0:
             raise ConfigError("pipeline.step_retries and pipeline.retry_backoff_seconds: must not be negative")
+        if self.job_timeout_seconds < 1 or self.lock_wait_seconds < 1:
+            raise ConfigError("pipeline.job_timeout_seconds and pipeline.lock_wait_seconds: must be at least 1")
         if self.vacuum_retain_hours < 1:
             raise ConfigError("pipeline.vacuum_retain_hours: must be at least 1")
         for schema in self.maintain_schemas:

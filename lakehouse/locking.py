@@ -40,6 +40,15 @@ class LockedError(RuntimeError):
     """Another writer holds the lock."""
 
 
+def _check_deadline(config: Config, deadline: float, holder: str) -> None:
+    """--wait queues for at most pipeline.lock_wait_seconds: then it fails, naming the holder."""
+    if time.monotonic() >= deadline:
+        raise LockedError(
+            f"waited {config.pipeline.lock_wait_seconds} s (pipeline.lock_wait_seconds) for the writer lock, "
+            f"still held by {holder}"
+        )
+
+
 def holder_name(command: str) -> str:
     """What pg_stat_activity shows for the lock's session: the command, its pid and host."""
     return f"lakehouse {command}, pid {os.getpid()} on {socket.gethostname()}"[:APPLICATION_NAME_CHARS]
@@ -51,6 +60,7 @@ def run_lock(config: Config, *, wait: bool, notify: Callable[[str], None]) -> It
     path = config.run_dir / "pipeline.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = open(path, "a+")  # noqa: SIM115 - held for the duration of the run
+    deadline = time.monotonic() + config.pipeline.lock_wait_seconds
     try:
         while True:
             try:
@@ -65,6 +75,7 @@ def run_lock(config: Config, *, wait: bool, notify: Callable[[str], None]) -> It
                     raise LockedError(
                         f"another pipeline is running (pid {holder}); wait for it, or use --wait to queue"
                     ) from None
+                _check_deadline(config, deadline, f"the pipeline of pid {holder}")
                 time.sleep(LOCK_POLL_SECONDS)
         handle.seek(0)
         previous = handle.read().strip()
@@ -111,6 +122,7 @@ def shared_lock(config: Config, command: str, *, wait: bool, notify: Callable[[s
         conn.autocommit = True
         with conn.cursor() as cursor:
             announced = False
+            deadline = time.monotonic() + config.pipeline.lock_wait_seconds
             while True:
                 cursor.execute("select pg_try_advisory_lock(%s, %s)", ADVISORY_KEY)
                 if cursor.fetchone()[0]:
@@ -124,6 +136,7 @@ def shared_lock(config: Config, command: str, *, wait: bool, notify: Callable[[s
                 if not announced:
                     notify(f"waiting for the writer lock, held by {holder}")
                     announced = True
+                _check_deadline(config, deadline, holder)
                 time.sleep(LOCK_POLL_SECONDS)
         yield
     finally:

@@ -23,18 +23,17 @@ import contextlib
 import datetime as dt
 import json
 import re
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from lakehouse.audit import RUNS_TABLE, new_run_id
+from lakehouse import processes, profiling
+from lakehouse.audit import RUNS_TABLE, StepRecord, new_run_id, record_over_thrift
 from lakehouse.config import PROJECT_ROOT, Config
 from lakehouse.locking import LockedError, run_lock, shared_lock
-from lakehouse.sql_client import sql_literal
 
 if TYPE_CHECKING:
     from lakehouse.sql_client import QueryResult
@@ -75,6 +74,7 @@ class StepResult:
     detail: str = ""
     started_at: dt.datetime | None = None
     ended_at: dt.datetime | None = None
+    profile: dict[str, Any] = field(default_factory=dict)  # where the time went (lakehouse/profiling.py)
 
 
 @dataclass
@@ -89,6 +89,7 @@ class Options:
     # Fill empty sources with synthetic data even when they are not the project's own local
     # servers (LAKEHOUSE_POSTGRES_URL / LAKEHOUSE_MONGODB_URI set, as in compose).
     generate_sources: bool = False
+    profile: bool = False  # print where the run's time went after the summary
 
 
 @dataclass
@@ -98,6 +99,7 @@ class Context:
     run_id: str
     out: TextIO = field(default=sys.stdout)
     changed: bool = True  # did extract or sources change anything
+    spark_applications: int = 0  # spark-submits started by this run
 
     def event(self, kind: str, step: str, message: str = "", **data: object) -> None:
         """One progress event: a line of text, or a JSON object per line for schedulers."""
@@ -106,26 +108,39 @@ class Context:
             record.update({"message": message} if message else {})
             record.update(data)
             print(json.dumps(record, default=str), file=self.out, flush=True)
-        elif not self.options.quiet or kind in ("error", "summary"):
+        elif not self.options.quiet or kind in ("error", "summary", "profile"):
             print(message, file=self.out, flush=True)
 
 
 # ------------------------------------------------------------------ running steps
 
 
-def _stream(ctx: Context, step: str, command: list[str], env: dict[str, str]) -> tuple[int, str]:
-    """Run a command, relaying its meaningful lines as progress; return (exit code, output)."""
-    process = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=PROJECT_ROOT
-    )
+@dataclass
+class JobRun:
+    """One spark-submit of a step: its exit code, output, and what it announced for the profile."""
+
+    code: int
+    output: str
+    timed_out: bool
+    announced: dict[str, Any]
+
+
+def _stream(ctx: Context, step: str, command: list[str], env: dict[str, str], timeout: float) -> JobRun:
+    """Run a command, relaying its meaningful lines as progress; stop it after ``timeout`` s."""
     lines: list[str] = []
-    assert process.stdout is not None
-    for line in process.stdout:
-        line = line.rstrip("\n")
+    announced: dict[str, Any] = {}
+
+    def relay(line: str) -> None:
+        values = profiling.parse_line(line)
+        if values is not None:
+            announced.update(values)
+            return
         lines.append(line)
         if not NOISE.match(line):
             ctx.event("output", step, f"  {line}", line=line)
-    return process.wait(), "\n".join(lines)
+
+    finished = processes.stream(command, on_line=relay, timeout=timeout, env=env, cwd=PROJECT_ROOT)
+    return JobRun(finished.code, "\n".join(lines), finished.timed_out, announced)
 
 
 def _failure_line(output: str) -> str:
@@ -220,17 +235,25 @@ def step_sources(ctx: Context, result: StepResult) -> None:
     result.detail = f"generated and loaded the {ctx.options.scale} scale"
 
 
-def _spark_job(ctx: Context, step: str, job: str, args: list[str]) -> tuple[int, str]:
-    from lakehouse.spark import spark_env, spark_submit_command, write_spark_conf
+def _spark_job(ctx: Context, result: StepResult, job: str, args: list[str]) -> tuple[int, str]:
+    """spark-submit one job for the step; its profile goes to ``result``; (exit code, output)."""
+    from lakehouse.spark import job_timeout_message, spark_env, spark_submit_command, write_spark_conf
 
     write_spark_conf(ctx.config)
+    step = result.name
     command = spark_submit_command(ctx.config, str(PROJECT_ROOT / "jobs" / job), args, app_name=f"lakehouse-{step}")
-    return _stream(ctx, step, command, spark_env(ctx.config))
+    submitted_at = time.time()
+    ctx.spark_applications += 1
+    run = _stream(ctx, step, command, spark_env(ctx.config), ctx.config.pipeline.job_timeout_seconds)
+    result.profile = profiling.application_profile(run.announced, submitted_at, time.time())
+    if run.timed_out:
+        raise PipelineError(job_timeout_message(ctx.config, job))
+    return run.code, run.output
 
 
 def step_extract(ctx: Context, result: StepResult) -> None:
     args = ["--run-id", ctx.run_id] + (["--full-refresh"] if ctx.options.full_refresh else [])
-    code, output = _spark_job(ctx, "extract", "extract.py", args)
+    code, output = _spark_job(ctx, result, "extract.py", args)
     _check(code, output, "extract failed")
     result.rows_read, result.rows_written, result.rows_quarantined = _audit_counts(ctx, "extract")
     ctx.changed = bool(result.rows_written) or ctx.options.full_refresh
@@ -238,7 +261,7 @@ def step_extract(ctx: Context, result: StepResult) -> None:
 
 
 def step_validate(ctx: Context, result: StepResult) -> None:
-    code, output = _spark_job(ctx, "validate", "validate_bronze.py", ["--run-id", ctx.run_id])
+    code, output = _spark_job(ctx, result, "validate_bronze.py", ["--run-id", ctx.run_id])
     if code == GATE_FAILED:
         raise PipelineError("quality gate failed: transform skipped, silver and gold keep the last good data")
     _check(code, output, "validate could not run")
@@ -248,7 +271,7 @@ def step_validate(ctx: Context, result: StepResult) -> None:
 def step_transform(ctx: Context, result: StepResult) -> None:
     from lakehouse.transform import EXIT_REFUSED, run_transform
 
-    code = run_transform(ctx.config, full_refresh=ctx.options.full_refresh, run_id=ctx.run_id)
+    code = run_transform(ctx.config, full_refresh=ctx.options.full_refresh, run_id=ctx.run_id, profile=result.profile)
     if code == EXIT_REFUSED:
         raise PipelineError("transform refused: bronze holds rows no passed quality gate covers (see above)")
     if code != 0:
@@ -287,14 +310,16 @@ def step_maintain(ctx: Context, result: StepResult) -> None:
         result.detail = "nothing changed"
         return
     maintained, unchanged = 0, 0
+    phases = profiling.Phases()
     for schema in ctx.config.pipeline.maintain_schemas:
         for table in _delta_tables(ctx, schema):
             name = f"{schema}.{table}"
             ctx.event("output", "maintain", f"  maintain {name}")
-            if _maintain_table(ctx, name):
-                maintained += 1
-            else:
-                unchanged += 1
+            with phases.timed(name):
+                changed = _maintain_table(ctx, name)
+            maintained += changed
+            unchanged += not changed
+    result.profile = {"phases": phases.seconds}
     result.detail = (
         f"optimized and vacuumed {maintained} tables (retain {ctx.config.pipeline.vacuum_retain_hours} h)"
         + (f", {unchanged} unchanged" if unchanged else "")
@@ -392,46 +417,32 @@ def summary_text(ctx: Context, results: list[StepResult]) -> str:
 
 
 def record_pipeline_steps(ctx: Context, results: list[StepResult], started_at: dt.datetime, status: str) -> None:
-    """Append one row per step (and one for the whole run) through the Thrift server.
+    """Append one row per step (and one for the whole run) in one commit through the Thrift server.
 
     Step rows have no source table; extract and validate also wrote one row per table.
     """
     from lakehouse.sql_client import QueryError
 
-    rows = [
-        (r.name, r.started_at, r.ended_at, r.rows_read, r.rows_written, r.rows_quarantined, r.status, r.detail or None)
+    records = [
+        StepRecord(
+            ctx.run_id,
+            r.name,
+            started_at=r.started_at,
+            ended_at=r.ended_at,
+            rows_read=r.rows_read,
+            rows_quarantined=r.rows_quarantined,
+            rows_inserted=r.rows_written,
+            status=r.status,
+            error_message=(r.detail or None) if r.status == "failed" else None,
+            profile=r.profile,
+        )
         for r in results
         if r.started_at is not None
     ]
-    rows.append(("pipeline", started_at, dt.datetime.now(dt.UTC), None, None, None, status, None))
-    values = ",\n".join(
-        "("
-        + ", ".join(
-            sql_literal(v)
-            for v in (
-                ctx.run_id,
-                name,
-                None,
-                None,
-                None,
-                start,
-                end,
-                read,
-                None,
-                quarantined,
-                written,
-                None,
-                None,
-                None,
-                state,
-                detail if state == "failed" else None,
-            )
-        )
-        + ")"
-        for name, start, end, read, written, quarantined, state, detail in rows
-    )
+    whole = {"spark_applications": ctx.spark_applications}
+    records.append(StepRecord(ctx.run_id, "pipeline", started_at=started_at, profile=whole).finish(status))
     try:
-        _sql(ctx, f"insert into {RUNS_TABLE} values {values}")
+        record_over_thrift(ctx.config, records)
     except QueryError as exc:
         ctx.event("error", "summary", f"could not record the run in {RUNS_TABLE}: {exc}")
 
@@ -485,7 +496,21 @@ def _run(ctx: Context, steps: list[str], locks: contextlib.ExitStack) -> int:
     if services_up:
         record_pipeline_steps(ctx, results, started_at, status)
     ctx.event("summary", "summary", summary_text(ctx, results), status=status)
+    if ctx.options.profile and services_up:
+        _print_profile(ctx)
     return 0 if status == "succeeded" else 1
+
+
+def _print_profile(ctx: Context) -> None:
+    """Where this run's time went, as recorded (the per-table rows come from the Spark jobs)."""
+    from lakehouse.sql_client import QueryError
+
+    try:
+        rows = profiling.read_profile(ctx.config, ctx.run_id)
+    except QueryError as exc:
+        ctx.event("error", "summary", f"could not read the run's profile: {exc}")
+        return
+    ctx.event("profile", "summary", profiling.format_profile(ctx.run_id, rows), rows=rows)
 
 
 def run_pipeline(config: Config, options: Options, out: TextIO = sys.stdout) -> int:

@@ -27,16 +27,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from lakehouse import publish
+from lakehouse import processes, profiling, publish
 from lakehouse.config import PROJECT_ROOT, Config
 from lakehouse.sql_client import QueryError
 
@@ -53,7 +51,6 @@ WARNING_STATUS = "warn"
 MAX_MESSAGE_CHARS = 300
 # _stream's return code when dbt ran past dbt.timeout_seconds and was stopped.
 TIMED_OUT = -1
-STOP_GRACE_SECONDS = 30
 # A node that failed only because its Thrift connection dropped (not because of its SQL or its
 # data) is worth one retry: `dbt retry` re-runs exactly the failed and skipped nodes.
 TRANSIENT_ERRORS = (
@@ -271,53 +268,20 @@ def read_run_results(path: Path) -> tuple[list[NodeResult], list[NodeResult]]:
     return failed, warned
 
 
-def _stop(process: subprocess.Popen) -> None:
-    """SIGTERM, then SIGKILL after a grace period (dbt cancels its queries on SIGTERM)."""
-    process.terminate()
-    try:
-        process.wait(timeout=STOP_GRACE_SECONDS)
-    except subprocess.TimeoutExpired:
-        process.kill()
-
-
 def _stream(command: Sequence[str], env: dict[str, str], output: TextIO, timeout: float | None = None) -> int:
     """Run a command, copying its output line by line as it comes; return its exit code.
 
     After ``timeout`` seconds the command is stopped and TIMED_OUT returned: a hung Thrift
-    server (a session close that never returns) must not hold the pipeline forever.
+    server (a session close that never returns) must not hold the pipeline forever. dbt
+    cancels its running queries on the SIGTERM that stops it.
     """
-    with subprocess.Popen(
-        list(command),
-        env=env,
-        cwd=DBT_PROJECT_DIR,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        bufsize=1,
-    ) as process:
-        assert process.stdout is not None
-        expired = threading.Event()
 
-        def expire() -> None:
-            expired.set()
-            _stop(process)
+    def copy(line: str) -> None:
+        output.write(line + "\n")
+        output.flush()
 
-        timer = threading.Timer(timeout, expire) if timeout else None
-        if timer:
-            timer.daemon = True
-            timer.start()
-        try:
-            for line in process.stdout:
-                output.write(line)
-                output.flush()
-        except KeyboardInterrupt:
-            _stop(process)
-            raise
-        finally:
-            if timer:
-                timer.cancel()
-        code = process.wait()
-        return TIMED_OUT if expired.is_set() else code
+    finished = processes.stream(command, on_line=copy, timeout=timeout, env=env, cwd=DBT_PROJECT_DIR)
+    return TIMED_OUT if finished.timed_out else finished.code
 
 
 def retry_command() -> list[str]:
@@ -432,6 +396,7 @@ def run_transform(
     output: TextIO | None = None,
     errors: TextIO | None = None,
     check_gate: bool = True,
+    profile: dict[str, Any] | None = None,
 ) -> int:
     """`dbt build` against the running Thrift server; 0 when every model, snapshot and test passed.
 
@@ -444,12 +409,19 @@ def run_transform(
     otherwise nothing runs and the result is :data:`EXIT_REFUSED`, with one line saying why.
     dbt then reads each bronze table at the version checked. ``check_gate=False`` skips that
     (tests of dbt itself on bronze no gate has seen; the CLI has no such switch).
+
+    ``profile``, when given, is filled with where the time went (lakehouse/profiling.py): the
+    seconds of each phase, and each dbt node's time grouped by resource type.
     """
     out = output or sys.stdout
     err = errors or sys.stderr
     started = time.monotonic()
+    phases = profiling.Phases()
+    if profile is not None:
+        profile["phases"] = phases.seconds
     try:
-        versions = validated_bronze_versions(config) if check_gate else None
+        with phases.timed("gate check"):
+            versions = validated_bronze_versions(config) if check_gate else None
     except GateNotPassed as exc:
         print(f"transform: refused: {exc}", file=err)
         return EXIT_REFUSED
@@ -459,7 +431,8 @@ def run_transform(
     project = publish.project_fingerprint()
     if versions is not None and not full_refresh:
         try:
-            plan = _plan(config, versions, project, select)
+            with phases.timed("plan"):
+                plan = _plan(config, versions, project, select)
         except QueryError as exc:
             print(f"transform: error: cannot read what the last published build read: {exc}", file=err)
             return EXIT_FAILURE
@@ -473,7 +446,8 @@ def run_transform(
         command = build_command(
             select=select, full_refresh=full_refresh, run_id=run_id, colors=out.isatty(), bronze_versions=versions
         )
-        code, results = _run_dbt(config, command, out)
+        with phases.timed("dbt"):
+            code, results = _run_dbt(config, command, out)
     except TransformError as exc:
         print(f"transform: error: {exc}", file=err)
         return EXIT_FAILURE
@@ -486,8 +460,11 @@ def run_transform(
     if code != 0 and failed and all(node.is_transient for node in failed):
         names = ", ".join(node.name for node in failed)
         print(f"transform: lost the connection to the Thrift server in {names}; retrying once", file=out, flush=True)
-        code, results = _run_dbt(config, retry_command(), out, keep_results=True)
+        with phases.timed("dbt retry"):
+            code, results = _run_dbt(config, retry_command(), out, keep_results=True)
         built |= publish.succeeded(json.loads(results.read_text())) if results.exists() else set()
+    if profile is not None and results.exists():
+        profile.update(profiling.dbt_profile(json.loads(results.read_text())))
     status = _report(config, code, results, err)
     if status != EXIT_OK:
         if built:
@@ -497,9 +474,10 @@ def run_transform(
                 file=err,
             )
     else:
-        status = _publish(config, built, out, err)
-        if status == EXIT_OK and versions is not None:
-            _record(config, run_id, versions, project, select, err)
+        with phases.timed("publish"):
+            status = _publish(config, built, out, err)
+            if status == EXIT_OK and versions is not None:
+                _record(config, run_id, versions, project, select, err)
     verdict = "done" if status == EXIT_OK else "FAILED"
     print(f"transform: {verdict} in {time.monotonic() - started:.0f} s", file=out, flush=True)
     return status

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from lakehouse_testing import TEST_JAVA_OPTIONS
+from lakehouse_testing import TEST_JAVA_OPTIONS, alarm
 
 from lakehouse.config import PROJECT_ROOT, Config, load_config
 
@@ -49,6 +49,20 @@ TINY_RUN_ID = "tiny-bronze"
 # The schemas the tiny bronze state consists of (silver and gold belong to dbt's modules).
 TINY_SCHEMAS = ("bronze", "ops")
 
+# Nothing waits forever. A test's body has pytest-timeout's limit: `timeout` in pyproject.toml
+# (300 s) for the live layers, UNIT_TIMEOUT_SECONDS for unit tests, or its own
+# `@pytest.mark.timeout(N)`. A fixture's setup (a stack start, the e2e stack's first pipeline)
+# has FIXTURE_TIMEOUT_SECONDS, or the limit stated for it below. Either way the stacks of all
+# threads are dumped and the test fails, naming what it waited for; teardowns still run.
+UNIT_TIMEOUT_SECONDS = 60
+FIXTURE_TIMEOUT_SECONDS = 300
+FIXTURE_TIMEOUTS = {
+    "services": 600,  # PostgreSQL, FerretDB, the metastore schema and a Thrift server, from nothing
+    "tiny_state": 900,  # the tiny sources loaded and one `lakehouse extract`
+    "first_run": 1800,  # e2e: the first `lakehouse pipeline` of an empty stack, side by side with integration
+    "rebuilt": 1200,  # e2e: tests/e2e/test_dbt.py's full rebuild
+}
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Every test of tests/integration and tests/e2e carries its layer's marker, unit tests none."""
@@ -63,6 +77,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             raise pytest.UsageError(f"{item.nodeid}: tests in tests/{layer} need `pytestmark = pytest.mark.{wanted}`")
         if layer == "unit" and names & set(LAYER_MARKERS.values()):
             raise pytest.UsageError(f"{item.nodeid}: a unit test needs no live service; move it to tests/integration")
+        if layer == "unit" and "timeout" not in names:
+            item.add_marker(pytest.mark.timeout(UNIT_TIMEOUT_SECONDS))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef, request: pytest.FixtureRequest):
+    """Bound each fixture's setup by its limit in FIXTURE_TIMEOUTS (its dependencies are set up
+    before, each under its own limit)."""
+    name = fixturedef.argname
+    with alarm(f"fixture {name!r}", FIXTURE_TIMEOUTS.get(name, FIXTURE_TIMEOUT_SECONDS), "tests/conftest.py"):
+        return (yield)
 
 
 def _test_environment() -> dict[str, str]:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import os
+import signal
 import socket
+import sys
 import time
 from collections.abc import Iterator
 
@@ -15,6 +18,31 @@ import pytest
 # JVM reserves only 48 MB of code cache: the run's one Thrift server filled it halfway through
 # the suite ("Out of space in CodeCache for adapters"), so the cache gets the tiered default.
 TEST_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -XX:ReservedCodeCacheSize=240m"
+
+
+@contextlib.contextmanager
+def alarm(what: str, seconds: float, setting: str) -> Iterator[None]:
+    """Fail the test when the block (in the main thread) outlives ``seconds``: the stacks of all
+    threads are dumped first, and the failure names ``what`` was waited for and where its limit
+    is set. The exception unwinds the block, so its ``finally`` clauses (a stack's stop) run.
+
+    Inside a test's body pytest-timeout's alarm is armed already: it bounds the block instead.
+    """
+    if signal.getitimer(signal.ITIMER_REAL)[0] > 0:
+        yield
+        return
+
+    def expire(_signum: int, _frame: object) -> None:
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        pytest.fail(f"{what} did not finish within {seconds:g} s ({setting})", pytrace=False)
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def in_ci() -> bool:

@@ -27,10 +27,37 @@ from lakehouse.config import PROJECT_ROOT, load_config
 E2E_TEST_HOME_NAME = "test-e2e-layer"
 E2E_PORT_OFFSET = "100"
 INTERRUPT_GRACE_SECONDS = 300
+# Each layer's pytest process must end within this (CI allows 90 minutes for everything);
+# past it the layer is interrupted (its fixtures' teardowns stop its stack) and fails.
+LAYER_TIMEOUT_SECONDS = 60 * 60
 
 
 def _pytest(layer: str, args: list[str]) -> list[str]:
     return [sys.executable, "-m", "pytest", f"tests/{layer}", *args]
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """SIGINT (pytest tears its fixtures down), then SIGKILL after the grace period."""
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=INTERRUPT_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _wait(process: subprocess.Popen, layer: str, deadline: float) -> int:
+    """The layer's exit status; interrupted and failed (1) when it runs past the deadline."""
+    try:
+        return process.wait(timeout=max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        print(
+            f"tests/{layer} did not finish within {LAYER_TIMEOUT_SECONDS // 60} min "
+            "(tests/run_layers.py LAYER_TIMEOUT_SECONDS) and was interrupted",
+            flush=True,
+        )
+        _stop(process)
+        return 1
 
 
 def main(args: list[str]) -> int:
@@ -44,17 +71,22 @@ def main(args: list[str]) -> int:
     }
     started = time.monotonic()
     print(f"tests/e2e runs beside tests/integration; its output goes to {log_path}", flush=True)
+    deadline = started + LAYER_TIMEOUT_SECONDS
     with log_path.open("w") as log:
         e2e = subprocess.Popen(
             _pytest("e2e", args), cwd=PROJECT_ROOT, env=e2e_env, stdout=log, stderr=subprocess.STDOUT
         )
+        integration = subprocess.Popen(_pytest("integration", args), cwd=PROJECT_ROOT)
         try:
-            integration_status = subprocess.run(_pytest("integration", args), cwd=PROJECT_ROOT, check=False).returncode
-            e2e_status = e2e.wait()
+            integration_status = _wait(integration, "integration", deadline)
+            e2e_status = _wait(e2e, "e2e", deadline)
         except KeyboardInterrupt:
-            # pytest runs its fixtures' teardown (the e2e stack's `down`) on SIGINT.
-            e2e.send_signal(signal.SIGINT)
-            e2e.wait(timeout=INTERRUPT_GRACE_SECONDS)
+            # Ctrl-C reached both layers (one process group): each tears its stack down.
+            for process in (integration, e2e):
+                try:
+                    process.wait(timeout=INTERRUPT_GRACE_SECONDS)
+                except subprocess.TimeoutExpired:
+                    process.kill()
             raise
     print(f"\n{'=' * 30} tests/e2e ({log_path}) {'=' * 30}", flush=True)
     sys.stdout.write(log_path.read_text())

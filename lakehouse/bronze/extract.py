@@ -32,10 +32,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
-from lakehouse import errors
+from lakehouse import errors, profiling
 from lakehouse.audit import StepRecord, ensure_ops_tables, new_run_id, record_steps
 from lakehouse.bronze import readers, transform, watermarks, writer
 from lakehouse.bronze.contracts import MONGODB, POSTGRES, UPDATED_AT, Contract, contracts_for
@@ -72,6 +72,20 @@ def _read_batch(spark: SparkSession, config: Config, contract: Contract, since: 
     return transform.with_document_fields(readers.read_mongodb(spark, config, contract, since), contract)
 
 
+def _batch_stats(checked: DataFrame, contract: Contract, latest: Column) -> Row:
+    """Rows, valid rows, valid keys and the newest valid ``updated_at`` of a typed batch, in one job."""
+    valid_flag = F.size(transform.ERRORS) == 0
+    return checked.agg(
+        F.count(F.lit(1)).alias("rows"),
+        F.count(F.when(valid_flag, F.lit(1))).alias("valid"),
+        F.count_distinct(*[F.when(valid_flag, F.col(k)) for k in contract.key]).alias("valid_keys"),
+        # Rows stamped in the future are quarantined and do not move the watermark.
+        watermarks.epoch_micros(F.max(F.when(F.col(UPDATED_AT) <= latest, F.col(UPDATED_AT)))).alias(
+            "max_updated_at_us"
+        ),
+    ).first()
+
+
 def extract_table(
     spark: SparkSession,
     config: Config,
@@ -97,17 +111,11 @@ def extract_table(
         _read_batch(spark, config, contract, since), contract, latest=latest, tolerance_minutes=tolerance
     )
     checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
+    phases = profiling.Phases()
+    commits = 0
     try:
-        valid_flag = F.size(transform.ERRORS) == 0
-        stats = checked.agg(
-            F.count(F.lit(1)).alias("rows"),
-            F.count(F.when(valid_flag, F.lit(1))).alias("valid"),
-            F.count_distinct(*[F.when(valid_flag, F.col(k)) for k in contract.key]).alias("valid_keys"),
-            # Rows stamped in the future are quarantined and do not move the watermark.
-            watermarks.epoch_micros(F.max(F.when(F.col(UPDATED_AT) <= latest, F.col(UPDATED_AT)))).alias(
-                "max_updated_at_us"
-            ),
-        ).first()
+        with phases.timed("read and type"):
+            stats = _batch_stats(checked, contract, latest)
         record.rows_read = stats["rows"]
         record.rows_merged = stats["valid"]
         record.rows_quarantined = stats["rows"] - stats["valid"]
@@ -115,21 +123,25 @@ def extract_table(
         latest = transform.filter_latest_per_key(transform.filter_valid(checked), contract)
         bronze_rows = transform.with_ingest_metadata(latest, contract, batch_id, ingested_at)
         crash_point("before-bronze-commit", contract.source_name)
-        if full_refresh:
-            result = writer.overwrite_table(spark, contract, bronze_rows, batch_id)
-        elif record.rows_merged > 0:
-            result = writer.merge_batch(spark, contract, bronze_rows, batch_id)
-        else:
-            result = writer.MergeResult(0, 0, 0)
+        with phases.timed("bronze commit"):
+            if full_refresh:
+                result = writer.overwrite_table(spark, contract, bronze_rows, batch_id)
+            elif record.rows_merged > 0:
+                result = writer.merge_batch(spark, contract, bronze_rows, batch_id)
+            else:
+                result = writer.MergeResult(0, 0, 0)
+        commits += full_refresh or record.rows_merged > 0
         record.rows_inserted, record.rows_updated = result.inserted, result.updated
         missing_quarantine = 0
         if record.rows_quarantined > 0 or full_refresh:
             bad = transform.to_quarantine(checked, contract, batch_id, ingested_at)
             crash_point("before-quarantine-commit", contract.source_name)
-            with _QUARANTINE_LOCK:
+            with _QUARANTINE_LOCK, phases.timed("quarantine commit"):
                 missing_quarantine = writer.quarantine_rows(spark, bad, contract, replace=full_refresh)
+            commits += 1
     finally:
         checked.unpersist()
+        record.profile.update({"delta_commits": commits, "phases": phases.seconds})
 
     # Every row read must be accounted for by what Delta reports it was given (one row per
     # key), the older versions of a key that a newer row in the batch superseded, and rows
@@ -175,10 +187,12 @@ def run_extract(
     run_id = run_id or new_run_id()
     selected = select_contracts(sources, tables)
     started = time.monotonic()
-    writer.ensure_bronze_tables(spark, selected)
-    watermarks.ensure_table(spark)
-    ensure_ops_tables(spark)
-    stored = watermarks.get_watermarks(spark)
+    shared = profiling.Phases()
+    with shared.timed("tables and watermarks"):
+        writer.ensure_bronze_tables(spark, selected)
+        watermarks.ensure_table(spark)
+        ensure_ops_tables(spark)
+        stored = watermarks.get_watermarks(spark)
     progress(f"extract: {len(selected)} tables, watermarks read in {time.monotonic() - started:.1f} s")
 
     def extract_one(contract: Contract) -> StepRecord:
@@ -187,14 +201,16 @@ def run_extract(
         progress(f"extract {name}: reading...")
         record = StepRecord(run_id, STEP, contract.source_system, contract.source_name, batch_id=uuid.uuid4().hex)
         try:
-            extract_table(
-                spark.newSession(),
-                config,
-                contract,
-                record,
-                full_refresh=full_refresh,
-                stored=stored.get((contract.source_system, contract.source_name)),
-            )
+            with profiling.spark_jobs(spark, f"extract {name} {record.batch_id}") as work:
+                extract_table(
+                    spark.newSession(),
+                    config,
+                    contract,
+                    record,
+                    full_refresh=full_refresh,
+                    stored=stored.get((contract.source_system, contract.source_name)),
+                )
+            record.profile.update(work.as_profile())
             record.finish("succeeded")
             progress(
                 f"extract {name}: read {record.rows_read:,}, merged {record.rows_merged:,} (inserted "
@@ -218,10 +234,13 @@ def run_extract(
     ]
     started = time.monotonic()
     crash_point("before-watermarks")
-    watermarks.set_watermarks(spark, moved)
+    with shared.timed("watermarks commit"):
+        watermarks.set_watermarks(spark, moved)
     crash_point("before-audit")
-    record_steps(spark, records)
+    with shared.timed("audit commit"):
+        record_steps(spark, records)
     progress(f"extract: watermarks and audit recorded in {time.monotonic() - started:.1f} s")
+    profiling.announce(phases=shared.seconds, delta_commits=1 + bool(moved))
     return records
 
 
@@ -250,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     spark = build_session(config, f"lakehouse-extract-{args.source}")
     print(f"extract: Spark session ready in {time.monotonic() - started:.1f} s", flush=True)
+    profiling.announce_session_ready()
     try:
         records = run_extract(
             spark, config, sources=sources, tables=args.table, full_refresh=args.full_refresh, run_id=args.run_id

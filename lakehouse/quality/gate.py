@@ -42,7 +42,7 @@ from expectations.common import (
     TableSuites,
     default_parameters,
 )
-from lakehouse import errors
+from lakehouse import errors, profiling
 from lakehouse.audit import StepRecord, new_run_id, record_steps
 from lakehouse.bronze.contracts import CONTRACTS, INGESTED_AT, QUARANTINE_TABLE
 from lakehouse.bronze.watermarks import epoch_micros
@@ -264,8 +264,10 @@ def run_gate(
         table_started = time.monotonic()
         report(f"validate bronze.{ref.table}: batch {ref.batch_id}...")
         error = None
+        work = profiling.SparkWork()
         try:
-            table_outcomes = validate_table(spark, runner, suites[ref.table], run, parameters)
+            with profiling.spark_jobs(spark, f"validate {ref.table} {ref.batch_id}") as work:
+                table_outcomes = validate_table(spark, runner, suites[ref.table], run, parameters)
         except Exception as exc:  # recorded as a critical outcome: nothing vouches for the table
             error = errors.one_line(exc, config.secret_values)
             log.warning("validating bronze.%s failed: %s", ref.table, error)
@@ -273,6 +275,7 @@ def run_gate(
         run.seconds = time.monotonic() - table_started
         outcomes += table_outcomes
         records.append(_step_record(run_id, run, table_outcomes, error))
+        records[-1].profile.update({**work.as_profile(), "expectations": len(table_outcomes)})
         if ref.pending:
             passed = not any(o.failed_critical for o in table_outcomes)
             verdicts.append(Verdict(ref.table, passed, ref.version, run.high_water_us, run.rows))
@@ -283,13 +286,17 @@ def run_gate(
 
     notes = []
     docs_path: Path | None = None
+    shared = profiling.Phases()
     try:
-        docs_path = runner.build_docs()
+        with shared.timed("data docs"):
+            docs_path = runner.build_docs()
     except Exception as exc:  # the verdict stands without its HTML; say so
         notes.append(f"data docs: not written ({errors.one_line(exc, config.secret_values)})")
-    results.write_results(spark, run_id, outcomes)
-    results.write_verdicts(spark, run_id, verdicts)
-    record_steps(spark, records)
+    with shared.timed("results, verdicts and audit commits"):
+        results.write_results(spark, run_id, outcomes)
+        results.write_verdicts(spark, run_id, verdicts)
+        record_steps(spark, records)
+    profiling.announce(phases=shared.seconds, delta_commits=sum(map(bool, (outcomes, verdicts, records))))
     return GateResult(run_id, runs, outcomes, docs_path, time.monotonic() - started, notes)
 
 
@@ -324,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     config = load_config()
     spark = build_session(config, "lakehouse-validate")
+    profiling.announce_session_ready()
     try:
         batch_ids = None
         if args.batch_id:

@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from lakehouse.audit import RUNS_TABLE, new_run_id
+from lakehouse.audit import StepRecord, new_run_id, record_over_thrift
 from lakehouse.bronze.contracts import CONTRACTS, QUARANTINE_TABLE
 from lakehouse.config import Config
 from lakehouse.quality.verdicts import OPERATOR_REASON_PREFIX, PASSED, VERDICTS_TABLE
@@ -58,25 +58,17 @@ def _record(
 ) -> None:
     """The command's row in ops.pipeline_runs (rows_read and rows_quarantined: the rows handled)."""
     contract = CONTRACTS[table]
-    values = (
+    record = StepRecord(
         run_id,
         STEP,
         contract.source_system,
         contract.source_name,
-        batch_id,
-        started,
-        dt.datetime.now(dt.UTC),
-        rows,
-        None,
-        rows,
-        None,
-        None,
-        None,
-        None,
-        "succeeded",
-        detail,
+        batch_id=batch_id,
+        started_at=started,
+        rows_read=rows,
+        rows_quarantined=rows,
     )
-    run_query(config, f"insert into {RUNS_TABLE} values ({', '.join(sql_literal(v) for v in values)})", etl=True)
+    record_over_thrift(config, [record.finish("succeeded", detail)])
 
 
 def _record_key_sql(table: str) -> str:

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from lakehouse_testing import skip_unless_ci
 
-from lakehouse import thrift_auth, transform
+from lakehouse import processes, thrift_auth, transform
 from lakehouse.config import PROJECT_ROOT, ConfigError, load_config
 from lakehouse.services import thrift as thrift_service
 from lakehouse.services.process import ServiceError
@@ -207,7 +207,7 @@ def test_a_hung_dbt_run_is_stopped_by_the_timeout_with_one_line(env: dict[str, s
     started = time.monotonic()
     code = transform.run_transform(config, select="dim_date", output=out, errors=err, check_gate=False)
     assert code == transform.EXIT_FAILURE
-    assert time.monotonic() - started < 3 + transform.STOP_GRACE_SECONDS + 10
+    assert time.monotonic() - started < 3 + processes.STOP_GRACE_SECONDS + 10
     lines = err.getvalue().strip().splitlines()
     assert len(lines) == 1, lines
     assert "within 3 s (dbt.timeout_seconds)" in lines[0]
