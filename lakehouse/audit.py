@@ -45,8 +45,11 @@ RUNS_SCHEMA = T.StructType(
 )
 PROFILE_COLUMN = "profile"
 PROFILE_COMMENT = "where the time went, as JSON (lakehouse/profiling.py); `lakehouse profile RUN_ID` prints it"
-# A lakehouse built before the profile existed gets the column on its next write.
-ADD_PROFILE_COLUMN = f"alter table {RUNS_TABLE} add columns ({PROFILE_COLUMN} string comment '{PROFILE_COMMENT}')"
+
+
+def add_profile_column_sql(table: str = RUNS_TABLE) -> str:
+    """A lakehouse built before the profile existed gets the column on its next write."""
+    return f"alter table {table} add columns ({PROFILE_COLUMN} string comment '{PROFILE_COMMENT}')"
 
 
 def new_run_id() -> str:
@@ -92,7 +95,7 @@ def ensure_ops_tables(spark: SparkSession) -> None:
         "One row per pipeline step and source table; rows of a run share run_id."
     ).execute()
     if PROFILE_COLUMN not in spark.table(RUNS_TABLE).columns:
-        spark.sql(ADD_PROFILE_COLUMN)
+        spark.sql(add_profile_column_sql())
 
 
 def record_steps(spark: SparkSession, records: list[StepRecord]) -> None:
@@ -110,20 +113,20 @@ def _row(record: StepRecord) -> tuple:
     return tuple(values[f.name] for f in RUNS_SCHEMA.fields)
 
 
-def insert_sql(records: list[StepRecord]) -> str:
+def insert_sql(records: list[StepRecord], table: str = RUNS_TABLE) -> str:
     """One INSERT of finished step records, for writers that go through the Thrift server.
 
     Columns are named: a table older than the profile column fails on it by name (see
-    :data:`ADD_PROFILE_COLUMN`) instead of taking the values in the wrong places.
+    :func:`add_profile_column_sql`) instead of taking the values in the wrong places.
     """
     from lakehouse.sql_client import sql_literal
 
     columns = ", ".join(f.name for f in RUNS_SCHEMA.fields)
     values = ",\n".join("(" + ", ".join(sql_literal(v) for v in _row(r)) + ")" for r in records)
-    return f"insert into {RUNS_TABLE} ({columns}) values\n{values}"
+    return f"insert into {table} ({columns}) values\n{values}"
 
 
-def record_over_thrift(config: Config, records: list[StepRecord]) -> None:
+def record_over_thrift(config: Config, records: list[StepRecord], table: str = RUNS_TABLE) -> None:
     """Append finished step records in one commit through the Thrift server (the etl pool).
 
     A table built before the profile column existed gets it, and the insert is made again.
@@ -131,10 +134,10 @@ def record_over_thrift(config: Config, records: list[StepRecord]) -> None:
     from lakehouse.sql_client import QueryError, run_query
 
     try:
-        run_query(config, insert_sql(records), etl=True)
+        run_query(config, insert_sql(records, table), etl=True)
     except QueryError:
-        columns = {row[0] for row in run_query(config, f"describe {RUNS_TABLE}", etl=True).rows}
+        columns = {row[0] for row in run_query(config, f"describe {table}", etl=True).rows}
         if PROFILE_COLUMN in columns:
             raise
-        run_query(config, ADD_PROFILE_COLUMN, etl=True)
-        run_query(config, insert_sql(records), etl=True)
+        run_query(config, add_profile_column_sql(table), etl=True)
+        run_query(config, insert_sql(records, table), etl=True)

@@ -195,7 +195,7 @@ def _spark_cells(profile: dict[str, Any]) -> tuple[str, str, str, str]:
 def _details(profile: dict[str, Any]) -> str:
     parts = [f"{name} {seconds:.1f} s" for name, seconds in profile.get("phases", {}).items()]
     for kind, group in profile.get("dbt_groups", {}).items():
-        parts.append(f"{group['nodes']} {kind}s {group['seconds']:.1f} s")
+        parts.append(f"{kind} {group['nodes']} in {group['seconds']:.1f} s")
     if "spark_applications" in profile and "jvm_start_s" not in profile:
         parts.append(f"{profile['spark_applications']} Spark application(s)")
     return ", ".join(parts)

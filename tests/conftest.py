@@ -55,12 +55,12 @@ TINY_SCHEMAS = ("bronze", "ops")
 # has FIXTURE_TIMEOUT_SECONDS, or the limit stated for it below. Either way the stacks of all
 # threads are dumped and the test fails, naming what it waited for; teardowns still run.
 UNIT_TIMEOUT_SECONDS = 60
-FIXTURE_TIMEOUT_SECONDS = 300
+FIXTURE_TIMEOUT_SECONDS = 600
 FIXTURE_TIMEOUTS = {
-    "services": 600,  # PostgreSQL, FerretDB, the metastore schema and a Thrift server, from nothing
     "tiny_state": 900,  # the tiny sources loaded and one `lakehouse extract`
-    "first_run": 1800,  # e2e: the first `lakehouse pipeline` of an empty stack, side by side with integration
-    "rebuilt": 1200,  # e2e: tests/e2e/test_dbt.py's full rebuild
+    "cluster_extract": 900,  # tests/integration/test_cluster.py: the extract on a standalone cluster
+    "first_run": 1800,  # e2e: the first `lakehouse pipeline` of an empty stack, beside the integration layer
+    "simulated": 1800,  # e2e: a simulated day, corrections and the next day's pipeline
 }
 
 

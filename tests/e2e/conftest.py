@@ -39,6 +39,6 @@ def stack(config: Config) -> Iterator[Stack]:
 
 @pytest.fixture(scope="session")
 def first_run(stack: Stack) -> str:
-    result = stack.pipeline()
+    result = stack.pipeline("--profile")
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     return result.stdout

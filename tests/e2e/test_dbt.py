@@ -655,6 +655,7 @@ def test_a_build_that_fails_a_test_publishes_nothing(simulated: Simulated, stack
         stack.query(f"delete from bronze.content where content_id = '{PODCAST_ID}'")
 
 
+@pytest.mark.timeout(900)  # a whole --full-refresh build (about 180 s in CI)
 def test_bronze_that_lost_rows_is_rebuilt_and_gives_the_fact_of_the_incremental_merges(
     simulated: Simulated, stack: Stack
 ) -> None:

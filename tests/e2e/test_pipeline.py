@@ -25,10 +25,12 @@ import pytest
 from e2e_stack import Stack
 
 from lakehouse.config import PROJECT_ROOT
+from lakehouse.profiling import read_profile
 
 pytestmark = pytest.mark.e2e
 
 GOLD_FACT = "gold.fct_viewing_sessions"
+SOURCE_TABLES = ("users", "viewing_sessions", "ratings", "content")
 GOLD_TABLES = ("fct_viewing_sessions", "fct_ratings", "dim_users", "dim_content", "dim_date", "mart_daily_kpis")
 
 
@@ -98,6 +100,35 @@ def test_pipeline_from_empty_state_fills_gold_and_audits_every_step(stack: Stack
     assert properties["delta.deletedFileRetentionDuration"] == "interval 168 hours"
 
 
+def test_the_first_run_says_where_its_time_went(stack: Stack, first_run: str) -> None:
+    """`--profile` prints it; ops.pipeline_runs keeps it; `lakehouse profile RUN_ID` shows it again."""
+    run_id = _run_id(first_run)
+    assert f"profile of run {run_id}" in first_run
+    profile = {(row["step"], row["table"]): row["profile"] for row in read_profile(stack.config, run_id)}
+    assert profile[("pipeline", None)] == {"spark_applications": 2}
+    for step in ("extract", "validate"):
+        application = profile[(step, None)]
+        assert application["spark_applications"] == 1
+        assert 0 < application["jvm_start_s"] < application["application_s"], application
+        assert application["phases"], application
+        for table in SOURCE_TABLES:
+            assert profile[(step, table)]["spark_jobs"] > 0, (step, table)
+            assert profile[(step, table)]["spark_job_s"] > 0, (step, table)
+    for table in SOURCE_TABLES:
+        assert profile[("extract", table)]["delta_commits"] >= 1, table
+        assert "bronze commit" in profile[("extract", table)]["phases"], table
+    transform = profile[("transform", None)]
+    groups = transform["dbt_groups"]
+    assert groups["model"]["nodes"] > 10 and groups["snapshot"]["nodes"] == 1 and groups["test"]["nodes"] > 50
+    assert len(transform["dbt_nodes"]) == sum(group["nodes"] for group in groups.values())
+    assert {"gate check", "dbt", "publish"} <= set(transform["phases"])
+    shown = stack.run("profile", run_id, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert f"profile of run {run_id}" in shown.stdout and "slowest dbt nodes of transform:" in shown.stdout
+    assert stack.run("profile", "no-such-run", timeout=120).returncode == 1
+
+
+@pytest.mark.timeout(900)  # a pipeline to the failed gate, the CLI gate and two refusals (about 200 s in CI)
 def test_failing_gate_stops_before_transform_and_keeps_gold(stack: Stack, first_run: str) -> None:
     """A failed gate stops the run, and `transform` (alone or `--only transform`) refuses after it."""
     published = stack.published()

@@ -322,6 +322,7 @@ def _assert_bronze_plus_quarantine_is_the_source(spark, config: Config) -> None:
     assert documents - content <= quarantined and content <= documents
 
 
+@pytest.mark.timeout(900)  # five extract applications one after the other (about 280-360 s in CI)
 def test_kill_9_at_each_commit_point_then_a_rerun_loses_and_duplicates_nothing(
     spark, services: Config, first_load: str, cli
 ) -> None:

@@ -14,6 +14,7 @@ import pytest
 from lakehouse_testing import free_port
 from pymongo import MongoClient
 
+from lakehouse import audit
 from lakehouse.config import Config
 from lakehouse.spark import beeline_path, spark_env, spark_submit_command
 from lakehouse.sql_client import QueryError, run_query
@@ -187,6 +188,25 @@ def test_the_metastore_keeps_column_comments_as_long_as_dbt_writes_them(services
     described = run_query(services, "describe bronze.platform_long_comment").rows
     assert described == [("a", "int", comment)]
     run_query(services, "drop view bronze.platform_long_comment")
+
+
+def test_a_run_table_from_before_the_profile_gets_the_column_on_its_next_write(services: Config) -> None:
+    """ops.pipeline_runs as main wrote it before the profile column: the pipeline's insert adds it."""
+    table = "ops.platform_runs_before_profile"
+    before = [f for f in audit.RUNS_SCHEMA.fields if f.name != audit.PROFILE_COLUMN]
+    columns = ", ".join(f"{f.name} {f.dataType.simpleString()}" for f in before)
+    run_query(services, "create database if not exists ops")
+    run_query(services, f"drop table if exists {table}")
+    run_query(services, f"create table {table} ({columns}) using delta")
+    try:
+        record = audit.StepRecord("platform", "pipeline", profile={"spark_applications": 0}).finish("succeeded")
+        audit.record_over_thrift(services, [record], table)
+        rows = run_query(services, f"select run_id, status, profile from {table}").rows
+        assert rows == [("platform", "succeeded", '{"spark_applications": 0}')]
+        described = [row[0] for row in run_query(services, f"describe {table}").rows]
+        assert described[: len(before) + 1] == [f.name for f in before] + [audit.PROFILE_COLUMN]
+    finally:
+        run_query(services, f"drop table if exists {table}")
 
 
 @pytest.fixture

@@ -84,7 +84,7 @@ def test_the_profile_table_shows_each_tables_spark_work_and_the_slowest_dbt_node
     users = next(line for line in text.splitlines() if "users" in line)
     assert users.split()[:7] == ["extract", "users", "succeeded", "8", "-", "5", "6.1"]
     assert "14.2" in next(line for line in text.splitlines() if line.startswith("extract  "))
-    assert "2 models 15.2 s" in text and "2 tests 2.0 s" in text
+    assert "model 2 in 15.2 s" in text and "test 2 in 2.0 s" in text
     assert "12.2 s  model.lakehouse.fct_viewing_sessions" in text
 
 
