@@ -227,6 +227,7 @@ def cmd_pipeline(config: Config, args: argparse.Namespace) -> int:
         wait=args.wait,
         generate_sources=args.generate_sources,
         profile=args.profile,
+        no_skip=args.no_skip,
     )
     return run_pipeline(config, options)
 
@@ -343,6 +344,11 @@ def build_parser() -> argparse.ArgumentParser:
         "the project's own local servers are filled without it",
     )
     p.add_argument("--profile", action="store_true", help="after the summary, print where the run's time went")
+    p.add_argument(
+        "--no-skip",
+        action="store_true",
+        help="run every step even when the lakehouse's state says it has nothing to do (validate, transform, maintain)",
+    )
 
     p = add("profile", cmd_profile, "where a recorded run's time went: JVM starts, Spark jobs, commits, dbt nodes")
     p.add_argument("run_id", metavar="RUN_ID", help="the run id the pipeline's summary starts with")

@@ -348,12 +348,16 @@ class PipelineConfig:
     job_timeout_seconds: int = 7200
     # `--wait` queues behind another writer for at most this long, then fails naming it.
     lock_wait_seconds: int = 3600
+    # Deciding without Spark whether a step has work (queries to the Thrift server) takes at
+    # most this long; past it the step runs (when in doubt, it runs).
+    decision_timeout_seconds: int = 60
 
     def validate(self) -> None:
         if self.step_retries < 0 or self.retry_backoff_seconds < 0:
             raise ConfigError("pipeline.step_retries and pipeline.retry_backoff_seconds: must not be negative")
-        if self.job_timeout_seconds < 1 or self.lock_wait_seconds < 1:
-            raise ConfigError("pipeline.job_timeout_seconds and pipeline.lock_wait_seconds: must be at least 1")
+        for name in ("job_timeout_seconds", "lock_wait_seconds", "decision_timeout_seconds"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"pipeline.{name}: must be at least 1")
         if self.vacuum_retain_hours < 1:
             raise ConfigError("pipeline.vacuum_retain_hours: must be at least 1")
         for schema in self.maintain_schemas:

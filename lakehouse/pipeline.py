@@ -28,16 +28,18 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from lakehouse import processes, profiling
 from lakehouse.audit import RUNS_TABLE, StepRecord, new_run_id, record_over_thrift
 from lakehouse.config import PROJECT_ROOT, Config
 from lakehouse.locking import LockedError, run_lock, shared_lock
+from lakehouse.sql_client import QueryError
 
 if TYPE_CHECKING:
     from lakehouse.sql_client import QueryResult
 
+T = TypeVar("T")
 STEPS = ("up", "sources", "extract", "validate", "transform", "maintain", "summary")
 # Exit codes of jobs/validate_bronze.py.
 GATE_FAILED = 1
@@ -90,6 +92,7 @@ class Options:
     # servers (LAKEHOUSE_POSTGRES_URL / LAKEHOUSE_MONGODB_URI set, as in compose).
     generate_sources: bool = False
     profile: bool = False  # print where the run's time went after the summary
+    no_skip: bool = False  # run every step even when the lakehouse's state says it has nothing to do
 
 
 @dataclass
@@ -260,7 +263,87 @@ def step_extract(ctx: Context, result: StepResult) -> None:
     result.detail = "" if ctx.changed else "no new or changed rows"
 
 
+def _bounded(ctx: Context, what: str, decide: Callable[[], T]) -> T:
+    """``decide()`` within pipeline.decision_timeout_seconds, else TimeoutError naming ``what``."""
+    outcome: list[T] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            outcome.append(decide())
+        except BaseException as exc:  # handed to the caller
+            failure.append(exc)
+
+    worker = threading.Thread(target=run, name=f"decide {what}", daemon=True)
+    worker.start()
+    worker.join(ctx.config.pipeline.decision_timeout_seconds)
+    if worker.is_alive():
+        seconds = ctx.config.pipeline.decision_timeout_seconds
+        raise TimeoutError(f"{what} got no answer within {seconds} s (pipeline.decision_timeout_seconds)")
+    if failure:
+        raise failure[0]
+    return outcome[0]
+
+
+def unvalidated(config: Config) -> str | None:
+    """None when a passed gate covers every bronze row, else which table holds rows it does not.
+
+    The same question ``transform`` asks before dbt may read bronze (over the Thrift server,
+    without starting Spark: :func:`lakehouse.transform.validated_bronze_versions`).
+    """
+    from lakehouse.transform import GateNotPassed, validated_bronze_versions
+
+    try:
+        validated_bronze_versions(config)
+    except GateNotPassed as exc:
+        return str(exc).split("; ", 1)[0]
+    return None
+
+
+def ingest_age_hours(config: Config) -> dict[str, float | None]:
+    """Hours since each bronze table's newest row was ingested (None: the table is empty)."""
+    from lakehouse.bronze.contracts import CONTRACTS, INGESTED_AT
+    from lakehouse.sql_client import run_queries
+
+    queries = [
+        f"select (unix_micros(current_timestamp()) - unix_micros(max({INGESTED_AT}))) / 3.6e9 from {c.table}"
+        for c in CONTRACTS.values()
+    ]
+    results = run_queries(config, queries, etl=True)
+    return {name: result.rows[0][0] for name, result in zip(CONTRACTS, results, strict=True)}
+
+
+def freshness_warnings(config: Config) -> list[str]:
+    """The freshness warnings a skipped gate still gives (quality.freshness_hours)."""
+    limit = config.quality.freshness_hours
+    return [
+        f"bronze.{table}: newest row ingested {age:.0f} h ago, over quality.freshness_hours ({limit:g} h)"
+        for table, age in ingest_age_hours(config).items()
+        if age is not None and age > limit
+    ]
+
+
 def step_validate(ctx: Context, result: StepResult) -> None:
+    if not ctx.options.no_skip:
+        try:
+            reason = _bounded(ctx, "the gate's decision", lambda: unvalidated(ctx.config))
+        except (QueryError, TimeoutError) as exc:  # when in doubt, the gate runs
+            reason = f"cannot tell without Spark: {exc}"
+        if reason is None:
+            from lakehouse.bronze.contracts import CONTRACTS
+
+            try:
+                warnings = _bounded(ctx, "the freshness check", lambda: freshness_warnings(ctx.config))
+            except (QueryError, TimeoutError) as exc:
+                warnings = [f"freshness not checked: {exc}"]
+            for warning in warnings:
+                ctx.event("output", "validate", f"  warning: {warning}")
+            result.status = "skipped"
+            result.detail = f"no unvalidated batch in the {len(CONTRACTS)} bronze tables" + (
+                f"; {len(warnings)} warning(s)" if warnings else ""
+            )
+            return
+        ctx.event("output", "validate", f"  the gate runs: {reason}")
     code, output = _spark_job(ctx, result, "validate_bronze.py", ["--run-id", ctx.run_id])
     if code == GATE_FAILED:
         raise PipelineError("quality gate failed: transform skipped, silver and gold keep the last good data")
@@ -269,13 +352,22 @@ def step_validate(ctx: Context, result: StepResult) -> None:
 
 
 def step_transform(ctx: Context, result: StepResult) -> None:
-    from lakehouse.transform import EXIT_REFUSED, run_transform
+    from lakehouse.transform import EXIT_REFUSED, SKIPPED_KEY, run_transform
 
-    code = run_transform(ctx.config, full_refresh=ctx.options.full_refresh, run_id=ctx.run_id, profile=result.profile)
+    code = run_transform(
+        ctx.config,
+        full_refresh=ctx.options.full_refresh,
+        run_id=ctx.run_id,
+        profile=result.profile,
+        allow_skip=not ctx.options.no_skip,
+    )
     if code == EXIT_REFUSED:
         raise PipelineError("transform refused: bronze holds rows no passed quality gate covers (see above)")
     if code != 0:
         raise PipelineError("dbt build failed (see the failing models and tests above)")
+    if SKIPPED_KEY in result.profile:
+        result.status = "skipped"
+        result.detail = result.profile[SKIPPED_KEY]
 
 
 def _delta_tables(ctx: Context, schema: str) -> list[str]:
@@ -305,7 +397,7 @@ def _maintain_table(ctx: Context, name: str) -> bool:
 
 
 def step_maintain(ctx: Context, result: StepResult) -> None:
-    if not ctx.changed:
+    if not ctx.changed and not ctx.options.no_skip:
         result.status = "skipped"
         result.detail = "nothing changed"
         return

@@ -348,6 +348,7 @@ def _report(config: Config, code: int, results: Path, errors: TextIO) -> int:
 
 
 SKIP = "skip"
+SKIPPED_KEY = "skipped"  # in the profile of a skipped transform: why
 SKIPPED = "skipped: no bronze table changed since the last published build (same versions, same dbt project)"
 
 
@@ -397,6 +398,7 @@ def run_transform(
     errors: TextIO | None = None,
     check_gate: bool = True,
     profile: dict[str, Any] | None = None,
+    allow_skip: bool = True,
 ) -> int:
     """`dbt build` against the running Thrift server; 0 when every model, snapshot and test passed.
 
@@ -409,6 +411,9 @@ def run_transform(
     otherwise nothing runs and the result is :data:`EXIT_REFUSED`, with one line saying why.
     dbt then reads each bronze table at the version checked. ``check_gate=False`` skips that
     (tests of dbt itself on bronze no gate has seen; the CLI has no such switch).
+
+    ``allow_skip=False`` builds even when no bronze table changed since the last published
+    build (`lakehouse pipeline --no-skip`).
 
     ``profile``, when given, is filled with where the time went (lakehouse/profiling.py): the
     seconds of each phase, and each dbt node's time grouped by resource type.
@@ -436,10 +441,12 @@ def run_transform(
         except QueryError as exc:
             print(f"transform: error: cannot read what the last published build read: {exc}", file=err)
             return EXIT_FAILURE
-        if plan == SKIP:
+        if plan == SKIP and allow_skip:
             print(f"transform: {SKIPPED} in {time.monotonic() - started:.0f} s", file=out, flush=True)
+            if profile is not None:
+                profile[SKIPPED_KEY] = SKIPPED.removeprefix("skipped: ")
             return EXIT_OK
-        if plan:
+        if plan and plan != SKIP:
             print(f"transform: {plan}: rebuilding the incremental models from scratch (--full-refresh)", file=out)
             full_refresh = True
     try:

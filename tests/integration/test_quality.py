@@ -52,6 +52,7 @@ from lakehouse.bronze.contracts import (
 )
 from lakehouse.bronze.extract import run_extract
 from lakehouse.config import Config
+from lakehouse.pipeline import freshness_warnings, ingest_age_hours, unvalidated
 from lakehouse.quality.batches import GateError, current_version, tables_of_batch
 from lakehouse.quality.gate import GateResult, run_gate
 from lakehouse.quality.quarantine import QuarantineError, accept_quarantined, move_to_quarantine
@@ -428,6 +429,8 @@ def test_transform_refuses_while_bronze_holds_rows_no_passed_gate_covers(
         validated_bronze_versions(services)
     message = str(refused.value)
     assert message.startswith(f"bronze.users holds {USER_ROWS:,} row(s) that no passed quality gate covers")
+    # The pipeline asks the same before it would start Spark for the gate: the gate runs.
+    assert unvalidated(services) == message.split("; ")[0]
     assert "last gate verdict: failed, run q-sticky" in message
     assert "(and 3 more tables: viewing_sessions, ratings, content)" in message
     assert "lakehouse quarantine" in message
@@ -481,7 +484,14 @@ def test_after_the_operator_the_gate_passes_and_transform_may_read_bronze(
     assert result.passed, result.summary()
     versions = validated_bronze_versions(services)
     assert versions == {name: current_version(spark, name) for name in CONTRACTS}
-    # Nothing new since: the next gate validates nothing and stores no verdict.
+    # Nothing new since: the pipeline skips the gate without Spark, and says when bronze is stale.
+    assert unvalidated(services) is None
+    ages = ingest_age_hours(services)
+    assert set(ages) == set(CONTRACTS) and all(0 <= age < 1 for age in ages.values()), ages
+    stale = dataclasses.replace(services, quality=dataclasses.replace(services.quality, freshness_hours=1e-6))
+    assert [w.split(":")[0] for w in freshness_warnings(stale)] == [f"bronze.{table}" for table in CONTRACTS]
+    assert freshness_warnings(services) == []
+    # Had it run, the gate would validate nothing and store no verdict.
     again = run_gate(spark, services, run_id="q-nothing-new")
     assert again.passed and all(run.skipped for run in again.tables.values()), again.summary()
     assert spark.table(VERDICTS_TABLE).filter(F.col("run_id") == "q-nothing-new").isEmpty()

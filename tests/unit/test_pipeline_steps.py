@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import os
 import subprocess
 import sys
@@ -187,3 +188,82 @@ def test_synthetic_data_goes_only_into_the_local_servers_unless_asked() -> None:
     assert refusal.startswith("the sources are empty and postgresql://app@db.example:5432/streaming is not the")
     assert refusal.endswith("or pass --generate-sources to fill them with the synthetic tiny scale")
     assert P.generation_refusal(external, P.Options(generate_sources=True)) is None
+
+
+# ------------------------------------------------------------------ the gate, decided without Spark
+
+
+@pytest.fixture
+def validate_run(monkeypatch, lock_config: Config):
+    """Run the validate step with a given decision; record whether it started Spark and what it said."""
+    submitted: list[str] = []
+
+    def spark_job(ctx, result, job, args):
+        submitted.append(job)
+        return 0, ""
+
+    monkeypatch.setattr(P, "_spark_job", spark_job)
+    monkeypatch.setattr(P, "_audit_counts", lambda ctx, step: (0, None, None))
+    monkeypatch.setattr(P, "freshness_warnings", lambda config: [])
+
+    def run(decision, options: P.Options | None = None, config: Config | None = None):
+        monkeypatch.setattr(P, "unvalidated", decision)
+        out = io.StringIO()
+        ctx = P.Context(config or lock_config, options or P.Options(), "r1", out)
+        result = P.StepResult("validate")
+        P.step_validate(ctx, result)
+        return result, submitted, out.getvalue()
+
+    return run
+
+
+def test_validate_is_skipped_without_spark_when_a_passed_gate_covers_every_row(validate_run) -> None:
+    result, submitted, _said = validate_run(lambda config: None)
+    assert submitted == []
+    assert result.status == "skipped"
+    assert result.detail == "no unvalidated batch in the 4 bronze tables"
+
+
+def test_the_gate_runs_when_bronze_holds_rows_no_passed_gate_covers_or_when_in_doubt(validate_run) -> None:
+    from lakehouse.sql_client import QueryError
+
+    def unreachable(config: Config) -> str | None:
+        raise QueryError("cannot reach the Thrift server")
+
+    pending = "bronze.users holds 3 row(s) that no passed quality gate covers"
+    result, submitted, said = validate_run(lambda config: pending)
+    assert result.status == "pending" and submitted == ["validate_bronze.py"]
+    assert f"the gate runs: {pending}" in said
+    result, submitted, said = validate_run(unreachable)
+    assert submitted == ["validate_bronze.py"] * 2
+    assert "the gate runs: cannot tell without Spark: cannot reach the Thrift server" in said
+
+
+def test_no_skip_runs_the_gate_without_asking(validate_run) -> None:
+    def must_not_ask(config: Config) -> str | None:
+        raise AssertionError("asked")
+
+    _result, submitted, _said = validate_run(must_not_ask, P.Options(no_skip=True))
+    assert submitted == ["validate_bronze.py"]
+
+
+def test_a_decision_past_its_timeout_runs_the_gate(validate_run, home: dict[str, str]) -> None:
+    quick = load_config(env={**home, "LAKEHOUSE_PIPELINE_DECISION_TIMEOUT_SECONDS": "1"})
+
+    def hangs(config: Config) -> str | None:
+        time.sleep(30)
+        return None
+
+    started = time.monotonic()
+    _result, submitted, said = validate_run(hangs, config=quick)
+    assert submitted == ["validate_bronze.py"] and time.monotonic() - started < 10
+    assert "got no answer within 1 s (pipeline.decision_timeout_seconds)" in said
+
+
+def test_a_skipped_gate_still_warns_when_bronze_is_stale(validate_run, monkeypatch) -> None:
+    stale = "bronze.users: newest row ingested 40 h ago, over quality.freshness_hours (36 h)"
+    monkeypatch.setattr(P, "freshness_warnings", lambda config: [stale])
+    result, submitted, said = validate_run(lambda config: None)
+    assert submitted == [] and result.status == "skipped"
+    assert result.detail.endswith("; 1 warning(s)")
+    assert f"warning: {stale}" in said
