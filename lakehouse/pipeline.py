@@ -371,8 +371,6 @@ def step_transform(ctx: Context, result: StepResult) -> None:
 
 
 def _delta_tables(ctx: Context, schema: str) -> list[str]:
-    from lakehouse.sql_client import QueryError
-
     try:
         tables = {row[1] for row in _sql(ctx, f"show tables in {schema}").rows}
         views = {row[1] for row in _sql(ctx, f"show views in {schema}").rows}
@@ -513,8 +511,6 @@ def record_pipeline_steps(ctx: Context, results: list[StepResult], started_at: d
 
     Step rows have no source table; extract and validate also wrote one row per table.
     """
-    from lakehouse.sql_client import QueryError
-
     records = [
         StepRecord(
             ctx.run_id,
@@ -595,8 +591,6 @@ def _run(ctx: Context, steps: list[str], locks: contextlib.ExitStack) -> int:
 
 def _print_profile(ctx: Context) -> None:
     """Where this run's time went, as recorded (the per-table rows come from the Spark jobs)."""
-    from lakehouse.sql_client import QueryError
-
     try:
         rows = profiling.read_profile(ctx.config, ctx.run_id)
     except QueryError as exc:
