@@ -7,7 +7,11 @@ the data of a running `make pipeline`. In order it measures:
 2. the full pipeline from empty sources, time per step;
 3. the raw source read rates on the same data, as baselines for the extract:
    PostgreSQL ``COPY viewing_sessions TO STDOUT`` and a plain pymongo cursor over ``content``;
-4. ``simulate --days 1`` and the incremental pipeline, time per step.
+4. ``simulate --days 1`` and the incremental pipeline, time per step;
+5. the pipeline once more with nothing new (what a scheduler polling every few minutes pays),
+   with the number of Spark applications it started.
+
+Each run's profile (lakehouse/profiling.py) and the machine's load average are kept too.
 
 Results are written as JSON to ``<home>/reports/bench-<timestamp>.json`` and printed as a
 table with the ratios the issues ask about (extract vs COPY, validate vs extract, incremental
@@ -172,7 +176,12 @@ def run_bench(config: Config, scale: str = "medium", progress=print) -> dict[str
 
     env = bench_environment(config)
     bench_config = load_config(env=env)
-    report: dict[str, Any] = {"scale": scale, "started_at": dt.datetime.now(dt.UTC).isoformat(), "cpus": os.cpu_count()}
+    report: dict[str, Any] = {
+        "scale": scale,
+        "started_at": dt.datetime.now(dt.UTC).isoformat(),
+        "cpus": os.cpu_count(),
+        "load_average_at_start": os.getloadavg(),  # 1, 5 and 15 minutes: other work on the machine
+    }
 
     progress(f"bench: starting an isolated stack in {bench_config.home}")
     up = _cli(env, "up")
@@ -200,6 +209,18 @@ def run_bench(config: Config, scale: str = "medium", progress=print) -> dict[str
         report["incremental"] = _pipeline(env, logs / "incremental.log", "--scale", scale)
         report["incremental"]["extract_tables"] = _extract_rates(bench_config, report["incremental"]["run_id"])
         report["incremental"]["profile"] = _profile(bench_config, report["incremental"]["run_id"])
+
+        progress(f"bench: the pipeline again with nothing new (output: {logs / 'no-change.log'})")
+        report["no_change"] = _pipeline(env, logs / "no-change.log", "--scale", scale)
+        report["no_change"]["profile"] = _profile(bench_config, report["no_change"]["run_id"])
+        report["no_change"]["spark_applications"] = next(
+            (
+                row["profile"].get("spark_applications")
+                for row in report["no_change"]["profile"]
+                if row["step"] == "pipeline"
+            ),
+            None,
+        )
     finally:
         _cli(env, "down")
 
@@ -217,20 +238,27 @@ def run_bench(config: Config, scale: str = "medium", progress=print) -> dict[str
         "incremental_vs_full": _ratio(report["incremental"]["seconds"], report["full"]["seconds"]),
     }
     report["ended_at"] = dt.datetime.now(dt.UTC).isoformat()
+    report["load_average_at_end"] = os.getloadavg()
     return report
 
 
 def format_report(report: dict[str, Any]) -> str:
     lines = [f"benchmark at {report['scale']} scale on {report['cpus']} cores", ""]
-    lines.append(f"{'step':<10} {'full s':>9} {'incr s':>9} {'full rows read':>15} {'incr rows read':>15}")
+    runs = [report[name] for name in ("full", "incremental", "no_change")]
+    header = (
+        f"{'step':<10} {'full s':>9} {'incr s':>9} {'no-change s':>12} {'full rows read':>15} {'incr rows read':>15}"
+    )
+    lines.append(header)
     for step in ("up", "sources", "extract", "validate", "transform", "maintain"):
-        full = report["full"]["steps"].get(step, {})
-        incr = report["incremental"]["steps"].get(step, {})
+        full, incr, idle = (run["steps"].get(step, {}) for run in runs)
         lines.append(
             f"{step:<10} {full.get('seconds') or 0:>9.1f} {incr.get('seconds') or 0:>9.1f} "
-            f"{full.get('rows_read') or 0:>15,} {incr.get('rows_read') or 0:>15,}"
+            f"{idle.get('seconds') or 0:>12.1f} {full.get('rows_read') or 0:>15,} {incr.get('rows_read') or 0:>15,}"
         )
-    lines.append(f"{'total':<10} {report['full']['seconds']:>9.1f} {report['incremental']['seconds']:>9.1f}")
+    lines.append(f"{'total':<10} {runs[0]['seconds']:>9.1f} {runs[1]['seconds']:>9.1f} {runs[2]['seconds']:>12.1f}")
+    lines.append(f"Spark applications started by the no-change run: {report['no_change'].get('spark_applications')}")
+    start, end = report.get("load_average_at_start"), report.get("load_average_at_end")
+    lines.append(f"load average (1, 5, 15 min) at start {start}, at end {end}")
     lines.append("")
     for name, value in report["ratios"].items():
         lines.append(f"{name:<26} {value if value is not None else 'n/a'}")

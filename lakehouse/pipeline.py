@@ -583,7 +583,9 @@ def _run(ctx: Context, steps: list[str], locks: contextlib.ExitStack) -> int:
     services_up = "up" not in steps or results[0].status == "succeeded"
     if services_up:
         record_pipeline_steps(ctx, results, started_at, status)
-    ctx.event("summary", "summary", summary_text(ctx, results), status=status)
+    ctx.event(
+        "summary", "summary", summary_text(ctx, results), status=status, spark_applications=ctx.spark_applications
+    )
     if ctx.options.profile and services_up:
         _print_profile(ctx)
     return 0 if status == "succeeded" else 1

@@ -166,3 +166,27 @@ def test_a_block_past_its_alarm_fails_naming_it_after_dumping_every_stack(capfd)
     finally:
         signal.setitimer(signal.ITIMER_REAL, remaining)
     assert "most recent call first" in capfd.readouterr().err
+
+
+def test_the_bench_table_has_the_no_change_run_its_spark_applications_and_the_load() -> None:
+    from lakehouse.bench import format_report
+
+    def run(seconds: float, extract: float) -> dict:
+        return {"seconds": seconds, "steps": {"extract": {"seconds": extract, "rows_read": 10}}}
+
+    report = {
+        "scale": "tiny",
+        "cpus": 2,
+        "full": run(300.0, 70.0),
+        "incremental": run(250.0, 50.0),
+        "no_change": {**run(60.0, 45.0), "spark_applications": 1},
+        "ratios": {"incremental_vs_full": 0.833},
+        "load_average_at_start": (0.5, 0.4, 0.3),
+        "load_average_at_end": (1.5, 1.0, 0.6),
+    }
+    lines = format_report(report).splitlines()
+    extract = next(line for line in lines if line.startswith("extract"))
+    assert extract.split()[:4] == ["extract", "70.0", "50.0", "45.0"]
+    assert next(line for line in lines if line.startswith("total")).split() == ["total", "300.0", "250.0", "60.0"]
+    assert "Spark applications started by the no-change run: 1" in lines
+    assert "load average (1, 5, 15 min) at start (0.5, 0.4, 0.3), at end (1.5, 1.0, 0.6)" in lines
