@@ -684,3 +684,41 @@ def test_a_transform_with_nothing_new_is_skipped_and_rewrites_nothing(simulated:
     assert stack.published() == published
     assert _build_version(stack, "gold_build.fct_viewing_sessions") == fact_version
     print(f"transform with nothing new: {seconds:.1f} s")
+
+
+def test_a_pipeline_with_nothing_new_starts_one_spark_application_and_publishes_nothing(
+    simulated: Simulated, stack: Stack
+) -> None:
+    """A scheduler's next poll after the day: the gate and dbt are decided without Spark.
+
+    The extract still starts its application (deciding from the sources is issue 27's next
+    slice); validate, transform and maintain are skipped, each with its reason.
+    """
+    published = stack.published()
+    result = stack.pipeline("--profile")
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    run_id = next(line.split()[1] for line in result.stdout.splitlines() if line.startswith("run "))
+    steps = dict(
+        stack.query(
+            f"select step, coalesce(status, '') from ops.pipeline_runs where run_id = '{run_id}' "
+            "and source_table is null"
+        )
+    )
+    assert steps == {
+        "up": "succeeded",
+        "sources": "succeeded",
+        "extract": "succeeded",
+        "validate": "skipped",
+        "transform": "skipped",
+        "maintain": "skipped",
+        "pipeline": "succeeded",
+    }, steps
+    summary = result.stdout.split(f"run {run_id}")[1]
+    assert "no unvalidated batch in the 4 bronze tables" in summary
+    assert "no bronze table changed since the last published build" in summary
+    [(applications,)] = stack.query(
+        f"select get_json_object(profile, '$.spark_applications') from ops.pipeline_runs "
+        f"where run_id = '{run_id}' and step = 'pipeline'"
+    )
+    assert applications == "1"
+    assert stack.published() == published
