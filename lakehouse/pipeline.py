@@ -286,17 +286,35 @@ def _bounded(ctx: Context, what: str, decide: Callable[[], T]) -> T:
 
 
 def unvalidated(config: Config) -> str | None:
-    """None when a passed gate covers every bronze row, else which table holds rows it does not.
+    """None when a passed gate covers every bronze row and every quarantined one, else what it
+    does not cover. Asked over the Thrift server, without starting Spark.
 
-    The same question ``transform`` asks before dbt may read bronze (over the Thrift server,
-    without starting Spark: :func:`lakehouse.transform.validated_bronze_versions`).
+    Bronze rows: the question ``transform`` asks before dbt may read bronze
+    (:func:`lakehouse.transform.validated_bronze_versions`). Quarantined rows: the gate checks
+    their share of the batch, so rows quarantined since the last passed verdict are pending too.
     """
+    from lakehouse.bronze.contracts import CONTRACTS, QUARANTINE_TABLE
+    from lakehouse.quality.verdicts import pending_quarantined_sql
+    from lakehouse.sql_client import run_queries
     from lakehouse.transform import GateNotPassed, validated_bronze_versions
 
     try:
         validated_bronze_versions(config)
     except GateNotPassed as exc:
         return str(exc).split("; ", 1)[0]
+    schema, name = QUARANTINE_TABLE.split(".")
+    if name not in {row[1] for row in run_queries(config, [f"show tables in {schema}"], etl=True)[0].rows}:
+        return None
+    queries = [
+        pending_quarantined_sql(table, QUARANTINE_TABLE, c.source_system, c.source_name)
+        for table, c in CONTRACTS.items()
+    ]
+    counts = run_queries(config, queries, etl=True)
+    for table, result in zip(CONTRACTS, counts, strict=True):
+        if result.rows[0][0]:
+            return (
+                f"{QUARANTINE_TABLE} holds {result.rows[0][0]:,} row(s) of {table} that no passed quality gate covers"
+            )
     return None
 
 

@@ -44,6 +44,15 @@ def pending_rows_sql(table: str, bronze_table: str, version: int, *, verdicts_ex
     return f"select count(*) from {bronze_table} version as of {version} where {pending}"
 
 
+def pending_quarantined_sql(table: str, quarantine_table: str, source_system: str, source_name: str) -> str:
+    """SQL: how many of the table's quarantine rows no passed verdict covers (the gate checks
+    their share of the batch: a batch whose rows were all quarantined is pending too)."""
+    return (
+        f"select count(*) from {quarantine_table} where source_system = '{source_system}' "
+        f"and source_table = '{source_name}' and not {covered_condition(table, 'quarantined_at')}"
+    )
+
+
 def last_verdict_sql(table: str) -> str:
     """SQL: the table's newest verdict (verdict, run_id), if any."""
     return (

@@ -53,7 +53,7 @@ from lakehouse.bronze.contracts import (
 from lakehouse.bronze.extract import run_extract
 from lakehouse.config import Config
 from lakehouse.pipeline import freshness_warnings, ingest_age_hours, unvalidated
-from lakehouse.quality.batches import GateError, current_version, tables_of_batch
+from lakehouse.quality.batches import GateError, current_version, has_pending, resolve_batches, tables_of_batch
 from lakehouse.quality.gate import GateResult, run_gate
 from lakehouse.quality.quarantine import QuarantineError, accept_quarantined, move_to_quarantine
 from lakehouse.quality.results import DQ_RESULTS_TABLE, describe
@@ -495,3 +495,30 @@ def test_after_the_operator_the_gate_passes_and_transform_may_read_bronze(
     again = run_gate(spark, services, run_id="q-nothing-new")
     assert again.passed and all(run.skipped for run in again.tables.values()), again.summary()
     assert spark.table(VERDICTS_TABLE).filter(F.col("run_id") == "q-nothing-new").isEmpty()
+
+
+def test_a_batch_whose_rows_were_all_quarantined_is_pending_for_the_pipeline_too(
+    spark, services: Config, released_gate: tuple
+) -> None:
+    """No bronze row changed, but the extract quarantined rows since the last passed gate: the
+    gate checks their share, so the pipeline's decision must not skip it (nor does the gate)."""
+    assert unvalidated(services) is None
+    users = CONTRACTS["users"]
+    row = spark.range(1).select(
+        F.lit(users.source_system).alias("source_system"),
+        F.lit(users.source_name).alias("source_table"),
+        F.lit("q-all-bad").alias("record_key"),
+        F.lit("{}").alias("payload"),
+        F.lit("birth_date: cannot read 'soon' as date").alias("reason"),
+        F.sha2(F.lit("q-all-bad"), 256).alias("payload_sha256"),
+        F.lit("q-all-bad").alias("batch_id"),
+        F.current_timestamp().alias("quarantined_at"),
+    )
+    row.write.format("delta").mode("append").saveAsTable(QUARANTINE_TABLE)
+    try:
+        assert unvalidated(services) == f"{QUARANTINE_TABLE} holds 1 row(s) of users that no passed quality gate covers"
+        [ref] = resolve_batches(spark, ["users"], None)
+        assert has_pending(spark, ref)  # the gate's own answer, in Spark
+    finally:
+        spark.sql(f"delete from {QUARANTINE_TABLE} where batch_id = 'q-all-bad'")
+    assert unvalidated(services) is None
