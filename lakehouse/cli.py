@@ -156,31 +156,59 @@ def _as_writer(config: Config, command: str, run: Callable[[], int]) -> int:
         return EXIT_FAILURE
 
 
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
 def cmd_extract(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse.bronze.extract import SOURCES, select_contracts
+    from lakehouse.pipeline import tables_to_extract
     from lakehouse.spark import submit_job
 
-    job_args = ["--source", args.source]
-    for table in args.table or []:
-        job_args += ["--table", table]
-    if args.full_refresh:
-        job_args.append("--full-refresh")
-    if args.run_id:
-        job_args += ["--run-id", args.run_id]
-    app_name = f"lakehouse-extract-{args.source}"
-    return _as_writer(config, "extract", lambda: submit_job(config, "extract.py", job_args, app_name=app_name))
+    sources = SOURCES if args.source == "all" else (args.source,)
+    tables = [c.source_name for c in select_contracts(sources, args.table)]
+
+    def run() -> int:
+        wanted = tables
+        if not (args.no_skip or args.full_refresh):
+            pending = tables_to_extract(config, tables, _say)
+            if pending == []:
+                print(f"extract: skipped: nothing new in the {len(tables)} source tables")
+                return EXIT_OK
+            wanted = tables if pending is None else pending
+        job_args = ["--source", args.source]
+        for table in wanted:
+            job_args += ["--table", table]
+        if args.full_refresh:
+            job_args.append("--full-refresh")
+        if args.run_id:
+            job_args += ["--run-id", args.run_id]
+        return submit_job(config, "extract.py", job_args, app_name=f"lakehouse-extract-{args.source}")
+
+    return _as_writer(config, "extract", run)
 
 
 def cmd_validate(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse.pipeline import gate_decision
     from lakehouse.spark import submit_job
 
-    job_args = []
-    if args.batch_id:
-        job_args += ["--batch-id", args.batch_id]
-    if args.run_id:
-        job_args += ["--run-id", args.run_id]
-    return _as_writer(
-        config, "validate", lambda: submit_job(config, "validate_bronze.py", job_args, app_name="lakehouse-validate")
-    )
+    def run() -> int:
+        if not (args.no_skip or args.batch_id):
+            reason, warnings = gate_decision(config)
+            for warning in warnings:
+                print(f"warning: {warning}")
+            if reason is None:
+                print("validate: skipped: no unvalidated batch in the bronze tables")
+                return EXIT_OK
+            print(f"validate: the gate runs: {reason}")
+        job_args = []
+        if args.batch_id:
+            job_args += ["--batch-id", args.batch_id]
+        if args.run_id:
+            job_args += ["--run-id", args.run_id]
+        return submit_job(config, "validate_bronze.py", job_args, app_name="lakehouse-validate")
+
+    return _as_writer(config, "validate", run)
 
 
 def cmd_transform(config: Config, args: argparse.Namespace) -> int:
@@ -302,10 +330,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", choices=("postgres", "mongodb", "all"), default="all")
     p.add_argument("--table", action="append", help="only this table (repeatable)")
     p.add_argument("--full-refresh", action="store_true", help="ignore watermarks and rebuild the tables")
+    p.add_argument("--no-skip", action="store_true", help="extract even when the sources hold nothing new")
     p.add_argument("--run-id", help=argparse.SUPPRESS)
 
     p = add("validate", cmd_validate, "run the quality gate (Great Expectations) on what is pending in bronze")
     p.add_argument("--batch-id", help="look at this batch only (no verdict is stored)")
+    p.add_argument("--no-skip", action="store_true", help="run the gate even when no batch is unvalidated")
     p.add_argument("--run-id", help=argparse.SUPPRESS)
 
     p = add("transform", cmd_transform, "build silver and gold with dbt through the Thrift server")
@@ -347,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-skip",
         action="store_true",
-        help="run every step even when the lakehouse's state says it has nothing to do (validate, transform, maintain)",
+        help="run every step even when the lakehouse's state says it has nothing to do",
     )
 
     p = add("profile", cmd_profile, "where a recorded run's time went: JVM starts, Spark jobs, commits, dbt nodes")

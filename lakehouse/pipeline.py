@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
-from lakehouse import processes, profiling
+from lakehouse import errors, processes, profiling
 from lakehouse.audit import RUNS_TABLE, StepRecord, new_run_id, record_over_thrift
 from lakehouse.config import PROJECT_ROOT, Config
 from lakehouse.locking import LockedError, run_lock, shared_lock
@@ -254,35 +254,51 @@ def _spark_job(ctx: Context, result: StepResult, job: str, args: list[str]) -> t
     return run.code, run.output
 
 
+def tables_to_extract(config: Config, tables: list[str] | None, say: Callable[[str], None]) -> list[str] | None:
+    """The source tables (of ``tables``, or all) whose next extract may find something new,
+    asked of the sources and the stored fingerprints without Spark (lakehouse/bronze/fingerprints.py).
+
+    [] when none can; None when the question got no answer (the caller extracts them all).
+    """
+    from lakehouse.bronze import fingerprints
+    from lakehouse.bronze.extract import SOURCES, select_contracts
+
+    contracts = select_contracts(SOURCES, tables)
+    seconds = config.pipeline.decision_timeout_seconds
+    try:
+        pending = processes.within(
+            seconds,
+            "the extract's decision",
+            "pipeline.decision_timeout_seconds",
+            lambda: fingerprints.pending_tables(config, contracts),
+        )
+    except Exception as exc:  # when in doubt, the extract runs
+        reason = errors.one_line(exc, config.secret_values)
+        say(f"extract runs: cannot tell without Spark whether the sources changed: {reason}")
+        return None
+    for table, reason in pending.items():
+        say(f"extract {table}: {reason}")
+    return [c.source_name for c in contracts if c.source_name in pending]
+
+
 def step_extract(ctx: Context, result: StepResult) -> None:
     args = ["--run-id", ctx.run_id] + (["--full-refresh"] if ctx.options.full_refresh else [])
+    if not (ctx.options.no_skip or ctx.options.full_refresh):
+        tables = tables_to_extract(ctx.config, None, lambda m: ctx.event("output", "extract", f"  {m}"))
+        if tables == []:
+            from lakehouse.bronze.contracts import CONTRACTS
+
+            ctx.changed = False
+            result.status = "skipped"
+            result.detail = f"nothing new in the {len(CONTRACTS)} source tables"
+            return
+        for table in tables or []:
+            args += ["--table", table]
     code, output = _spark_job(ctx, result, "extract.py", args)
     _check(code, output, "extract failed")
     result.rows_read, result.rows_written, result.rows_quarantined = _audit_counts(ctx, "extract")
     ctx.changed = bool(result.rows_written) or ctx.options.full_refresh
     result.detail = "" if ctx.changed else "no new or changed rows"
-
-
-def _bounded(ctx: Context, what: str, decide: Callable[[], T]) -> T:
-    """``decide()`` within pipeline.decision_timeout_seconds, else TimeoutError naming ``what``."""
-    outcome: list[T] = []
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            outcome.append(decide())
-        except BaseException as exc:  # handed to the caller
-            failure.append(exc)
-
-    worker = threading.Thread(target=run, name=f"decide {what}", daemon=True)
-    worker.start()
-    worker.join(ctx.config.pipeline.decision_timeout_seconds)
-    if worker.is_alive():
-        seconds = ctx.config.pipeline.decision_timeout_seconds
-        raise TimeoutError(f"{what} got no answer within {seconds} s (pipeline.decision_timeout_seconds)")
-    if failure:
-        raise failure[0]
-    return outcome[0]
 
 
 def unvalidated(config: Config) -> str | None:
@@ -341,19 +357,29 @@ def freshness_warnings(config: Config) -> list[str]:
     ]
 
 
+def gate_decision(config: Config) -> tuple[str | None, list[str]]:
+    """(why the gate must run, or None when no batch is unvalidated; the freshness warnings a
+    skipped gate still gives), asked over the Thrift server within pipeline.decision_timeout_seconds."""
+    seconds = config.pipeline.decision_timeout_seconds
+    setting = "pipeline.decision_timeout_seconds"
+    try:
+        reason = processes.within(seconds, "the gate's decision", setting, lambda: unvalidated(config))
+    except (QueryError, TimeoutError) as exc:  # when in doubt, the gate runs
+        return f"cannot tell without Spark: {exc}", []
+    if reason is not None:
+        return reason, []
+    try:
+        return None, processes.within(seconds, "the freshness check", setting, lambda: freshness_warnings(config))
+    except (QueryError, TimeoutError) as exc:
+        return None, [f"freshness not checked: {exc}"]
+
+
 def step_validate(ctx: Context, result: StepResult) -> None:
     if not ctx.options.no_skip:
-        try:
-            reason = _bounded(ctx, "the gate's decision", lambda: unvalidated(ctx.config))
-        except (QueryError, TimeoutError) as exc:  # when in doubt, the gate runs
-            reason = f"cannot tell without Spark: {exc}"
+        reason, warnings = gate_decision(ctx.config)
         if reason is None:
             from lakehouse.bronze.contracts import CONTRACTS
 
-            try:
-                warnings = _bounded(ctx, "the freshness check", lambda: freshness_warnings(ctx.config))
-            except (QueryError, TimeoutError) as exc:
-                warnings = [f"freshness not checked: {exc}"]
             for warning in warnings:
                 ctx.event("output", "validate", f"  warning: {warning}")
             result.status = "skipped"

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 STOP_GRACE_SECONDS = 30
 
@@ -100,3 +101,28 @@ def run(
     if finished.timed_out:
         raise CommandTimeout(f"{what} did not finish within {timeout:.0f} s ({setting}) and was stopped")
     return subprocess.CompletedProcess(list(command), finished.code, "\n".join(lines) + "\n", "")
+
+
+T = TypeVar("T")
+
+
+def within(seconds: float, what: str, setting: str, call: Callable[[], T]) -> T:
+    """``call()`` in a daemon thread, its result or exception; TimeoutError naming ``what`` and
+    ``setting`` when it has not answered within ``seconds`` (the thread is left to finish)."""
+    outcome: list[T] = []
+    failure: list[BaseException] = []
+
+    def run_call() -> None:
+        try:
+            outcome.append(call())
+        except BaseException as exc:  # handed to the caller
+            failure.append(exc)
+
+    worker = threading.Thread(target=run_call, name=what, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise TimeoutError(f"{what} got no answer within {seconds:g} s ({setting})")
+    if failure:
+        raise failure[0]
+    return outcome[0]

@@ -9,7 +9,9 @@ For each table of a source, in one Spark application:
    wins, so re-running a batch changes nothing);
 4. check that every row read was written somewhere: rows read = rows merged + rows
    quarantined, using the counts Delta reports for its own writes; fail loudly otherwise;
-5. only then advance the watermark, and record the step in ``ops.pipeline_runs``.
+5. only then advance the watermark, with the fingerprint of the window the next extract will
+   read (lakehouse/bronze/fingerprints.py: what lets the pipeline skip an extract that would
+   find nothing new), and record the step in ``ops.pipeline_runs``.
 
 Each commit is idempotent on a re-run, so a crash anywhere loses and duplicates nothing: the
 crash tests (tests/integration/test_bronze.py) kill the process group at the points named in
@@ -37,7 +39,7 @@ from pyspark.sql import functions as F
 
 from lakehouse import errors, profiling
 from lakehouse.audit import StepRecord, ensure_ops_tables, new_run_id, record_steps
-from lakehouse.bronze import readers, transform, watermarks, writer
+from lakehouse.bronze import fingerprints, readers, transform, watermarks, writer
 from lakehouse.bronze.contracts import MONGODB, POSTGRES, UPDATED_AT, Contract, contracts_for
 from lakehouse.config import Config, load_config
 
@@ -94,16 +96,21 @@ def extract_table(
     *,
     full_refresh: bool,
     stored: dt.datetime | None,
-) -> None:
+) -> str | None:
     """Extract one table's batch into bronze, filling `record` as it goes (counts, watermarks).
 
     `stored` is the table's watermark. `spark` should be a session of its own when tables run
-    in parallel: the commit tag is a session setting.
+    in parallel: the commit tag is a session setting. Returns the fingerprint of the window the
+    next extract will read, as JSON, or None when the source changed while this one read.
     """
     batch_id = record.batch_id or uuid.uuid4().hex
     record.watermark_before = stored
-    since = None if full_refresh or stored is None else stored - dt.timedelta(minutes=config.bronze.lookback_minutes)
+    lookback = config.bronze.lookback_minutes
+    since = None if full_refresh else fingerprints.next_window(stored, lookback)
     ingested_at = F.lit(record.started_at).cast("timestamp")
+    phases = profiling.Phases()
+    with phases.timed("fingerprint"):
+        (before,) = fingerprints.take(config, contract, [since])
 
     tolerance = config.bronze.future_tolerance_minutes
     latest = F.lit(record.started_at + dt.timedelta(minutes=tolerance)).cast("timestamp")
@@ -111,7 +118,6 @@ def extract_table(
         _read_batch(spark, config, contract, since), contract, latest=latest, tolerance_minutes=tolerance
     )
     checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
-    phases = profiling.Phases()
     commits = 0
     try:
         with phases.timed("read and type"):
@@ -159,6 +165,36 @@ def extract_table(
     record.watermark_after = watermarks.capped(
         max(candidates) if candidates else None, record.started_at, config.bronze.lookback_minutes
     )
+    with phases.timed("fingerprint"):
+        return _next_fingerprint(config, contract, record, before, since)
+
+
+def _next_fingerprint(
+    config: Config, contract: Contract, record: StepRecord, before: fingerprints.Fingerprint, since: dt.datetime | None
+) -> str | None:
+    """The fingerprint of the next extract's window, if this extract read a source that held still.
+
+    Both fingerprints come from one scan: the window this extract read, which must equal what it
+    was before the read, and the next window, which lies inside it.
+    """
+    upcoming = fingerprints.next_window(record.watermark_after, config.bronze.lookback_minutes)
+    if since is not None and (upcoming is None or upcoming < since):
+        return None  # the next window reaches further back than this read: nothing to vouch for it
+    read_again, following = fingerprints.take(config, contract, [since, upcoming])
+    if not read_again.same_rows(before):
+        log.warning(
+            "%s.%s changed while it was extracted: the next run extracts it again",
+            contract.source_system,
+            contract.source_name,
+        )
+        return None
+    horizon = record.started_at + dt.timedelta(minutes=config.bronze.future_tolerance_minutes)
+    return following.with_horizon(horizon).to_json()
+
+
+def _watermark_of(stored: dict[tuple[str, str], watermarks.StoredMark], contract: Contract) -> dt.datetime | None:
+    mark = stored.get((contract.source_system, contract.source_name))
+    return None if mark is None else mark.watermark
 
 
 def select_contracts(sources: tuple[str, ...], tables: list[str] | None) -> list[Contract]:
@@ -192,7 +228,7 @@ def run_extract(
         writer.ensure_bronze_tables(spark, selected)
         watermarks.ensure_table(spark)
         ensure_ops_tables(spark)
-        stored = watermarks.get_watermarks(spark)
+        stored = watermarks.get_stored(spark)
     progress(f"extract: {len(selected)} tables, watermarks read in {time.monotonic() - started:.1f} s")
 
     def extract_one(contract: Contract) -> StepRecord:
@@ -202,13 +238,13 @@ def run_extract(
         record = StepRecord(run_id, STEP, contract.source_system, contract.source_name, batch_id=uuid.uuid4().hex)
         try:
             with profiling.spark_jobs(spark, f"extract {name} {record.batch_id}") as work:
-                extract_table(
+                next_fingerprints[name] = extract_table(
                     spark.newSession(),
                     config,
                     contract,
                     record,
                     full_refresh=full_refresh,
-                    stored=stored.get((contract.source_system, contract.source_name)),
+                    stored=_watermark_of(stored, contract),
                 )
             record.profile.update(work.as_profile())
             record.finish("succeeded")
@@ -224,14 +260,10 @@ def run_extract(
         return record
 
     # Tables run side by side (bronze.parallel_tables), each in a session of its own.
+    next_fingerprints: dict[str, str | None] = {}
     with ThreadPoolExecutor(max_workers=config.bronze.parallel_tables, thread_name_prefix="extract") as pool:
         records = list(pool.map(extract_one, selected))
-    # Watermarks move only for tables whose bronze commit succeeded; one commit for all.
-    moved = [
-        (r.source_system, r.source_table, r.watermark_after, r.batch_id)
-        for r in records
-        if r.status == "succeeded" and r.watermark_after is not None and r.watermark_after != r.watermark_before
-    ]
+    moved = _marks(records, next_fingerprints, stored)
     started = time.monotonic()
     crash_point("before-watermarks")
     with shared.timed("watermarks commit"):
@@ -242,6 +274,32 @@ def run_extract(
     progress(f"extract: watermarks and audit recorded in {time.monotonic() - started:.1f} s")
     profiling.announce(phases=shared.seconds, delta_commits=1 + bool(moved))
     return records
+
+
+def _marks(
+    records: list[StepRecord],
+    next_fingerprints: dict[str, str | None],
+    stored: dict[tuple[str, str], watermarks.StoredMark],
+) -> list[watermarks.Mark]:
+    """What ``ops.watermarks`` must change, for one commit.
+
+    A watermark moves only for a table whose bronze commit succeeded, with the fingerprint of
+    its next window; a failed table's fingerprint is cleared, so the next run extracts it.
+    """
+    marks = []
+    for r in records:
+        key = (r.source_system, r.source_table)
+        before = stored.get(key)
+        if r.status == "succeeded":
+            fingerprint = next_fingerprints.get(f"{r.source_system}.{r.source_table}")
+            moved = r.watermark_after is not None and r.watermark_after != r.watermark_before
+            if moved:
+                marks.append(watermarks.Mark(*key, r.watermark_after, r.batch_id, fingerprint))
+            elif before is not None and before.fingerprint != fingerprint:
+                marks.append(watermarks.Mark(*key, None, None, fingerprint))
+        elif before is not None and before.fingerprint is not None:
+            marks.append(watermarks.Mark(*key, None, None, None))
+    return marks
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

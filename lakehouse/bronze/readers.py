@@ -78,32 +78,27 @@ def with_retries(config: Config, what: str, attempt: Callable[[], R]) -> R:
 # ---------------------------------------------------------------- PostgreSQL
 
 
-def _postgres_predicate(since: dt.datetime | None) -> str:
+def postgres_predicate(since: dt.datetime | None) -> str:
+    """The batch's rows: ``updated_at`` at or after ``since`` (the edge is read again: re-reading
+    a row is harmless, missing a late one is not); every row when ``since`` is None."""
     if since is None:
         return "true"
-    return f"{UPDATED_AT} > timestamptz '{since.astimezone(dt.UTC).isoformat()}'"
+    return f"{UPDATED_AT} >= timestamptz '{since.astimezone(dt.UTC).isoformat()}'"
 
 
-def postgres_bounds(
-    config: Config, contract: Contract, since: dt.datetime | None
-) -> tuple[int, int | None, int | None]:
-    """(row count, min key, max key) of the batch, computed by PostgreSQL."""
+def postgres_row(config: Config, contract: Contract, query: str, options: str | None = None) -> tuple:
+    """The one row a query about the table's source returns, with retries; a missing table is
+    named with what to do. ``options``: session settings for libpq (``-c name=value ...``)."""
     import psycopg2
     import psycopg2.errors
 
-    column = contract.partition_column
-    query = (
-        f"select count(*), min({column}), max({column}) "
-        f"from {POSTGRES_SCHEMA}.{contract.source_name} where {_postgres_predicate(since)}"
-    )
-
-    def attempt() -> tuple[int, int | None, int | None]:
-        conn = psycopg2.connect(connect_timeout=CONNECT_TIMEOUT_SECONDS, **config.postgres.dsn())
+    def attempt() -> tuple:
+        extra = {"options": options} if options else {}
+        conn = psycopg2.connect(connect_timeout=CONNECT_TIMEOUT_SECONDS, **extra, **config.postgres.dsn())
         try:
             with conn.cursor() as cur:
                 cur.execute(query)
-                count, low, high = cur.fetchone()
-                return int(count), low, high
+                return cur.fetchone()
         except psycopg2.errors.UndefinedTable:
             raise SourceError(
                 f"postgres table {POSTGRES_SCHEMA}.{contract.source_name} does not exist in "
@@ -115,11 +110,24 @@ def postgres_bounds(
     return with_retries(config, f"postgres source {config.postgres.host}:{config.postgres.port}", attempt)
 
 
+def postgres_bounds(
+    config: Config, contract: Contract, since: dt.datetime | None
+) -> tuple[int, int | None, int | None]:
+    """(row count, min key, max key) of the batch, computed by PostgreSQL."""
+    column = contract.partition_column
+    query = (
+        f"select count(*), min({column}), max({column}) "
+        f"from {POSTGRES_SCHEMA}.{contract.source_name} where {postgres_predicate(since)}"
+    )
+    count, low, high = postgres_row(config, contract, query)
+    return int(count), low, high
+
+
 def read_postgres(spark: SparkSession, config: Config, contract: Contract, since: dt.datetime | None) -> DataFrame:
     """The batch of one PostgreSQL table: rows with updated_at after `since` (all when None)."""
     pg = config.postgres
     count, low, high = postgres_bounds(config, contract, since)
-    query = f"(select * from {POSTGRES_SCHEMA}.{contract.source_name} where {_postgres_predicate(since)}) as batch"
+    query = f"(select * from {POSTGRES_SCHEMA}.{contract.source_name} where {postgres_predicate(since)}) as batch"
     reader = (
         spark.read.format("jdbc")
         .option("url", pg.jdbc_url())
@@ -161,8 +169,14 @@ def document_json(document: dict[str, Any]) -> str:
     return json.dumps(document, default=_json_default, ensure_ascii=False, sort_keys=True)
 
 
-def _since_filter(since: dt.datetime | None) -> dict[str, Any]:
-    return {UPDATED_AT: {"$gt": since.astimezone(dt.UTC).replace(tzinfo=None)}} if since else {}
+def since_filter(since: dt.datetime | None) -> dict[str, Any]:
+    """Dated documents at or after ``since``, as :func:`postgres_predicate` (all when None)."""
+    return {UPDATED_AT: {"$gte": since.astimezone(dt.UTC).replace(tzinfo=None)}} if since else {}
+
+
+def mongo_batch_filter(since: dt.datetime | None) -> dict[str, Any]:
+    """Every document a batch from ``since`` reads: dated ones in the window, undated ones always."""
+    return {"$or": [NOT_A_DATE, {"$and": [{UPDATED_AT: {"$type": "date"}}, since_filter(since)]}]}
 
 
 def mongo_ranges(config: Config, contract: Contract, since: dt.datetime | None) -> list[dict[str, Any]]:
@@ -173,7 +187,7 @@ def mongo_ranges(config: Config, contract: Contract, since: dt.datetime | None) 
     def bounds() -> tuple[dt.datetime | None, dt.datetime | None]:
         with client(config, SERVER_SELECTION_TIMEOUT_MS) as mongo:
             collection = mongo[config.mongodb.database][MONGO_COLLECTION_OF[contract.source_name]]
-            dated = {"$and": [{UPDATED_AT: {"$type": "date"}}, _since_filter(since)]}
+            dated = {"$and": [{UPDATED_AT: {"$type": "date"}}, since_filter(since)]}
             first = collection.find_one(dated, {UPDATED_AT: 1}, sort=[(UPDATED_AT, 1)])
             last = collection.find_one(dated, {UPDATED_AT: 1}, sort=[(UPDATED_AT, -1)])
             return (first or {}).get(UPDATED_AT), (last or {}).get(UPDATED_AT)
@@ -187,7 +201,7 @@ def mongo_ranges(config: Config, contract: Contract, since: dt.datetime | None) 
     edges = [low + step * i for i in range(parts)] + [high]
     for i in range(parts):
         upper = {"$lte": edges[i + 1]} if i == parts - 1 else {"$lt": edges[i + 1]}
-        filters.append({"$and": [{UPDATED_AT: {"$gte": edges[i], **upper}}, _since_filter(since)]})
+        filters.append({"$and": [{UPDATED_AT: {"$gte": edges[i], **upper}}, since_filter(since)]})
     return filters
 
 

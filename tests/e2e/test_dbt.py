@@ -686,15 +686,16 @@ def test_a_transform_with_nothing_new_is_skipped_and_rewrites_nothing(simulated:
     print(f"transform with nothing new: {seconds:.1f} s")
 
 
-def test_a_pipeline_with_nothing_new_starts_one_spark_application_and_publishes_nothing(
+def test_a_pipeline_with_nothing_new_starts_no_spark_application_and_changes_no_table(
     simulated: Simulated, stack: Stack
 ) -> None:
-    """A scheduler's next poll after the day: the gate and dbt are decided without Spark.
+    """A scheduler's next poll after the day: every step is decided without Spark.
 
-    The extract still starts its application (deciding from the sources is issue 27's next
-    slice); validate, transform and maintain are skipped, each with its reason.
+    The extract, the gate, dbt and maintenance are skipped, each with its reason, and no Delta
+    table of bronze, silver or gold gets a new version.
     """
     published = stack.published()
+    versions = stack.versions()
     result = stack.pipeline("--profile")
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     run_id = next(line.split()[1] for line in result.stdout.splitlines() if line.startswith("run "))
@@ -707,18 +708,20 @@ def test_a_pipeline_with_nothing_new_starts_one_spark_application_and_publishes_
     assert steps == {
         "up": "succeeded",
         "sources": "succeeded",
-        "extract": "succeeded",
+        "extract": "skipped",
         "validate": "skipped",
         "transform": "skipped",
         "maintain": "skipped",
         "pipeline": "succeeded",
     }, steps
     summary = result.stdout.split(f"run {run_id}")[1]
+    assert "nothing new in the 4 source tables" in summary
     assert "no unvalidated batch in the 4 bronze tables" in summary
     assert "no bronze table changed since the last published build" in summary
     [(applications,)] = stack.query(
         f"select get_json_object(profile, '$.spark_applications') from ops.pipeline_runs "
         f"where run_id = '{run_id}' and step = 'pipeline'"
     )
-    assert applications == "1"
+    assert applications == "0"
     assert stack.published() == published
+    assert stack.versions() == versions

@@ -267,3 +267,81 @@ def test_a_skipped_gate_still_warns_when_bronze_is_stale(validate_run, monkeypat
     assert submitted == [] and result.status == "skipped"
     assert result.detail.endswith("; 1 warning(s)")
     assert f"warning: {stale}" in said
+
+
+# ------------------------------------------------------------------ the extract, decided without Spark
+
+
+@pytest.fixture
+def extract_run(monkeypatch, lock_config: Config):
+    """Run the extract step with given pending tables; record the spark-submit arguments and output."""
+    from lakehouse.bronze import fingerprints
+
+    submitted: list[list[str]] = []
+
+    def spark_job(ctx, result, job, args):
+        submitted.append(args)
+        return 0, ""
+
+    monkeypatch.setattr(P, "_spark_job", spark_job)
+    monkeypatch.setattr(P, "_audit_counts", lambda ctx, step: (5, 5, 0))
+
+    def run(pending, options: P.Options | None = None):
+        monkeypatch.setattr(fingerprints, "pending_tables", pending)
+        out = io.StringIO()
+        ctx = P.Context(lock_config, options or P.Options(), "r1", out)
+        result = P.StepResult("extract")
+        P.step_extract(ctx, result)
+        return result, submitted, out.getvalue(), ctx
+
+    return run
+
+
+def test_the_extract_is_skipped_without_spark_when_no_source_table_changed(extract_run) -> None:
+    result, submitted, _said, ctx = extract_run(lambda config, contracts: {})
+    assert submitted == [] and result.status == "skipped"
+    assert result.detail == "nothing new in the 4 source tables"
+    assert ctx.changed is False
+
+
+def test_only_the_changed_tables_are_extracted_each_with_its_reason(extract_run) -> None:
+    why = {"ratings": "its window changed since the last extract (1 row(s) more)", "content": "never extracted"}
+    result, submitted, said, ctx = extract_run(lambda config, contracts: why)
+    assert submitted == [["--run-id", "r1", "--table", "ratings", "--table", "content"]]
+    assert "extract ratings: its window changed since the last extract (1 row(s) more)" in said
+    assert result.status == "pending" and ctx.changed
+
+
+def test_the_extract_runs_for_every_table_when_the_decision_cannot_answer(extract_run) -> None:
+    def unreachable(config, contracts):
+        raise OSError("connection refused by 127.0.0.1:5432")
+
+    _result, submitted, said, _ctx = extract_run(unreachable)
+    assert submitted == [["--run-id", "r1"]]
+    assert "extract runs: cannot tell without Spark whether the sources changed: connection refused" in said
+
+
+def test_no_skip_and_full_refresh_extract_without_asking(extract_run) -> None:
+    def must_not_ask(config, contracts):
+        raise AssertionError("asked")
+
+    extract_run(must_not_ask, P.Options(no_skip=True))
+    _result, submitted, _said, _ctx = extract_run(must_not_ask, P.Options(full_refresh=True))
+    assert submitted == [["--run-id", "r1"], ["--run-id", "r1", "--full-refresh"]]
+
+
+def test_a_fingerprint_names_why_the_extract_must_run_before_reading_any_source(lock_config: Config) -> None:
+    from lakehouse.bronze import fingerprints as fp
+    from lakehouse.bronze.contracts import CONTRACTS
+
+    users = CONTRACTS["users"]
+    now = dt.datetime(2026, 12, 5, 12, tzinfo=dt.UTC)
+    mark = fp.micros(now - dt.timedelta(hours=1))
+    window = fp.micros(now - dt.timedelta(hours=1, minutes=lock_config.bronze.lookback_minutes))
+    stored = fp.Fingerprint(window, 3, mark, "12345", fp.micros(now))
+    assert fp.Fingerprint.from_json(stored.to_json()) == stored
+    assert fp.Fingerprint.from_json("not json") is None and fp.Fingerprint.from_json(None) is None
+    assert fp.reason_to_extract(lock_config, users, None, now) == "never extracted"
+    assert fp.reason_to_extract(lock_config, users, fp.Stored(mark, None), now).startswith("no fingerprint")
+    moved = fp.Stored(mark + 1, stored)  # a watermark one microsecond later: another window
+    assert fp.reason_to_extract(lock_config, users, moved, now).startswith("its window moved")

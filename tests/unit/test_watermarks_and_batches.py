@@ -45,11 +45,15 @@ def schemas(spark) -> Iterator[None]:
 
 
 def test_stored_watermarks_come_back_as_the_same_instant_off_utc(spark, schemas: None, paris_clock: None) -> None:
-    marks = [("postgres", "users", NOON_UTC, "b1", NOON_UTC), ("mongodb", "content", NOON_UTC, "b2", NOON_UTC)]
+    marks = [
+        ("postgres", "users", NOON_UTC, "b1", NOON_UTC, None),
+        ("mongodb", "content", NOON_UTC, "b2", NOON_UTC, '{"rows": 1}'),
+    ]
     spark.createDataFrame(marks, W.SCHEMA).write.saveAsTable(W.WATERMARKS_TABLE)
     # The trap this guards against: collect() gives a naive datetime in the process's zone.
     assert spark.table(W.WATERMARKS_TABLE).first()["watermark"] == dt.datetime(2026, 1, 1, 13, 0)
     assert W.get_watermarks(spark) == {("postgres", "users"): NOON_UTC, ("mongodb", "content"): NOON_UTC}
+    assert W.get_stored(spark)[("mongodb", "content")] == W.StoredMark(NOON_UTC, '{"rows": 1}')
 
 
 def test_epoch_micros_round_trip_keeps_microseconds_and_nulls(spark, paris_clock: None) -> None:
@@ -117,3 +121,39 @@ def test_a_quarantined_record_fixed_and_re_extracted_no_longer_counts(spark) -> 
     )
     left = {row.record_key for row in without_superseded(quarantined, stored).collect()}
     assert left == {"k2", "k3"}
+
+
+# ------------------------------------------------------------------ what an extract leaves in ops.watermarks
+
+
+def _record(table: str, status: str, before: dt.datetime | None, after: dt.datetime | None):
+    from lakehouse.audit import StepRecord
+
+    record = StepRecord("r1", "extract", "postgres", table, batch_id=f"batch-{table}")
+    record.watermark_before, record.watermark_after = before, after
+    return record.finish(status)
+
+
+def test_an_extract_stores_the_next_fingerprint_with_the_watermark_and_clears_it_when_it_fails() -> None:
+    from lakehouse.bronze.extract import _marks
+
+    later = NOON_UTC + dt.timedelta(hours=1)
+    stored = {
+        ("postgres", "users"): W.StoredMark(NOON_UTC, "fp-old"),
+        ("postgres", "ratings"): W.StoredMark(NOON_UTC, "fp-same"),
+        ("postgres", "viewing_sessions"): W.StoredMark(NOON_UTC, "fp-old"),
+    }
+    records = [
+        _record("users", "succeeded", NOON_UTC, later),  # moved: watermark, batch and fingerprint
+        _record("ratings", "succeeded", NOON_UTC, NOON_UTC),  # nothing new, same fingerprint: no change
+        _record("viewing_sessions", "failed", NOON_UTC, None),  # failed: fingerprint cleared, watermark kept
+        _record("never_seen", "failed", None, None),  # no row to clear
+    ]
+    fingerprints = {"postgres.users": "fp-new", "postgres.ratings": "fp-same"}
+    assert _marks(records, fingerprints, stored) == [
+        W.Mark("postgres", "users", later, "batch-users", "fp-new"),
+        W.Mark("postgres", "viewing_sessions", None, None, None),
+    ]
+    # The same watermark with another fingerprint (a source that changed while it was read: None)
+    # updates the fingerprint alone, keeping the batch that set the watermark.
+    assert _marks(records[1:2], {}, stored) == [W.Mark("postgres", "ratings", None, None, None)]
