@@ -189,18 +189,21 @@ def cmd_extract(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_validate(config: Config, args: argparse.Namespace) -> int:
-    from lakehouse.pipeline import gate_decision
+    from lakehouse.pipeline import gate_decision, still_failed_message
     from lakehouse.spark import submit_job
 
     def run() -> int:
         if not (args.no_skip or args.batch_id):
-            reason, warnings = gate_decision(config)
-            for warning in warnings:
+            decision = gate_decision(config)
+            if decision.failed_run is not None:
+                print(f"validate: error: {still_failed_message(decision.failed_run)}", file=sys.stderr)
+                return EXIT_FAILURE
+            for warning in decision.warnings:
                 print(f"warning: {warning}")
-            if reason is None:
+            if decision.reason is None:
                 print("validate: skipped: no unvalidated batch in the bronze tables")
                 return EXIT_OK
-            print(f"validate: the gate runs: {reason}")
+            print(f"validate: the gate runs: {decision.reason}")
         job_args = []
         if args.batch_id:
             job_args += ["--batch-id", args.batch_id]

@@ -357,37 +357,85 @@ def freshness_warnings(config: Config) -> list[str]:
     ]
 
 
-def gate_decision(config: Config) -> tuple[str | None, list[str]]:
-    """(why the gate must run, or None when no batch is unvalidated; the freshness warnings a
-    skipped gate still gives), asked over the Thrift server within pipeline.decision_timeout_seconds."""
+def still_failed(config: Config) -> str | None:
+    """The newest gate run's id when it failed and nothing it read has changed since: no commit
+    to a bronze table or to the quarantine, the same rules. Asked over the Thrift server."""
+    from lakehouse.bronze.contracts import CONTRACTS, QUARANTINE_TABLE
+    from lakehouse.quality import verdicts
+    from lakehouse.sql_client import newest_version, newest_version_sql, run_queries
+
+    newest = run_queries(config, [verdicts.newest_gate_run_sql()], etl=True)[0].rows
+    if all(verdict == verdicts.PASSED for verdict, _run, _inputs in newest):
+        return None
+    schema, quarantine = QUARANTINE_TABLE.split(".")
+    tables = [c.table for c in CONTRACTS.values()]
+    if quarantine in {row[1] for row in run_queries(config, [f"show tables in {schema}"], etl=True)[0].rows}:
+        tables.append(QUARANTINE_TABLE)
+    found = run_queries(config, [newest_version_sql(t) for t in tables], etl=True)
+    versions = {table: newest_version(history) for table, history in zip(tables, found, strict=True)}
+    current = verdicts.gate_inputs(
+        {name: versions[c.table] for name, c in CONTRACTS.items()},
+        versions.get(QUARANTINE_TABLE),
+        verdicts.rules_fingerprint(config),
+    )
+    return verdicts.still_failed_run(newest, current)
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """Whether the gate must run, decided without Spark."""
+
+    reason: str | None  # why it runs; None: no unvalidated batch
+    warnings: list[str] = field(default_factory=list)  # freshness, given even when skipped
+    failed_run: str | None = None  # the gate failed in this run and nothing changed since
+
+
+def gate_decision(config: Config) -> GateDecision:
+    """Asked over the Thrift server, each question within pipeline.decision_timeout_seconds;
+    when a question gets no answer, the gate runs."""
     seconds = config.pipeline.decision_timeout_seconds
     setting = "pipeline.decision_timeout_seconds"
     try:
         reason = processes.within(seconds, "the gate's decision", setting, lambda: unvalidated(config))
     except (QueryError, TimeoutError) as exc:  # when in doubt, the gate runs
-        return f"cannot tell without Spark: {exc}", []
+        return GateDecision(f"cannot tell without Spark: {exc}")
     if reason is not None:
-        return reason, []
+        try:
+            failed_run = processes.within(seconds, "the last gate's inputs", setting, lambda: still_failed(config))
+        except (QueryError, TimeoutError):
+            failed_run = None  # the gate runs and decides again
+        return GateDecision(reason, failed_run=failed_run)
     try:
-        return None, processes.within(seconds, "the freshness check", setting, lambda: freshness_warnings(config))
+        return GateDecision(
+            None, processes.within(seconds, "the freshness check", setting, lambda: freshness_warnings(config))
+        )
     except (QueryError, TimeoutError) as exc:
-        return None, [f"freshness not checked: {exc}"]
+        return GateDecision(None, [f"freshness not checked: {exc}"])
+
+
+def still_failed_message(run_id: str) -> str:
+    return (
+        f"gate still failed (run {run_id}): no bronze or quarantine commit and no rule changed since; fix the "
+        "source and extract again, or move the rows with `lakehouse quarantine` (--no-skip runs the gate anyway)"
+    )
 
 
 def step_validate(ctx: Context, result: StepResult) -> None:
     if not ctx.options.no_skip:
-        reason, warnings = gate_decision(ctx.config)
-        if reason is None:
+        decision = gate_decision(ctx.config)
+        if decision.failed_run is not None:
+            raise PipelineError(still_failed_message(decision.failed_run))
+        if decision.reason is None:
             from lakehouse.bronze.contracts import CONTRACTS
 
-            for warning in warnings:
+            for warning in decision.warnings:
                 ctx.event("output", "validate", f"  warning: {warning}")
             result.status = "skipped"
             result.detail = f"no unvalidated batch in the {len(CONTRACTS)} bronze tables" + (
-                f"; {len(warnings)} warning(s)" if warnings else ""
+                f"; {len(decision.warnings)} warning(s)" if decision.warnings else ""
             )
             return
-        ctx.event("output", "validate", f"  the gate runs: {reason}")
+        ctx.event("output", "validate", f"  the gate runs: {decision.reason}")
     code, output = _spark_job(ctx, result, "validate_bronze.py", ["--run-id", ctx.run_id])
     if code == GATE_FAILED:
         raise PipelineError("quality gate failed: transform skipped, silver and gold keep the last good data")

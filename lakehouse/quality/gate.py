@@ -131,6 +131,20 @@ class GateResult:
         return "\n".join(lines)
 
 
+def _inputs(spark: SparkSession, config: Config) -> str:
+    """What this gate run reads besides the rows' values: every bronze table's version, the
+    quarantine table's, and the rules (stored with the verdicts; see verdicts.gate_inputs)."""
+    from lakehouse.quality.verdicts import gate_inputs, rules_fingerprint
+
+    def version(table: str) -> int | None:
+        if not spark.catalog.tableExists(table):
+            return None
+        return int(spark.sql(f"describe history {table} limit 1").first()["version"])
+
+    bronze = {name: version(c.table) for name, c in CONTRACTS.items()}
+    return gate_inputs(bronze, version(QUARANTINE_TABLE), rules_fingerprint(config))
+
+
 def _parameters(config: Config) -> dict[str, Any]:
     return default_parameters(
         min_batch_rows=config.quality.min_batch_rows,
@@ -245,6 +259,7 @@ def run_gate(
     started = time.monotonic()
     tables = list(batch_ids) if batch_ids is not None else list(TABLES)
     batches.check_tables(spark, tables)
+    inputs = _inputs(spark, config)
     suites = build_all(tables)
     refs = batches.resolve_batches(spark, tables, batch_ids)
     parameters = _parameters(config)
@@ -294,7 +309,7 @@ def run_gate(
         notes.append(f"data docs: not written ({errors.one_line(exc, config.secret_values)})")
     with shared.timed("results, verdicts and audit commits"):
         results.write_results(spark, run_id, outcomes)
-        results.write_verdicts(spark, run_id, verdicts)
+        results.write_verdicts(spark, run_id, verdicts, inputs)
         record_steps(spark, records)
     profiling.announce(phases=shared.seconds, delta_commits=sum(map(bool, (outcomes, verdicts, records))))
     return GateResult(run_id, runs, outcomes, docs_path, time.monotonic() - started, notes)

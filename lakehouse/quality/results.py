@@ -285,6 +285,7 @@ VERDICTS_SCHEMA = T.StructType(
         T.StructField("high_water", T.TimestampType(), True),
         T.StructField("rows_validated", T.LongType(), True),
         T.StructField("decided_at", T.TimestampType(), False),
+        T.StructField("inputs", T.StringType(), True),
     ]
 )
 
@@ -300,12 +301,13 @@ class Verdict:
     rows: int | None
 
 
-def write_verdicts(spark: SparkSession, run_id: str, verdicts: Sequence[Verdict]) -> None:
-    """Append the verdicts of one gate run to ops.gate_verdicts in one Delta commit."""
+def write_verdicts(spark: SparkSession, run_id: str, verdicts: Sequence[Verdict], inputs: str | None = None) -> None:
+    """Append the verdicts of one gate run to ops.gate_verdicts in one Delta commit, with the
+    run's inputs (lakehouse.quality.verdicts.gate_inputs)."""
     from delta.tables import DeltaTable
 
     from lakehouse.bronze.watermarks import utc_from_micros
-    from lakehouse.quality.verdicts import FAILED, PASSED, VERDICTS_TABLE
+    from lakehouse.quality.verdicts import FAILED, INPUTS_COLUMN, PASSED, VERDICTS_TABLE
 
     if not verdicts:
         return
@@ -313,6 +315,11 @@ def write_verdicts(spark: SparkSession, run_id: str, verdicts: Sequence[Verdict]
     DeltaTable.createIfNotExists(spark).tableName(VERDICTS_TABLE).addColumns(VERDICTS_SCHEMA).comment(
         "The quality gate's verdict per bronze table: a passed one covers the table up to high_water."
     ).execute()
+    if INPUTS_COLUMN not in spark.table(VERDICTS_TABLE).columns:  # a table from before inputs were kept
+        spark.sql(
+            f"alter table {VERDICTS_TABLE} add columns "
+            f"({INPUTS_COLUMN} string comment 'bronze and quarantine versions and rules the gate read (JSON)')"
+        )
     # Aware UTC datetimes go into Spark unchanged (only collect() turns them local).
     decided_at = dt.datetime.now(dt.UTC)
     rows = [
@@ -324,6 +331,7 @@ def write_verdicts(spark: SparkSession, run_id: str, verdicts: Sequence[Verdict]
             utc_from_micros(v.high_water_us),
             v.rows,
             decided_at,
+            inputs,
         )
         for v in verdicts
     ]

@@ -12,12 +12,22 @@ they are fixed at the source and re-extracted, or moved to quarantine by an oper
 over the Thrift server, and dbt's staging models read each table ``VERSION AS OF`` the version
 that was checked (the ``bronze_versions`` var).
 
+Each gate run also stores its inputs with its verdicts (the bronze and quarantine versions it
+read, and a fingerprint of its rules): when the newest gate failed and none of them changed
+since, the pipeline reports "gate still failed" without starting Spark to fail again.
+
 This module has no Spark import: the transform step (a Thrift client) uses its SQL too.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
+import json
+from dataclasses import asdict
+
 from lakehouse.audit import OPS_SCHEMA
+from lakehouse.config import PROJECT_ROOT, Config
 
 VERDICTS_TABLE = f"{OPS_SCHEMA}.gate_verdicts"
 PASSED = "passed"
@@ -58,3 +68,48 @@ def last_verdict_sql(table: str) -> str:
     return (
         f"select verdict, run_id from {VERDICTS_TABLE} where source_table = '{table}' order by decided_at desc limit 1"
     )
+
+
+# The state a gate validated, stored with its verdicts: a failed gate whose inputs are all
+# unchanged would fail again, so the pipeline says so without starting Spark.
+INPUTS_COLUMN = "inputs"
+RULE_SOURCES = ("expectations", "lakehouse/quality")
+
+
+def rules_fingerprint(config: Config, today: dt.date | None = None) -> str:
+    """What the gate's outcome depends on besides the data: the quality settings, the code of the
+    suites and the gate, and the date (some expectations compare with today)."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps(asdict(config.quality), sort_keys=True).encode())
+    digest.update(str(today or dt.datetime.now(dt.UTC).date()).encode())
+    for folder in RULE_SOURCES:
+        for path in sorted((PROJECT_ROOT / folder).glob("*.py")):
+            digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def gate_inputs(bronze_versions: dict[str, int], quarantine_version: int | None, rules: str) -> str:
+    """The inputs of one gate run as stored JSON: bronze and quarantine versions, the rules."""
+    return json.dumps(
+        {"bronze_versions": bronze_versions, "quarantine_version": quarantine_version, "rules": rules}, sort_keys=True
+    )
+
+
+def newest_gate_run_sql() -> str:
+    """SQL: the verdicts (verdict, run_id, inputs) of the newest gate run that stored any."""
+    return (
+        f"select verdict, run_id, {INPUTS_COLUMN} from {VERDICTS_TABLE} where run_id = "
+        f"(select run_id from {VERDICTS_TABLE} order by decided_at desc limit 1)"
+    )
+
+
+def still_failed_run(newest_run: list[tuple], current_inputs: str) -> str | None:
+    """The run id when the newest gate run failed and its stored inputs equal the current ones."""
+    if not newest_run or all(verdict == PASSED for verdict, _run, _inputs in newest_run):
+        return None
+    stored = {inputs for _verdict, _run, inputs in newest_run}
+    if len(stored) != 1 or None in stored:
+        return None
+    if json.loads(stored.pop()) != json.loads(current_inputs):
+        return None
+    return newest_run[0][1]

@@ -169,6 +169,16 @@ def test_failing_gate_stops_before_transform_and_keeps_gold(stack: Stack, first_
         assert only.returncode == 1, only.stdout[-3000:]
         assert refusal in only.stdout + only.stderr and "transform refused" in only.stdout
         assert stack.published() == published
+        # The scheduler's next poll, nothing fixed: the gate would fail again, and says so without Spark.
+        again = stack.pipeline("--from", "extract")
+        assert again.returncode == 1, again.stdout[-3000:]
+        assert f"gate still failed (run {_run_id(result.stdout)})" in again.stdout
+        assert "nothing new in the 4 source tables" in again.stdout
+        [(applications,)] = stack.query(
+            "select get_json_object(profile, '$.spark_applications') from ops.pipeline_runs "
+            f"where run_id = '{_run_id(again.stdout)}' and step = 'pipeline'"
+        )
+        assert applications == "0"
     finally:
         # Repair the source so the later tests see clean data again.
         with psycopg2.connect(**dsn) as conn, conn.cursor() as cur:

@@ -52,7 +52,7 @@ from lakehouse.bronze.contracts import (
 )
 from lakehouse.bronze.extract import run_extract
 from lakehouse.config import Config
-from lakehouse.pipeline import freshness_warnings, ingest_age_hours, unvalidated
+from lakehouse.pipeline import freshness_warnings, ingest_age_hours, still_failed, unvalidated
 from lakehouse.quality.batches import GateError, current_version, has_pending, resolve_batches, tables_of_batch
 from lakehouse.quality.gate import GateResult, run_gate
 from lakehouse.quality.quarantine import QuarantineError, accept_quarantined, move_to_quarantine
@@ -432,6 +432,11 @@ def test_transform_refuses_while_bronze_holds_rows_no_passed_gate_covers(
     # The pipeline asks the same before it would start Spark for the gate: the gate runs.
     assert unvalidated(services) == message.split("; ")[0]
     assert "last gate verdict: failed, run q-sticky" in message
+    # Nothing changed since that gate failed: run again with its settings, it would fail again,
+    # and the pipeline says so without Spark. Other settings (the defaults here) may pass: it runs.
+    sticky = dataclasses.replace(services, quality=dataclasses.replace(services.quality, max_batch_rows=MAX_BATCH_ROWS))
+    assert still_failed(sticky) == "q-sticky"
+    assert still_failed(services) is None
     assert "(and 3 more tables: viewing_sessions, ratings, content)" in message
     assert "lakehouse quarantine" in message
     versions = {name: current_version(spark, name) for name in CONTRACTS}
@@ -482,6 +487,7 @@ def test_after_the_operator_the_gate_passes_and_transform_may_read_bronze(
 ) -> None:
     result, _done = released_gate
     assert result.passed, result.summary()
+    assert still_failed(services) is None  # the newest gate passed
     versions = validated_bronze_versions(services)
     assert versions == {name: current_version(spark, name) for name in CONTRACTS}
     # Nothing new since: the pipeline skips the gate without Spark, and says when bronze is stale.

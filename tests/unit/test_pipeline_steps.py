@@ -206,8 +206,9 @@ def validate_run(monkeypatch, lock_config: Config):
     monkeypatch.setattr(P, "_audit_counts", lambda ctx, step: (0, None, None))
     monkeypatch.setattr(P, "freshness_warnings", lambda config: [])
 
-    def run(decision, options: P.Options | None = None, config: Config | None = None):
+    def run(decision, options: P.Options | None = None, config: Config | None = None, failed_run=None):
         monkeypatch.setattr(P, "unvalidated", decision)
+        monkeypatch.setattr(P, "still_failed", lambda config: failed_run)
         out = io.StringIO()
         ctx = P.Context(config or lock_config, options or P.Options(), "r1", out)
         result = P.StepResult("validate")
@@ -237,6 +238,45 @@ def test_the_gate_runs_when_bronze_holds_rows_no_passed_gate_covers_or_when_in_d
     result, submitted, said = validate_run(unreachable)
     assert submitted == ["validate_bronze.py"] * 2
     assert "the gate runs: cannot tell without Spark: cannot reach the Thrift server" in said
+
+
+def test_a_gate_that_failed_on_unchanged_inputs_fails_again_without_spark(validate_run) -> None:
+    pending = "bronze.users holds 3 row(s) that no passed quality gate covers"
+    with pytest.raises(P.PipelineError) as failed:
+        validate_run(lambda config: pending, failed_run="run-7")
+    assert str(failed.value).startswith("gate still failed (run run-7): no bronze or quarantine commit")
+    assert "--no-skip" in str(failed.value)
+    _result, submitted, _said = validate_run(lambda config: pending, P.Options(no_skip=True), failed_run="run-7")
+    assert submitted == ["validate_bronze.py"]  # --no-skip runs it anyway
+
+
+def test_the_last_gate_counts_as_still_failed_only_when_every_input_is_unchanged() -> None:
+    from lakehouse.quality.verdicts import gate_inputs, still_failed_run
+
+    inputs = gate_inputs({"users": 3, "content": 5}, 9, "rules-a")
+    failed = [("passed", "run-7", inputs), ("failed", "run-7", inputs)]
+    assert still_failed_run(failed, gate_inputs({"content": 5, "users": 3}, 9, "rules-a")) == "run-7"
+    for changed in (
+        gate_inputs({"users": 4, "content": 5}, 9, "rules-a"),  # a bronze commit since
+        gate_inputs({"users": 3, "content": 5}, 10, "rules-a"),  # a quarantine commit since
+        gate_inputs({"users": 3, "content": 5}, 9, "rules-b"),  # other settings, suites or day
+    ):
+        assert still_failed_run(failed, changed) is None
+    assert still_failed_run([("passed", "run-7", inputs)], inputs) is None
+    assert still_failed_run([("failed", "run-6", None)], inputs) is None  # stored before inputs were kept
+    assert still_failed_run([], inputs) is None
+
+
+def test_the_rules_fingerprint_follows_the_quality_settings_and_the_day(lock_config: Config) -> None:
+    import dataclasses
+
+    from lakehouse.quality.verdicts import rules_fingerprint
+
+    day = dt.date(2026, 12, 5)
+    stricter = dataclasses.replace(lock_config, quality=dataclasses.replace(lock_config.quality, max_batch_rows=5))
+    assert rules_fingerprint(lock_config, day) == rules_fingerprint(lock_config, day)
+    assert rules_fingerprint(stricter, day) != rules_fingerprint(lock_config, day)
+    assert rules_fingerprint(lock_config, day + dt.timedelta(days=1)) != rules_fingerprint(lock_config, day)
 
 
 def test_no_skip_runs_the_gate_without_asking(validate_run) -> None:
