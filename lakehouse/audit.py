@@ -20,6 +20,9 @@ from lakehouse.spark import ensure_database
 
 OPS_SCHEMA = "ops"
 RUNS_TABLE = f"{OPS_SCHEMA}.pipeline_runs"
+# The ops tables get a small commit from every run: Delta compacts their small files as they
+# pile up (auto compaction, a post-commit hook of the writer), and the maintain step vacuums them.
+AUTO_COMPACT = "delta.autoOptimize.autoCompact"
 MAX_ERROR_CHARS = 1000
 
 RUNS_SCHEMA = T.StructType(
@@ -91,9 +94,9 @@ def ensure_ops_tables(spark: SparkSession) -> None:
     from delta.tables import DeltaTable
 
     ensure_database(spark, OPS_SCHEMA)
-    DeltaTable.createIfNotExists(spark).tableName(RUNS_TABLE).addColumns(RUNS_SCHEMA).comment(
-        "One row per pipeline step and source table; rows of a run share run_id."
-    ).execute()
+    DeltaTable.createIfNotExists(spark).tableName(RUNS_TABLE).addColumns(RUNS_SCHEMA).property(
+        AUTO_COMPACT, "true"
+    ).comment("One row per pipeline step and source table; rows of a run share run_id.").execute()
     if PROFILE_COLUMN not in spark.table(RUNS_TABLE).columns:
         spark.sql(add_profile_column_sql())
 

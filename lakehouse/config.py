@@ -344,6 +344,10 @@ class PipelineConfig:
     vacuum_retain_hours: int = 168
     # Schemas the maintain step compacts and vacuums. dbt rewrites silver and gold itself.
     maintain_schemas: tuple[str, ...] = ("bronze",)
+    # The ops tables (run log, watermarks, verdicts, results) get a commit from most runs:
+    # Delta compacts them as small files pile up, and they are vacuumed when none of their last
+    # this-many commits was a VACUUM (a run every five minutes: about every eight hours).
+    ops_vacuum_commits: int = 100
     # A spark-submit job (extract, validate) running longer than this is stopped and fails.
     job_timeout_seconds: int = 7200
     # `--wait` queues behind another writer for at most this long, then fails naming it.
@@ -355,7 +359,7 @@ class PipelineConfig:
     def validate(self) -> None:
         if self.step_retries < 0 or self.retry_backoff_seconds < 0:
             raise ConfigError("pipeline.step_retries and pipeline.retry_backoff_seconds: must not be negative")
-        for name in ("job_timeout_seconds", "lock_wait_seconds", "decision_timeout_seconds"):
+        for name in ("job_timeout_seconds", "lock_wait_seconds", "decision_timeout_seconds", "ops_vacuum_commits"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"pipeline.{name}: must be at least 1")
         if self.vacuum_retain_hours < 1:

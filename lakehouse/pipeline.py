@@ -486,10 +486,38 @@ def _maintain_table(ctx: Context, name: str) -> bool:
     return True
 
 
+def _vacuum_due(ctx: Context, table: str) -> bool:
+    """True when none of the table's last pipeline.ops_vacuum_commits commits was a VACUUM."""
+    every = ctx.config.pipeline.ops_vacuum_commits
+    history = _sql(ctx, f"describe history {table} limit {every}")
+    operations = [row[history.columns.index("operation")] for row in history.rows]
+    return len(operations) >= every and "VACUUM END" not in operations
+
+
+def _maintain_ops(ctx: Context, tables: list[str]) -> list[str]:
+    """Keep the ops tables, which every run appends to, from piling up files: auto compaction on
+    (set at creation; added here to tables made before), and a VACUUM every
+    pipeline.ops_vacuum_commits commits. The tables vacuumed."""
+    from lakehouse.audit import AUTO_COMPACT
+
+    vacuumed = []
+    for table in tables:
+        if dict(_sql(ctx, f"show tblproperties {table}").rows).get(AUTO_COMPACT) != "true":
+            _sql(ctx, f"alter table {table} set tblproperties ('{AUTO_COMPACT}' = 'true')")
+        if _vacuum_due(ctx, table):
+            _sql(ctx, f"vacuum {table}")
+            vacuumed.append(table)
+    return vacuumed
+
+
 def step_maintain(ctx: Context, result: StepResult) -> None:
+    from lakehouse.audit import OPS_SCHEMA, RUNS_TABLE
+
     if not ctx.changed and not ctx.options.no_skip:
+        # Only the run log changed; it alone may be due for a VACUUM.
+        vacuumed = _vacuum_due(ctx, RUNS_TABLE) and _maintain_ops(ctx, [RUNS_TABLE])
         result.status = "skipped"
-        result.detail = "nothing changed"
+        result.detail = "nothing changed" + (f"; vacuumed {', '.join(vacuumed)}" if vacuumed else "")
         return
     maintained, unchanged = 0, 0
     phases = profiling.Phases()
@@ -501,10 +529,13 @@ def step_maintain(ctx: Context, result: StepResult) -> None:
                 changed = _maintain_table(ctx, name)
             maintained += changed
             unchanged += not changed
+    with phases.timed(OPS_SCHEMA):
+        vacuumed = _maintain_ops(ctx, [f"{OPS_SCHEMA}.{table}" for table in _delta_tables(ctx, OPS_SCHEMA)])
     result.profile = {"phases": phases.seconds}
     result.detail = (
         f"optimized and vacuumed {maintained} tables (retain {ctx.config.pipeline.vacuum_retain_hours} h)"
         + (f", {unchanged} unchanged" if unchanged else "")
+        + (f"; vacuumed {', '.join(vacuumed)}" if vacuumed else "")
     )
 
 

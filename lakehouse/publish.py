@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lakehouse.audit import OPS_SCHEMA
+from lakehouse.audit import AUTO_COMPACT, OPS_SCHEMA
 from lakehouse.config import PROJECT_ROOT, Config
 from lakehouse.sql_client import QueryError, newest_version, newest_version_sql, run_queries, sql_literal
 
@@ -288,7 +288,8 @@ def record_build(
             f"create database if not exists {OPS_SCHEMA}",
             f"create table if not exists {BUILDS_TABLE} (run_id string, published_at timestamp, "
             "bronze_versions string, project string, selection string) using delta "
-            "comment 'One row per published dbt build: the bronze versions it read, the project fingerprint.'",
+            "comment 'One row per published dbt build: the bronze versions it read, the project fingerprint.' "
+            f"tblproperties ('{AUTO_COMPACT}' = 'true')",
             f"insert into {BUILDS_TABLE} values ({row})",
         ],
         etl=True,

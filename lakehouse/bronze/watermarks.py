@@ -17,7 +17,7 @@ from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from lakehouse.audit import OPS_SCHEMA
+from lakehouse.audit import AUTO_COMPACT, OPS_SCHEMA
 from lakehouse.spark import ensure_database
 
 WATERMARKS_TABLE = f"{OPS_SCHEMA}.watermarks"
@@ -39,9 +39,9 @@ def ensure_table(spark: SparkSession) -> None:
     from delta.tables import DeltaTable
 
     ensure_database(spark, OPS_SCHEMA)
-    DeltaTable.createIfNotExists(spark).tableName(WATERMARKS_TABLE).addColumns(SCHEMA).comment(
-        "High-water mark of updated_at per source table, advanced after each bronze commit."
-    ).execute()
+    DeltaTable.createIfNotExists(spark).tableName(WATERMARKS_TABLE).addColumns(SCHEMA).property(
+        AUTO_COMPACT, "true"
+    ).comment("High-water mark of updated_at per source table, advanced after each bronze commit.").execute()
     if FINGERPRINT not in spark.table(WATERMARKS_TABLE).columns:  # a table from before fingerprints
         spark.sql(f"alter table {WATERMARKS_TABLE} add columns ({FINGERPRINT} string comment '{FINGERPRINT_COMMENT}')")
 

@@ -19,6 +19,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
 from expectations.common import COLUMN_META, CRITICAL, WARNING, severity_of
+from lakehouse.audit import AUTO_COMPACT
 from lakehouse.spark import ensure_database
 
 OPS_SCHEMA = "ops"
@@ -261,9 +262,9 @@ def ensure_results_table(spark: SparkSession) -> None:
     from delta.tables import DeltaTable
 
     ensure_database(spark, OPS_SCHEMA)
-    DeltaTable.createIfNotExists(spark).tableName(DQ_RESULTS_TABLE).addColumns(DQ_RESULTS_SCHEMA).comment(
-        "One row per expectation and validated bronze batch; rows of one gate run share run_id."
-    ).execute()
+    DeltaTable.createIfNotExists(spark).tableName(DQ_RESULTS_TABLE).addColumns(DQ_RESULTS_SCHEMA).property(
+        AUTO_COMPACT, "true"
+    ).comment("One row per expectation and validated bronze batch; rows of one gate run share run_id.").execute()
 
 
 def write_results(spark: SparkSession, run_id: str, outcomes: Iterable[Outcome]) -> int:
@@ -312,9 +313,9 @@ def write_verdicts(spark: SparkSession, run_id: str, verdicts: Sequence[Verdict]
     if not verdicts:
         return
     ensure_database(spark, VERDICTS_TABLE.split(".")[0])
-    DeltaTable.createIfNotExists(spark).tableName(VERDICTS_TABLE).addColumns(VERDICTS_SCHEMA).comment(
-        "The quality gate's verdict per bronze table: a passed one covers the table up to high_water."
-    ).execute()
+    DeltaTable.createIfNotExists(spark).tableName(VERDICTS_TABLE).addColumns(VERDICTS_SCHEMA).property(
+        AUTO_COMPACT, "true"
+    ).comment("The quality gate's verdict per bronze table: a passed one covers the table up to high_water.").execute()
     if INPUTS_COLUMN not in spark.table(VERDICTS_TABLE).columns:  # a table from before inputs were kept
         spark.sql(
             f"alter table {VERDICTS_TABLE} add columns "

@@ -276,3 +276,33 @@ def test_taken_port_gives_a_clear_error(second_stack) -> None:
     assert len(lines) == 1, result.stderr
     assert f"port {port}" in lines[0]
     assert "LAKEHOUSE_MONGODB_PORT" in lines[0]
+
+
+def test_ops_tables_compact_themselves_and_are_vacuumed_every_so_many_commits(services: Config) -> None:
+    """A run every five minutes appends to the ops tables each time: auto compaction folds the
+    small files (a table from before gets the property), and a VACUUM follows every N commits."""
+    import dataclasses
+
+    from lakehouse import pipeline as P
+    from lakehouse.sql_client import run_queries
+
+    table = "ops.platform_run_log"
+    run_query(services, "create database if not exists ops")
+    run_query(services, f"drop table if exists {table}")
+    run_query(services, f"create table {table} (run_id string) using delta")  # made before the property
+    every = 5
+    config = dataclasses.replace(services, pipeline=dataclasses.replace(services.pipeline, ops_vacuum_commits=every))
+    ctx = P.Context(config, P.Options(), "platform-ops")
+    assert P._maintain_ops(ctx, [table]) == []  # too few commits for a VACUUM; the property is set
+    assert dict(run_query(services, f"show tblproperties {table}").rows)[audit.AUTO_COMPACT] == "true"
+    # One insert per run, as the pipeline's run log gets: 50 small files trigger a compaction.
+    run_queries(services, [f"insert into {table} values ('run-{n}')" for n in range(55)], etl=True)
+    history = run_query(services, f"describe history {table}")
+    operations = [row[history.columns.index("operation")] for row in history.rows]
+    assert "OPTIMIZE" in operations, operations  # auto compaction, a post-commit hook
+    detail = run_query(services, f"describe detail {table}")
+    files = detail.rows[0][detail.columns.index("numFiles")]
+    assert files < 50, files
+    assert P._maintain_ops(ctx, [table]) == [table]
+    assert P._maintain_ops(ctx, [table]) == []  # vacuumed within its last commits
+    run_query(services, f"drop table {table}")
