@@ -222,20 +222,28 @@ def reason_to_extract(config: Config, contract: Contract, stored: Stored | None,
 
 def read_stored(config: Config) -> tuple[set[str], dict[tuple[str, str], Stored]]:
     """The bronze tables, and every table's stored watermark and fingerprint, read over the
-    Thrift server in one session (no Spark)."""
+    Thrift server (no Spark). A lakehouse without them yet has none."""
+    from lakehouse.audit import OPS_SCHEMA
     from lakehouse.bronze.contracts import BRONZE_SCHEMA
     from lakehouse.bronze.watermarks import FINGERPRINT, WATERMARKS_TABLE
-    from lakehouse.sql_client import run_queries
+    from lakehouse.sql_client import QueryError, run_query
 
-    tables, marks = run_queries(
+    def tables_in(schema: str) -> set[str]:
+        try:
+            return {f"{schema}.{row[1]}" for row in run_query(config, f"show tables in {schema}", etl=True).rows}
+        except QueryError as exc:
+            if "SCHEMA_NOT_FOUND" not in str(exc):
+                raise
+            return set()
+
+    existing = tables_in(BRONZE_SCHEMA)
+    if WATERMARKS_TABLE not in tables_in(OPS_SCHEMA):
+        return existing, {}
+    marks = run_query(
         config,
-        [
-            f"show tables in {BRONZE_SCHEMA}",
-            f"select source_system, source_table, unix_micros(watermark), {FINGERPRINT} from {WATERMARKS_TABLE}",
-        ],
+        f"select source_system, source_table, unix_micros(watermark), {FINGERPRINT} from {WATERMARKS_TABLE}",
         etl=True,
     )
-    existing = {f"{BRONZE_SCHEMA}.{row[1]}" for row in tables.rows}
     return existing, {(s, t): Stored(int(mark), Fingerprint.from_json(fp)) for s, t, mark, fp in marks.rows}
 
 
