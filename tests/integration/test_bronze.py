@@ -169,7 +169,7 @@ def test_incremental_extract_off_utc_reads_exactly_the_changed_rows(
     with psycopg2.connect(**services.postgres.dsn()) as conn, conn.cursor() as cur:
         for table in SOURCE_KEYS:
             cur.execute(
-                f"select count(*) from {table} where updated_at > %s::timestamptz - {lookback}", (marks[table],)
+                f"select count(*) from {table} where updated_at >= %s::timestamptz - {lookback}", (marks[table],)
             )
             changed = cur.fetchone()[0]
             assert records[table].rows_read == changed, table  # nothing skipped, nothing re-read
