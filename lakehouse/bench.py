@@ -31,8 +31,11 @@ from typing import Any
 
 from lakehouse import processes
 from lakehouse.config import PROJECT_ROOT, Config, load_config
+from lakehouse.sql_client import delta_versions
 
 PORT_OFFSET = 1000
+# Where a run with nothing new must not write: bronze and the tables silver and gold publish.
+TABLE_SCHEMAS = ("bronze", "silver_build", "gold_build")
 # Nothing in the bench waits forever: a service command, query or simulated day, and a whole
 # pipeline run (the large scale takes hours on two cores).
 COMMAND_TIMEOUT_SECONDS = 1800
@@ -211,7 +214,9 @@ def run_bench(config: Config, scale: str = "medium", progress=print) -> dict[str
         report["incremental"]["profile"] = _profile(bench_config, report["incremental"]["run_id"])
 
         progress(f"bench: the pipeline again with nothing new (output: {logs / 'no-change.log'})")
+        before = delta_versions(bench_config, TABLE_SCHEMAS)
         report["no_change"] = _pipeline(env, logs / "no-change.log", "--scale", scale)
+        report["no_change"]["tables_unchanged"] = delta_versions(bench_config, TABLE_SCHEMAS) == before
         report["no_change"]["profile"] = _profile(bench_config, report["no_change"]["run_id"])
         report["no_change"]["spark_applications"] = next(
             (
@@ -257,6 +262,7 @@ def format_report(report: dict[str, Any]) -> str:
         )
     lines.append(f"{'total':<10} {runs[0]['seconds']:>9.1f} {runs[1]['seconds']:>9.1f} {runs[2]['seconds']:>12.1f}")
     lines.append(f"Spark applications started by the no-change run: {report['no_change'].get('spark_applications')}")
+    lines.append(f"Delta tables left unchanged by the no-change run: {report['no_change'].get('tables_unchanged')}")
     start, end = report.get("load_average_at_start"), report.get("load_average_at_end")
     lines.append(f"load average (1, 5, 15 min) at start {start}, at end {end}")
     lines.append("")

@@ -257,6 +257,19 @@ def newest_version(result: QueryResult) -> int:
     return int(result.rows[0][result.columns.index("version")])
 
 
+def delta_versions(config: Config, schemas: Sequence[str]) -> dict[str, int]:
+    """The newest Delta version of every table (not view) of the schemas, over the Thrift server."""
+    versions = {}
+    for schema in schemas:
+        views = {row[1] for row in run_query(config, f"show views in {schema}").rows}
+        tables = [
+            f"{schema}.{row[1]}" for row in run_query(config, f"show tables in {schema}").rows if row[1] not in views
+        ]
+        histories = run_queries(config, [newest_version_sql(t) for t in tables]) if tables else []
+        versions.update({t: newest_version(h) for t, h in zip(tables, histories, strict=True)})
+    return versions
+
+
 def _text(value: Any) -> str:
     if value is None:
         return "NULL"

@@ -11,7 +11,7 @@ from pathlib import Path
 from lakehouse_testing import free_port
 
 from lakehouse.config import PROJECT_ROOT, load_config
-from lakehouse.sql_client import newest_version, newest_version_sql, run_query
+from lakehouse.sql_client import delta_versions, run_query
 
 
 class Stack:
@@ -50,15 +50,7 @@ class Stack:
     def versions(self, schemas: tuple[str, ...] = ("bronze", "silver_build", "gold_build")) -> dict[str, int]:
         """The newest Delta version of every table of the schemas (the build schemas hold the
         tables silver and gold publish)."""
-        versions = {}
-        for schema in schemas:
-            views = {name for _schema, name, *_rest in self.query(f"show views in {schema}")}
-            for _schema, name, _temporary in self.query(f"show tables in {schema}"):
-                if name not in views:
-                    versions[f"{schema}.{name}"] = newest_version(
-                        run_query(self.config, newest_version_sql(f"{schema}.{name}"))
-                    )
-        return versions
+        return delta_versions(self.config, schemas)
 
     def published(self) -> dict[str, str]:
         """What BI tools read: every object of silver and gold, with its definition.
