@@ -303,48 +303,30 @@ def step_extract(ctx: Context, result: StepResult) -> None:
 
 def unvalidated(config: Config) -> str | None:
     """None when a passed gate covers every bronze row and every quarantined one, else what it
-    does not cover. Asked over the Thrift server, without starting Spark.
-
-    Bronze rows: the question ``transform`` asks before dbt may read bronze
-    (:func:`lakehouse.transform.validated_bronze_versions`). Quarantined rows: the gate checks
-    their share of the batch, so rows quarantined since the last passed verdict are pending too.
+    does not cover. Asked over the Thrift server, without starting Spark: the question
+    ``transform`` asks before dbt may read bronze
+    (:func:`lakehouse.transform.validated_bronze_versions`), quarantined rows included.
     """
-    from lakehouse.bronze.contracts import CONTRACTS, QUARANTINE_TABLE
-    from lakehouse.quality.verdicts import pending_quarantined_sql
-    from lakehouse.sql_client import run_queries
     from lakehouse.transform import GateNotPassed, validated_bronze_versions
 
     try:
-        validated_bronze_versions(config)
+        validated_bronze_versions(config, quarantined_too=True)
     except GateNotPassed as exc:
         return str(exc).split("; ", 1)[0]
-    schema, name = QUARANTINE_TABLE.split(".")
-    if name not in {row[1] for row in run_queries(config, [f"show tables in {schema}"], etl=True)[0].rows}:
-        return None
-    queries = [
-        pending_quarantined_sql(table, QUARANTINE_TABLE, c.source_system, c.source_name)
-        for table, c in CONTRACTS.items()
-    ]
-    counts = run_queries(config, queries, etl=True)
-    for table, result in zip(CONTRACTS, counts, strict=True):
-        if result.rows[0][0]:
-            return (
-                f"{QUARANTINE_TABLE} holds {result.rows[0][0]:,} row(s) of {table} that no passed quality gate covers"
-            )
     return None
 
 
 def ingest_age_hours(config: Config) -> dict[str, float | None]:
-    """Hours since each bronze table's newest row was ingested (None: the table is empty)."""
+    """Hours since each bronze table's newest row was ingested (None: the table is empty), in one query."""
     from lakehouse.bronze.contracts import CONTRACTS, INGESTED_AT
-    from lakehouse.sql_client import run_queries
+    from lakehouse.sql_client import run_query
 
-    queries = [
-        f"select (unix_micros(current_timestamp()) - unix_micros(max({INGESTED_AT}))) / 3.6e9 from {c.table}"
-        for c in CONTRACTS.values()
-    ]
-    results = run_queries(config, queries, etl=True)
-    return {name: result.rows[0][0] for name, result in zip(CONTRACTS, results, strict=True)}
+    query = " union all ".join(
+        f"select '{name}', (unix_micros(current_timestamp()) - unix_micros(max({INGESTED_AT}))) / 3.6e9 from {c.table}"
+        for name, c in CONTRACTS.items()
+    )
+    ages = dict(run_query(config, query, etl=True).rows)
+    return {name: ages.get(name) for name in CONTRACTS}
 
 
 def freshness_warnings(config: Config) -> list[str]:

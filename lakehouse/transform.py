@@ -207,13 +207,15 @@ def refusal_message(pending: dict[str, int], last_verdicts: dict[str, tuple[str,
     )
 
 
-def validated_bronze_versions(config: Config) -> dict[str, int]:
+def validated_bronze_versions(config: Config, *, quarantined_too: bool = False) -> dict[str, int]:
     """Each bronze table's newest Delta version, when a passed gate covers every row of it.
 
     Asked over the Thrift server (lakehouse/quality/verdicts.py has the SQL). Raises
-    :class:`GateNotPassed` naming the first table that holds rows no passed verdict covers.
+    :class:`GateNotPassed` naming the first table that holds rows no passed verdict covers;
+    with ``quarantined_too``, also when rows were quarantined since the table's last passed
+    verdict (the gate checks their share, so such a batch is pending for it).
     """
-    from lakehouse.bronze.contracts import CONTRACTS
+    from lakehouse.bronze.contracts import CONTRACTS, QUARANTINE_TABLE
     from lakehouse.quality import verdicts
     from lakehouse.sql_client import QueryError, newest_version, newest_version_sql, run_queries
 
@@ -233,6 +235,8 @@ def validated_bronze_versions(config: Config) -> dict[str, int]:
     has_verdicts = verdicts.VERDICTS_TABLE.split(".")[1] in ops
     histories = run_queries(config, [newest_version_sql(c.table) for c in CONTRACTS.values()], etl=True)
     versions = {name: newest_version(history) for name, history in zip(CONTRACTS, histories, strict=True)}
+    if has_verdicts and _passed_at(config, versions, quarantine=QUARANTINE_TABLE.split(".")[1] in bronze):
+        return versions  # no commit since a gate that passed: no row can be pending
     counts = run_queries(
         config,
         [
@@ -249,7 +253,49 @@ def validated_bronze_versions(config: Config) -> dict[str, int]:
             found = run_queries(config, [verdicts.last_verdict_sql(name) for name in pending], etl=True)
             last = {name: (tuple(r.rows[0]) if r.rows else None) for name, r in zip(pending, found, strict=True)}
         raise GateNotPassed(refusal_message(pending, last))
+    if quarantined_too and QUARANTINE_TABLE.split(".")[1] in bronze:
+        queries = [
+            verdicts.pending_quarantined_sql(name, QUARANTINE_TABLE, c.source_system, c.source_name)
+            for name, c in CONTRACTS.items()
+        ]
+        for name, result in zip(CONTRACTS, run_queries(config, queries, etl=True), strict=True):
+            if rows := result.rows[0][0]:
+                raise GateNotPassed(
+                    f"{QUARANTINE_TABLE} holds {rows:,} row(s) of {name} that no passed quality gate covers"
+                )
     return versions
+
+
+def _passed_at(config: Config, versions: dict[str, int], *, quarantine: bool) -> bool:
+    """Did the newest gate run pass, with no commit since that changed a row of bronze or of the
+    quarantine (OPTIMIZE and VACUUM change none)?
+
+    That gate validated every row pending when it ran, so none is pending now: the answer
+    without scanning bronze. False whenever it cannot tell (then bronze is scanned).
+    """
+    from lakehouse.bronze.contracts import QUARANTINE_TABLE
+    from lakehouse.quality import verdicts
+    from lakehouse.sql_client import newest_version, newest_version_sql, run_queries
+
+    queries = [verdicts.newest_gate_run_sql()] + ([newest_version_sql(QUARANTINE_TABLE)] if quarantine else [])
+    try:
+        results = run_queries(config, queries, etl=True)
+    except QueryError:  # a verdicts table from before the inputs were stored
+        return False
+    newest = results[0].rows
+    if not newest or any(verdict != verdicts.PASSED or inputs is None for verdict, _run, inputs in newest):
+        return False
+    stored = json.loads(newest[0][2])
+    quarantine_name = QUARANTINE_TABLE.split(".")[1]
+    since = {**stored.get("bronze_versions", {})}
+    now = dict(versions)
+    if stored.get("quarantine_version") is not None:
+        since[quarantine_name] = stored["quarantine_version"]
+    if quarantine:
+        now[quarantine_name] = newest_version(results[1])
+    if set(since) != set(now) or any(now[table] < since[table] for table in now):
+        return False
+    return not publish.bronze_changes(config, since, now).changed
 
 
 def read_run_results(path: Path) -> tuple[list[NodeResult], list[NodeResult]]:
