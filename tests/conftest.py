@@ -181,6 +181,11 @@ def _silent(_message: str) -> None:
     pass
 
 
+def delta_ids(spark, tables) -> dict[str, str]:
+    """Each table's Delta id: a table dropped and created again under its name gets another."""
+    return {name: spark.sql(f"describe detail {name}").first()["id"] for name in tables}
+
+
 def delta_versions(spark, schemas: tuple[str, ...] = TINY_SCHEMAS) -> dict[str, int]:
     """The newest Delta version of every table of the schemas, by qualified name."""
     versions = {}
@@ -201,14 +206,15 @@ class TinyState:
     Built once per run. A module that changes sources or bronze calls :meth:`restore` (the
     ``tiny_bronze`` fixture does, before each module that uses it): the source files are loaded
     again, every bronze and ops table is put back with ``RESTORE TABLE ... TO VERSION AS OF``
-    and tables created since are dropped. Only when a table of the state is gone (a module
-    dropped a schema) is the state built again from nothing.
+    and tables created since are dropped. Only when a table of the state is gone or was made
+    again (a module dropped a schema) is the state built again from nothing.
     """
 
     data_dir: Path
     manifest: dict = field(default_factory=dict)
     run_id: str = TINY_RUN_ID
     versions: dict[str, int] = field(default_factory=dict)
+    ids: dict[str, str] = field(default_factory=dict)
     builds: int = 0
     restores: int = 0
     handed_out: bool = False  # a module has had it since it was built or restored
@@ -224,13 +230,16 @@ class TinyState:
         result = run_cli("extract", "--run-id", self.run_id, timeout=600)
         assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
         self.versions = delta_versions(spark)
+        self.ids = delta_ids(spark, self.versions)
         self.builds += 1
 
     def restore(self, spark, config: Config) -> None:
         from lakehouse.sources.load import load_sources
 
         current = delta_versions(spark)
-        if not set(self.versions) <= set(current):
+        # A table gone, or dropped and made again (another module rebuilt bronze from other
+        # sources): its old versions are not the state's, so the state is built anew.
+        if not set(self.versions) <= set(current) or delta_ids(spark, self.versions) != self.ids:
             self.build(spark, config)
             return
         load_sources(config, self.data_dir, replace=True, progress=_silent)
