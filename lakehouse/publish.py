@@ -335,7 +335,9 @@ def bronze_changes(config: Config, since: dict[str, int], now: dict[str, int]) -
             for row in history.rows
             if since.get(table, -1) < int(row[index["version"]]) <= now[table]
         ]
-        if any(operation not in DATA_NEUTRAL_OPERATIONS for operation, _p, _m in commits):
+        # A commit missing from the history (its log entry cleaned up) may have changed anything.
+        complete = len(commits) == now[table] - since.get(table, -1)
+        if not complete or any(operation not in DATA_NEUTRAL_OPERATIONS for operation, _p, _m in commits):
             changed.append(table)
         if any(removes_rows(*commit) for commit in commits):
             removed.append(table)

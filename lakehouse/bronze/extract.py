@@ -189,7 +189,7 @@ def _next_fingerprint(
         )
         return None
     horizon = record.started_at + dt.timedelta(minutes=config.bronze.future_tolerance_minutes)
-    return following.with_horizon(horizon).to_json()
+    return following.stamped(horizon).to_json()
 
 
 def _watermark_of(stored: dict[tuple[str, str], watermarks.StoredMark], contract: Contract) -> dt.datetime | None:

@@ -34,6 +34,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from lakehouse.bronze import readers
 from lakehouse.bronze.contracts import MONGODB, UPDATED_AT, Contract
@@ -41,8 +42,20 @@ from lakehouse.config import Config
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 # Every session renders rows the same way, whatever the server's or the client's defaults.
-_POSTGRES_OPTIONS = "-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=postgres -c extra_float_digits=1"
+_POSTGRES_OPTIONS = "-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=postgres -c extra_float_digits=3"
 _DIGEST_BITS = 64
+# What decides how a row read is typed, checked and written: another version may write or
+# quarantine the same source rows differently, so a fingerprint taken by other code does not count.
+_EXTRACT_MODULES = ("contracts.py", "extract.py", "readers.py", "transform.py", "writer.py")
+
+
+def extract_code() -> str:
+    """A fingerprint of the extract's code."""
+    digest = hashlib.sha256()
+    folder = Path(__file__).parent
+    for name in _EXTRACT_MODULES:
+        digest.update(name.encode() + (folder / name).read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def micros(value: dt.datetime | None) -> int | None:
@@ -66,6 +79,7 @@ class Fingerprint:
     newest_us: int | None  # newest dated updated_at in the window
     digest: str  # sum of the first 64 bits of each row's MD5, in decimal
     horizon_us: int | None = None  # rows stamped after this were quarantined as future
+    code: str | None = None  # the extract code that read it (extract_code())
 
     def same_rows(self, other: Fingerprint) -> bool:
         return (self.since_us, self.rows, self.newest_us, self.digest) == (
@@ -75,8 +89,9 @@ class Fingerprint:
             other.digest,
         )
 
-    def with_horizon(self, horizon: dt.datetime) -> Fingerprint:
-        return Fingerprint(self.since_us, self.rows, self.newest_us, self.digest, micros(horizon))
+    def stamped(self, horizon: dt.datetime) -> Fingerprint:
+        """This fingerprint as the extract stores it: with its clock horizon and its code."""
+        return Fingerprint(self.since_us, self.rows, self.newest_us, self.digest, micros(horizon), extract_code())
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -121,11 +136,25 @@ def _row_digest(text: str) -> int:
     return int.from_bytes(hashlib.md5(text.encode()).digest()[: _DIGEST_BITS // 8], "big", signed=True)
 
 
+def _stamp_us(value: object) -> int | None:
+    """A document's ``updated_at`` as epoch microseconds: a BSON date, or text Spark would read
+    as a timestamp (ISO-8601; without an offset, UTC as the Spark session); else None."""
+    if isinstance(value, dt.datetime):
+        return micros(value)
+    if isinstance(value, str):
+        try:
+            return micros(dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00")))
+        except ValueError:
+            return None
+    return None
+
+
 def _mongodb(config: Config, contract: Contract, windows: Sequence[dt.datetime | None]) -> list[Fingerprint]:
     from lakehouse.services.mongodb import client
 
     widest = None if any(s is None for s in windows) else min(s for s in windows if s is not None)
-    starts = [micros(s) for s in windows]
+    # BSON dates have milliseconds: the extract's filter truncates a window's start to one (pymongo).
+    starts = [None if s is None else micros(s) // 1000 * 1000 for s in windows]
 
     def attempt() -> list[Fingerprint]:
         rows = [0] * len(windows)
@@ -135,17 +164,20 @@ def _mongodb(config: Config, contract: Contract, windows: Sequence[dt.datetime |
             collection = mongo[config.mongodb.database][readers.MONGO_COLLECTION_OF[contract.source_name]]
             query = readers.mongo_batch_filter(widest)
             for document in collection.find(query, batch_size=config.bronze.mongodb_batch_size):
-                stamp = document.get(UPDATED_AT)
-                stamp_us = micros(stamp) if isinstance(stamp, dt.datetime) else None
+                value = document.get(UPDATED_AT)
+                dated = isinstance(value, dt.datetime)
+                # A stamp in text is not a date to MongoDB, but Spark may read it as one: it
+                # counts for the newest stamp (a text stamp ahead of the clock becomes due too).
+                stamp_us = _stamp_us(value)
                 digest = _row_digest(readers.document_json(document))
                 for i, start in enumerate(starts):
                     # Undated documents are in every window (the extract reads them every time).
-                    if stamp_us is None or start is None or stamp_us >= start:
+                    if not dated or start is None or stamp_us >= start:
                         rows[i] += 1
                         sums[i] += digest
                         if stamp_us is not None and (newest[i] is None or stamp_us > newest[i]):
                             newest[i] = stamp_us
-        return [Fingerprint(starts[i], rows[i], newest[i], str(sums[i])) for i in range(len(windows))]
+        return [Fingerprint(micros(windows[i]), rows[i], newest[i], str(sums[i])) for i in range(len(windows))]
 
     return readers.with_retries(config, f"mongodb source {config.mongodb.display()}", attempt)
 
@@ -166,7 +198,10 @@ def due_rows(config: Config, contract: Contract, after: dt.datetime, until: dt.d
             with client(config, readers.SERVER_SELECTION_TIMEOUT_MS) as mongo:
                 collection = mongo[config.mongodb.database][readers.MONGO_COLLECTION_OF[contract.source_name]]
                 naive = [moment.astimezone(dt.UTC).replace(tzinfo=None) for moment in (after, until)]
-                return collection.count_documents({UPDATED_AT: {"$gt": naive[0], "$lte": naive[1]}})
+                dated = collection.count_documents({UPDATED_AT: {"$gt": naive[0], "$lte": naive[1]}})
+                low, high = micros(after), micros(until)
+                texts = (_stamp_us(d.get(UPDATED_AT)) for d in collection.find(readers.NOT_A_DATE, {UPDATED_AT: 1}))
+                return dated + sum(1 for stamp in texts if stamp is not None and low < stamp <= high)
 
         return readers.with_retries(config, f"mongodb source {config.mongodb.display()}", count_documents)
 
@@ -201,6 +236,8 @@ def reason_to_extract(config: Config, contract: Contract, stored: Stored | None,
     fingerprint = stored.fingerprint
     if fingerprint is None:
         return "no fingerprint of its last extract (it failed, or ran before fingerprints existed)"
+    if fingerprint.code != extract_code():
+        return "the extract's code changed since its last run"
     window = next_window(from_micros(stored.watermark_us), config.bronze.lookback_minutes)
     if fingerprint.since_us != micros(window):
         return "its window moved (watermark or bronze.lookback_minutes changed)"

@@ -309,7 +309,10 @@ def run_gate(
         notes.append(f"data docs: not written ({errors.one_line(exc, config.secret_values)})")
     with shared.timed("results, verdicts and audit commits"):
         results.write_results(spark, run_id, outcomes)
-        results.write_verdicts(spark, run_id, verdicts, inputs)
+        # A table the gate could not validate (an error, not the data) may pass when run again:
+        # without inputs, the pipeline never reports such a run as "still failed".
+        errored = any(o.expectation == results.GATE_ERROR for o in outcomes)
+        results.write_verdicts(spark, run_id, verdicts, None if errored else inputs)
         record_steps(spark, records)
     profiling.announce(phases=shared.seconds, delta_commits=sum(map(bool, (outcomes, verdicts, records))))
     return GateResult(run_id, runs, outcomes, docs_path, time.monotonic() - started, notes)

@@ -213,3 +213,33 @@ def test_a_lakehouse_from_before_fingerprints_extracts_once_then_skips(spark, ex
     assert all(r.status == "succeeded" for r in records.values()), records
     assert _marks(spark) == marks
     assert tables_to_extract(config, None, said.append) == []
+
+
+def test_a_document_stamped_ahead_of_the_clock_in_text_becomes_due_too(spark, extracted: Config) -> None:
+    """MongoDB does not see a date in a text ``updated_at``, but the extract types it as one."""
+    config = extracted
+    tolerance = dt.timedelta(minutes=config.bronze.future_tolerance_minutes)
+    ahead = dt.datetime.now(dt.UTC) + tolerance + dt.timedelta(minutes=30)
+    with _content(config) as mongo:
+        collection = mongo[config.mongodb.database]["content"]
+        document = collection.find_one({"updated_at": {"$type": "date"}})
+        text = ahead.isoformat(timespec="seconds").replace("+00:00", "Z")
+        collection.insert_one({**document, "_id": "fingerprint-text-stamp", "updated_at": text})
+    try:
+        assert pending_tables(config, [CONTRACTS["content"]]) == {
+            "content": "its window changed since the last extract (1 row(s) more)"
+        }
+        records = _extract(spark, config, "decision-text", ["content"])
+        assert records["content"].status == "succeeded", records["content"].error_message
+        quarantined = spark.table(QUARANTINE_TABLE).filter("record_key = 'fingerprint-text-stamp'").collect()
+        assert [row.reason.split(" is in the future")[0] for row in quarantined] == [
+            f"updated_at: {ahead.strftime('%Y-%m-%d %H:%M:%S')}"
+        ], quarantined
+        assert pending_tables(config, [CONTRACTS["content"]]) == {}
+        later = ahead - tolerance + dt.timedelta(minutes=1)
+        assert pending_tables(config, [CONTRACTS["content"]], now=later) == {
+            "content": "1 row(s) stamped ahead of the clock are now due"
+        }
+    finally:
+        with _content(config) as mongo:
+            mongo[config.mongodb.database]["content"].delete_one({"_id": "fingerprint-text-stamp"})

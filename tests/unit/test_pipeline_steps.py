@@ -371,6 +371,7 @@ def test_no_skip_and_full_refresh_extract_without_asking(extract_run) -> None:
 
 
 def test_a_fingerprint_names_why_the_extract_must_run_before_reading_any_source(lock_config: Config) -> None:
+    """Each reason that needs no source query; those that do are in tests/integration/test_extract_decision.py."""
     from lakehouse.bronze import fingerprints as fp
     from lakehouse.bronze.contracts import CONTRACTS
 
@@ -378,10 +379,22 @@ def test_a_fingerprint_names_why_the_extract_must_run_before_reading_any_source(
     now = dt.datetime(2026, 12, 5, 12, tzinfo=dt.UTC)
     mark = fp.micros(now - dt.timedelta(hours=1))
     window = fp.micros(now - dt.timedelta(hours=1, minutes=lock_config.bronze.lookback_minutes))
-    stored = fp.Fingerprint(window, 3, mark, "12345", fp.micros(now))
+    stored = fp.Fingerprint(window, 3, mark, "12345", fp.micros(now), fp.extract_code())
     assert fp.Fingerprint.from_json(stored.to_json()) == stored
     assert fp.Fingerprint.from_json("not json") is None and fp.Fingerprint.from_json(None) is None
     assert fp.reason_to_extract(lock_config, users, None, now) == "never extracted"
     assert fp.reason_to_extract(lock_config, users, fp.Stored(mark, None), now).startswith("no fingerprint")
     moved = fp.Stored(mark + 1, stored)  # a watermark one microsecond later: another window
     assert fp.reason_to_extract(lock_config, users, moved, now).startswith("its window moved")
+    older = fp.Stored(mark, fp.Fingerprint(window, 3, mark, "12345", fp.micros(now), "other-code"))
+    assert fp.reason_to_extract(lock_config, users, older, now) == "the extract's code changed since its last run"
+
+
+def test_a_text_updated_at_counts_as_a_stamp_when_spark_would_read_it_as_one() -> None:
+    from lakehouse.bronze.fingerprints import _stamp_us, micros
+
+    instant = dt.datetime(2026, 12, 5, 18, 0, tzinfo=dt.UTC)
+    assert _stamp_us(instant) == _stamp_us(instant.replace(tzinfo=None)) == micros(instant)
+    assert _stamp_us("2026-12-05T18:00:00Z") == _stamp_us("2026-12-05T19:00:00+01:00") == micros(instant)
+    assert _stamp_us("2026-12-05 18:00:00") == micros(instant)  # no offset: UTC, as the Spark session
+    assert _stamp_us("yesterday") is None and _stamp_us(None) is None and _stamp_us(20261205) is None
