@@ -194,6 +194,12 @@ def run_bench(config: Config, scale: str = "medium", progress=print) -> dict[str
     try:
         progress(f"bench: generating and loading {scale} (rows/second)")
         report["sources"] = bench_sources(bench_config, scale)
+        # The pipeline's own sources get the same files, whatever an earlier bench left there
+        # (its `sources` step fills them only when they are empty).
+        loaded = _cli(env, "load-sources", "--data", report["sources"]["data_dir"], "--replace")
+        if loaded.returncode != 0:
+            last = (loaded.stdout + loaded.stderr).strip().splitlines() or ["?"]
+            raise BenchError(f"bench: could not load the {scale} sources for the pipeline: {last[-1]}")
 
         progress(f"bench: full pipeline at {scale} scale from empty bronze (output: {logs / 'full.log'})")
         _cli(env, "sql", "drop database if exists bronze cascade")
