@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -174,6 +175,17 @@ def _ratio(numerator: float | None, denominator: float | None) -> float | None:
     return round(numerator / denominator, 3)
 
 
+def _fresh_state(env: dict[str, str], home: Path) -> None:
+    """Stop what an earlier bench left running and empty its state (its secrets kept): another
+    scale's sources, bronze or dbt snapshot would be measured or tested instead."""
+    if not home.exists():
+        return
+    _cli(env, "down")
+    for child in home.iterdir():
+        if child.name != "secrets":
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+
 def run_bench(config: Config, scale: str = "medium", progress=print) -> dict[str, Any]:
     from lakehouse.sources.bench import bench_sources
 
@@ -186,7 +198,8 @@ def run_bench(config: Config, scale: str = "medium", progress=print) -> dict[str
         "load_average_at_start": os.getloadavg(),  # 1, 5 and 15 minutes: other work on the machine
     }
 
-    progress(f"bench: starting an isolated stack in {bench_config.home}")
+    progress(f"bench: starting an isolated stack from an empty state in {bench_config.home}")
+    _fresh_state(env, bench_config.home)
     up = _cli(env, "up")
     if up.returncode != 0:
         raise BenchError(f"bench: could not start the services: {(up.stdout.strip().splitlines() or ['?'])[-1]}")
