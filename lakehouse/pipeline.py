@@ -476,15 +476,15 @@ def _vacuum_due(ctx: Context, table: str) -> bool:
     return len(operations) >= every and "VACUUM END" not in operations
 
 
-def _maintain_ops(ctx: Context, tables: list[str]) -> list[str]:
+def _maintain_ops(ctx: Context, tables: list[str], *, check_properties: bool = True) -> list[str]:
     """Keep the ops tables, which every run appends to, from piling up files: auto compaction on
-    (set at creation; added here to tables made before), and a VACUUM every
-    pipeline.ops_vacuum_commits commits. The tables vacuumed."""
+    (set at creation; added here to tables made before, unless ``check_properties`` is off), and
+    a VACUUM every pipeline.ops_vacuum_commits commits. The tables vacuumed."""
     from lakehouse.audit import AUTO_COMPACT
 
     vacuumed = []
     for table in tables:
-        if dict(_sql(ctx, f"show tblproperties {table}").rows).get(AUTO_COMPACT) != "true":
+        if check_properties and dict(_sql(ctx, f"show tblproperties {table}").rows).get(AUTO_COMPACT) != "true":
             _sql(ctx, f"alter table {table} set tblproperties ('{AUTO_COMPACT}' = 'true')")
         if _vacuum_due(ctx, table):
             _sql(ctx, f"vacuum {table}")
@@ -497,7 +497,7 @@ def step_maintain(ctx: Context, result: StepResult) -> None:
 
     if not ctx.changed and not ctx.options.no_skip:
         # Only the run log changed; it alone may be due for a VACUUM.
-        vacuumed = _vacuum_due(ctx, RUNS_TABLE) and _maintain_ops(ctx, [RUNS_TABLE])
+        vacuumed = _maintain_ops(ctx, [RUNS_TABLE], check_properties=False)
         result.status = "skipped"
         result.detail = "nothing changed" + (f"; vacuumed {', '.join(vacuumed)}" if vacuumed else "")
         return
