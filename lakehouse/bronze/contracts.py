@@ -18,6 +18,11 @@ MONGODB = "mongodb"
 BRONZE_SCHEMA = "bronze"
 OPS_SCHEMA = "ops"
 QUARANTINE_TABLE = f"{BRONZE_SCHEMA}.quarantine"
+# Rows an operator moved from bronze to quarantine (`lakehouse quarantine`) carry a batch id
+# with this prefix and the whole bronze row as JSON, written with these options: microseconds
+# and UTC, so that the extract can tell the same version of the record when it reads it again.
+OPERATOR_BATCH_PREFIX = "operator-"
+RECORD_JSON_OPTIONS = {"timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX", "timeZone": "UTC"}
 UPDATED_AT = "updated_at"
 
 INGESTED_AT = "_ingested_at"

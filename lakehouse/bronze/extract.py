@@ -4,7 +4,8 @@ For each table of a source, in one Spark application:
 
 1. read the batch: rows with ``updated_at`` after the stored watermark minus the lookback
    (everything on the first run or with ``--full-refresh``), pushed down to the source;
-2. type it by the contract; rows that cannot be typed or have no key go to quarantine;
+2. type it by the contract; rows that cannot be typed or have no key go to quarantine; a
+   version of a record an operator moved to quarantine (``lakehouse quarantine``) stays there;
 3. keep the newest row per key and MERGE it into ``bronze.<table>`` (newest ``updated_at``
    wins, so re-running a batch changes nothing);
 4. check that every row read was written somewhere: rows read = rows merged + rows
@@ -75,12 +76,15 @@ def _read_batch(spark: SparkSession, config: Config, contract: Contract, since: 
 
 
 def _batch_stats(checked: DataFrame, contract: Contract, latest: Column) -> Row:
-    """Rows, valid rows, valid keys and the newest valid ``updated_at`` of a typed batch, in one job."""
+    """Rows, valid rows, rows held back by an operator, keys of the valid rows to write and the
+    newest valid ``updated_at`` of a typed batch, in one job."""
     valid_flag = F.size(transform.ERRORS) == 0
+    to_write = valid_flag & ~F.col(transform.HELD)
     return checked.agg(
         F.count(F.lit(1)).alias("rows"),
-        F.count(F.when(valid_flag, F.lit(1))).alias("valid"),
-        F.count_distinct(*[F.when(valid_flag, F.col(k)) for k in contract.key]).alias("valid_keys"),
+        F.count(F.when(to_write, F.lit(1))).alias("valid"),
+        F.count(F.when(valid_flag & F.col(transform.HELD), F.lit(1))).alias("held"),
+        F.count_distinct(*[F.when(to_write, F.col(k)) for k in contract.key]).alias("valid_keys"),
         # Rows stamped in the future are quarantined and do not move the watermark.
         watermarks.epoch_micros(F.max(F.when(F.col(UPDATED_AT) <= latest, F.col(UPDATED_AT)))).alias(
             "max_updated_at_us"
@@ -114,8 +118,12 @@ def extract_table(
 
     tolerance = config.bronze.future_tolerance_minutes
     latest = F.lit(record.started_at + dt.timedelta(minutes=tolerance)).cast("timestamp")
-    checked = transform.with_errors(
-        _read_batch(spark, config, contract, since), contract, latest=latest, tolerance_minutes=tolerance
+    checked = transform.with_held(
+        transform.with_errors(
+            _read_batch(spark, config, contract, since), contract, latest=latest, tolerance_minutes=tolerance
+        ),
+        writer.moved_by_operator(spark, contract),
+        contract,
     )
     checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
     commits = 0
@@ -124,9 +132,14 @@ def extract_table(
             stats = _batch_stats(checked, contract, latest)
         record.rows_read = stats["rows"]
         record.rows_merged = stats["valid"]
-        record.rows_quarantined = stats["rows"] - stats["valid"]
+        # Rows an operator moved to quarantine stay there when read again: quarantined rows too.
+        bad = stats["rows"] - stats["valid"] - stats["held"]
+        record.rows_quarantined = bad + stats["held"]
+        if stats["held"]:
+            record.profile["rows_held_by_operator"] = stats["held"]
 
-        latest = transform.filter_latest_per_key(transform.filter_valid(checked), contract)
+        to_write = transform.filter_valid(checked).filter(~F.col(transform.HELD))
+        latest = transform.filter_latest_per_key(to_write, contract)
         bronze_rows = transform.with_ingest_metadata(latest, contract, batch_id, ingested_at)
         crash_point("before-bronze-commit", contract.source_name)
         with phases.timed("bronze commit"):
@@ -139,11 +152,11 @@ def extract_table(
         commits += full_refresh or record.rows_merged > 0
         record.rows_inserted, record.rows_updated = result.inserted, result.updated
         missing_quarantine = 0
-        if record.rows_quarantined > 0 or full_refresh:
-            bad = transform.to_quarantine(checked, contract, batch_id, ingested_at)
+        if bad > 0 or full_refresh:
+            rows = transform.to_quarantine(checked, contract, batch_id, ingested_at)
             crash_point("before-quarantine-commit", contract.source_name)
             with _QUARANTINE_LOCK, phases.timed("quarantine commit"):
-                missing_quarantine = writer.quarantine_rows(spark, bad, contract, replace=full_refresh)
+                missing_quarantine = writer.quarantine_rows(spark, rows, contract, replace=full_refresh)
             commits += 1
     finally:
         checked.unpersist()

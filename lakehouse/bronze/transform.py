@@ -17,6 +17,7 @@ from pyspark.sql import types as T
 from lakehouse.bronze.contracts import (
     BATCH_ID,
     INGESTED_AT,
+    RECORD_JSON_OPTIONS,
     RESCUED_DATA,
     SOURCE_SYSTEM,
     UPDATED_AT,
@@ -29,6 +30,7 @@ PAYLOAD = "_raw_payload"
 DOCUMENT = "_document"
 ORDER_HASH = "_row_hash"
 NESTED_ERRORS = "__nested_errors"
+HELD = "_held_by_operator"
 MAX_VALUE_CHARS = 80
 
 
@@ -227,6 +229,33 @@ def to_quarantine(df: DataFrame, contract: Contract, batch_id: str, quarantined_
         F.sha2(F.col(PAYLOAD), 256).alias("payload_sha256"),
         F.lit(batch_id).alias("batch_id"),
         quarantined_at.alias("quarantined_at"),
+    )
+
+
+def _record_json(row: Column) -> Column:
+    return F.to_json(row, RECORD_JSON_OPTIONS)
+
+
+def with_held(df: DataFrame, moved: DataFrame, contract: Contract) -> DataFrame:
+    """Add ``_held_by_operator``: the row is a version of a record an operator moved to quarantine.
+
+    `moved` holds the quarantine rows of the operator's moves for this table (``record_key``,
+    ``payload``: the bronze row as JSON). A row read again is held when its ``updated_at`` is
+    older than the moved version's, or equal with every field the same; a newer version, or an
+    edit that kept ``updated_at``, is not held: it goes to bronze as usual. A moved row whose
+    payload cannot be read holds nothing (the row is extracted again rather than lost).
+    """
+    stored = T.StructType([*contract.schema.fields, T.StructField(RESCUED_DATA, T.StringType())])
+    holds = moved.groupBy(F.col("record_key").alias("_held_key")).agg(
+        F.max(F.try_to_timestamp(F.get_json_object("payload", f"$.{UPDATED_AT}"))).alias("_held_at"),
+        F.collect_set(_record_json(F.from_json("payload", stored, RECORD_JSON_OPTIONS))).alias("_held_rows"),
+    )
+    this_row = _record_json(F.struct(*[F.col(f.name) for f in stored.fields]))
+    held = (F.col(UPDATED_AT) < F.col("_held_at")) | F.array_contains("_held_rows", this_row)
+    return (
+        df.join(F.broadcast(holds), stored_record_key(contract) == F.col("_held_key"), "left")
+        .withColumn(HELD, F.coalesce(held, F.lit(False)))
+        .drop("_held_key", "_held_at", "_held_rows")
     )
 
 

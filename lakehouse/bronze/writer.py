@@ -9,7 +9,14 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from lakehouse.bronze.contracts import BRONZE_SCHEMA, QUARANTINE_TABLE, RESCUED_DATA, UPDATED_AT, Contract
+from lakehouse.bronze.contracts import (
+    BRONZE_SCHEMA,
+    OPERATOR_BATCH_PREFIX,
+    QUARANTINE_TABLE,
+    RESCUED_DATA,
+    UPDATED_AT,
+    Contract,
+)
 from lakehouse.spark import ensure_database
 
 QUARANTINE_SCHEMA = T.StructType(
@@ -162,11 +169,26 @@ def quarantine_rows(spark: SparkSession, rows: DataFrame, contract: Contract, *,
         .whenNotMatchedInsertAll()
     )
     if replace:
+        # The operator's moves stay: the full refresh held their rows out of bronze too.
         merge = merge.whenNotMatchedBySourceDelete(
-            f"t.source_system = '{contract.source_system}' and t.source_table = '{contract.source_name}'"
+            f"t.source_system = '{contract.source_system}' and t.source_table = '{contract.source_name}' "
+            f"and not startswith(t.batch_id, '{OPERATOR_BATCH_PREFIX}')"
         )
     merge.execute()
     stored = spark.table(QUARANTINE_TABLE).filter(
         (F.col("source_system") == contract.source_system) & (F.col("source_table") == contract.source_name)
     )
     return rows.join(stored.select(*match), on=match, how="left_anti").count()
+
+
+def moved_by_operator(spark: SparkSession, contract: Contract) -> DataFrame:
+    """The table's rows an operator moved from bronze to quarantine (``record_key``, ``payload``)."""
+    return (
+        spark.table(QUARANTINE_TABLE)
+        .filter(
+            (F.col("source_system") == contract.source_system)
+            & (F.col("source_table") == contract.source_name)
+            & F.col("batch_id").startswith(OPERATOR_BATCH_PREFIX)
+        )
+        .select("record_key", "payload")
+    )

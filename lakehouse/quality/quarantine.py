@@ -15,7 +15,8 @@ prefix (the extract's reason is kept after it), so they no longer count in the s
 
 It runs on the Thrift server (an etl session) under the pipeline's run lock. The quarantine
 MERGE skips payloads already there, so a run cut off between its two commits is finished by
-running it again. A newer version of a moved record still arrives with the next extract.
+running it again. The extract leaves a moved version in quarantine when it reads it again (the
+lookback window); a newer version of the record, or an edit at the source, arrives as usual.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from lakehouse.audit import StepRecord, new_run_id, record_over_thrift
-from lakehouse.bronze.contracts import CONTRACTS, QUARANTINE_TABLE
+from lakehouse.bronze.contracts import CONTRACTS, OPERATOR_BATCH_PREFIX, QUARANTINE_TABLE, RECORD_JSON_OPTIONS
 from lakehouse.config import Config
 from lakehouse.quality.verdicts import OPERATOR_REASON_PREFIX, PASSED, VERDICTS_TABLE
 from lakehouse.sql_client import run_queries, run_query, sql_literal
@@ -93,7 +94,7 @@ def move_to_quarantine(
         raise QuarantineError("--where is required: a SQL predicate on the bronze table's columns")
     contract = CONTRACTS[table]
     run_id = run_id or new_run_id()
-    batch_id = f"operator-{uuid.uuid4().hex[:12]}"
+    batch_id = f"{OPERATOR_BATCH_PREFIX}{uuid.uuid4().hex[:12]}"
     started = dt.datetime.now(dt.UTC)
     matching = f"from {contract.table} where ({where})"
     count = int(run_query(config, f"select count(*) {matching}", etl=True).rows[0][0])
@@ -101,7 +102,8 @@ def move_to_quarantine(
         raise QuarantineError(f"no row of {contract.table} matches {where!r}: nothing moved")
     report(f"quarantine: moving {count:,} row(s) of {contract.table} to {QUARANTINE_TABLE}...")
     full_reason = sql_literal(f"{OPERATOR_REASON_PREFIX}: {reason.strip()}")
-    payload = "to_json(struct(*))"
+    options = ", ".join(f"{sql_literal(k)}, {sql_literal(v)}" for k, v in RECORD_JSON_OPTIONS.items())
+    payload = f"to_json(struct(*), map({options}))"
     *_writes, after = run_queries(
         config,
         [
@@ -160,7 +162,7 @@ def accept_quarantined(
         raise QuarantineError(f"{table} has no pending row in {QUARANTINE_TABLE} to accept")
     prefix = sql_literal(f"{OPERATOR_REASON_PREFIX} (accepted: {reason.strip()}); extract: ")
     run_query(config, f"update {QUARANTINE_TABLE} set reason = concat({prefix}, reason) where {condition}", etl=True)
-    batch_id = f"operator-{uuid.uuid4().hex[:12]}"
+    batch_id = f"{OPERATOR_BATCH_PREFIX}{uuid.uuid4().hex[:12]}"
     _record(config, table, batch_id, started, count, f"{OPERATOR_REASON_PREFIX}: accepted ({reason.strip()})", run_id)
     report(f"quarantine: accepted {count:,} pending quarantined row(s) of {contract.table} (run {run_id})")
     return Moved(table, count, batch_id, run_id)

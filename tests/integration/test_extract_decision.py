@@ -243,3 +243,45 @@ def test_a_document_stamped_ahead_of_the_clock_in_text_becomes_due_too(spark, ex
     finally:
         with _content(config) as mongo:
             mongo[config.mongodb.database]["content"].delete_one({"_id": "fingerprint-text-stamp"})
+
+
+def test_rows_an_operator_quarantined_stay_out_until_their_record_changes(spark, extracted: Config) -> None:
+    """The operator moved a row of the lookback window to quarantine: nothing changed at the
+    source, so nothing is extracted; when another row of the window arrives, the extract reads the
+    moved row again but leaves it in quarantine; a newer version of its record arrives as usual."""
+    from lakehouse.quality.quarantine import move_to_quarantine
+
+    config = extracted
+    marks = _marks(spark)
+    # The newest row the last extract read: inside the next extract's lookback window.
+    [(moved_id,)] = _pg(
+        config,
+        "select session_id from viewing_sessions where updated_at <= %s order by updated_at desc, session_id limit 1",
+        marks["viewing_sessions"],
+    )
+    move_to_quarantine(config, "viewing_sessions", f"session_id = {moved_id}", "a test case", run_id="decision-op")
+    assert _in_bronze(spark, "viewing_sessions", f"session_id = {moved_id}") == 0
+    assert pending_tables(config, [CONTRACTS["viewing_sessions"]]) == {}
+
+    _copy_session(config, 30_000_003, marks["viewing_sessions"] + dt.timedelta(seconds=1))
+    records = _extract(spark, config, "decision-op-1", ["viewing_sessions"])
+    sessions = records["viewing_sessions"]
+    assert sessions.status == "succeeded", sessions.error_message
+    assert (sessions.rows_inserted, sessions.rows_updated) == (1, 0)
+    assert _in_bronze(spark, "viewing_sessions", "session_id = 30000003") == 1
+    assert _in_bronze(spark, "viewing_sessions", f"session_id = {moved_id}") == 0
+    assert sessions.rows_read == sessions.rows_merged + sessions.rows_quarantined
+    assert pending_tables(config, [CONTRACTS["viewing_sessions"]]) == {}
+
+    # Fixed at the source: the newer version is extracted into bronze.
+    _pg(
+        config,
+        "update viewing_sessions set watch_seconds = watch_seconds + 1, updated_at = %s where session_id = %s",
+        marks["viewing_sessions"] + dt.timedelta(seconds=2),
+        moved_id,
+    )
+    records = _extract(spark, config, "decision-op-2", ["viewing_sessions"])
+    assert records["viewing_sessions"].rows_inserted == 1, records["viewing_sessions"]
+    assert _in_bronze(spark, "viewing_sessions", f"session_id = {moved_id}") == 1
+    _assert_each_key_once(spark)
+    _pg(config, "delete from viewing_sessions where session_id = 30000003")

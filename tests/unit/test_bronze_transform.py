@@ -121,6 +121,35 @@ def test_latest_row_per_key_wins_deterministically(spark) -> None:
     assert forward == backward
 
 
+def test_a_version_an_operator_moved_is_held_and_a_newer_version_or_an_edit_is_not(spark) -> None:
+    stamp = dt.datetime(2026, 1, 2, 3, 4, 5, 123456)
+    moved_rows = [(1, "c1", 3, stamp, stamp), (2, "c1", 4, stamp, stamp), (3, "c1", 1, stamp, stamp)]
+    moved_rows += [(4, "c1", 4, stamp, stamp), (4, "c1", 2, stamp - dt.timedelta(days=1), stamp)]
+    # What `lakehouse quarantine` stores: the whole bronze row as JSON, record key as text.
+    bronze = X.with_ingest_metadata(
+        X.with_errors(X.with_postgres_fields(spark.createDataFrame(moved_rows, RATINGS_RAW), C.RATINGS), C.RATINGS),
+        C.RATINGS,
+        "b0",
+        F.lit(TS),
+    )
+    moved = bronze.select(
+        X.stored_record_key(C.RATINGS).alias("record_key"),
+        F.to_json(F.struct("*"), C.RECORD_JSON_OPTIONS).alias("payload"),
+    )
+    batch = [
+        (1, "c1", 3, stamp, stamp),  # the same version, read again: held
+        (2, "c1", 5, stamp, stamp),  # an edit that kept updated_at: not held
+        (3, "c1", 1, stamp, stamp - dt.timedelta(days=1)),  # an older version: held
+        (4, "c1", 4, stamp, stamp + dt.timedelta(microseconds=1)),  # newer: not held
+        (5, "c1", 4, stamp, stamp),  # never moved: not held
+    ]
+    checked = X.with_errors(X.with_postgres_fields(spark.createDataFrame(batch, RATINGS_RAW), C.RATINGS), C.RATINGS)
+    held = {r.user_id: r[X.HELD] for r in X.with_held(checked, moved, C.RATINGS).collect()}
+    assert held == {1: True, 2: False, 3: True, 4: False, 5: False}
+    unreadable = moved.withColumn("payload", F.lit("{not json"))
+    assert not any(r[X.HELD] for r in X.with_held(checked, unreadable, C.RATINGS).collect())
+
+
 def test_ingest_metadata_columns_follow_the_contract(spark) -> None:
     raw = spark.createDataFrame([(1, "c1", 3, TS, TS)], RATINGS_RAW)
     checked = X.with_errors(X.with_postgres_fields(raw, C.RATINGS), C.RATINGS)
