@@ -53,9 +53,10 @@ RUN pip install -r requirements.lock
 #    checked against its published SHA-1. Needs only the config loader and the resolver. The
 #    throw-away LAKEHOUSE_HOME keeps the config loader's generated local password out of the image.
 COPY conf/lakehouse.yaml conf/
-COPY lakehouse/__init__.py lakehouse/config.py lakehouse/jars.py lakehouse/
+COPY lakehouse/__init__.py lakehouse/config.py lakehouse/
+COPY lakehouse/runtime lakehouse/runtime
 RUN LAKEHOUSE_HOME=/tmp/jar-bake python -c "from lakehouse.config import load_config; \
-from lakehouse.jars import resolve_jars; c = load_config(); \
+from lakehouse.runtime.jars import resolve_jars; c = load_config(); \
 print(len(resolve_jars(c.jar_dir, c.spark.packages, c.spark.maven_repo)), 'jars in', c.jar_dir)" \
     && rm -rf /tmp/jar-bake
 
@@ -68,10 +69,9 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 COPY tools/thrift-auth tools/thrift-auth
 COPY tools/thrift-lockdown tools/thrift-lockdown
-COPY lakehouse/thrift_auth.py lakehouse/java_build.py lakehouse/spark.py lakehouse/
 COPY lakehouse/serving lakehouse/serving
 RUN LAKEHOUSE_HOME=/tmp/auth-bake python -c "from lakehouse.config import load_config; \
-from lakehouse.thrift_auth import build_provider; from lakehouse.serving.lockdown import build_extension; \
+from lakehouse.serving.auth import build_provider; from lakehouse.serving.lockdown import build_extension; \
 c = load_config(); print(build_provider(c), build_extension(c))" \
     && rm -rf /tmp/auth-bake
 

@@ -22,10 +22,10 @@ import sys
 from importlib import metadata
 
 from lakehouse.config import PASSWORD_ENV, Config, ConfigError, load_config
-from lakehouse.jars import jar_paths
+from lakehouse.runtime.jars import jar_paths
 from lakehouse.services.process import ServiceError
 from lakehouse.serving import lockdown
-from lakehouse.thrift_auth import provider_jar
+from lakehouse.serving.auth import provider_jar
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 MIN_JAVA_MAJOR = 17

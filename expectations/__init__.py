@@ -2,10 +2,17 @@
 
 ``build_all()`` returns every table's :class:`~expectations.common.TableSuites` (a ``batch``,
 a ``table`` and a ``quarantine`` suite), in the order the gate validates them. Severities and
-the thresholds policy are described in :mod:`expectations.common`.
+the thresholds policy are described in :mod:`expectations.common`. A leaf: it imports Great
+Expectations and its own constants, nothing of ``lakehouse``.
 """
 
 from __future__ import annotations
+
+import os
+
+# Great Expectations' usage analytics off, before anything here imports great_expectations (this
+# package imports nothing of the lakehouse: code that needs GE imports it after this package).
+os.environ["GX_ANALYTICS_ENABLED"] = "false"
 
 from types import ModuleType
 

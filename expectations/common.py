@@ -39,14 +39,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-# isort: off
-# Imported first: it turns Great Expectations' usage analytics off before GE loads.
-import lakehouse.quality  # noqa: F401
 import great_expectations as gx
 import great_expectations.expectations as gxe
 from great_expectations.expectations.expectation import Expectation
 from great_expectations.expectations.metadata_types import FailureSeverity
-# isort: on
 
 CRITICAL = "critical"
 WARNING = "warning"

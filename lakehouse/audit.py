@@ -122,7 +122,7 @@ def insert_sql(records: list[StepRecord], table: str = RUNS_TABLE) -> str:
     Columns are named: a table older than the profile column fails on it by name (see
     :func:`add_profile_column_sql`) instead of taking the values in the wrong places.
     """
-    from lakehouse.sql_client import sql_literal
+    from lakehouse.serving.sql_client import sql_literal
 
     columns = ", ".join(f.name for f in RUNS_SCHEMA.fields)
     values = ",\n".join("(" + ", ".join(sql_literal(v) for v in _row(r)) + ")" for r in records)
@@ -134,7 +134,7 @@ def record_over_thrift(config: Config, records: list[StepRecord], table: str = R
 
     A table built before the profile column existed gets it, and the insert is made again.
     """
-    from lakehouse.sql_client import QueryError, run_query
+    from lakehouse.serving.sql_client import QueryError, run_query
 
     try:
         run_query(config, insert_sql(records, table), etl=True)

@@ -32,7 +32,7 @@ from typing import Any
 
 from lakehouse import processes
 from lakehouse.config import PROJECT_ROOT, Config, load_config
-from lakehouse.sql_client import delta_versions
+from lakehouse.serving.sql_client import delta_versions
 
 PORT_OFFSET = 1000
 # Where a run with nothing new must not write: bronze and the tables silver and gold publish.
@@ -130,7 +130,7 @@ def _profile(config: Config, run_id: str) -> list[dict[str, Any]]:
 
 def _extract_rates(config: Config, run_id: str) -> dict[str, Any]:
     """Per-table extract rows and seconds of one pipeline run, from the audit table."""
-    from lakehouse.sql_client import run_query
+    from lakehouse.serving.sql_client import run_query
 
     rows = run_query(
         config,

@@ -55,9 +55,9 @@ def _service_names(names: list[str]) -> tuple[str, ...]:
 
 
 def cmd_setup(config: Config, args: argparse.Namespace) -> int:
-    from lakehouse import thrift_auth
-    from lakehouse.jars import resolve_jars
+    from lakehouse.runtime.jars import resolve_jars
     from lakehouse.services import mongodb
+    from lakehouse.serving import auth
 
     jars = resolve_jars(config.jar_dir, config.spark.packages, config.spark.maven_repo)
     print(f"spark jars: {len(jars)} in {config.jar_dir}")
@@ -67,8 +67,8 @@ def cmd_setup(config: Config, args: argparse.Namespace) -> int:
 
     print(f"thrift lockdown extension: {lockdown.build_extension(config)}")
     try:
-        print(f"thrift auth provider: {thrift_auth.build_provider(config)}")
-    except thrift_auth.ThriftAuthError as exc:
+        print(f"thrift auth provider: {auth.build_provider(config)}")
+    except auth.ThriftAuthError as exc:
         if config.thrift.auth_enabled:
             raise
         # Only a server that requires a password needs it.
@@ -107,7 +107,7 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_sql(config: Config, args: argparse.Namespace) -> int:
-    from lakehouse.sql_client import format_result, run_query
+    from lakehouse.serving.sql_client import format_result, run_query
 
     print(format_result(run_query(config, args.query, database=args.database), args.format))
     return EXIT_OK
@@ -215,7 +215,7 @@ def cmd_validate(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_transform(config: Config, args: argparse.Namespace) -> int:
-    from lakehouse.transform import run_transform
+    from lakehouse.modeling.runner import run_transform
 
     return _as_writer(
         config,
@@ -289,7 +289,7 @@ def cmd_bench(config: Config, args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from lakehouse.services import SERVICES
-    from lakehouse.sql_client import FORMATS
+    from lakehouse.serving.sql_client import FORMATS
 
     parser = argparse.ArgumentParser(prog="lakehouse", description="Video-streaming lakehouse on Spark and Delta.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -398,10 +398,10 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    from lakehouse.jars import JarResolutionError
-    from lakehouse.java_build import JavaBuildError
+    from lakehouse.runtime.jars import JarResolutionError
+    from lakehouse.runtime.java_build import JavaBuildError
     from lakehouse.services import ServiceError
-    from lakehouse.sql_client import QueryError
+    from lakehouse.serving.sql_client import QueryError
 
     try:
         config = load_config()

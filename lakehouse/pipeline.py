@@ -34,10 +34,10 @@ from lakehouse import errors, processes, profiling
 from lakehouse.audit import RUNS_TABLE, StepRecord, new_run_id, record_over_thrift
 from lakehouse.config import PROJECT_ROOT, Config
 from lakehouse.locking import LockedError, run_lock, shared_lock
-from lakehouse.sql_client import QueryError
+from lakehouse.serving.sql_client import QueryError
 
 if TYPE_CHECKING:
-    from lakehouse.sql_client import QueryResult
+    from lakehouse.serving.sql_client import QueryResult
 
 T = TypeVar("T")
 STEPS = ("up", "sources", "extract", "validate", "transform", "maintain", "summary")
@@ -166,7 +166,7 @@ def _check(code: int, output: str, what: str) -> None:
 
 def _sql(ctx: Context, statement: str) -> QueryResult:
     """One statement of the pipeline's own work on the Thrift server (the etl pool)."""
-    from lakehouse.sql_client import run_query
+    from lakehouse.serving.sql_client import run_query
 
     return run_query(ctx.config, statement, etl=True)
 
@@ -305,9 +305,9 @@ def unvalidated(config: Config) -> str | None:
     """None when a passed gate covers every bronze row and every quarantined one, else what it
     does not cover. Asked over the Thrift server, without starting Spark: the question
     ``transform`` asks before dbt may read bronze
-    (:func:`lakehouse.transform.validated_bronze_versions`), quarantined rows included.
+    (:func:`lakehouse.modeling.runner.validated_bronze_versions`), quarantined rows included.
     """
-    from lakehouse.transform import GateNotPassed, validated_bronze_versions
+    from lakehouse.modeling.runner import GateNotPassed, validated_bronze_versions
 
     try:
         validated_bronze_versions(config, quarantined_too=True)
@@ -319,7 +319,7 @@ def unvalidated(config: Config) -> str | None:
 def ingest_age_hours(config: Config) -> dict[str, float | None]:
     """Hours since each bronze table's newest row was ingested (None: the table is empty), in one query."""
     from lakehouse.bronze.contracts import CONTRACTS, INGESTED_AT
-    from lakehouse.sql_client import run_query
+    from lakehouse.serving.sql_client import run_query
 
     query = " union all ".join(
         f"select '{name}', (unix_micros(current_timestamp()) - unix_micros(max({INGESTED_AT}))) / 3.6e9 from {c.table}"
@@ -344,7 +344,7 @@ def still_failed(config: Config) -> str | None:
     to a bronze table or to the quarantine, the same rules. Asked over the Thrift server."""
     from lakehouse.bronze.contracts import CONTRACTS, QUARANTINE_TABLE
     from lakehouse.quality import verdicts
-    from lakehouse.sql_client import newest_version, newest_version_sql, run_queries
+    from lakehouse.serving.sql_client import newest_version, newest_version_sql, run_queries
 
     newest = run_queries(config, [verdicts.newest_gate_run_sql()], etl=True)[0].rows
     if all(verdict == verdicts.PASSED for verdict, _run, _inputs in newest):
@@ -426,7 +426,7 @@ def step_validate(ctx: Context, result: StepResult) -> None:
 
 
 def step_transform(ctx: Context, result: StepResult) -> None:
-    from lakehouse.transform import EXIT_REFUSED, SKIPPED_KEY, run_transform
+    from lakehouse.modeling.runner import EXIT_REFUSED, SKIPPED_KEY, run_transform
 
     code = run_transform(
         ctx.config,

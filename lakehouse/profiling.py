@@ -160,7 +160,7 @@ def dbt_profile(run_results: dict[str, Any]) -> dict[str, Any]:
 
 def profile_sql(runs_table: str, run_id: str) -> str:
     """The rows of one run in ops.pipeline_runs, in the order they ran."""
-    from lakehouse.sql_client import sql_literal
+    from lakehouse.serving.sql_client import sql_literal
 
     return (
         "select step, source_table, status, "
@@ -231,6 +231,6 @@ def format_profile(run_id: str, rows: list[dict[str, Any]]) -> str:
 def read_profile(config: Any, run_id: str) -> list[dict[str, Any]]:
     """The profile rows of one recorded run, over the Thrift server."""
     from lakehouse.audit import RUNS_TABLE
-    from lakehouse.sql_client import run_query
+    from lakehouse.serving.sql_client import run_query
 
     return rows_as_dicts(run_query(config, profile_sql(RUNS_TABLE, run_id)).rows)

@@ -17,15 +17,15 @@ overrides. The TLS keystore's password, when TLS is on, is only in ``hive-site.x
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape
 
-from lakehouse import thrift_auth
 from lakehouse.config import PROJECT_ROOT, Config
-from lakehouse.jars import jar_paths
+from lakehouse.runtime.distribution import spark_home
+from lakehouse.runtime.jars import jar_paths
+from lakehouse.serving import auth
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -35,13 +35,6 @@ LOG4J_TEMPLATE = PROJECT_ROOT / "conf" / "log4j2.properties"
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
 LOOPBACK = "127.0.0.1"
-
-
-def spark_home() -> Path:
-    """The Spark distribution that pip installed with pyspark (has bin/spark-submit, bin/beeline)."""
-    import pyspark
-
-    return Path(pyspark.__file__).resolve().parent
 
 
 def spark_properties(config: Config) -> dict[str, str]:
@@ -115,8 +108,8 @@ def thrift_auth_properties(config: Config) -> dict[str, str]:
     if thrift.auth_enabled:
         props = {
             "hive.server2.authentication": "CUSTOM",
-            "hive.server2.custom.authentication.class": thrift_auth.PROVIDER_CLASS,
-            thrift_auth.USERS_FILE_PROPERTY: str(thrift_auth.users_file(config)),
+            "hive.server2.custom.authentication.class": auth.PROVIDER_CLASS,
+            auth.USERS_FILE_PROPERTY: str(auth.users_file(config)),
         }
     if thrift.ssl and thrift.ssl_keystore:
         props |= {
@@ -198,7 +191,7 @@ def write_spark_conf(config: Config, *, thrift_server: bool = False) -> Path:
     _write_atomically(conf_dir / "spark-defaults.conf", _render_properties(spark_properties(config)), 0o644)
     _write_atomically(conf_dir / "hive-site.xml", _render_hive_site(hive_site_properties(config)), 0o600)
     if thrift_server and config.thrift.auth_enabled:
-        thrift_auth.write_users_file(config)
+        auth.write_users_file(config)
     log4j = LOG4J_TEMPLATE.read_text().replace("@LEVEL@", config.spark.log_level.lower())
     _write_atomically(conf_dir / "log4j2.properties", log4j, 0o644)
     return conf_dir
@@ -282,11 +275,3 @@ def ensure_database(spark: SparkSession, name: str) -> None:
     """Create a schema if missing (checking first keeps the metastore from logging an error)."""
     if not spark.catalog.databaseExists(name):
         spark.sql(f"create database if not exists {name}")
-
-
-def beeline_path() -> Path:
-    return spark_home() / "bin" / "beeline"
-
-
-def java_available() -> bool:
-    return shutil.which("java") is not None or "JAVA_HOME" in os.environ

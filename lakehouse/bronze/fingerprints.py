@@ -263,7 +263,7 @@ def read_stored(config: Config) -> tuple[set[str], dict[tuple[str, str], Stored]
     from lakehouse.audit import OPS_SCHEMA
     from lakehouse.bronze.contracts import BRONZE_SCHEMA
     from lakehouse.bronze.watermarks import FINGERPRINT, WATERMARKS_TABLE
-    from lakehouse.sql_client import QueryError, run_query
+    from lakehouse.serving.sql_client import QueryError, run_query
 
     def tables_in(schema: str) -> set[str]:
         try:

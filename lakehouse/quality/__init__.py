@@ -1,16 +1,16 @@
 """The quality gate: Great Expectations suites (``expectations/``) on each bronze batch.
 
-Importing this package turns Great Expectations' usage analytics off, before anything imports
-``great_expectations``. The API the pipeline calls is :func:`lakehouse.quality.gate.run_gate`
-(also importable from here), which returns a :class:`~lakehouse.quality.gate.GateResult`.
+What enters: the bronze tables and the extract's quarantine; what leaves: a verdict per batch
+(``ops.gate_verdicts``), a row per expectation (``ops.dq_results``), Data Docs, and the rows an
+operator moves to quarantine. The API the pipeline calls is
+:func:`lakehouse.quality.gate.run_gate` (also importable from here), which returns a
+:class:`~lakehouse.quality.gate.GateResult`. Great Expectations is imported through the
+``expectations`` package, which turns its usage analytics off first.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
-
-os.environ["GX_ANALYTICS_ENABLED"] = "false"
 
 __all__ = ["GateError", "GateResult", "bench_validate", "run_gate"]
 

@@ -30,7 +30,7 @@ from lakehouse.audit import StepRecord, new_run_id, record_over_thrift
 from lakehouse.bronze.contracts import CONTRACTS, OPERATOR_BATCH_PREFIX, QUARANTINE_TABLE, RECORD_JSON_OPTIONS
 from lakehouse.config import Config
 from lakehouse.quality.verdicts import OPERATOR_REASON_PREFIX, PASSED, VERDICTS_TABLE
-from lakehouse.sql_client import run_queries, run_query, sql_literal
+from lakehouse.serving.sql_client import run_queries, run_query, sql_literal
 
 STEP = "quarantine"
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 # isort: off
-import lakehouse.quality  # noqa: F401  (analytics off before great_expectations loads)
+import expectations  # noqa: F401  (analytics off before great_expectations loads)
 import great_expectations as gx
 from great_expectations.core.run_identifier import RunIdentifier
 from great_expectations.data_context.types.base import (

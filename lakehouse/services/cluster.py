@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from lakehouse.config import MEMORY_PATTERN, Config
+from lakehouse.runtime.distribution import spark_home
 from lakehouse.services.process import (
     ServiceError,
     ServiceStatus,
@@ -47,7 +48,7 @@ from lakehouse.services.process import (
     stop_pid,
     wait_until,
 )
-from lakehouse.spark import LOG4J_TEMPLATE, LOOPBACK, spark_home
+from lakehouse.spark import LOG4J_TEMPLATE, LOOPBACK
 
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"
 WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"

@@ -15,10 +15,10 @@ import zipfile
 from pathlib import Path
 
 from lakehouse.config import Config
-from lakehouse.jars import jar_paths
+from lakehouse.runtime.distribution import spark_home
+from lakehouse.runtime.jars import jar_paths
 from lakehouse.services import postgres
 from lakehouse.services.process import ServiceError
-from lakehouse.spark import spark_home
 
 SCHEMA_TOOL = "org.datanucleus.store.schema.SchemaTool"
 MAPPING = "package.jdo"

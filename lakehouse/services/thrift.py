@@ -5,7 +5,7 @@ started as ``spark-submit --class HiveThriftServer2 spark-internal`` with the pr
 conf directory (Delta, the shared metastore, the jars on the driver classpath).
 
 With ``thrift.auth`` resolving to ``password`` the server asks the project's provider
-(``lakehouse/thrift_auth.py``, built by ``lakehouse setup``) for every login; its jar goes on
+(``lakehouse/serving/auth.py``, built by ``lakehouse setup``) for every login; its jar goes on
 the driver classpath. With ``thrift.ssl`` it serves TLS from ``thrift.ssl_keystore``. Off
 loopback it does not start with passwords in plain text unless ``thrift.allow_plaintext_login``
 says the network is trusted. With ``thrift.lockdown`` (the default) the server loads the SQL
@@ -19,7 +19,6 @@ import os
 import threading
 from pathlib import Path
 
-from lakehouse import thrift_auth
 from lakehouse.config import Config, is_loopback
 from lakehouse.services.process import (
     ServiceError,
@@ -31,7 +30,7 @@ from lakehouse.services.process import (
     stop_pid,
     wait_until,
 )
-from lakehouse.serving import lockdown
+from lakehouse.serving import auth, lockdown
 from lakehouse.spark import (
     THRIFT_SERVER_CLASS,
     spark_env,
@@ -61,7 +60,7 @@ def command(config: Config) -> list[str]:
     args += ["--driver-memory", config.thrift.driver_memory]
     extra_jars = []
     if config.thrift.auth_enabled:
-        extra_jars.append(str(thrift_auth.provider_jar(config)))
+        extra_jars.append(str(auth.provider_jar(config)))
     if config.thrift.lockdown:
         extra_jars.append(str(lockdown.extension_jar(config)))
     if extra_jars:
@@ -80,7 +79,7 @@ def healthy(config: Config) -> bool:
     """The server answers a query (a listening port alone is not enough: sessions may fail)."""
     if not port_open(config.thrift.host, config.thrift.port):
         return False
-    from lakehouse.sql_client import QueryError, run_query
+    from lakehouse.serving.sql_client import QueryError, run_query
 
     try:
         run_query(config, "select 1")
@@ -105,9 +104,9 @@ def check_prerequisites(config: Config) -> None:
             )
         if not Path(thrift.ssl_keystore).is_file():
             raise ServiceError(f"thrift: thrift.ssl_keystore {thrift.ssl_keystore} does not exist")
-    if thrift.auth_enabled and not thrift_auth.provider_jar(config).exists():
+    if thrift.auth_enabled and not auth.provider_jar(config).exists():
         raise ServiceError(
-            f"thrift: thrift.auth is password but the provider is not built at {thrift_auth.provider_jar(config)}: "
+            f"thrift: thrift.auth is password but the provider is not built at {auth.provider_jar(config)}: "
             "run `make setup` (needs a JDK: javac)"
         )
     if thrift.lockdown and not lockdown.extension_jar(config).exists():

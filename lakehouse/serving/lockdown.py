@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lakehouse import java_build
 from lakehouse.config import Config
+from lakehouse.runtime import java_build
 
 MODULE = "thrift-lockdown"
 EXTENSION_CLASS = "lakehouse.lockdown.LockdownExtension"

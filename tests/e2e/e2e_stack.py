@@ -11,7 +11,7 @@ from pathlib import Path
 from lakehouse_testing import free_port
 
 from lakehouse.config import PROJECT_ROOT, load_config
-from lakehouse.sql_client import delta_versions, run_query
+from lakehouse.serving.sql_client import delta_versions, run_query
 
 
 class Stack:
@@ -55,7 +55,7 @@ class Stack:
     def published(self) -> dict[str, str]:
         """What BI tools read: every object of silver and gold, with its definition.
 
-        Each is a view that pins a Delta version of its build table (lakehouse/publish.py), so an
+        Each is a view that pins a Delta version of its build table (lakehouse/modeling/publish.py), so an
         unchanged definition means unchanged data. Spark's DDL time stamp is left out.
         """
         definitions = {}

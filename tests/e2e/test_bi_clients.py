@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 from e2e_stack import Stack
 
+from lakehouse.runtime.distribution import spark_home
 from lakehouse.services import thrift as thrift_service
-from lakehouse.spark import spark_home
 
 pytestmark = pytest.mark.e2e
 

@@ -43,9 +43,9 @@ import pytest
 from e2e_stack import Stack
 
 from lakehouse.config import Config
+from lakehouse.modeling.runner import EXIT_OK, docs_generate, run_transform
 from lakehouse.services import thrift as thrift_service
-from lakehouse.sql_client import run_query
-from lakehouse.transform import EXIT_OK, docs_generate, run_transform
+from lakehouse.serving.sql_client import run_query
 
 pytestmark = pytest.mark.e2e
 

@@ -212,7 +212,8 @@ def test_gold_column_metadata_is_visible_to_sqlalchemy_and_beeline(
 ) -> None:
     from sqlalchemy import create_engine, inspect
 
-    from lakehouse.spark import beeline_path, spark_env
+    from lakehouse.runtime.distribution import beeline_path
+    from lakehouse.spark import spark_env
 
     # PyHive's get_table_names reads the first column of SHOW TABLES, which on Spark is the
     # schema: list the tables with SQL, then ask the inspector (as Superset does) per table.

@@ -33,8 +33,8 @@ from lakehouse.config import PROJECT_ROOT, Config, load_config
 from lakehouse.services import cluster, postgres
 from lakehouse.services import thrift as thrift_service
 from lakehouse.services.process import read_pid, start_background, stop_pid, wait_until
+from lakehouse.serving.sql_client import run_query
 from lakehouse.spark import spark_env, spark_submit_command, write_spark_conf
-from lakehouse.sql_client import run_query
 
 pytestmark = pytest.mark.integration
 
@@ -269,7 +269,7 @@ GOLD_TABLES = ("dim_content", "dim_genre", "bridge_content_genre")
 
 
 def _transform(config: Config) -> tuple[int, str]:
-    from lakehouse.transform import run_transform
+    from lakehouse.modeling.runner import run_transform
 
     output = io.StringIO()
     # The tiny bronze of this module never went through the gate: dbt on the cluster is the subject.

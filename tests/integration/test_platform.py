@@ -16,8 +16,9 @@ from pymongo import MongoClient
 
 from lakehouse import audit
 from lakehouse.config import Config
-from lakehouse.spark import beeline_path, spark_env, spark_submit_command
-from lakehouse.sql_client import QueryError, run_query
+from lakehouse.runtime.distribution import beeline_path
+from lakehouse.serving.sql_client import QueryError, run_query
+from lakehouse.spark import spark_env, spark_submit_command
 
 pytestmark = pytest.mark.integration
 
@@ -284,7 +285,7 @@ def test_ops_tables_compact_themselves_and_are_vacuumed_every_so_many_commits(se
     import dataclasses
 
     from lakehouse import pipeline as P
-    from lakehouse.sql_client import run_queries
+    from lakehouse.serving.sql_client import run_queries
 
     table = "ops.platform_run_log"
     run_query(services, "create database if not exists ops")

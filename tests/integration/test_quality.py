@@ -52,6 +52,7 @@ from lakehouse.bronze.contracts import (
 )
 from lakehouse.bronze.extract import run_extract
 from lakehouse.config import Config
+from lakehouse.modeling.runner import EXIT_REFUSED, GateNotPassed, validated_bronze_versions
 from lakehouse.pipeline import freshness_warnings, ingest_age_hours, still_failed, unvalidated
 from lakehouse.quality.batches import GateError, current_version, has_pending, resolve_batches, tables_of_batch
 from lakehouse.quality.gate import GateResult, run_gate
@@ -60,7 +61,6 @@ from lakehouse.quality.results import DQ_RESULTS_TABLE, describe
 from lakehouse.quality.verdicts import VERDICTS_TABLE
 from lakehouse.sources.generate import generate
 from lakehouse.sources.load import load_sources
-from lakehouse.transform import EXIT_REFUSED, GateNotPassed, validated_bronze_versions
 
 pytestmark = pytest.mark.integration
 

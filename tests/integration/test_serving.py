@@ -29,11 +29,12 @@ import pytest
 from pyhive.exc import Error as HiveError
 
 from lakehouse.config import Config
+from lakehouse.modeling.runner import DBT_PROJECT_DIR, EXIT_OK, dbt_environment, dbt_executable, run_transform
+from lakehouse.runtime.distribution import beeline_path
 from lakehouse.services import thrift as thrift_service
 from lakehouse.serving import pools
-from lakehouse.spark import beeline_path, spark_env
-from lakehouse.sql_client import QueryError, connect, run_query, server_message
-from lakehouse.transform import DBT_PROJECT_DIR, EXIT_OK, dbt_environment, dbt_executable, run_transform
+from lakehouse.serving.sql_client import QueryError, connect, run_query, server_message
+from lakehouse.spark import spark_env
 
 pytestmark = pytest.mark.integration
 

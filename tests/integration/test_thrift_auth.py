@@ -29,10 +29,12 @@ from lakehouse_testing import free_port, skip_unless_ci
 from pyhive import hive
 from thrift.transport.TTransport import TTransportException
 
-from lakehouse import thrift_auth, transform
 from lakehouse.config import PROJECT_ROOT, Config, load_config
+from lakehouse.modeling import runner
+from lakehouse.runtime.distribution import beeline_path
 from lakehouse.services import thrift as thrift_service
-from lakehouse.spark import beeline_path, spark_env
+from lakehouse.serving import auth
+from lakehouse.spark import spark_env
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +54,7 @@ class AuthStack:
 
     @property
     def password_hash(self) -> str:
-        return thrift_auth.users_file(self.config).read_text().strip().split(":")[-1]
+        return auth.users_file(self.config).read_text().strip().split(":")[-1]
 
     def run(self, command: list[str], *, env: dict[str, str] | None = None, timeout: float = 300):
         result = subprocess.run(
@@ -124,9 +126,9 @@ def test_the_generated_password_is_kept_owner_only(stack: AuthStack) -> None:
     secret = stack.config.home / "secrets" / "thrift.password"
     assert secret.read_text() == stack.password
     assert stat.S_IMODE(secret.stat().st_mode) == 0o600
-    users = thrift_auth.users_file(stack.config)
+    users = auth.users_file(stack.config)
     assert stat.S_IMODE(users.stat().st_mode) == 0o600
-    assert thrift_auth.entry_matches(users.read_text(), "lakehouse", stack.password)
+    assert auth.entry_matches(users.read_text(), "lakehouse", stack.password)
 
 
 def test_right_password_works_with_pyhive(stack: AuthStack) -> None:
@@ -213,18 +215,18 @@ def test_lakehouse_sql_uses_the_credentials_from_the_environment(stack: AuthStac
 
 
 def _dbt_debug(stack: AuthStack, env: dict[str, str]) -> subprocess.CompletedProcess:
-    project = str(transform.DBT_PROJECT_DIR)
-    command = [transform.dbt_executable(), "--no-use-colors", "debug", "--connection"]
+    project = str(runner.DBT_PROJECT_DIR)
+    command = [runner.dbt_executable(), "--no-use-colors", "debug", "--connection"]
     return stack.run([*command, "--project-dir", project, "--profiles-dir", project], env=env)
 
 
 def test_dbt_connects_with_the_credentials_from_the_environment(stack: AuthStack) -> None:
-    env = transform.dbt_environment(stack.config, base=stack.env)
+    env = runner.dbt_environment(stack.config, base=stack.env)
     result = _dbt_debug(stack, env)
     assert result.returncode == 0, result.stdout[-3000:]
     assert "Connection test: [OK" in result.stdout
     # The same profile without the password is refused.
-    env.pop(transform.DBT_PASSWORD_ENV)
+    env.pop(runner.DBT_PASSWORD_ENV)
     env["DBT_SPARK_AUTH"] = "NONE"
     env["DBT_CONNECT_RETRIES"] = "0"
     refused = _dbt_debug(stack, env)
@@ -247,7 +249,7 @@ def _readable_conf_files(config: Config) -> list[Path]:
     conf_dir = config.spark_conf_dir
     readable = [p for p in conf_dir.iterdir() if p.is_file() and p.stat().st_mode & 0o077]
     assert {p.name for p in readable} >= {"spark-defaults.conf", "log4j2.properties"}
-    assert not {p.name for p in readable} & {"hive-site.xml", thrift_auth.USERS_FILE_NAME}
+    assert not {p.name for p in readable} & {"hive-site.xml", auth.USERS_FILE_NAME}
     return readable
 
 
@@ -257,13 +259,13 @@ def test_the_password_and_its_hash_appear_nowhere(stack: AuthStack) -> None:
     log = thrift_service.log_file(stack.config).read_text(errors="replace")
     assert "AuthenticationException: Error validating the login: wrong user name or password" in log
     # dbt's log files.
-    dbt_logs = [p.read_text(errors="replace") for p in transform.dbt_log_dir(stack.config).glob("*.log")]
+    dbt_logs = [p.read_text(errors="replace") for p in runner.dbt_log_dir(stack.config).glob("*.log")]
     conf_dir = stack.config.spark_conf_dir
     readable = _readable_conf_files(stack.config)
     # Every process's command line, while the server runs.
     ps = _command_lines()
     assert "HiveThriftServer2" in ps
-    assert thrift_auth.PROVIDER_CLASS not in ps  # only the jar path is on a command line
+    assert auth.PROVIDER_CLASS not in ps  # only the jar path is on a command line
     places = {"thrift log": log, "ps": ps, **{f"dbt log {i}": text for i, text in enumerate(dbt_logs)}}
     places |= {f"conf {p.name}": p.read_text(errors="replace") for p in readable}
     places |= {f"output {i}": text for i, text in enumerate(stack.outputs)}
@@ -275,7 +277,7 @@ def test_the_password_and_its_hash_appear_nowhere(stack: AuthStack) -> None:
         if path.is_file():
             text = path.read_text(errors="replace")
             assert stack.password not in text, path.name
-            if path.name != thrift_auth.USERS_FILE_NAME:
+            if path.name != auth.USERS_FILE_NAME:
                 assert stack.password_hash not in text, path.name
 
 
@@ -339,7 +341,7 @@ def test_tls_beeline_and_dbt_connect(tls: dict, tmp_path: Path) -> None:
     ok = _beeline(stack, "-n", "lakehouse", "-w", str(password_file), url_options=options)
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert "42" in ok.stdout.splitlines()
-    debug = _dbt_debug(stack, transform.dbt_environment(stack.config, base=stack.env))
+    debug = _dbt_debug(stack, runner.dbt_environment(stack.config, base=stack.env))
     assert debug.returncode == 0, debug.stdout[-3000:]
     assert "Connection test: [OK" in debug.stdout
 

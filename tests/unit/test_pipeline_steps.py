@@ -15,7 +15,7 @@ import pytest
 from lakehouse import locking
 from lakehouse import pipeline as P
 from lakehouse.config import PROJECT_ROOT, Config, load_config
-from lakehouse.sql_client import sql_literal
+from lakehouse.serving.sql_client import sql_literal
 
 HOLD_LOCK = """
 import sys
@@ -226,7 +226,7 @@ def test_validate_is_skipped_without_spark_when_a_passed_gate_covers_every_row(v
 
 
 def test_the_gate_runs_when_bronze_holds_rows_no_passed_gate_covers_or_when_in_doubt(validate_run) -> None:
-    from lakehouse.sql_client import QueryError
+    from lakehouse.serving.sql_client import QueryError
 
     def unreachable(config: Config) -> str | None:
         raise QueryError("cannot reach the Thrift server")

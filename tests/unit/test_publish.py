@@ -1,4 +1,4 @@
-"""What publishing a passed dbt build says to the Thrift server (lakehouse/publish.py), without one."""
+"""What publishing a passed dbt build says to the Thrift server (lakehouse/modeling/publish.py), without one."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from lakehouse import publish
+from lakehouse.modeling import publish
 
 
 def _node(

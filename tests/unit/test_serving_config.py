@@ -15,11 +15,12 @@ import pytest
 import yaml
 from lakehouse_testing import skip_unless_ci
 
-from lakehouse import processes, thrift_auth, transform
+from lakehouse import processes
 from lakehouse.config import PROJECT_ROOT, ConfigError, load_config
+from lakehouse.modeling import runner
 from lakehouse.services import thrift as thrift_service
 from lakehouse.services.process import ServiceError
-from lakehouse.serving import lockdown, pools
+from lakehouse.serving import auth, lockdown, pools
 from lakehouse.serving.sqlalchemy_dialect import LakehouseHiveDialect
 from lakehouse.spark import DELTA_EXTENSION
 
@@ -35,7 +36,7 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 def _built(config) -> None:
     """Stand-ins for the jars `lakehouse setup` builds, so only the rule under test can fail."""
-    for jar in (thrift_auth.provider_jar(config), lockdown.extension_jar(config)):
+    for jar in (auth.provider_jar(config), lockdown.extension_jar(config)):
         jar.parent.mkdir(parents=True, exist_ok=True)
         jar.touch()
 
@@ -82,10 +83,10 @@ def test_dbt_and_the_pipeline_open_etl_sessions(env: dict[str, str]) -> None:
         f"set:hiveconf:{pools.POOL_KEY}": pools.ETL_POOL,
         f"set:hiveconf:{pools.QUERY_TIMEOUT_KEY}": "0",
     }
-    profile = yaml.safe_load((transform.DBT_PROJECT_DIR / "profiles.yml").read_text())
+    profile = yaml.safe_load((runner.DBT_PROJECT_DIR / "profiles.yml").read_text())
     parameters = profile["lakehouse"]["outputs"]["thrift"]["server_side_parameters"]
     assert set(parameters) == set(configuration)
-    dbt_env = transform.dbt_environment(load_config(env=env), base={})
+    dbt_env = runner.dbt_environment(load_config(env=env), base={})
     assert dbt_env["DBT_SPARK_SCHEDULER_POOL"] == pools.ETL_POOL
     assert dbt_env["DBT_SPARK_QUERY_TIMEOUT"] == "0"
     for key, variable in (
@@ -205,8 +206,8 @@ def test_a_hung_dbt_run_is_stopped_by_the_timeout_with_one_line(env: dict[str, s
     config = load_config(env=env | {"LAKEHOUSE_THRIFT_PORT": str(silent_server), "LAKEHOUSE_DBT_TIMEOUT_SECONDS": "3"})
     out, err = io.StringIO(), io.StringIO()
     started = time.monotonic()
-    code = transform.run_transform(config, select="dim_date", output=out, errors=err, check_gate=False)
-    assert code == transform.EXIT_FAILURE
+    code = runner.run_transform(config, select="dim_date", output=out, errors=err, check_gate=False)
+    assert code == runner.EXIT_FAILURE
     assert time.monotonic() - started < 3 + processes.STOP_GRACE_SECONDS + 10
     lines = err.getvalue().strip().splitlines()
     assert len(lines) == 1, lines
@@ -218,7 +219,7 @@ def test_a_hung_dbt_run_is_stopped_by_the_timeout_with_one_line(env: dict[str, s
 def test_a_server_that_does_not_answer_fails_a_query_after_the_timeout_in_one_line(
     env: dict[str, str], silent_server: int
 ) -> None:
-    from lakehouse.sql_client import QueryError, run_query
+    from lakehouse.serving.sql_client import QueryError, run_query
 
     config = load_config(
         env=env | {"LAKEHOUSE_THRIFT_PORT": str(silent_server), "LAKEHOUSE_THRIFT_QUERY_TIMEOUT_SECONDS": "2"}

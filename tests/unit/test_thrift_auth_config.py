@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse import thrift_auth, transform
 from lakehouse.config import ConfigError, load_config
+from lakehouse.modeling import runner
 from lakehouse.services import thrift as thrift_service
 from lakehouse.services.process import ServiceError
+from lakehouse.serving import auth
+from lakehouse.serving.sql_client import _connect_error
 from lakehouse.spark import hive_site_properties, write_spark_conf
-from lakehouse.sql_client import _connect_error
 
 SECRET = "Zq-thrift-secret-9f3"
 
@@ -52,7 +53,7 @@ def test_default_local_config_has_no_authentication_and_writes_no_thrift_secret(
     conf_dir = write_spark_conf(config, thrift_server=True)
     assert not (conf_dir / "thrift-users").exists()
     # The lockdown extension is on the classpath (tests/unit/test_serving_config.py), the provider not.
-    assert str(thrift_auth.provider_jar(config)) not in " ".join(thrift_service.command(config))
+    assert str(auth.provider_jar(config)) not in " ".join(thrift_service.command(config))
 
 
 @pytest.mark.parametrize(("host", "auth", "expected"), [("0.0.0.0", "none", False), ("127.0.0.1", "password", True)])
@@ -118,14 +119,14 @@ def test_a_password_in_the_yaml_file_is_refused_without_echoing_it(tmp_path: Pat
 
 
 def test_hash_entries_round_trip() -> None:
-    line = thrift_auth.hash_entry("lakehouse", SECRET)
+    line = auth.hash_entry("lakehouse", SECRET)
     user, scheme, iterations, _salt, _digest = line.split(":")
-    assert (user, scheme, int(iterations)) == ("lakehouse", "pbkdf2-sha256", thrift_auth.ITERATIONS)
+    assert (user, scheme, int(iterations)) == ("lakehouse", "pbkdf2-sha256", auth.ITERATIONS)
     assert SECRET not in line
-    assert thrift_auth.entry_matches(line, "lakehouse", SECRET)
-    assert not thrift_auth.entry_matches(line, "lakehouse", SECRET + "x")
-    assert not thrift_auth.entry_matches(line, "other", SECRET)
-    assert not thrift_auth.entry_matches("garbage", "lakehouse", SECRET)
+    assert auth.entry_matches(line, "lakehouse", SECRET)
+    assert not auth.entry_matches(line, "lakehouse", SECRET + "x")
+    assert not auth.entry_matches(line, "other", SECRET)
+    assert not auth.entry_matches("garbage", "lakehouse", SECRET)
 
 
 def test_rendered_conf_names_the_provider_and_keeps_only_a_hash_owner_only(env: dict[str, str]) -> None:
@@ -133,12 +134,12 @@ def test_rendered_conf_names_the_provider_and_keeps_only_a_hash_owner_only(env: 
     conf_dir = write_spark_conf(config, thrift_server=True)
     site = (conf_dir / "hive-site.xml").read_text()
     assert "<name>hive.server2.authentication</name><value>CUSTOM</value>" in site
-    assert f"<value>{thrift_auth.PROVIDER_CLASS}</value>" in site
+    assert f"<value>{auth.PROVIDER_CLASS}</value>" in site
     users = conf_dir / "thrift-users"
-    assert f"<name>{thrift_auth.USERS_FILE_PROPERTY}</name><value>{users}</value>" in site
+    assert f"<name>{auth.USERS_FILE_PROPERTY}</name><value>{users}</value>" in site
     assert stat.S_IMODE(users.stat().st_mode) == 0o600
     line = users.read_text().strip()
-    assert thrift_auth.entry_matches(line, "lakehouse", SECRET)
+    assert auth.entry_matches(line, "lakehouse", SECRET)
     for path in conf_dir.iterdir():
         assert SECRET not in path.read_text(), path.name
     digest = line.split(":")[-1]
@@ -153,7 +154,7 @@ def test_rendered_conf_names_the_provider_and_keeps_only_a_hash_owner_only(env: 
     write_spark_conf(changed)
     assert users.read_text().strip() == line
     write_spark_conf(changed, thrift_server=True)
-    assert thrift_auth.entry_matches(users.read_text(), "lakehouse", "other-pw")
+    assert auth.entry_matches(users.read_text(), "lakehouse", "other-pw")
 
 
 def test_tls_settings_are_rendered_into_the_owner_only_hive_site(env: dict[str, str], tmp_path: Path) -> None:
@@ -193,7 +194,7 @@ def test_thrift_command_puts_the_provider_on_the_driver_classpath_and_no_secret(
     config = load_config(env=env | {"LAKEHOUSE_THRIFT_AUTH": "password", "LAKEHOUSE_THRIFT_PASSWORD": SECRET})
     command = thrift_service.command(config)
     classpath = command[command.index("--driver-class-path") + 1].split(":")
-    assert str(thrift_auth.provider_jar(config)) in classpath
+    assert str(auth.provider_jar(config)) in classpath
     assert any("delta-spark" in entry for entry in classpath)
     assert SECRET not in " ".join(command)
     assert command.index("--driver-class-path") < command.index("spark-internal")
@@ -222,17 +223,17 @@ def test_dbt_gets_the_credentials_only_when_auth_is_on(env: dict[str, str]) -> N
         env=env
         | {"LAKEHOUSE_THRIFT_AUTH": "password", "LAKEHOUSE_THRIFT_PASSWORD": SECRET, "LAKEHOUSE_THRIFT_USER": "bi"}
     )
-    dbt_env = transform.dbt_environment(on, base={})
+    dbt_env = runner.dbt_environment(on, base={})
     assert dbt_env["DBT_SPARK_AUTH"] == "CUSTOM"
     assert dbt_env["DBT_SPARK_USER"] == "bi"
-    assert dbt_env[transform.DBT_PASSWORD_ENV] == SECRET
-    assert transform.DBT_PASSWORD_ENV.startswith("DBT_ENV_SECRET_")  # dbt masks these in its logs
+    assert dbt_env[runner.DBT_PASSWORD_ENV] == SECRET
+    assert runner.DBT_PASSWORD_ENV.startswith("DBT_ENV_SECRET_")  # dbt masks these in its logs
     assert dbt_env["DBT_SPARK_USE_SSL"] == "False"
     off = load_config(env=env | {"LAKEHOUSE_DBT_USER": "analyst"})
-    dbt_env = transform.dbt_environment(off, base={transform.DBT_PASSWORD_ENV: "inherited"})
+    dbt_env = runner.dbt_environment(off, base={runner.DBT_PASSWORD_ENV: "inherited"})
     assert dbt_env["DBT_SPARK_AUTH"] == "NONE"
     assert dbt_env["DBT_SPARK_USER"] == "analyst"
-    assert transform.DBT_PASSWORD_ENV not in dbt_env
+    assert runner.DBT_PASSWORD_ENV not in dbt_env
 
 
 def test_a_refused_login_is_one_line_without_the_password(env: dict[str, str]) -> None:

@@ -1,4 +1,4 @@
-"""lakehouse.transform without a server: environment, command line, failure reporting, streaming."""
+"""lakehouse.modeling.runner without a server: environment, command line, failure reporting, streaming."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse import publish, transform
 from lakehouse.config import Config, ConfigError, load_config
+from lakehouse.modeling import publish, runner
 from lakehouse.quality import verdicts
 
 
@@ -36,13 +36,13 @@ def _results(path: Path, rows: list[tuple[str, str, str | None]]) -> Path:
 
 
 def test_environment_points_the_profile_at_the_configured_server_and_state_dir(config: Config) -> None:
-    env = transform.dbt_environment(config, base={"PATH": "/bin"})
+    env = runner.dbt_environment(config, base={"PATH": "/bin"})
     assert env["DBT_SPARK_HOST"] == "127.0.0.1"
     assert env["DBT_SPARK_PORT"] == "10123"
     assert env["DBT_SPARK_USER"] == "analyst"
     assert env["DBT_THREADS"] == "3"
     assert env["DBT_POLL_INTERVAL"] == "1"  # dbt-spark's own default sleeps 5 s per query
-    assert env["DBT_PROFILES_DIR"] == str(transform.DBT_PROJECT_DIR)
+    assert env["DBT_PROFILES_DIR"] == str(runner.DBT_PROJECT_DIR)
     assert env["DBT_TARGET_PATH"] == str(config.home / "dbt" / "target")
     assert env["DBT_LOG_PATH"] == str(config.home / "dbt" / "logs")
     assert env["DBT_SEND_ANONYMOUS_USAGE_STATS"] == "false"
@@ -59,7 +59,7 @@ def test_dbt_config_is_validated(tmp_path: Path) -> None:
 
 
 def test_build_command_passes_selection_full_refresh_and_run_id() -> None:
-    command = transform.build_command(select="fct_viewing_sessions+ dim_users", full_refresh=True, run_id="r-1")
+    command = runner.build_command(select="fct_viewing_sessions+ dim_users", full_refresh=True, run_id="r-1")
     assert command[1:3] == ["--no-use-colors", "build"]
     assert command[command.index("--select") + 1 : command.index("--select") + 3] == [
         "fct_viewing_sessions+",
@@ -67,7 +67,7 @@ def test_build_command_passes_selection_full_refresh_and_run_id() -> None:
     ]
     assert "--full-refresh" in command
     assert json.loads(command[command.index("--vars") + 1]) == {"run_id": "r-1"}
-    plain = transform.build_command()
+    plain = runner.build_command()
     assert "--select" not in plain and "--full-refresh" not in plain and "--vars" not in plain
 
 
@@ -83,7 +83,7 @@ def test_run_results_split_failures_and_warnings(tmp_path: Path) -> None:
             ("model.lakehouse.mart_daily_kpis", "skipped", None),
         ],
     )
-    failed, warned = transform.read_run_results(path)
+    failed, warned = runner.read_run_results(path)
     assert [(n.resource_type, n.name) for n in failed] == [
         ("model", "fct_viewing_sessions"),
         ("test", "unique_dim_users_user_sk"),
@@ -96,15 +96,15 @@ def test_run_results_split_failures_and_warnings(tmp_path: Path) -> None:
 def test_report_names_failing_nodes_and_returns_non_zero(config: Config, tmp_path: Path) -> None:
     path = _results(tmp_path / "run_results.json", [("test.lakehouse.not_null_fct_ratings_user_sk.1", "fail", "Got 2")])
     errors = io.StringIO()
-    assert transform._report(config, 1, path, errors) == transform.EXIT_FAILURE
+    assert runner._report(config, 1, path, errors) == runner.EXIT_FAILURE
     assert "test not_null_fct_ratings_user_sk: Got 2" in errors.getvalue()
 
 
 def test_report_without_results_points_at_the_server(config: Config, tmp_path: Path) -> None:
     errors = io.StringIO()
-    assert transform._report(config, 2, tmp_path / "missing.json", errors) == transform.EXIT_FAILURE
+    assert runner._report(config, 2, tmp_path / "missing.json", errors) == runner.EXIT_FAILURE
     assert "127.0.0.1:10123" in errors.getvalue()
-    assert transform._report(config, 0, tmp_path / "missing.json", io.StringIO()) == transform.EXIT_OK
+    assert runner._report(config, 0, tmp_path / "missing.json", io.StringIO()) == runner.EXIT_OK
 
 
 def _fake_dbt(path: Path, outcomes: dict[str, tuple[int, str, str]]) -> Path:
@@ -137,15 +137,15 @@ def test_run_transform_streams_output_and_reports_failures(
     config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake = _fake_dbt(tmp_path / "dbt", {"build": (1, "fail", "Got 1 result")})
-    monkeypatch.setattr(transform, "dbt_executable", lambda: str(fake))
+    monkeypatch.setattr(runner, "dbt_executable", lambda: str(fake))
     stale = _results(
-        transform.dbt_target_dir(config) / "run_results.json", [("model.lakehouse.old", "error", "a stale result")]
+        runner.dbt_target_dir(config) / "run_results.json", [("model.lakehouse.old", "error", "a stale result")]
     )
     output, errors = io.StringIO(), io.StringIO()
-    code = transform.run_transform(
+    code = runner.run_transform(
         config, select="dim_users", run_id="r-9", output=output, errors=errors, check_gate=False
     )
-    assert code == transform.EXIT_FAILURE
+    assert code == runner.EXIT_FAILURE
     assert "build: 1 of 2 START sql table model gold.dim_users" in output.getvalue()
     assert "--select dim_users" in output.getvalue()
     assert "test unique_dim_users_user_sk: Got 1 result" in errors.getvalue()
@@ -156,24 +156,24 @@ def test_run_transform_streams_output_and_reports_failures(
 
 
 class _Publisher:
-    """Stands in for lakehouse.publish.publish (which needs a Thrift server): records its calls."""
+    """Stands in for lakehouse.modeling.publish.publish (which needs a Thrift server): records its calls."""
 
     def __init__(self) -> None:
         self.calls: list[set[str]] = []
 
     def __call__(self, config: Config, target_dir: Path, unique_ids: set[str]) -> publish.Publication:
-        assert target_dir == transform.dbt_target_dir(config)
+        assert target_dir == runner.dbt_target_dir(config)
         self.calls.append(set(unique_ids))
         return publish.Publication(tables=len(unique_ids), views=0, seconds=0.5)
 
 
 def test_run_transform_succeeds_when_dbt_does(config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake = _fake_dbt(tmp_path / "dbt", {"build": (0, "pass", "")})
-    monkeypatch.setattr(transform, "dbt_executable", lambda: str(fake))
+    monkeypatch.setattr(runner, "dbt_executable", lambda: str(fake))
     publisher = _Publisher()
-    monkeypatch.setattr(transform.publish, "publish", publisher)
+    monkeypatch.setattr(runner.publish, "publish", publisher)
     output = io.StringIO()
-    assert transform.run_transform(config, output=output, errors=io.StringIO(), check_gate=False) == transform.EXIT_OK
+    assert runner.run_transform(config, output=output, errors=io.StringIO(), check_gate=False) == runner.EXIT_OK
     assert publisher.calls == [{"model.lakehouse.dim_users"}]  # what the build built, and only once it passed
     assert "transform: published 1 tables and 0 views in 0.5 s" in output.getvalue()
     assert "transform: done" in output.getvalue()
@@ -184,11 +184,11 @@ def test_a_dropped_connection_is_retried_once(config: Config, tmp_path: Path, mo
         tmp_path / "dbt",
         {"build": (1, "error", "Database Error TSocket read 0 bytes"), "retry": (0, "pass", "")},
     )
-    monkeypatch.setattr(transform, "dbt_executable", lambda: str(fake))
+    monkeypatch.setattr(runner, "dbt_executable", lambda: str(fake))
     publisher = _Publisher()
-    monkeypatch.setattr(transform.publish, "publish", publisher)
+    monkeypatch.setattr(runner.publish, "publish", publisher)
     output, errors = io.StringIO(), io.StringIO()
-    assert transform.run_transform(config, output=output, errors=errors, check_gate=False) == transform.EXIT_OK
+    assert runner.run_transform(config, output=output, errors=errors, check_gate=False) == runner.EXIT_OK
     assert publisher.calls == [{"model.lakehouse.dim_users"}]
     assert "retrying once" in output.getvalue()
     assert "retry: 1 of 2 START" in output.getvalue()
@@ -198,41 +198,41 @@ def test_a_dropped_connection_is_retried_once(config: Config, tmp_path: Path, mo
 def test_a_connection_lost_twice_fails(config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     lost = (1, "error", "Database Error TSocket read 0 bytes")
     fake = _fake_dbt(tmp_path / "dbt", {"build": lost, "retry": lost})
-    monkeypatch.setattr(transform, "dbt_executable", lambda: str(fake))
+    monkeypatch.setattr(runner, "dbt_executable", lambda: str(fake))
     errors = io.StringIO()
     publisher = _Publisher()
-    monkeypatch.setattr(transform.publish, "publish", publisher)
-    code = transform.run_transform(config, output=io.StringIO(), errors=errors, check_gate=False)
-    assert code == transform.EXIT_FAILURE
+    monkeypatch.setattr(runner.publish, "publish", publisher)
+    code = runner.run_transform(config, output=io.StringIO(), errors=errors, check_gate=False)
+    assert code == runner.EXIT_FAILURE
     assert "test unique_dim_users_user_sk: Database Error TSocket read 0 bytes" in errors.getvalue()
     assert publisher.calls == []
 
 
 def test_missing_dbt_is_one_line_not_a_traceback(config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
     def missing() -> str:
-        raise transform.TransformError("dbt is not installed in this environment: run `make setup`")
+        raise runner.TransformError("dbt is not installed in this environment: run `make setup`")
 
-    monkeypatch.setattr(transform, "dbt_executable", missing)
+    monkeypatch.setattr(runner, "dbt_executable", missing)
     errors = io.StringIO()
-    code = transform.run_transform(config, output=io.StringIO(), errors=errors, check_gate=False)
-    assert code == transform.EXIT_FAILURE
+    code = runner.run_transform(config, output=io.StringIO(), errors=errors, check_gate=False)
+    assert code == runner.EXIT_FAILURE
     assert errors.getvalue() == "transform: error: dbt is not installed in this environment: run `make setup`\n"
 
 
 def test_the_checked_bronze_versions_reach_dbt_as_a_var() -> None:
-    command = transform.build_command(run_id="r-1", bronze_versions={"users": 7, "content": 3})
+    command = runner.build_command(run_id="r-1", bronze_versions={"users": 7, "content": 3})
     variables = json.loads(command[command.index("--vars") + 1])
     assert variables == {"run_id": "r-1", "bronze_versions": {"users": 7, "content": 3}}
-    assert "--vars" not in transform.build_command()
+    assert "--vars" not in runner.build_command()
 
 
 def test_a_refusal_names_the_table_its_last_verdict_and_the_way_forward() -> None:
-    message = transform.refusal_message({"content": 12, "ratings": 3}, {"content": ("failed", "r-7"), "ratings": None})
+    message = runner.refusal_message({"content": 12, "ratings": 3}, {"content": ("failed", "r-7"), "ratings": None})
     assert message.startswith("bronze.content holds 12 row(s) that no passed quality gate covers")
     assert "(last gate verdict: failed, run r-7) (and 1 more table: ratings)" in message
     assert "lakehouse validate" in message and "lakehouse quarantine" in message
     assert "\n" not in message
-    first = transform.refusal_message({"users": 1_234}, {"users": None})
+    first = runner.refusal_message({"users": 1_234}, {"users": None})
     assert "holds 1,234 row(s)" in first and "no gate has validated it yet" in first
 
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from lakehouse.publish import BUILD_SCHEMA_SUFFIX
-from lakehouse.transform import DBT_PROJECT_DIR, dbt_executable
+from lakehouse.modeling.publish import BUILD_SCHEMA_SUFFIX
+from lakehouse.modeling.runner import DBT_PROJECT_DIR, dbt_executable
 
 UNIQUENESS_TESTS = {"unique", "unique_combination"}
 
@@ -94,7 +94,7 @@ def test_only_staging_models_read_sources(manifest: dict[str, Any]) -> None:
 
 
 def test_dbt_builds_in_the_build_schemas_of_silver_and_gold_and_tables_are_delta(manifest: dict[str, Any]) -> None:
-    """dbt writes only silver_build and gold_build; silver and gold are published (lakehouse/publish.py)."""
+    """dbt writes only silver_build and gold_build; silver and gold are published (lakehouse/modeling/publish.py)."""
     for model in _models(manifest):
         expected = "gold" if model["fqn"][1] == "marts" else "silver"
         assert model["schema"] == expected + BUILD_SCHEMA_SUFFIX, model["name"]

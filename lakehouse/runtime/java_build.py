@@ -58,7 +58,7 @@ def javac() -> str | None:
 
 def compile_classpath(patterns: tuple[str, ...], what: str) -> list[Path]:
     """The pyspark jars matching each pattern (the first match of each)."""
-    from lakehouse.spark import spark_home
+    from lakehouse.runtime.distribution import spark_home
 
     jars_dir = spark_home() / "jars"
     found = []

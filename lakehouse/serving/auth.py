@@ -7,7 +7,7 @@ never holds the plain password. This module
 
 - compiles that class with ``javac --release 17`` against pip's pyspark jars into
   ``<cache_dir>/thrift-auth/lakehouse-thrift-auth-<sha256 of the sources>.jar`` (``lakehouse
-  setup``, through :mod:`lakehouse.java_build`; a changed source gives a new name, an
+  setup``, through :mod:`lakehouse.runtime.java_build`; a changed source gives a new name, an
   unchanged one does no work);
 - writes the users file (owner-only) from ``thrift.user`` and the password when the server
   starts, keeping an existing file whose hash still matches (its salt does not change).
@@ -22,8 +22,8 @@ import os
 import secrets
 from pathlib import Path
 
-from lakehouse import java_build
 from lakehouse.config import Config
+from lakehouse.runtime import java_build
 
 MODULE = "thrift-auth"
 SOURCE_DIR = java_build.source_dir(MODULE)

@@ -3,7 +3,7 @@
     run_transform(config)   `dbt build`: staging, snapshots, intermediate, dimensions, facts,
                             marts and every test, in dependency order (a failing test stops
                             what depends on it), in the build schemas; then, only when all of
-                            it passed, publish to silver and gold (lakehouse/publish.py)
+                            it passed, publish to silver and gold (lakehouse/modeling/publish.py)
     docs_generate(config)   `dbt docs generate`: the documentation site, returns its directory
 
 dbt runs as a subprocess of this interpreter's environment with the project in ``dbt/`` and
@@ -34,9 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from lakehouse import processes, profiling, publish
+from lakehouse import processes, profiling
 from lakehouse.config import PROJECT_ROOT, Config
-from lakehouse.sql_client import QueryError
+from lakehouse.modeling import publish
+from lakehouse.serving.sql_client import QueryError
 
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt"
 DEFAULT_SCHEMA = "silver"
@@ -217,7 +218,7 @@ def validated_bronze_versions(config: Config, *, quarantined_too: bool = False) 
     """
     from lakehouse.bronze.contracts import CONTRACTS, QUARANTINE_TABLE
     from lakehouse.quality import verdicts
-    from lakehouse.sql_client import QueryError, newest_version, newest_version_sql, run_queries
+    from lakehouse.serving.sql_client import QueryError, newest_version, newest_version_sql, run_queries
 
     try:
         bronze = {row[1] for row in run_queries(config, ["show tables in bronze"], etl=True)[0].rows}
@@ -275,7 +276,7 @@ def _passed_at(config: Config, versions: dict[str, int], *, quarantine: bool) ->
     """
     from lakehouse.bronze.contracts import QUARANTINE_TABLE
     from lakehouse.quality import verdicts
-    from lakehouse.sql_client import newest_version, newest_version_sql, run_queries
+    from lakehouse.serving.sql_client import newest_version, newest_version_sql, run_queries
 
     queries = [verdicts.newest_gate_run_sql()] + ([newest_version_sql(QUARANTINE_TABLE)] if quarantine else [])
     try:
@@ -424,7 +425,7 @@ def _record(
 
 
 def _publish(config: Config, built: set[str], out: TextIO, err: TextIO) -> int:
-    """Publish a build that passed (lakehouse/publish.py); the step's exit code."""
+    """Publish a build that passed (lakehouse/modeling/publish.py); the step's exit code."""
     try:
         publication = publish.publish(config, dbt_target_dir(config), built)
     except publish.PublishError as exc:
