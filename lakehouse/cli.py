@@ -145,8 +145,8 @@ def cmd_simulate(config: Config, args: argparse.Namespace) -> int:
 
 
 def _as_writer(config: Config, command: str, run: Callable[[], int]) -> int:
-    """Run a command that writes the lakehouse under the writer lock (lakehouse/locking.py)."""
-    from lakehouse.locking import LockedError, writer_lock
+    """Run a command that writes the lakehouse under the writer lock (lakehouse/pipeline/lock.py)."""
+    from lakehouse.pipeline.lock import LockedError, writer_lock
 
     try:
         with writer_lock(config, command, wait=False, notify=lambda message: print(message, flush=True)):
@@ -162,8 +162,8 @@ def _say(message: str) -> None:
 
 def cmd_extract(config: Config, args: argparse.Namespace) -> int:
     from lakehouse.bronze.extract import SOURCES, select_contracts
-    from lakehouse.pipeline import tables_to_extract
-    from lakehouse.spark import submit_job
+    from lakehouse.pipeline.decisions import tables_to_extract
+    from lakehouse.pipeline.jobs import submit_job
 
     sources = SOURCES if args.source == "all" else (args.source,)
     tables = [c.source_name for c in select_contracts(sources, args.table)]
@@ -189,8 +189,8 @@ def cmd_extract(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_validate(config: Config, args: argparse.Namespace) -> int:
-    from lakehouse.pipeline import gate_decision, still_failed_message
-    from lakehouse.spark import submit_job
+    from lakehouse.pipeline.decisions import gate_decision, still_failed_message
+    from lakehouse.pipeline.jobs import submit_job
 
     def run() -> int:
         if not (args.no_skip or args.batch_id):
@@ -246,7 +246,8 @@ def cmd_quarantine(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_pipeline(config: Config, args: argparse.Namespace) -> int:
-    from lakehouse.pipeline import Options, run_pipeline
+    from lakehouse.pipeline.context import Options
+    from lakehouse.pipeline.run import run_pipeline
 
     options = Options(
         from_step=args.from_step,

@@ -220,38 +220,6 @@ def spark_submit_command(
     return [*command, target, *(args or [])]
 
 
-def job_timeout_message(config: Config, job: str) -> str:
-    """One line for a Spark job stopped by pipeline.job_timeout_seconds."""
-    seconds = config.pipeline.job_timeout_seconds
-    return (
-        f"spark-submit of jobs/{job} did not finish within {seconds} s (pipeline.job_timeout_seconds) and was "
-        f"stopped; what it committed stays consistent, run it again (a longer job: raise the setting)"
-    )
-
-
-def submit_job(config: Config, job: str, args: list[str], *, app_name: str) -> int:
-    """Run a job file under spark-submit with the project's conf; output goes to our terminal.
-
-    A job running past ``pipeline.job_timeout_seconds`` is stopped and fails with one line.
-    """
-    from lakehouse import processes
-    from lakehouse.profiling import PROFILE_MARK
-
-    def relay(line: str) -> None:
-        if not line.startswith(PROFILE_MARK):  # for the pipeline's profile, not for a person
-            print(line, flush=True)
-
-    write_spark_conf(config)
-    command = spark_submit_command(config, str(PROJECT_ROOT / "jobs" / job), args, app_name=app_name)
-    finished = processes.stream(
-        command, on_line=relay, timeout=config.pipeline.job_timeout_seconds, env=spark_env(config)
-    )
-    if finished.timed_out:
-        print(f"error: {job_timeout_message(config, job)}", file=sys.stderr)
-        return 1
-    return finished.code
-
-
 def build_session(config: Config, app_name: str) -> SparkSession:
     """The project's SparkSession: Delta, the shared metastore, the cached jars, config's master.
 

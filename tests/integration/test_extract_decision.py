@@ -23,7 +23,7 @@ from lakehouse.bronze.extract import run_extract
 from lakehouse.bronze.fingerprints import pending_tables
 from lakehouse.bronze.watermarks import get_watermarks
 from lakehouse.config import Config
-from lakehouse.pipeline import tables_to_extract
+from lakehouse.pipeline.decisions import tables_to_extract
 
 pytestmark = pytest.mark.integration
 

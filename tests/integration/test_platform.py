@@ -159,7 +159,7 @@ def test_one_writer_at_a_time_whatever_machine_or_state_directory_it_runs_from(s
     The holder here is this test process, as another machine or container would be: it does not
     hold this state directory's file lock, only the lakehouse's shared one.
     """
-    from lakehouse.locking import holder_name, shared_lock
+    from lakehouse.pipeline.lock import holder_name, shared_lock
 
     with shared_lock(services, "backfill", wait=False, notify=print):
         for command in (
@@ -284,7 +284,8 @@ def test_ops_tables_compact_themselves_and_are_vacuumed_every_so_many_commits(se
     small files (a table from before gets the property), and a VACUUM follows every N commits."""
     import dataclasses
 
-    from lakehouse import pipeline as P
+    from lakehouse.pipeline.context import Context, Options
+    from lakehouse.pipeline.maintain import maintain_ops
     from lakehouse.serving.sql_client import run_queries
 
     table = "ops.platform_run_log"
@@ -293,8 +294,8 @@ def test_ops_tables_compact_themselves_and_are_vacuumed_every_so_many_commits(se
     run_query(services, f"create table {table} (run_id string) using delta")  # made before the property
     every = 5
     config = dataclasses.replace(services, pipeline=dataclasses.replace(services.pipeline, ops_vacuum_commits=every))
-    ctx = P.Context(config, P.Options(), "platform-ops")
-    assert P._maintain_ops(ctx, [table]) == []  # too few commits for a VACUUM; the property is set
+    ctx = Context(config, Options(), "platform-ops")
+    assert maintain_ops(ctx, [table]) == []  # too few commits for a VACUUM; the property is set
     assert dict(run_query(services, f"show tblproperties {table}").rows)[audit.AUTO_COMPACT] == "true"
     # One insert per run, as the pipeline's run log gets: 50 small files trigger a compaction.
     run_queries(services, [f"insert into {table} values ('run-{n}')" for n in range(55)], etl=True)
@@ -304,6 +305,6 @@ def test_ops_tables_compact_themselves_and_are_vacuumed_every_so_many_commits(se
     detail = run_query(services, f"describe detail {table}")
     files = detail.rows[0][detail.columns.index("numFiles")]
     assert files < 50, files
-    assert P._maintain_ops(ctx, [table]) == [table]
-    assert P._maintain_ops(ctx, [table]) == []  # vacuumed within its last commits
+    assert maintain_ops(ctx, [table]) == [table]
+    assert maintain_ops(ctx, [table]) == []  # vacuumed within its last commits
     run_query(services, f"drop table {table}")

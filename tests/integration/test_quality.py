@@ -53,7 +53,7 @@ from lakehouse.bronze.contracts import (
 from lakehouse.bronze.extract import run_extract
 from lakehouse.config import Config
 from lakehouse.modeling.runner import EXIT_REFUSED, GateNotPassed, validated_bronze_versions
-from lakehouse.pipeline import freshness_warnings, ingest_age_hours, still_failed, unvalidated
+from lakehouse.pipeline.decisions import freshness_warnings, ingest_age_hours, still_failed, unvalidated
 from lakehouse.quality.batches import GateError, current_version, has_pending, resolve_batches, tables_of_batch
 from lakehouse.quality.gate import GateResult, run_gate
 from lakehouse.quality.quarantine import QuarantineError, accept_quarantined, move_to_quarantine

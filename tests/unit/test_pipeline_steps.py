@@ -12,15 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse import locking
-from lakehouse import pipeline as P
 from lakehouse.config import PROJECT_ROOT, Config, load_config
+from lakehouse.pipeline import decisions, jobs, steps
+from lakehouse.pipeline.context import Context, Options, PipelineError, StepResult, TransientError
+from lakehouse.pipeline.lock import LockedError, run_lock
+from lakehouse.pipeline.run import STEP_FUNCTIONS, selected_steps
 from lakehouse.serving.sql_client import sql_literal
 
 HOLD_LOCK = """
 import sys
 from lakehouse.config import load_config
-from lakehouse.locking import run_lock
+from lakehouse.pipeline.lock import run_lock
 with run_lock(load_config(), wait=False, notify=print):
     print("locked", flush=True)
     sys.stdin.read()
@@ -86,7 +88,7 @@ def test_the_lock_of_a_killed_run_is_taken_over_with_its_pid(lock_config: Config
     lock.parent.mkdir(parents=True)
     lock.write_text(str(dead.pid))
     messages: list[str] = []
-    with locking.run_lock(lock_config, wait=False, notify=messages.append):
+    with run_lock(lock_config, wait=False, notify=messages.append):
         assert lock.read_text() == str(os.getpid())
     assert messages == [f"taking over the lock left by an earlier run (pid {dead.pid}, no longer running)"]
     assert lock.read_text() == ""  # released: the next run takes it without a word
@@ -95,13 +97,13 @@ def test_the_lock_of_a_killed_run_is_taken_over_with_its_pid(lock_config: Config
 def test_wait_queues_behind_the_running_pipeline(home: dict[str, str], lock_config: Config) -> None:
     holder = _holder(home)
     with (
-        pytest.raises(locking.LockedError, match=f"pid {holder.pid}"),
-        locking.run_lock(lock_config, wait=False, notify=print),
+        pytest.raises(LockedError, match=f"pid {holder.pid}"),
+        run_lock(lock_config, wait=False, notify=print),
     ):
         pass
     _release(holder)
     messages: list[str] = []
-    with locking.run_lock(lock_config, wait=True, notify=messages.append):
+    with run_lock(lock_config, wait=True, notify=messages.append):
         assert (lock_config.run_dir / "pipeline.lock").read_text() == str(os.getpid())
     assert messages == []  # the holder released the lock itself: nothing to take over
 
@@ -118,8 +120,8 @@ def test_wait_queues_behind_the_running_pipeline(home: dict[str, str], lock_conf
     ],
 )
 def test_unreachable_servers_are_transient_failures(output: str) -> None:
-    with pytest.raises(P.TransientError, match=r"^extract failed: "):
-        P._check(1, f"some progress\n{output}\n", "extract failed")
+    with pytest.raises(TransientError, match=r"^extract failed: "):
+        jobs.check_exit(1, f"some progress\n{output}\n", "extract failed")
 
 
 @pytest.mark.parametrize(
@@ -131,15 +133,15 @@ def test_unreachable_servers_are_transient_failures(output: str) -> None:
     ],
 )
 def test_real_failures_are_not_retried_and_name_the_telling_line(output: str) -> None:
-    with pytest.raises(P.PipelineError) as err:
-        P._check(1, output, "extract failed")
-    assert not isinstance(err.value, P.TransientError)
-    assert str(err.value) == f"extract failed: {P._failure_line(output)}"
+    with pytest.raises(PipelineError) as err:
+        jobs.check_exit(1, output, "extract failed")
+    assert not isinstance(err.value, TransientError)
+    assert str(err.value) == f"extract failed: {jobs.failure_line(output)}"
     assert "\n" not in str(err.value)
 
 
 def test_a_zero_exit_code_is_success_whatever_the_output_says() -> None:
-    P._check(0, "WARN something failed, connection refused", "extract failed")
+    jobs.check_exit(0, "WARN something failed, connection refused", "extract failed")
 
 
 def test_the_failure_line_skips_spark_noise_and_prefers_errors() -> None:
@@ -152,9 +154,9 @@ def test_the_failure_line_skips_spark_noise_and_prefers_errors() -> None:
             "",
         ]
     )
-    assert P._failure_line(output) == "extract: error: mongodb.content: unreachable"
-    assert P._failure_line("just progress\n\n") == "just progress"
-    assert P._failure_line("") == "no output"
+    assert jobs.failure_line(output) == "extract: error: mongodb.content: unreachable"
+    assert jobs.failure_line("just progress\n\n") == "just progress"
+    assert jobs.failure_line("") == "no output"
 
 
 def test_sql_values_are_quoted_and_timestamps_written_in_utc() -> None:
@@ -168,26 +170,26 @@ def test_sql_values_are_quoted_and_timestamps_written_in_utc() -> None:
 
 
 def test_step_selection_by_only_and_from() -> None:
-    assert P.selected_steps(P.Options()) == list(P.STEP_FUNCTIONS)
-    assert P.selected_steps(P.Options(only="validate")) == ["validate"]
-    assert P.selected_steps(P.Options(from_step="transform")) == ["transform", "maintain"]
+    assert selected_steps(Options()) == list(STEP_FUNCTIONS)
+    assert selected_steps(Options(only="validate")) == ["validate"]
+    assert selected_steps(Options(from_step="transform")) == ["transform", "maintain"]
     with pytest.raises(ValueError, match=r"--only: unknown step 'nope'; steps are up, sources, extract"):
-        P.selected_steps(P.Options(only="nope"))
+        selected_steps(Options(only="nope"))
     with pytest.raises(ValueError, match=r"--from: unknown step 'later'"):
-        P.selected_steps(P.Options(from_step="later"))
+        selected_steps(Options(from_step="later"))
 
 
 def test_synthetic_data_goes_only_into_the_local_servers_unless_asked() -> None:
     local = load_config(env={})
-    assert P.generation_refusal(local, P.Options()) is None
+    assert steps.generation_refusal(local, Options()) is None
     external = load_config(
         env={"LAKEHOUSE_POSTGRES_URL": "postgresql://app@db.example:5432/streaming", "LAKEHOUSE_POSTGRES_PASSWORD": "x"}
     )
-    refusal = P.generation_refusal(external, P.Options(scale="tiny"))
+    refusal = steps.generation_refusal(external, Options(scale="tiny"))
     assert refusal is not None and "\n" not in refusal
     assert refusal.startswith("the sources are empty and postgresql://app@db.example:5432/streaming is not the")
     assert refusal.endswith("or pass --generate-sources to fill them with the synthetic tiny scale")
-    assert P.generation_refusal(external, P.Options(generate_sources=True)) is None
+    assert steps.generation_refusal(external, Options(generate_sources=True)) is None
 
 
 # ------------------------------------------------------------------ the gate, decided without Spark
@@ -202,17 +204,17 @@ def validate_run(monkeypatch, lock_config: Config):
         submitted.append(job)
         return 0, ""
 
-    monkeypatch.setattr(P, "_spark_job", spark_job)
-    monkeypatch.setattr(P, "_audit_counts", lambda ctx, step: (0, None, None))
-    monkeypatch.setattr(P, "freshness_warnings", lambda config: [])
+    monkeypatch.setattr(steps, "spark_job", spark_job)
+    monkeypatch.setattr(steps, "audit_counts", lambda ctx, step: (0, None, None))
+    monkeypatch.setattr(decisions, "freshness_warnings", lambda config: [])
 
-    def run(decision, options: P.Options | None = None, config: Config | None = None, failed_run=None):
-        monkeypatch.setattr(P, "unvalidated", decision)
-        monkeypatch.setattr(P, "still_failed", lambda config: failed_run)
+    def run(decision, options: Options | None = None, config: Config | None = None, failed_run=None):
+        monkeypatch.setattr(decisions, "unvalidated", decision)
+        monkeypatch.setattr(decisions, "still_failed", lambda config: failed_run)
         out = io.StringIO()
-        ctx = P.Context(config or lock_config, options or P.Options(), "r1", out)
-        result = P.StepResult("validate")
-        P.step_validate(ctx, result)
+        ctx = Context(config or lock_config, options or Options(), "r1", out)
+        result = StepResult("validate")
+        steps.step_validate(ctx, result)
         return result, submitted, out.getvalue()
 
     return run
@@ -242,11 +244,11 @@ def test_the_gate_runs_when_bronze_holds_rows_no_passed_gate_covers_or_when_in_d
 
 def test_a_gate_that_failed_on_unchanged_inputs_fails_again_without_spark(validate_run) -> None:
     pending = "bronze.users holds 3 row(s) that no passed quality gate covers"
-    with pytest.raises(P.PipelineError) as failed:
+    with pytest.raises(PipelineError) as failed:
         validate_run(lambda config: pending, failed_run="run-7")
     assert str(failed.value).startswith("gate still failed (run run-7): no bronze or quarantine commit")
     assert "--no-skip" in str(failed.value)
-    _result, submitted, _said = validate_run(lambda config: pending, P.Options(no_skip=True), failed_run="run-7")
+    _result, submitted, _said = validate_run(lambda config: pending, Options(no_skip=True), failed_run="run-7")
     assert submitted == ["validate_bronze.py"]  # --no-skip runs it anyway
 
 
@@ -283,7 +285,7 @@ def test_no_skip_runs_the_gate_without_asking(validate_run) -> None:
     def must_not_ask(config: Config) -> str | None:
         raise AssertionError("asked")
 
-    _result, submitted, _said = validate_run(must_not_ask, P.Options(no_skip=True))
+    _result, submitted, _said = validate_run(must_not_ask, Options(no_skip=True))
     assert submitted == ["validate_bronze.py"]
 
 
@@ -302,7 +304,7 @@ def test_a_decision_past_its_timeout_runs_the_gate(validate_run, home: dict[str,
 
 def test_a_skipped_gate_still_warns_when_bronze_is_stale(validate_run, monkeypatch) -> None:
     stale = "bronze.users: newest row ingested 40 h ago, over quality.freshness_hours (36 h)"
-    monkeypatch.setattr(P, "freshness_warnings", lambda config: [stale])
+    monkeypatch.setattr(decisions, "freshness_warnings", lambda config: [stale])
     result, submitted, said = validate_run(lambda config: None)
     assert submitted == [] and result.status == "skipped"
     assert result.detail.endswith("; 1 warning(s)")
@@ -323,15 +325,15 @@ def extract_run(monkeypatch, lock_config: Config):
         submitted.append(args)
         return 0, ""
 
-    monkeypatch.setattr(P, "_spark_job", spark_job)
-    monkeypatch.setattr(P, "_audit_counts", lambda ctx, step: (5, 5, 0))
+    monkeypatch.setattr(steps, "spark_job", spark_job)
+    monkeypatch.setattr(steps, "audit_counts", lambda ctx, step: (5, 5, 0))
 
-    def run(pending, options: P.Options | None = None):
+    def run(pending, options: Options | None = None):
         monkeypatch.setattr(fingerprints, "pending_tables", pending)
         out = io.StringIO()
-        ctx = P.Context(lock_config, options or P.Options(), "r1", out)
-        result = P.StepResult("extract")
-        P.step_extract(ctx, result)
+        ctx = Context(lock_config, options or Options(), "r1", out)
+        result = StepResult("extract")
+        steps.step_extract(ctx, result)
         return result, submitted, out.getvalue(), ctx
 
     return run
@@ -365,8 +367,8 @@ def test_no_skip_and_full_refresh_extract_without_asking(extract_run) -> None:
     def must_not_ask(config, contracts):
         raise AssertionError("asked")
 
-    extract_run(must_not_ask, P.Options(no_skip=True))
-    _result, submitted, _said, _ctx = extract_run(must_not_ask, P.Options(full_refresh=True))
+    extract_run(must_not_ask, Options(no_skip=True))
+    _result, submitted, _said, _ctx = extract_run(must_not_ask, Options(full_refresh=True))
     assert submitted == [["--run-id", "r1"], ["--run-id", "r1", "--full-refresh"]]
 
 

@@ -12,8 +12,9 @@ import time
 import pytest
 from lakehouse_testing import alarm
 
-from lakehouse import audit, pipeline, processes, profiling
+from lakehouse import audit, processes, profiling
 from lakehouse.config import load_config
+from lakehouse.pipeline import context, steps
 
 RUN_RESULTS = {
     "elapsed_time": 42.5,
@@ -142,11 +143,11 @@ def test_a_spark_job_past_pipeline_job_timeout_fails_the_step_in_one_line(monkey
     config = load_config(env={"LAKEHOUSE_HOME": str(tmp_path), "LAKEHOUSE_PIPELINE_JOB_TIMEOUT_SECONDS": "1"})
     monkeypatch.setattr(lakehouse.spark, "spark_submit_command", lambda *_a, **_k: ["sleep", "30"])
     monkeypatch.setattr(lakehouse.spark, "write_spark_conf", lambda _config: tmp_path)
-    ctx = pipeline.Context(config, pipeline.Options(quiet=True), "r1")
-    result = pipeline.StepResult("extract")
+    ctx = context.Context(config, context.Options(quiet=True), "r1")
+    result = context.StepResult("extract")
     started = time.monotonic()
-    with pytest.raises(pipeline.PipelineError) as failure:
-        pipeline.step_extract(ctx, result)
+    with pytest.raises(context.PipelineError) as failure:
+        steps.step_extract(ctx, result)
     assert time.monotonic() - started < processes.STOP_GRACE_SECONDS
     message = str(failure.value)
     assert len(message.splitlines()) == 1

@@ -1,0 +1,119 @@
+"""Spark applications of a run: spark-submit of a job file, its output relayed, its profile kept.
+
+The pipeline's steps call :func:`spark_job`; ``lakehouse extract`` and ``lakehouse validate``
+on their own call :func:`submit_job`. Both stop a job running past
+``pipeline.job_timeout_seconds`` with one line (:func:`job_timeout_message`).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from lakehouse import processes, profiling, spark
+from lakehouse.config import PROJECT_ROOT, Config
+from lakehouse.pipeline.context import Context, PipelineError, StepResult, TransientError
+
+# Output of Spark and the JVM that says nothing to a person running the pipeline.
+NOISE = re.compile(r"^(\d\d/\d\d/\d\d \d\d:\d\d:\d\d (INFO|WARN)|WARNING: Using incubator|\s+at |\s*$)")
+
+TRANSIENT = re.compile(
+    r"unreachable|Connection refused|could not connect|TTransportException|did not become ready|"
+    r"cannot reach the Thrift server",
+    re.IGNORECASE,
+)
+
+
+@dataclass
+class JobRun:
+    """One spark-submit of a step: its exit code, output, and what it announced for the profile."""
+
+    code: int
+    output: str
+    timed_out: bool
+    announced: dict[str, Any]
+
+
+def stream_job(ctx: Context, step: str, command: list[str], env: dict[str, str], timeout: float) -> JobRun:
+    """Run a command, relaying its meaningful lines as progress; stop it after ``timeout`` s."""
+    lines: list[str] = []
+    announced: dict[str, Any] = {}
+
+    def relay(line: str) -> None:
+        values = profiling.parse_line(line)
+        if values is not None:
+            announced.update(values)
+            return
+        lines.append(line)
+        if not NOISE.match(line):
+            ctx.event("output", step, f"  {line}", line=line)
+
+    finished = processes.stream(command, on_line=relay, timeout=timeout, env=env, cwd=PROJECT_ROOT)
+    return JobRun(finished.code, "\n".join(lines), finished.timed_out, announced)
+
+
+def failure_line(output: str) -> str:
+    """The most telling line of a failed step's output."""
+    meaningful = [line for line in output.splitlines() if not NOISE.match(line)]
+    for line in reversed(meaningful):
+        if "error" in line.lower() or "failed" in line.lower():
+            return line.strip()
+    return meaningful[-1].strip() if meaningful else "no output"
+
+
+def check_exit(code: int, output: str, what: str) -> None:
+    if code == 0:
+        return
+    line = failure_line(output)
+    if TRANSIENT.search(output):
+        raise TransientError(f"{what}: {line}")
+    raise PipelineError(f"{what}: {line}")
+
+
+def spark_job(ctx: Context, result: StepResult, job: str, args: list[str]) -> tuple[int, str]:
+    """spark-submit one job for the step; its profile goes to ``result``; (exit code, output)."""
+    spark.write_spark_conf(ctx.config)
+    step = result.name
+    command = spark.spark_submit_command(
+        ctx.config, str(PROJECT_ROOT / "jobs" / job), args, app_name=f"lakehouse-{step}"
+    )
+    submitted_at = time.time()
+    ctx.spark_applications += 1
+    run = stream_job(ctx, step, command, spark.spark_env(ctx.config), ctx.config.pipeline.job_timeout_seconds)
+    result.profile = profiling.application_profile(run.announced, submitted_at, time.time())
+    if run.timed_out:
+        raise PipelineError(job_timeout_message(ctx.config, job))
+    return run.code, run.output
+
+
+def job_timeout_message(config: Config, job: str) -> str:
+    """One line for a Spark job stopped by pipeline.job_timeout_seconds."""
+    seconds = config.pipeline.job_timeout_seconds
+    return (
+        f"spark-submit of jobs/{job} did not finish within {seconds} s (pipeline.job_timeout_seconds) and was "
+        f"stopped; what it committed stays consistent, run it again (a longer job: raise the setting)"
+    )
+
+
+def submit_job(config: Config, job: str, args: list[str], *, app_name: str) -> int:
+    """Run a job file under spark-submit with the project's conf; output goes to our terminal.
+
+    A job running past ``pipeline.job_timeout_seconds`` is stopped and fails with one line.
+    """
+
+    def relay(line: str) -> None:
+        if not line.startswith(profiling.PROFILE_MARK):  # for the pipeline's profile, not for a person
+            print(line, flush=True)
+
+    spark.write_spark_conf(config)
+    command = spark.spark_submit_command(config, str(PROJECT_ROOT / "jobs" / job), args, app_name=app_name)
+    finished = processes.stream(
+        command, on_line=relay, timeout=config.pipeline.job_timeout_seconds, env=spark.spark_env(config)
+    )
+    if finished.timed_out:
+        print(f"error: {job_timeout_message(config, job)}", file=sys.stderr)
+        return 1
+    return finished.code

@@ -1,0 +1,146 @@
+"""Run the selected steps in order, under the writer lock, with bounded retries of transient errors."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import TextIO
+
+from lakehouse.audit import new_run_id
+from lakehouse.config import Config
+from lakehouse.pipeline.context import STEPS, Context, Options, PipelineError, StepResult, TransientError
+from lakehouse.pipeline.lock import LockedError, run_lock, shared_lock
+from lakehouse.pipeline.maintain import step_maintain
+from lakehouse.pipeline.steps import step_extract, step_sources, step_transform, step_up, step_validate
+from lakehouse.pipeline.summary import print_profile, record_pipeline_steps, summary_text
+
+TICK_SECONDS = 1.0
+
+
+STEP_FUNCTIONS: dict[str, Callable[[Context, StepResult], None]] = {
+    "up": step_up,
+    "sources": step_sources,
+    "extract": step_extract,
+    "validate": step_validate,
+    "transform": step_transform,
+    "maintain": step_maintain,
+}
+
+
+def _ticker(ctx: Context, result: StepResult, stop: threading.Event) -> None:
+    """On a terminal, a live line with the elapsed time of the running step."""
+    started = time.monotonic()
+    while not stop.wait(TICK_SECONDS):
+        elapsed = int(time.monotonic() - started)
+        print(f"\r  [{result.name} {elapsed // 60}:{elapsed % 60:02d}]", end="", file=ctx.out, flush=True)
+    print("\r" + " " * 40 + "\r", end="", file=ctx.out, flush=True)
+
+
+def run_step(ctx: Context, result: StepResult) -> None:
+    """Run one step with bounded retries for transient failures."""
+    result.started_at = dt.datetime.now(dt.UTC)
+    started = time.monotonic()
+    ctx.event("step_start", result.name, f"==> {result.name}")
+    show_ticker = ctx.options.log_format == "text" and not ctx.options.quiet and ctx.out.isatty()
+    try:
+        retries = ctx.config.pipeline.step_retries
+        for attempt in range(1, retries + 2):
+            result.attempts = attempt
+            stop = threading.Event()
+            ticker = threading.Thread(target=_ticker, args=(ctx, result, stop), daemon=True)
+            if show_ticker:
+                ticker.start()
+            try:
+                STEP_FUNCTIONS[result.name](ctx, result)
+                if result.status == "pending":
+                    result.status = "succeeded"
+                return
+            except TransientError as exc:
+                if attempt > retries:
+                    raise PipelineError(f"{exc} (after {attempt} attempts)") from None
+                delay = ctx.config.pipeline.retry_backoff_seconds * 2 ** (attempt - 1)
+                ctx.event("retry", result.name, f"  {exc}; retrying in {delay:.0f} s", delay=delay)
+                time.sleep(delay)
+            finally:
+                stop.set()
+                if show_ticker:
+                    ticker.join()
+    finally:
+        result.seconds = time.monotonic() - started
+        result.ended_at = dt.datetime.now(dt.UTC)
+
+
+def selected_steps(options: Options) -> list[str]:
+    if options.only:
+        if options.only not in STEP_FUNCTIONS:
+            raise ValueError(f"--only: unknown step {options.only!r}; steps are {', '.join(STEP_FUNCTIONS)}")
+        return [options.only]
+    start = options.from_step or STEPS[0]
+    if start not in STEP_FUNCTIONS:
+        raise ValueError(f"--from: unknown step {start!r}; steps are {', '.join(STEP_FUNCTIONS)}")
+    return [s for s in STEP_FUNCTIONS if STEPS.index(s) >= STEPS.index(start)]
+
+
+def _run(ctx: Context, steps: list[str], locks: contextlib.ExitStack) -> int:
+    started_at = dt.datetime.now(dt.UTC)
+    results = [StepResult(name) for name in steps]
+    status = "succeeded"
+    locked = False
+
+    def notify(message: str) -> None:
+        ctx.event("output", "lock", f"  {message}")
+
+    for result in results:
+        try:
+            if result.name != "up" and not locked:
+                # Every step after `up` writes: hold the lakehouse's shared writer lock (it
+                # needs PostgreSQL, which `up` starts). Refused: this step fails, naming the holder.
+                locks.enter_context(shared_lock(ctx.config, "pipeline", wait=ctx.options.wait, notify=notify))
+                locked = True
+            run_step(ctx, result)
+        except Exception as exc:
+            result.status = "failed"
+            result.detail = (str(exc).splitlines() or [type(exc).__name__])[0]
+            ctx.event("error", result.name, f"lakehouse pipeline: {result.name} failed: {result.detail}")
+            status = "failed"
+            break
+        ctx.event(
+            "step_end",
+            result.name,
+            f"    {result.name}: {result.status} in {result.seconds:.1f} s",
+            **{k: v for k, v in asdict(result).items() if k != "name"},
+        )
+    for result in results:
+        if result.status == "pending":
+            result.status = "skipped"
+            result.detail = "not run: an earlier step failed"
+            result.started_at = result.ended_at = dt.datetime.now(dt.UTC)
+    services_up = "up" not in steps or results[0].status == "succeeded"
+    if services_up:
+        record_pipeline_steps(ctx, results, started_at, status)
+    ctx.event(
+        "summary", "summary", summary_text(ctx, results), status=status, spark_applications=ctx.spark_applications
+    )
+    if ctx.options.profile and services_up:
+        print_profile(ctx)
+    return 0 if status == "succeeded" else 1
+
+
+def run_pipeline(config: Config, options: Options, out: TextIO = sys.stdout) -> int:
+    """Run the selected steps in order under the run lock; 0 only when every step succeeded."""
+    steps = selected_steps(options)
+    ctx = Context(config, options, new_run_id(), out)
+    try:
+        with (
+            run_lock(config, wait=options.wait, notify=lambda m: ctx.event("output", "lock", f"  {m}")),
+            contextlib.ExitStack() as locks,
+        ):
+            return _run(ctx, steps, locks)
+    except LockedError as exc:
+        ctx.event("error", "lock", f"lakehouse pipeline: error: {exc}")
+        return 1

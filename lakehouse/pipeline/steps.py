@@ -1,0 +1,141 @@
+"""The steps of a run, each ``step_<name>(ctx, result)``: what it does, or why it is skipped."""
+
+from __future__ import annotations
+
+from lakehouse.audit import RUNS_TABLE
+from lakehouse.config import Config
+from lakehouse.pipeline.context import Context, Options, PipelineError, StepResult, TransientError
+from lakehouse.pipeline.decisions import gate_decision, still_failed_message, tables_to_extract
+from lakehouse.pipeline.jobs import check_exit, spark_job
+
+# Exit codes of jobs/validate_bronze.py.
+GATE_FAILED = 1
+GATE_COULD_NOT_RUN = 2
+
+
+def audit_counts(ctx: Context, step: str) -> tuple[int | None, int | None, int | None]:
+    """Rows read, written (inserted+updated) and quarantined for this run's step, from the audit."""
+    result = ctx.sql(
+        f"select sum(rows_read), sum(coalesce(rows_inserted, 0) + coalesce(rows_updated, 0)), sum(rows_quarantined) "
+        f"from {RUNS_TABLE} where run_id = '{ctx.run_id}' and step = '{step}' and source_table is not null",
+    )
+    read, written, quarantined = result.rows[0]
+    return read, written, quarantined
+
+
+def step_up(ctx: Context, result: StepResult) -> None:
+    from lakehouse import services
+    from lakehouse.services import ServiceError
+
+    try:
+        started = services.up(ctx.config, report=lambda m: ctx.event("output", "up", f"  {m}"))
+    except ServiceError as exc:
+        raise TransientError(str(exc)) from None
+    result.detail = f"started {', '.join(started)}" if started else "already running"
+
+
+def generation_refusal(config: Config, options: Options) -> str | None:
+    """Why empty sources may not be filled with synthetic data, or None when they may.
+
+    The project's own local servers are filled by default; external ones only on request,
+    so synthetic rows never land in a real database whose tables happen to be empty.
+    """
+    if options.generate_sources:
+        return None
+    external = [
+        name
+        for name, embedded in (
+            (config.postgres.display(), config.postgres.embedded),
+            (f"mongodb {config.mongodb.database}", config.mongodb.embedded),
+        )
+        if not embedded
+    ]
+    if not external:
+        return None
+    return (
+        f"the sources are empty and {' and '.join(external)} {'is' if len(external) == 1 else 'are'} not the "
+        "project's own local server: load your data first, or pass --generate-sources to fill them with "
+        f"the synthetic {options.scale} scale"
+    )
+
+
+def step_sources(ctx: Context, result: StepResult) -> None:
+    from lakehouse.sources.generate import generate
+    from lakehouse.sources.load import load_sources, sources_empty
+
+    if not sources_empty(ctx.config):
+        result.detail = "sources already loaded"
+        return
+    refusal = generation_refusal(ctx.config, ctx.options)
+    if refusal:
+        raise PipelineError(refusal)
+    data = ctx.config.data_dir / ctx.options.scale
+    if not (data / "manifest.json").exists():
+        ctx.event("output", "sources", f"  sources are empty: generating the {ctx.options.scale} scale into {data}")
+        generate(data, scale=ctx.options.scale, progress=lambda m: ctx.event("output", "sources", f"  {m}"))
+    ctx.event("output", "sources", f"  loading {data} into PostgreSQL and MongoDB")
+    counts = load_sources(ctx.config, data, progress=lambda m: ctx.event("output", "sources", f"  {m}"))
+    result.rows_written = sum(counts.values())
+    result.detail = f"generated and loaded the {ctx.options.scale} scale"
+
+
+def step_extract(ctx: Context, result: StepResult) -> None:
+    args = ["--run-id", ctx.run_id] + (["--full-refresh"] if ctx.options.full_refresh else [])
+    if not (ctx.options.no_skip or ctx.options.full_refresh):
+        tables = tables_to_extract(ctx.config, None, lambda m: ctx.event("output", "extract", f"  {m}"))
+        if tables == []:
+            from lakehouse.bronze.contracts import CONTRACTS
+
+            ctx.changed = False
+            result.status = "skipped"
+            result.detail = f"nothing new in the {len(CONTRACTS)} source tables"
+            return
+        for table in tables or []:
+            args += ["--table", table]
+    code, output = spark_job(ctx, result, "extract.py", args)
+    check_exit(code, output, "extract failed")
+    result.rows_read, result.rows_written, result.rows_quarantined = audit_counts(ctx, "extract")
+    ctx.changed = bool(result.rows_written) or ctx.options.full_refresh
+    result.detail = "" if ctx.changed else "no new or changed rows"
+
+
+def step_validate(ctx: Context, result: StepResult) -> None:
+    if not ctx.options.no_skip:
+        decision = gate_decision(ctx.config)
+        if decision.failed_run is not None:
+            raise PipelineError(still_failed_message(decision.failed_run))
+        if decision.reason is None:
+            from lakehouse.bronze.contracts import CONTRACTS
+
+            for warning in decision.warnings:
+                ctx.event("output", "validate", f"  warning: {warning}")
+            result.status = "skipped"
+            result.detail = f"no unvalidated batch in the {len(CONTRACTS)} bronze tables" + (
+                f"; {len(decision.warnings)} warning(s)" if decision.warnings else ""
+            )
+            return
+        ctx.event("output", "validate", f"  the gate runs: {decision.reason}")
+    code, output = spark_job(ctx, result, "validate_bronze.py", ["--run-id", ctx.run_id])
+    if code == GATE_FAILED:
+        raise PipelineError("quality gate failed: transform skipped, silver and gold keep the last good data")
+    check_exit(code, output, "validate could not run")
+    result.rows_read = audit_counts(ctx, "validate")[0]
+
+
+def step_transform(ctx: Context, result: StepResult) -> None:
+    from lakehouse.modeling.runner import EXIT_REFUSED, SKIPPED_KEY, run_transform
+
+    code = run_transform(
+        ctx.config,
+        full_refresh=ctx.options.full_refresh,
+        run_id=ctx.run_id,
+        profile=result.profile,
+        allow_skip=not ctx.options.no_skip,
+    )
+    if code == EXIT_REFUSED:
+        raise PipelineError("transform refused: bronze holds rows no passed quality gate covers (see above)")
+    if code != 0:
+        raise PipelineError("dbt build failed (see the failing models and tests above)")
+    if SKIPPED_KEY in result.profile:
+        result.status = "skipped"
+        result.detail = result.profile[SKIPPED_KEY]
