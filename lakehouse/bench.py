@@ -32,6 +32,7 @@ from typing import Any
 
 from lakehouse import processes
 from lakehouse.config import PROJECT_ROOT, Config, load_config
+from lakehouse.errors import LakehouseError
 from lakehouse.serving.sql_client import delta_versions
 
 PORT_OFFSET = 1000
@@ -71,7 +72,7 @@ def bench_environment(config: Config) -> dict[str, str]:
     return env
 
 
-class BenchError(RuntimeError):
+class BenchError(LakehouseError):
     """A measured run failed; the message names the step and where its full output is."""
 
 

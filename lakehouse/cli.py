@@ -26,7 +26,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from lakehouse.config import THRIFT_PASSWORD_ENV, Config, ConfigError, load_config, thrift_password_file
+from lakehouse.config import THRIFT_PASSWORD_ENV, Config, load_config, thrift_password_file
+from lakehouse.errors import LakehouseError
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -399,15 +400,10 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    from lakehouse.runtime.jars import JarResolutionError
-    from lakehouse.runtime.java_build import JavaBuildError
-    from lakehouse.services import ServiceError
-    from lakehouse.serving.sql_client import QueryError
-
     try:
         config = load_config()
         return args.handler(config, args)
-    except (ConfigError, ServiceError, QueryError, JarResolutionError, JavaBuildError, ValueError) as exc:
+    except (LakehouseError, ValueError) as exc:  # one line already; a ValueError: a bad argument
         print(f"lakehouse {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:

@@ -32,6 +32,8 @@ from urllib.parse import unquote, urlsplit
 
 import yaml
 
+from lakehouse.errors import LakehouseError
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_FILE = PROJECT_ROOT / "conf" / "lakehouse.yaml"
 ENV_PREFIX = "LAKEHOUSE_"
@@ -56,7 +58,7 @@ THRIFT_AUTH_MODES = ("auto", "none", "password")
 USER_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 
 
-class ConfigError(ValueError):
+class ConfigError(LakehouseError, ValueError):
     """A configuration value is missing or invalid; the message names the key and its origin."""
 
 

@@ -7,6 +7,10 @@ not fit, a source that refused a connection, a Python error in a worker). :func:
 walks the chain of causes (PySpark's captured ones, then the JVM's) to the
 deepest one and keeps its first line, or the error line of a Python worker's traceback.
 
+Every exception the project raises on purpose derives from :class:`LakehouseError`: its
+message is already the one line a person reads (it names the source, table, record or
+setting), so the CLI prints it as ``lakehouse <command>: error: <message>`` and nothing more.
+
 No Spark import: this module is a leaf that every step can use.
 """
 
@@ -15,8 +19,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 MAX_CHARS = 500
+
+
+class LakehouseError(Exception):
+    """A failure the project explains in one line (subclasses say which kind)."""
+
+
 # Lines of a Python worker's traceback that are not the error itself.
 _TRACEBACK_NOISE = ("Traceback", "File ", "  ", "^")
+# Where pymongo's messages go on with the whole server reply or topology description.
+DRIVER_DETAIL = (", full error:", " (configured timeouts", ", Timeout:")
 
 
 def _java_root(exc: BaseException) -> str | None:
@@ -61,10 +73,16 @@ def _python_worker_error(text: str) -> str | None:
     return message if "." in name and message else candidates[-1]
 
 
-def _first_line(text: str) -> str:
-    for marker in ("\n", "\tat "):
+def first_line(error: BaseException | str, cut: tuple[str, ...] = ()) -> str:
+    """The first line of an error's message, cut before the detail a driver appends
+    (:data:`DRIVER_DETAIL`) and any of ``cut``; an exception without a message gives its class name."""
+    text = str(error).strip()
+    for marker in ("\n", *DRIVER_DETAIL, *cut):
         text = text.split(marker)[0]
-    return text.strip()
+    text = text.strip()
+    if not text and isinstance(error, BaseException):
+        return type(error).__name__
+    return text
 
 
 def _where(exc: BaseException) -> str:
@@ -92,7 +110,7 @@ def one_line(exc: BaseException, secrets: Iterable[str | None] = ()) -> str:
     names one), at most MAX_CHARS, secrets replaced by ***."""
     root = _captured_root(exc)
     text = _java_root(root) or str(root)
-    text = (_python_worker_error(text) or _first_line(text) or type(root).__name__) + _where(root)
+    text = (_python_worker_error(text) or first_line(text, cut=("\tat ",)) or type(root).__name__) + _where(root)
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from lakehouse.errors import LakehouseError
+
 STOP_GRACE_SECONDS = 30
 
 
@@ -30,7 +32,7 @@ class Finished:
     timed_out: bool = False
 
 
-class CommandTimeout(RuntimeError):
+class CommandTimeout(LakehouseError):
     """A child command ran past its deadline and was stopped; the message names it."""
 
 

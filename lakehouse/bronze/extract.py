@@ -43,6 +43,7 @@ from lakehouse.audit import StepRecord, ensure_ops_tables, new_run_id, record_st
 from lakehouse.bronze import fingerprints, readers, transform, watermarks, writer
 from lakehouse.bronze.contracts import MONGODB, POSTGRES, UPDATED_AT, Contract, contracts_for
 from lakehouse.config import Config, load_config
+from lakehouse.errors import LakehouseError
 
 log = logging.getLogger(__name__)
 STEP = "extract"
@@ -65,7 +66,7 @@ def crash_point(point: str, table: str | None = None) -> None:
         os.killpg(os.getpgrp(), signal.SIGKILL)
 
 
-class ReconciliationError(RuntimeError):
+class ReconciliationError(LakehouseError):
     """Rows read from a source do not equal rows merged plus rows quarantined."""
 
 

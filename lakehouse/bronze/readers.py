@@ -24,9 +24,11 @@ from typing import Any, TypeVar
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
+from lakehouse import errors
 from lakehouse.bronze.contracts import UPDATED_AT, Contract
 from lakehouse.bronze.transform import DOCUMENT
 from lakehouse.config import Config
+from lakehouse.errors import LakehouseError
 
 log = logging.getLogger(__name__)
 POSTGRES_SCHEMA = "public"
@@ -39,20 +41,12 @@ CONNECT_TIMEOUT_SECONDS = 10
 R = TypeVar("R")
 
 
-class SourceError(RuntimeError):
+class SourceError(LakehouseError):
     """A source is reachable but does not hold what the contract expects."""
 
 
-class SourceUnavailable(RuntimeError):
+class SourceUnavailable(LakehouseError):
     """A source could not be reached after the configured retries (one line, no password)."""
-
-
-def _short_reason(exc: BaseException) -> str:
-    """The useful head of a driver's error (pymongo appends its whole topology description)."""
-    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    for tail in (" (configured timeouts", ", Timeout:"):
-        text = text.split(tail)[0]
-    return text
 
 
 def with_retries(config: Config, what: str, attempt: Callable[[], R]) -> R:
@@ -66,7 +60,7 @@ def with_retries(config: Config, what: str, attempt: Callable[[], R]) -> R:
         try:
             return attempt()
         except transient as exc:
-            reason = _short_reason(exc)
+            reason = errors.first_line(exc)
             if number == tries:
                 raise SourceUnavailable(f"{what} is unreachable after {tries} attempts: {reason}") from None
             delay = config.bronze.retry_backoff_seconds * 2 ** (number - 1)

@@ -40,6 +40,7 @@ from typing import Any
 
 from lakehouse.audit import AUTO_COMPACT, OPS_SCHEMA
 from lakehouse.config import PROJECT_ROOT, Config
+from lakehouse.errors import LakehouseError
 from lakehouse.serving.sql_client import QueryError, newest_version, newest_version_sql, run_queries, sql_literal
 
 # Appended by dbt/macros/generate_schema_name.sql to silver and gold (the var build_schema_suffix).
@@ -71,7 +72,7 @@ DATA_NEUTRAL_OPERATIONS = frozenset(
 )
 
 
-class PublishError(RuntimeError):
+class PublishError(LakehouseError):
     """The build passed but could not be published (the server refused a statement)."""
 
 

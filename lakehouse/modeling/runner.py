@@ -36,6 +36,7 @@ from typing import Any, TextIO
 
 from lakehouse import processes, profiling
 from lakehouse.config import PROJECT_ROOT, Config
+from lakehouse.errors import LakehouseError
 from lakehouse.modeling import publish
 from lakehouse.serving.sql_client import QueryError
 
@@ -67,7 +68,7 @@ EXIT_REFUSED = 3  # bronze holds rows no passed quality gate covers: dbt did not
 BRONZE_VERSIONS_VAR = "bronze_versions"
 
 
-class TransformError(RuntimeError):
+class TransformError(LakehouseError):
     """dbt could not be started at all (not installed, project missing)."""
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
 from lakehouse.config import Config
+from lakehouse.errors import LakehouseError
 
 if TYPE_CHECKING:
     from lakehouse.serving.sql_client import QueryResult
@@ -16,11 +17,11 @@ if TYPE_CHECKING:
 STEPS = ("up", "sources", "extract", "validate", "transform", "maintain", "summary")
 
 
-class PipelineError(RuntimeError):
+class PipelineError(LakehouseError):
     """A step failed for a reason that retrying will not fix."""
 
 
-class TransientError(RuntimeError):
+class TransientError(LakehouseError):
     """A step failed because something was not reachable yet; worth retrying."""
 
 

@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from lakehouse.config import Config
+from lakehouse.errors import LakehouseError
 
 LOCK_POLL_SECONDS = 2.0
 # pg_try_advisory_lock(int, int): the lakehouse's writer lock (pg_locks: classid, objid).
@@ -36,7 +37,7 @@ ADVISORY_KEY = (0x4C4B, 1)
 APPLICATION_NAME_CHARS = 63  # PostgreSQL truncates application_name to NAMEDATALEN - 1
 
 
-class LockedError(RuntimeError):
+class LockedError(LakehouseError):
     """Another writer holds the lock."""
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import TextIO
 
+from lakehouse import errors
 from lakehouse.audit import new_run_id
 from lakehouse.config import Config
 from lakehouse.pipeline.context import STEPS, Context, Options, PipelineError, StepResult, TransientError
@@ -105,7 +106,7 @@ def _run(ctx: Context, steps: list[str], locks: contextlib.ExitStack) -> int:
             run_step(ctx, result)
         except Exception as exc:
             result.status = "failed"
-            result.detail = (str(exc).splitlines() or [type(exc).__name__])[0]
+            result.detail = errors.first_line(exc)
             ctx.event("error", result.name, f"lakehouse pipeline: {result.name} failed: {result.detail}")
             status = "failed"
             break

@@ -28,6 +28,7 @@ from lakehouse.audit import RUNS_TABLE
 from lakehouse.bronze import transform
 from lakehouse.bronze.contracts import BATCH_ID, CONTRACTS, INGESTED_AT, QUARANTINE_TABLE
 from lakehouse.bronze.watermarks import epoch_micros
+from lakehouse.errors import LakehouseError
 from lakehouse.quality.verdicts import OPERATOR_REASON_PREFIX, PASSED, VERDICTS_TABLE
 
 EXTRACT_STEP = "extract"
@@ -37,7 +38,7 @@ FROM_RUNS = "ops.pipeline_runs"
 FROM_BRONZE = "bronze"
 
 
-class GateError(RuntimeError):
+class GateError(LakehouseError):
     """The gate cannot run (no bronze table, unknown batch or table); one readable line."""
 
 

@@ -29,13 +29,14 @@ from dataclasses import dataclass
 from lakehouse.audit import StepRecord, new_run_id, record_over_thrift
 from lakehouse.bronze.contracts import CONTRACTS, OPERATOR_BATCH_PREFIX, QUARANTINE_TABLE, RECORD_JSON_OPTIONS
 from lakehouse.config import Config
+from lakehouse.errors import LakehouseError
 from lakehouse.quality.verdicts import OPERATOR_REASON_PREFIX, PASSED, VERDICTS_TABLE
 from lakehouse.serving.sql_client import run_queries, run_query, sql_literal
 
 STEP = "quarantine"
 
 
-class QuarantineError(ValueError):
+class QuarantineError(LakehouseError, ValueError):
     """The command cannot do what was asked (unknown table, no reason, no matching row)."""
 
 

@@ -16,12 +16,14 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from lakehouse.errors import LakehouseError
+
 log = logging.getLogger(__name__)
 DOWNLOAD_TIMEOUT_SECONDS = 60
 CHUNK_BYTES = 1 << 20
 
 
-class JarResolutionError(RuntimeError):
+class JarResolutionError(LakehouseError):
     """A jar could not be downloaded or verified; the message names the coordinate."""
 
 

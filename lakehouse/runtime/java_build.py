@@ -17,13 +17,14 @@ import zipfile
 from pathlib import Path
 
 from lakehouse.config import PROJECT_ROOT, Config
+from lakehouse.errors import LakehouseError
 
 TOOLS_DIR = PROJECT_ROOT / "tools"
 JAVA_RELEASE = "17"
 BUILD_TIMEOUT_SECONDS = 300
 
 
-class JavaBuildError(RuntimeError):
+class JavaBuildError(LakehouseError):
     """A Java module could not be built; one readable line."""
 
 

@@ -12,12 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from lakehouse.errors import LakehouseError
+
 POLL_SECONDS = 0.5
 STOP_TIMEOUT_SECONDS = 30
 CONNECT_TIMEOUT_SECONDS = 1.0
 
 
-class ServiceError(RuntimeError):
+class ServiceError(LakehouseError):
     """A service could not be started, reached or stopped; the message is one readable line."""
 
 

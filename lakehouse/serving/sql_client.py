@@ -27,6 +27,7 @@ from decimal import Decimal
 from typing import Any
 
 from lakehouse.config import Config
+from lakehouse.errors import LakehouseError
 
 USER_ENV = "LAKEHOUSE_THRIFT_USER"
 # What a refused SASL login looks like from PyHive (thrift_sasl's TTransportException).
@@ -42,7 +43,7 @@ for _name in ("thrift.transport.TSocket", "thrift.transport.TSSLSocket"):
     logging.getLogger(_name).setLevel(logging.CRITICAL)
 
 
-class QueryError(RuntimeError):
+class QueryError(LakehouseError):
     """The query failed or the server could not be reached; one readable line."""
 
 

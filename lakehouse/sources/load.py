@@ -70,7 +70,9 @@ from psycopg2 import sql
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, PyMongoError
 
+from lakehouse import errors
 from lakehouse.config import Config
+from lakehouse.errors import LakehouseError
 from lakehouse.services import mongodb, postgres
 from lakehouse.services.process import ServiceError
 from lakehouse.sources.generate import (
@@ -105,7 +107,7 @@ MONGO_DATE_FIELDS = ("added_at", "updated_at")
 UTC_CODEC = CodecOptions(tz_aware=True, tzinfo=UTC)
 
 
-class SourceLoadError(ValueError):
+class SourceLoadError(LakehouseError, ValueError):
     """Bad input or a refused load; the message names the file, table or record."""
 
 
@@ -272,7 +274,7 @@ def load_sources_timed(
     except psycopg2.Error as exc:
         raise ServiceError(f"postgres: {config.postgres.display()}: {_pg_message(exc)}") from None
     except PyMongoError as exc:
-        raise ServiceError(f"mongodb: {config.mongodb.display()}: {_mongo_message(exc)}") from None
+        raise ServiceError(f"mongodb: {config.mongodb.display()}: {errors.first_line(exc)}") from None
     finally:
         conn.close()
     return counts, results
@@ -302,7 +304,7 @@ def sources_empty(config: Config) -> bool:
         with mongo_database(config) as database:
             return database[CONTENT_COLLECTION].count_documents({}, limit=1) == 0
     except PyMongoError as exc:
-        raise ServiceError(f"mongodb: {config.mongodb.display()}: {_mongo_message(exc)}") from None
+        raise ServiceError(f"mongodb: {config.mongodb.display()}: {errors.first_line(exc)}") from None
 
 
 # --------------------------------------------------------------------------- input checks
@@ -691,12 +693,6 @@ def _load_content(database: Database, entry: _FileEntry, progress: Progress) -> 
     seconds = time.perf_counter() - started
     progress(f"{entry.path.name}: {rows:,} documents -> {target} in {seconds:.1f} s ({_rate(rows, seconds)} docs/s)")
     return LoadResult(target, entry.path.name, rows, seconds, skipped=False)
-
-
-def _mongo_message(exc: PyMongoError) -> str:
-    """The first line of a driver error."""
-    text = str(exc).strip().split(", full error:")[0]
-    return text.splitlines()[0] if text else exc.__class__.__name__
 
 
 __all__ = [

@@ -61,6 +61,7 @@ from pymongo import UpdateOne
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
+from lakehouse import errors
 from lakehouse.config import Config
 from lakehouse.services import postgres
 from lakehouse.services.process import ServiceError
@@ -210,10 +211,13 @@ def simulate(config: Config, days: int, *, seed: int = 7, progress: Callable[[st
             counts = _run(conn, database, rng, state, window, seed, progress)
             conn.commit()
     except psycopg2.Error as exc:
-        raise ServiceError(f"postgres: {config.postgres.display()}: simulate failed: {_first_line(exc)}") from None
+        raise ServiceError(
+            f"postgres: {config.postgres.display()}: simulate failed: {errors.first_line(exc)}"
+        ) from None
     except PyMongoError as exc:
         raise ServiceError(
-            f"mongodb: {config.mongodb.display()}: simulate failed, PostgreSQL changes rolled back: {_first_line(exc)}"
+            f"mongodb: {config.mongodb.display()}: simulate failed, PostgreSQL changes rolled back: "
+            f"{errors.first_line(exc)}"
         ) from None
     finally:
         conn.close()
@@ -1225,12 +1229,6 @@ def _ts(seconds: int) -> datetime:
 def _iso(seconds: int) -> str:
     """Epoch seconds as ``YYYY-MM-DDTHH:MM:SSZ``, the sources' text timestamp format."""
     return _ts(seconds).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _first_line(exc: Exception) -> str:
-    """The first line of an error message, without driver detail dumps."""
-    text = str(exc).strip().split(", full error:")[0]
-    return text.splitlines()[0] if text else exc.__class__.__name__
 
 
 __all__ = ["MAX_DAYS", "simulate"]

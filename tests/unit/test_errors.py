@@ -53,3 +53,31 @@ def test_passwords_are_scrubbed_and_long_messages_cut() -> None:
             raise RuntimeError("mongodb source is unreachable after 2 attempts") from exc
     except RuntimeError as wrapped:
         assert one_line(wrapped) == "mongodb source is unreachable after 2 attempts"
+
+
+def test_every_exception_of_the_project_derives_from_one_base() -> None:
+    import importlib
+    import inspect
+    import pkgutil
+
+    import lakehouse
+    from lakehouse.errors import LakehouseError
+
+    own = {}
+    for module in pkgutil.walk_packages(lakehouse.__path__, "lakehouse."):
+        loaded = importlib.import_module(module.name)
+        for name, value in vars(loaded).items():
+            if inspect.isclass(value) and issubclass(value, BaseException) and value.__module__ == module.name:
+                own[f"{module.name}.{name}"] = value
+    assert len(own) >= 15, own
+    assert [name for name, cls in own.items() if not issubclass(cls, LakehouseError)] == []
+
+
+def test_the_first_line_of_a_driver_error_leaves_its_detail_out() -> None:
+    from lakehouse.errors import first_line
+
+    pymongo = "localhost:1: [Errno 111] Connection refused (configured timeouts: socketTimeoutMS: 20000.0ms)"
+    assert first_line(OSError(pymongo)) == "localhost:1: [Errno 111] Connection refused"
+    assert first_line(ValueError("E11000 duplicate key, full error: {'index': 0}")) == "E11000 duplicate key"
+    assert first_line(RuntimeError("first\nsecond")) == "first"
+    assert first_line(KeyError()) == "KeyError"
