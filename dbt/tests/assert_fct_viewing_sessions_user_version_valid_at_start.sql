@@ -30,8 +30,7 @@ violations as (
     inner join users
         on sessions.user_sk = users.user_sk
     where sessions.user_id != users.user_id
-        or sessions.started_at < users.valid_from
-        or sessions.started_at >= users.valid_to
+        or not ({{ version_valid_at('users', 'sessions.started_at') }})
 
 )
 

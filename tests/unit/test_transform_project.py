@@ -65,6 +65,22 @@ def test_every_model_has_a_description_with_its_grain_and_documented_columns(man
             assert column["description"].strip(), f"{model['name']}.{column['name']}: no description"
 
 
+def test_the_grain_is_stated_once_in_the_yml_not_in_the_sql() -> None:
+    stated = [p.name for p in (DBT_PROJECT_DIR / "models").rglob("*.sql") if "grain:" in p.read_text().lower()]
+    assert stated == []
+
+
+def test_the_orphan_check_and_the_as_of_join_are_macros() -> None:
+    """Written once in dbt/macros/validation.sql, used by every model that needs them."""
+    models = DBT_PROJECT_DIR / "models"
+    for name in ("int_ratings_validated", "int_viewing_sessions_validated"):
+        sql = next(models.rglob(f"{name}.sql")).read_text()
+        assert "flag_orphans(" in sql and "'orphan_" not in sql, name
+    for name in ("fct_ratings", "fct_viewing_sessions"):
+        sql = next(models.rglob(f"{name}.sql")).read_text()
+        assert "version_valid_at(" in sql and ">= users.valid_from" not in sql, name
+
+
 def test_every_model_has_a_tested_key(manifest: dict[str, Any]) -> None:
     for model in _models(manifest):
         names = {t["test_metadata"]["name"] for t in _tests_on(manifest, model["unique_id"]) if t.get("test_metadata")}

@@ -1,5 +1,5 @@
--- Grain: one row per episode of a series: (content_id, season_number, episode_number).
--- Flattens the nested seasons[].episodes[] arrays of the content documents. Movies have no rows.
+-- Flattens the nested seasons[].episodes[] arrays of the content documents. Movies have no
+-- rows.
 
 with
 

@@ -1,6 +1,5 @@
--- Grain: one row per (content_id, genre_name): the genres of a title, in the document's order.
--- A title without genres gets one row with genre 'Unknown', so every title is in the bridge
--- and the weighting factors of a title always sum to 1.
+-- A title without genres gets one row with genre 'Unknown', so every title is in the bridge and
+-- the weighting factors of a title always sum to 1.
 
 with
 

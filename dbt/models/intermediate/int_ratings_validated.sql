@@ -1,6 +1,5 @@
--- Grain: one row per rating (user_id, content_id), every rating in bronze, valid or not.
--- Adds the foreign-key checks (defects orphan_user_id, orphan_content_id) to the staging
--- checks (rating outside 1..5). Only valid ratings reach fct_ratings.
+-- Adds the foreign-key checks (defects orphan_user_id, orphan_content_id) to the staging checks
+-- (rating outside 1..5). Only valid ratings reach fct_ratings.
 
 with
 
@@ -24,21 +23,7 @@ content as (
 
 checked as (
 
-    select
-        ratings.*,
-        coalesce(
-            ratings.dq_issue,
-            case
-                when users.user_id is null then 'orphan_user_id'
-                when content.content_id is null then 'orphan_content_id'
-            end
-        ) as checked_dq_issue
-
-    from ratings
-    left join users
-        on ratings.user_id = users.user_id
-    left join content
-        on ratings.content_id = content.content_id
+    {{ flag_orphans('ratings', [['user_id', 'users'], ['content_id', 'content']]) }}
 
 ),
 

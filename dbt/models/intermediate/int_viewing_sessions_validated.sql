@@ -1,8 +1,7 @@
--- Grain: one row per viewing session (session_id), every session in bronze, valid or not.
--- Adds the foreign-key checks staging cannot do: a session whose user_id or content_id is in
--- no bronze table (defects orphan_user_id, orphan_content_id, or a title that went to
--- quarantine) is flagged. is_valid = no dq_issue; only valid sessions reach
--- fct_viewing_sessions. The rejected rows stay queryable here, with their reason.
+-- Adds the foreign-key checks staging cannot do: a session whose user_id or content_id is in no
+-- bronze table (defects orphan_user_id, orphan_content_id, or a title that went to quarantine)
+-- is flagged. is_valid = no dq_issue; only valid sessions reach fct_viewing_sessions. The
+-- rejected rows stay queryable here, with their reason.
 
 with
 
@@ -26,21 +25,7 @@ content as (
 
 checked as (
 
-    select
-        sessions.*,
-        coalesce(
-            sessions.dq_issue,
-            case
-                when users.user_id is null then 'orphan_user_id'
-                when content.content_id is null then 'orphan_content_id'
-            end
-        ) as checked_dq_issue
-
-    from sessions
-    left join users
-        on sessions.user_id = users.user_id
-    left join content
-        on sessions.content_id = content.content_id
+    {{ flag_orphans('sessions', [['user_id', 'users'], ['content_id', 'content']]) }}
 
 ),
 

@@ -1,10 +1,9 @@
 -- Question: which titles are watched by the same people ("viewers also watched")?
--- Grain: one row per unordered pair of titles (content_id_a < content_id_b) that at least var
--- co_watched_min_support distinct users have both watched (any time, any amount) and that is
--- among the var co_watched_top_n strongest partners of at least one of its two titles. Both
--- limits keep the table small: at most top_n rows per title, whatever the catalogue size.
--- confidence_a_to_b is the share of A's viewers who also watched B; lift > 1 means the pair
--- is watched together more often than the titles' popularity alone explains.
+-- Pairs need var co_watched_min_support common viewers and a place among the var
+-- co_watched_top_n strongest partners of one of their titles: at most top_n rows per title,
+-- whatever the catalogue size.
+-- confidence_a_to_b is the share of A's viewers who also watched B; lift > 1 means the pair is
+-- watched together more often than the titles' popularity alone explains.
 
 with
 

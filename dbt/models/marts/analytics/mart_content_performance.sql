@@ -1,11 +1,10 @@
 -- Question: which titles perform: most watched, completed, best and most divisively rated, and
 -- which are watched a lot but rated low?
--- Grain: one row per title (content_id), every title in dim_content (unwatched ones with zero
--- sessions). completion_rate = completed sessions / sessions. Rating statistics count only
--- when a title has at least var min_ratings_for_stats ratings: is_polarised when their
--- standard deviation reaches var polarised_rating_stddev; is_high_engagement_low_rating when
--- the title is in the top var high_engagement_top_share by watch hours and its average rating
--- is below var low_rating_threshold.
+-- completion_rate = completed sessions / sessions. Rating statistics count only when a title
+-- has at least var min_ratings_for_stats ratings: is_polarised when their standard deviation
+-- reaches var polarised_rating_stddev; is_high_engagement_low_rating when the title is in the
+-- top var high_engagement_top_share by watch hours and its average rating is below var
+-- low_rating_threshold.
 
 with
 

@@ -1,9 +1,4 @@
 -- Question: how active is the platform each day, overall and by device type and country?
--- Grain: one row per activity_date and grain level, laid out as grouping sets:
---   grain = 'overall'         device_type = 'all', country_code = 'all'
---   grain = 'device'          one row per device_type,        country_code = 'all'
---   grain = 'country'         device_type = 'all',             one row per country_code
---   grain = 'device_country'  one row per device_type and country_code
 -- Distinct counts (active_users) do not add up across rows: read the level you need instead
 -- of summing a finer one. activity_date is the UTC day the session started; country_code is
 -- where the session was watched.

@@ -1,9 +1,8 @@
 -- Question: which genres does each user segment watch?
--- Grain: one row per (genre_name, subscription_plan, age_band, country_code). The segment is
--- the user's version valid when the session started (plan, country) and the user's age on the
--- session's day. A session of a title with several genres counts for each of them in
--- sessions and unique_viewers; weighted_watch_hours spreads its watch time over the genres
--- with the bridge's weighting factor, so it adds up to the segment's total, and
+-- The segment is the user's version valid when the session started (plan, country) and the
+-- user's age on the session's day. A session of a title with several genres counts for each of
+-- them in sessions and unique_viewers; weighted_watch_hours spreads its watch time over the
+-- genres with the bridge's weighting factor, so it adds up to the segment's total, and
 -- share_of_segment_watch_hours is a genre's part of its segment (sums to 1 per segment).
 
 with

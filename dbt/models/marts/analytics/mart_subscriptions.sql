@@ -1,14 +1,12 @@
 -- Question: how do the plan mix, churn, reactivation and monthly recurring revenue evolve?
--- Grain: one row per (month_start_date, subscription_plan), for every month from the first
--- sign-up to the latest subscription change, and every plan seen (including 'unknown').
 -- Stock measures (subscribers, MRR) are the state at the end of the month, read from the
 -- dim_users version valid at that instant. Flow measures count version changes in the month:
 -- churned = a version whose status turns to churned; reactivated = churned or paused turning
--- active; both under the plan of the new version. For a user's first version the change time
--- is the source's updated_at, which is when the latest change happened (for example a churn
--- before the first extract). History before the first snapshot is otherwise unknown: months
--- before it show every user in their first known state (a user who churned in January counts
--- as churned in December too).
+-- active; both under the plan of the new version. For a user's first version the change time is
+-- the source's updated_at, which is when the latest change happened (for example a churn before
+-- the first extract). History before the first snapshot is otherwise unknown: months before it
+-- show every user in their first known state (a user who churned in January counts as churned
+-- in December too).
 
 with
 

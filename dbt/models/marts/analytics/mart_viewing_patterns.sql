@@ -1,8 +1,7 @@
 -- Question: when do people watch, and on which devices: hour of day by day of week?
--- Grain: one row per (day_of_week_number, started_hour, device_type), plus rollup rows with
--- device_type = 'all' for every day of week and hour. Hours and days are UTC (the platform's
--- reference time zone). avg_sessions_per_day divides by the number of such weekdays in the
--- data, so a Friday 21:00 reads as "sessions in a typical Friday's 21:00 hour".
+-- Hours and days are UTC (the platform's reference time zone). avg_sessions_per_day divides by
+-- the number of such weekdays in the data, so a Friday 21:00 reads as "sessions in a typical
+-- Friday's 21:00 hour".
 
 with
 

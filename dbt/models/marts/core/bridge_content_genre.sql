@@ -1,6 +1,6 @@
--- Grain: one row per (title, genre). Bridges the many-to-many between dim_content and
--- dim_genre. weighting_factor = 1 / number of genres of the title, so that a measure spread
--- over genres with it adds up to the title's total (no double counting).
+-- Bridges the many-to-many between dim_content and dim_genre. weighting_factor = 1 / number of
+-- genres of the title, so that a measure spread over genres with it adds up to the title's
+-- total (no double counting).
 
 with
 

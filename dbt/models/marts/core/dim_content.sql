@@ -1,4 +1,3 @@
--- Grain: one row per title (content_id), its current metadata (type 1: corrections overwrite).
 -- Series carry their season and episode counts from the flattened documents; genres are a
 -- readable list here, and a proper many-to-many through bridge_content_genre.
 

@@ -1,4 +1,3 @@
--- Grain: one row per calendar day from var dim_date_start to var dim_date_end (UTC days).
 -- Weeks start on Monday (ISO 8601).
 
 with

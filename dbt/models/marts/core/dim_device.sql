@@ -1,6 +1,3 @@
--- Grain: one row per device profile (device_type, os_name) seen in the sessions, valid or not,
--- so that every session's device resolves.
-
 with
 
 sessions as (

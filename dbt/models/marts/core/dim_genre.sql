@@ -1,5 +1,3 @@
--- Grain: one row per genre (genre_name), including 'Unknown' for titles without genres.
-
 with
 
 genres as (

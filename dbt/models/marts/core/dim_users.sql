@@ -1,9 +1,7 @@
--- Grain: one row per user version (SCD type 2 on subscription_plan, billing_cycle,
--- subscription_status, country_code), from snap_users. Validity is the half-open interval
--- [valid_from, valid_to): the first version of a user is valid from 1900-01-01 (the source
--- holds no earlier history, so the first state we saw is assumed since sign-up), the current
--- one until 9999-12-31. Descriptive attributes that are not tracked (name, e-mail, city,
--- birth date) are type 1: the current value on every version.
+-- Validity is the half-open interval [valid_from, valid_to): the first version of a user is
+-- valid from 1900-01-01 (the source holds no earlier history, so the first state we saw is
+-- assumed since sign-up), the current one until 9999-12-31. Descriptive attributes that are not
+-- tracked (name, e-mail, city, birth date) are type 1: the current value on every version.
 
 with
 

@@ -1,6 +1,5 @@
--- Grain: one row per valid rating, i.e. per (user_id, content_id): a user's latest rating of a
--- title. Ratings with a dq_issue (outside 1..5, orphans; see int_ratings_validated) are not
--- here. Linked to the dim_users version valid when the rating was given.
+-- Ratings with a dq_issue (outside 1..5, orphans; see int_ratings_validated) are not here.
+-- Linked to the dim_users version valid when the rating was given.
 
 with
 
@@ -40,8 +39,7 @@ final as (
     from ratings
     left join users
         on ratings.user_id = users.user_id
-        and ratings.rated_at >= users.valid_from
-        and ratings.rated_at < users.valid_to
+        and {{ version_valid_at('users', 'ratings.rated_at') }}
     left join content
         on ratings.content_id = content.content_id
 

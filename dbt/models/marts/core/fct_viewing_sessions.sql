@@ -1,16 +1,15 @@
--- Grain: one row per valid viewing session (session_id). Sessions with a dq_issue (see
--- int_viewing_sessions_validated: bad durations, orphans) are not here.
--- Linked to the dim_users version valid when the session started (started_at in
--- [valid_from, valid_to)), to the title, and to the device profile.
--- Incremental, and equal to a full rebuild after every run: a run takes the sessions that may
--- have changed since the last one: those bronze has a newer version of (_ingested_at after the
--- newest here), and every session of a user or title ingested after the newest one the fact
--- has seen (_user_ingested_at, _content_ingested_at): a late-arriving user turns an orphan
--- into a valid session, a new user version can change the version a session links to. The
--- MERGE on session_id updates or inserts the valid ones and deletes the ones no longer valid
--- (merge_delete_column), and rewrites only the session_date partitions those sessions fall
--- into or sit in now (partition_prune_column: a corrected started_at moves a session to
--- another day; macros/incremental.sql).
+-- Sessions with a dq_issue (see int_viewing_sessions_validated: bad durations, orphans) are not
+-- here. Linked to the dim_users version valid when the session started (started_at in
+-- [valid_from, valid_to)), to the title, and to the device profile. Incremental, and equal to a
+-- full rebuild after every run: a run takes the sessions that may have changed since the last
+-- one: those bronze has a newer version of (_ingested_at after the newest here), and every
+-- session of a user or title ingested after the newest one the fact has seen
+-- (_user_ingested_at, _content_ingested_at): a late-arriving user turns an orphan into a valid
+-- session, a new user version can change the version a session links to. The MERGE on
+-- session_id updates or inserts the valid ones and deletes the ones no longer valid
+-- (merge_delete_column), and rewrites only the session_date partitions those sessions fall into
+-- or sit in now (partition_prune_column: a corrected started_at moves a session to another day;
+-- macros/incremental.sql).
 
 {{
     config(
@@ -126,8 +125,7 @@ joined as (
     from sessions
     left join users
         on sessions.user_id = users.user_id
-        and sessions.started_at >= users.valid_from
-        and sessions.started_at < users.valid_to
+        and {{ version_valid_at('users', 'sessions.started_at') }}
     left join content
         on sessions.content_id = content.content_id
     left join episodes

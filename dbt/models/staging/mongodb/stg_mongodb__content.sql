@@ -1,4 +1,3 @@
--- Grain: one row per title (content_id = the Mongo document's _id), the newest version in bronze.
 -- Cleaning: a missing title (defect missing_title) gets a placeholder and a flag; genres are
 -- trimmed and deduplicated; movie runtime is kept for movies only; fields the bronze contract
 -- did not know (schema drift) stay available as JSON. Nested seasons are flattened in

@@ -1,4 +1,3 @@
--- Grain: one row per rating, i.e. per (user_id, content_id): the newest version in bronze.
 -- A rating outside 1..5 (defect rating_out_of_range) is flagged in dq_issue, not dropped.
 -- Incremental: MERGE on (user_id, content_id) of the rows bronze wrote since the last run.
 

@@ -1,4 +1,3 @@
--- Grain: one row per user (user_id), the newest version in bronze.
 -- Cleaning: trimmed and lower-cased codes; an unknown subscription plan (defect unknown_plan:
 -- platinum, family, trial) becomes 'unknown', with the source value kept and a flag.
 

@@ -1,9 +1,8 @@
--- Grain: one row per viewing session (session_id), the newest version in bronze, valid or not.
 -- Incremental: each run MERGEs (on session_id) only the rows bronze wrote since the last run
--- (_ingested_at above the high-water mark), so the cost follows new data, not history.
--- Rows are flagged here, not dropped: dq_issue names the first rule a row breaks (null when
--- the row is clean). Foreign keys are checked in int_viewing_sessions_validated (staging does
--- not join); the facts keep only rows without an issue.
+-- (_ingested_at above the high-water mark), so the cost follows new data, not history. Rows are
+-- flagged here, not dropped: dq_issue names the first rule a row breaks (null when the row is
+-- clean). Foreign keys are checked in int_viewing_sessions_validated (staging does not join);
+-- the facts keep only rows without an issue.
 
 {{
     config(
