@@ -149,6 +149,16 @@ from lakehouse.sources.defects import (
     planned_counts,
     share_for_chunk,
 )
+from lakehouse.sources.schema import (
+    CONTENT_FILE,
+    MANIFEST_FILE,
+    RATINGS_FILE,
+    RATINGS_TABLE,
+    USERS_FILE,
+    USERS_TABLE,
+    VIEWING_SESSIONS_FILE,
+    VIEWING_SESSIONS_TABLE,
+)
 
 # --------------------------------------------------------------------------- scales, files
 
@@ -171,11 +181,6 @@ SCALES: dict[str, ScaleSpec] = {
     "large": ScaleSpec(users=500_000, titles=20_000, sessions=20_000_000, ratings=2_000_000, days=90),
 }
 
-USERS_FILE = "users.csv"
-CONTENT_FILE = "content.jsonl"
-VIEWING_SESSIONS_FILE = "viewing_sessions.csv"
-RATINGS_FILE = "ratings.csv"
-MANIFEST_FILE = "manifest.json"
 PARTIAL_SUFFIX = ".partial"
 
 DEFAULT_SCALE = "tiny"
@@ -200,57 +205,9 @@ DAYS_PER_YEAR = 365.25
 WEEKEND_WEEKDAYS = (5, 6)  # Saturday, Sunday (Monday is 0)
 NEVER = np.iinfo(np.int64).max
 
-USERS_COLUMNS = (
-    "user_id",
-    "email",
-    "first_name",
-    "last_name",
-    "birth_date",
-    "gender",
-    "country",
-    "city",
-    "signup_date",
-    "subscription_plan",
-    "billing_cycle",
-    "monthly_price",
-    "status",
-    "updated_at",
-)
-VIEWING_SESSIONS_COLUMNS = (
-    "session_id",
-    "user_id",
-    "content_id",
-    "episode",
-    "started_at",
-    "ended_at",
-    "watch_seconds",
-    "device_type",
-    "os",
-    "app_version",
-    "streaming_quality",
-    "avg_bitrate_kbps",
-    "buffering_events",
-    "completed",
-    "country",
-    "updated_at",
-)
-RATINGS_COLUMNS = ("user_id", "content_id", "rating", "rated_at", "updated_at")
-CONTENT_FIELDS = (
-    "_id",
-    "title",
-    "type",
-    "genres",
-    "release_year",
-    "duration_minutes",
-    "seasons",
-    "cast",
-    "director",
-    "language",
-    "country",
-    "maturity_rating",
-    "added_at",
-    "updated_at",
-)
+USERS_COLUMNS = USERS_TABLE.column_names
+VIEWING_SESSIONS_COLUMNS = VIEWING_SESSIONS_TABLE.column_names
+RATINGS_COLUMNS = RATINGS_TABLE.column_names
 
 PRICE_TYPE = pa.decimal128(6, 2)
 

@@ -75,23 +75,19 @@ from lakehouse.config import Config
 from lakehouse.errors import LakehouseError
 from lakehouse.services import mongodb, postgres
 from lakehouse.services.process import ServiceError
-from lakehouse.sources.generate import (
+from lakehouse.sources.schema import (
+    CONTENT_COLLECTION,
     CONTENT_FILE,
     MANIFEST_FILE,
-    RATINGS_COLUMNS,
-    RATINGS_FILE,
-    USERS_COLUMNS,
-    USERS_FILE,
-    VIEWING_SESSIONS_COLUMNS,
-    VIEWING_SESSIONS_FILE,
+    SCHEMA,
+    TABLES,
+    TableSpec,
 )
 
 Progress = Callable[[str], None]
 
-SCHEMA = "public"
 LOAD_LOG_TABLE = "load_log"
 SIM_CLOCK_TABLE = "sim_clock"  # written by lakehouse.sources.simulate; dropped by replace
-CONTENT_COLLECTION = "content"
 CONTENT_STAGING_COLLECTION = "content__loading"
 MONGO_LOAD_LOG_COLLECTION = "_load_log"
 CONTENT_LOG_ID = "content"
@@ -110,93 +106,6 @@ UTC_CODEC = CodecOptions(tz_aware=True, tzinfo=UTC)
 class SourceLoadError(LakehouseError, ValueError):
     """Bad input or a refused load; the message names the file, table or record."""
 
-
-@dataclass(frozen=True)
-class TableSpec:
-    """One PostgreSQL source table: its file, typed columns and indexed columns."""
-
-    name: str
-    file: str
-    columns: tuple[tuple[str, str], ...]
-    key: tuple[str, ...]
-
-    @property
-    def column_names(self) -> tuple[str, ...]:
-        """Column names in DDL order."""
-        return tuple(name for name, _ in self.columns)
-
-    @property
-    def qualified(self) -> str:
-        """``public.<name>`` for messages."""
-        return f"{SCHEMA}.{self.name}"
-
-
-USERS_TABLE = TableSpec(
-    name="users",
-    file=USERS_FILE,
-    columns=(
-        ("user_id", "bigint"),
-        ("email", "text"),
-        ("first_name", "text"),
-        ("last_name", "text"),
-        ("birth_date", "text"),  # free text in the legacy app: malformed values exist
-        ("gender", "text"),
-        ("country", "text"),
-        ("city", "text"),
-        ("signup_date", "date"),
-        ("subscription_plan", "text"),
-        ("billing_cycle", "text"),
-        ("monthly_price", "numeric(10,2)"),
-        ("status", "text"),
-        ("updated_at", "timestamptz not null"),
-    ),
-    key=("user_id",),
-)
-VIEWING_SESSIONS_TABLE = TableSpec(
-    name="viewing_sessions",
-    file=VIEWING_SESSIONS_FILE,
-    columns=(
-        ("session_id", "bigint"),
-        ("user_id", "bigint"),
-        ("content_id", "text"),
-        ("episode", "text"),
-        ("started_at", "text"),  # device-reported ISO-8601 strings: unparseable ones exist
-        ("ended_at", "text"),
-        ("watch_seconds", "integer"),
-        ("device_type", "text"),
-        ("os", "text"),
-        ("app_version", "text"),
-        ("streaming_quality", "text"),
-        ("avg_bitrate_kbps", "integer"),
-        ("buffering_events", "integer"),
-        ("completed", "boolean"),
-        ("country", "text"),
-        ("updated_at", "timestamptz not null"),
-    ),
-    key=("session_id",),
-)
-RATINGS_TABLE = TableSpec(
-    name="ratings",
-    file=RATINGS_FILE,
-    columns=(
-        ("user_id", "bigint"),
-        ("content_id", "text"),
-        ("rating", "smallint"),
-        ("rated_at", "timestamptz"),
-        ("updated_at", "timestamptz not null"),
-    ),
-    key=("user_id", "content_id"),
-)
-TABLES: tuple[TableSpec, ...] = (USERS_TABLE, VIEWING_SESSIONS_TABLE, RATINGS_TABLE)
-
-# The DDL follows the generator's column lists; a drift between the two is a programming error.
-for _spec, _columns in (
-    (USERS_TABLE, USERS_COLUMNS),
-    (VIEWING_SESSIONS_TABLE, VIEWING_SESSIONS_COLUMNS),
-    (RATINGS_TABLE, RATINGS_COLUMNS),
-):
-    if _spec.column_names != tuple(_columns):  # pragma: no cover - import-time guard
-        raise ImportError(f"{_spec.qualified}: DDL columns differ from the generator's {_spec.file} columns")
 
 LOAD_LOG_DDL = """
 create table if not exists {schema}.{table} (
@@ -696,10 +605,8 @@ def _load_content(database: Database, entry: _FileEntry, progress: Progress) -> 
 
 
 __all__ = [
-    "TABLES",
     "LoadResult",
     "SourceLoadError",
-    "TableSpec",
     "load_sources",
     "load_sources_timed",
     "mongo_database",

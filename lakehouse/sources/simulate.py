@@ -135,16 +135,14 @@ from lakehouse.sources.generate import (
     _year,
 )
 from lakehouse.sources.load import (
-    CONTENT_COLLECTION,
-    SCHEMA,
     SIM_CLOCK_TABLE,
-    TABLES,
     SourceLoadError,
     mongo_database,
     parse_timestamp,
     sources_lock,
     to_mongo_document,
 )
+from lakehouse.sources.schema import CONTENT_COLLECTION, SCHEMA, TABLES
 
 Progress = Callable[[str], None]
 

@@ -23,7 +23,6 @@ from lakehouse.config import Config
 from lakehouse.services import postgres
 from lakehouse.sources.generate import MONTHLY_PRICE_USD, generate
 from lakehouse.sources.load import (
-    TABLES,
     SourceLoadError,
     drop_mongo_sources,
     drop_postgres_sources,
@@ -31,6 +30,7 @@ from lakehouse.sources.load import (
     mongo_database,
     sources_empty,
 )
+from lakehouse.sources.schema import TABLES
 from lakehouse.sources.simulate import simulate
 
 pytestmark = pytest.mark.integration
