@@ -52,9 +52,10 @@ test: setup ## the whole suite: unit first (stops there on a failure), then inte
 test-unit: setup ## only the tests that need no live service (plain local Spark, no network)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
-lint: setup ## ruff check and format check
-	$(BIN)/ruff check lakehouse jobs tests docker
-	$(BIN)/ruff format --check lakehouse jobs tests docker
+lint: setup ## ruff check and format check; sqlfluff on the dbt project (dbt/.sqlfluff)
+	$(BIN)/ruff check lakehouse jobs tests docker expectations
+	$(BIN)/ruff format --check lakehouse jobs tests docker expectations
+	cd dbt && ../$(BIN)/sqlfluff lint models tests snapshots analyses
 
 lint-deploy: setup ## hadolint the Dockerfile, shellcheck the entry point, validate docker-compose.yml
 	$(BIN)/hadolint Dockerfile

@@ -41,4 +41,4 @@ final as (
 )
 
 select * from final
-order by month_start_date, plan_changes desc
+order by month_start_date asc, plan_changes desc

@@ -13,11 +13,11 @@ seasons as (
 
     select
         content.content_id,
-        season.season.season_number as season_number,
-        season.season.episodes as episodes
+        season.season.season_number,
+        season.season.episodes
 
     from content
-    {{ unnest_with_position('content.seasons', 'season', 'season_position', 'season') }}
+        {{ unnest_with_position('content.seasons', 'season', 'season_position', 'season') }}
 
 ),
 
@@ -26,12 +26,12 @@ episodes as (
     select
         seasons.content_id,
         seasons.season_number,
-        episode.episode.episode_number as episode_number,
+        episode.episode.episode_number,
         nullif(trim(episode.episode.title), '') as episode_title,
-        episode.episode.duration_minutes as duration_minutes
+        episode.episode.duration_minutes
 
     from seasons
-    {{ unnest_with_position('seasons.episodes', 'episode', 'episode_position', 'episode') }}
+        {{ unnest_with_position('seasons.episodes', 'episode', 'episode_position', 'episode') }}
 
 ),
 

@@ -17,7 +17,7 @@ unnested as (
         genre.genre_name
 
     from content
-    {{ unnest_with_position('content.genres', 'genre', 'genre_position', 'genre_name', outer=true) }}
+        {{ unnest_with_position('content.genres', 'genre', 'genre_position', 'genre_name', outer=true) }}
 
 ),
 

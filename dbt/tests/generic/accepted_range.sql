@@ -17,9 +17,14 @@ errors as (
 
     select value
     from validation
-    where false
-        {%- if min_value is not none %} or value < {{ min_value }}{% endif %}
-        {%- if max_value is not none %} or value > {{ max_value }}{% endif %}
+    where
+        false
+        {% if min_value is not none %}
+            or value < {{ min_value }}
+        {% endif %}
+        {% if max_value is not none %}
+            or value > {{ max_value }}
+        {% endif %}
 
 )
 

@@ -92,7 +92,7 @@ ranked_partners as (
         partner_content_id,
         row_number() over (
             partition by content_id
-            order by support_users desc, partner_content_id
+            order by support_users desc, partner_content_id asc
         ) as partner_rank
 
     from partners

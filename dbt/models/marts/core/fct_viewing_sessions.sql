@@ -41,15 +41,20 @@ sessions as (
 
     select * from {{ ref('int_viewing_sessions_validated') }}
     {% if is_incremental() %}
-    where _ingested_at > {{ high_water }}
-        or user_id in (
-            select user_id from {{ ref('stg_postgres__users') }} where _ingested_at > {{ users_high_water }}
-        )
-        or content_id in (
-            select content_id from {{ ref('stg_mongodb__content') }} where _ingested_at > {{ content_high_water }}
-        )
+        where
+            _ingested_at > {{ high_water }}
+            or user_id in (
+                select changed_users.user_id
+                from {{ ref('stg_postgres__users') }} as changed_users
+                where changed_users._ingested_at > {{ users_high_water }}
+            )
+            or content_id in (
+                select changed_content.content_id
+                from {{ ref('stg_mongodb__content') }} as changed_content
+                where changed_content._ingested_at > {{ content_high_water }}
+            )
     {% else %}
-    where is_valid
+        where is_valid
     {% endif %}
 
 ),
@@ -81,13 +86,19 @@ devices as (
 -- When each user and title was last ingested: the next run's high-water marks for them.
 user_rows as (
 
-    select user_id, _ingested_at from {{ ref('stg_postgres__users') }}
+    select
+        user_id,
+        _ingested_at
+    from {{ ref('stg_postgres__users') }}
 
 ),
 
 content_rows as (
 
-    select content_id, _ingested_at from {{ ref('stg_mongodb__content') }}
+    select
+        content_id,
+        _ingested_at
+    from {{ ref('stg_mongodb__content') }}
 
 ),
 
@@ -142,6 +153,8 @@ joined as (
 
 ),
 
+-- The column only an incremental run selects cannot be laid out as LT02 wants.
+-- noqa: disable=LT02
 final as (
 
     select
@@ -180,4 +193,5 @@ final as (
 
 )
 
+-- noqa: enable=LT02
 select * from final

@@ -16,7 +16,7 @@ source as (
 
     select * from {{ validated_version(source('postgres', 'ratings')) }}
     {% if is_incremental() %}
-    where _ingested_at > {{ incremental_high_water_mark('_ingested_at') }}
+        where _ingested_at > {{ incremental_high_water_mark('_ingested_at') }}
     {% endif %}
 
 ),

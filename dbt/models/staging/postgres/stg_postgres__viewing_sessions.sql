@@ -19,7 +19,7 @@ source as (
 
     select * from {{ validated_version(source('postgres', 'viewing_sessions')) }}
     {% if is_incremental() %}
-    where _ingested_at > {{ incremental_high_water_mark('_ingested_at') }}
+        where _ingested_at > {{ incremental_high_water_mark('_ingested_at') }}
     {% endif %}
 
 ),
