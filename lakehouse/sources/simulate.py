@@ -65,75 +65,40 @@ from lakehouse import errors
 from lakehouse.config import Config
 from lakehouse.services import postgres
 from lakehouse.services.process import ServiceError
-from lakehouse.sources.generate import (
-    ABANDONED_RATING_SHIFT,
-    APP_VERSION_LAG_WEIGHTS,
-    BILLING_CYCLES,
-    BITRATE_SD_FRACTION,
-    COMPLETE_FRACTION_RANGE,
-    COMPLETE_WATCH_SHARE,
-    COMPLETED_RATING_SHIFT,
-    COMPLETION_RATIO,
+from lakehouse.sources.catalogue import (
     CONTENT_COUNTRIES,
-    COUNTRIES,
-    CSV_WRITE_OPTIONS,
-    DAYS_PER_WEEK,
-    DEVICES,
-    EPISODE_POSITION_SKEW,
     FAMILY_GENRES,
     GENRES,
-    HANDHELD_BUFFERING_FACTOR,
-    HOME_DEVICE_SHARE,
-    HOUR_WEIGHTS_WEEKDAY,
-    HOUR_WEIGHTS_WEEKEND,
-    HOURS_PER_DAY,
-    INGEST_DELAY_MAX_SECONDS,
     MAX_GENRES,
     METADATA_CORRECTION_SHARE,
-    MIN_WATCH_SECONDS,
-    MONTHLY_PRICE_USD,
     MOVIE,
     MOVIE_MINUTES_MEAN,
     MOVIE_MINUTES_RANGE,
     MOVIE_MINUTES_SD,
     NEW_TITLE_MAX_LAG_YEARS,
     NEW_TITLE_SHARE,
-    PARTIAL_BETA,
-    PARTIAL_MAX_FRACTION,
-    PAUSE_MEAN_SECONDS,
-    PAUSE_SHARE,
-    PLANS,
-    QUALITIES,
-    RATING_DELAY_MEAN_SECONDS,
-    RATING_EDIT_SHARE,
-    RATING_MAX,
-    RATING_MIN,
-    RATING_NOISE_SD,
+    SERIES,
+    SERIES_SHARE,
+    build_documents,
+    build_episodes,
+    content_id_for,
+    draw_titles,
+)
+from lakehouse.sources.common import (
+    DAYS_PER_WEEK,
+    HOURS_PER_DAY,
     SECONDS_PER_DAY,
     SECONDS_PER_HOUR,
     SECONDS_PER_MINUTE,
-    SERIES,
-    SERIES_SHARE,
-    STATUSES,
-    VIEWING_SESSIONS_COLUMNS,
-    VIEWING_SESSIONS_SCHEMA,
-    WEEKDAY_WEIGHTS,
     WEEKEND_WEEKDAYS,
-    _build_episodes,
-    _build_pools,
-    _content_id,
-    _documents,
-    _draw_prefix,
-    _iso_array,
-    _Pools,
-    _probabilities,
-    _sample_rows,
-    _session_tables,
-    _SessionTables,
-    _take,
-    _titles,
-    _year,
+    draw_prefix,
+    iso_array,
+    probabilities,
+    sample_rows,
+    take,
+    year_of,
 )
+from lakehouse.sources.csv_files import CSV_WRITE_OPTIONS, VIEWING_SESSIONS_COLUMNS, VIEWING_SESSIONS_SCHEMA
 from lakehouse.sources.load import (
     SIM_CLOCK_TABLE,
     SourceLoadError,
@@ -142,7 +107,41 @@ from lakehouse.sources.load import (
     sources_lock,
     to_mongo_document,
 )
+from lakehouse.sources.people import COUNTRIES, Pools, build_pools
+from lakehouse.sources.ratings import (
+    ABANDONED_RATING_SHIFT,
+    COMPLETED_RATING_SHIFT,
+    RATING_DELAY_MEAN_SECONDS,
+    RATING_EDIT_SHARE,
+    RATING_MAX,
+    RATING_MIN,
+    RATING_NOISE_SD,
+)
 from lakehouse.sources.schema import CONTENT_COLLECTION, SCHEMA, TABLES
+from lakehouse.sources.sessions import (
+    APP_VERSION_LAG_WEIGHTS,
+    BITRATE_SD_FRACTION,
+    COMPLETE_FRACTION_RANGE,
+    COMPLETE_WATCH_SHARE,
+    COMPLETION_RATIO,
+    DEVICES,
+    EPISODE_POSITION_SKEW,
+    HANDHELD_BUFFERING_FACTOR,
+    HOME_DEVICE_SHARE,
+    HOUR_WEIGHTS_WEEKDAY,
+    HOUR_WEIGHTS_WEEKEND,
+    INGEST_DELAY_MAX_SECONDS,
+    MIN_WATCH_SECONDS,
+    PARTIAL_BETA,
+    PARTIAL_MAX_FRACTION,
+    PAUSE_MEAN_SECONDS,
+    PAUSE_SHARE,
+    QUALITIES,
+    WEEKDAY_WEIGHTS,
+    SessionTables,
+    session_tables,
+)
+from lakehouse.sources.users import BILLING_CYCLES, MONTHLY_PRICE_USD, PLANS, STATUSES
 
 Progress = Callable[[str], None]
 
@@ -204,7 +203,7 @@ def simulate(config: Config, days: int, *, seed: int = 7, progress: Callable[[st
             state = _read_state(conn, database)
             window = _SimWindow(start=state.clock, end=state.clock + days * SECONDS_PER_DAY)
             unit = "day" if days == 1 else "days"
-            progress(f"simulate: source clock {_iso(window.start)} -> {_iso(window.end)} ({days} {unit}, seed {seed})")
+            progress(f"simulate: source clock {iso(window.start)} -> {iso(window.end)} ({days} {unit}, seed {seed})")
             rng = np.random.default_rng([seed, window.start])
             counts = _run(conn, database, rng, state, window, seed, progress)
             conn.commit()
@@ -219,7 +218,7 @@ def simulate(config: Config, days: int, *, seed: int = 7, progress: Callable[[st
         ) from None
     finally:
         conn.close()
-    progress(f"simulate: done in {time.perf_counter() - started:.1f} s; the source clock is now {_iso(window.end)}")
+    progress(f"simulate: done in {time.perf_counter() - started:.1f} s; the source clock is now {iso(window.end)}")
     return counts
 
 
@@ -244,7 +243,7 @@ class _SimWindow:
 
 
 @dataclass
-class _Users:
+class Users:
     """Clean users (unique, non-null id, values the contract accepts), ordered by user_id."""
 
     user_id: np.ndarray
@@ -285,7 +284,7 @@ class _SourceState:
     """What the simulation reads from the sources before changing them."""
 
     clock: int
-    users: _Users
+    users: Users
     titles: _Titles
     max_session_id: int
     max_content_number: int
@@ -360,7 +359,7 @@ def _read_state(conn: Any, database: Database) -> _SourceState:
     )
 
 
-def _read_users(cur: Any, clock: int, global_rating: float) -> _Users:
+def _read_users(cur: Any, clock: int, global_rating: float) -> Users:
     """Clean users with their recent activity, usual device and rating habit."""
     cur.execute(
         "select user_id, country, subscription_plan, billing_cycle, status, birth_date from users "
@@ -383,7 +382,7 @@ def _read_users(cur: Any, clock: int, global_rating: float) -> _Users:
     )
     rating_mean = {row[0]: float(row[1]) for row in cur.fetchall()}
     ids = user_id.tolist()
-    return _Users(
+    return Users(
         user_id=user_id,
         country=np.asarray([COUNTRIES.index(row[1]) for row in rows], dtype=np.int64),
         plan=np.asarray([PLANS.index(row[2]) for row in rows], dtype=np.int64),
@@ -524,7 +523,7 @@ def _run(
     progress: Progress,
 ) -> dict[str, int]:
     """Plan and write every change; PostgreSQL is left uncommitted for the caller."""
-    pools = _build_pools(seed)
+    pools = build_pools(seed)
     user_changes = _plan_user_changes(rng, state.users, window)
     new_documents, titles = _plan_new_titles(rng, state, window, pools)
     corrections = _plan_corrections(rng, state, window, pools)
@@ -616,7 +615,7 @@ def _per_run(daily: float, days: float) -> float:
     return 1.0 - (1.0 - daily) ** days
 
 
-def _plan_user_changes(rng: np.random.Generator, users: _Users, window: _SimWindow) -> _UserChanges:
+def _plan_user_changes(rng: np.random.Generator, users: Users, window: _SimWindow) -> _UserChanges:
     """Draw plan changes, pauses and churn among active users and resumes among paused ones."""
     n = users.user_id.size
     active = users.status == STATUSES.index("active")
@@ -645,7 +644,7 @@ def _plan_user_changes(rng: np.random.Generator, users: _Users, window: _SimWind
     return _UserChanges(index=index, kind=kinds, at=at, plan=plan, billing=billing, status=status)
 
 
-def _apply_user_changes(cur: Any, users: _Users, changes: _UserChanges) -> None:
+def _apply_user_changes(cur: Any, users: Users, changes: _UserChanges) -> None:
     """UPDATE the changed users: plan, billing, price (consistent), status and updated_at."""
     if changes.index.size == 0:
         return
@@ -681,7 +680,7 @@ def _apply_user_changes(cur: Any, users: _Users, changes: _UserChanges) -> None:
 
 
 def _plan_new_titles(
-    rng: np.random.Generator, state: _SourceState, window: _SimWindow, pools: _Pools
+    rng: np.random.Generator, state: _SourceState, window: _SimWindow, pools: Pools
 ) -> tuple[list[dict[str, Any]], _Titles]:
     """New documents arriving during the window, and the title arrays including them."""
     daily = state.total_documents * NEW_TITLE_SHARE / GENERATOR_WINDOW_DAYS
@@ -691,19 +690,19 @@ def _plan_new_titles(
     movie_minutes = np.clip(np.rint(rng.normal(MOVIE_MINUTES_MEAN, MOVIE_MINUTES_SD, n)), *MOVIE_MINUTES_RANGE).astype(
         np.int64
     )
-    release_year = _year(added) - rng.integers(0, NEW_TITLE_MAX_LAG_YEARS + 1, n)
-    documents = _documents(
+    release_year = year_of(added) - rng.integers(0, NEW_TITLE_MAX_LAG_YEARS + 1, n)
+    documents = build_documents(
         rng,
         is_series=is_series,
         added=added,
         updated=added,
         release_year=release_year,
         movie_minutes=movie_minutes,
-        episodes=_build_episodes(rng, is_series),
+        episodes=build_episodes(rng, is_series),
         pools=pools,
     )
     for offset, document in enumerate(documents, start=1):
-        document["_id"] = _content_id(state.max_content_number + offset)
+        document["_id"] = content_id_for(state.max_content_number + offset)
         to_mongo_document(document)
     existing = state.titles
     boost = rng.choice(existing.weight, size=n) * NEW_TITLE_POPULARITY_BOOST
@@ -735,7 +734,7 @@ def _concat_titles(first: _Titles, second: _Titles) -> _Titles:
 
 
 def _plan_corrections(
-    rng: np.random.Generator, state: _SourceState, window: _SimWindow, pools: _Pools
+    rng: np.random.Generator, state: _SourceState, window: _SimWindow, pools: Pools
 ) -> list[UpdateOne]:
     """Metadata corrections on existing clean titles: a fixed title, genres or director."""
     titles = state.titles
@@ -744,7 +743,7 @@ def _plan_corrections(
     chosen = np.sort(rng.choice(titles.n, size=n, replace=False))
     at = window.instants(rng, n)
     kinds = rng.integers(0, len(CORRECTION_KINDS), n)
-    new_titles = _titles(rng, titles.country[chosen], pools)
+    new_titles = draw_titles(rng, titles.country[chosen], pools)
     plain_genres = [g for g in GENRES if g not in FAMILY_GENRES]
     operations = []
     for position, (index, kind) in enumerate(zip(chosen.tolist(), kinds.tolist(), strict=True)):
@@ -788,8 +787,8 @@ def _hourly_expectation(state: _SourceState, window: _SimWindow) -> tuple[np.nda
     days_since_epoch = hours // HOURS_PER_DAY
     weekday = (days_since_epoch + 3) % DAYS_PER_WEEK  # 1970-01-01 was a Thursday (Monday = 0)
     hour_of_day = hours % HOURS_PER_DAY
-    weekday_profile = _probabilities(HOUR_WEIGHTS_WEEKDAY)
-    weekend_profile = _probabilities(HOUR_WEIGHTS_WEEKEND)
+    weekday_profile = probabilities(HOUR_WEIGHTS_WEEKDAY)
+    weekend_profile = probabilities(HOUR_WEIGHTS_WEEKEND)
     profile = np.where(np.isin(weekday, WEEKEND_WEEKDAYS), weekend_profile[hour_of_day], weekday_profile[hour_of_day])
     day_factor = np.asarray(WEEKDAY_WEIGHTS)[weekday] / np.mean(WEEKDAY_WEIGHTS)
     share_of_hour = (slot_end - slot_start) / SECONDS_PER_HOUR
@@ -809,7 +808,7 @@ def _write_new_sessions(
     per_slot = rng.poisson(expected)
     users = state.users
     pool = _UserPool.build(users, changes)
-    tables = _session_tables()
+    tables = session_tables()
     out = _NewSessions(rows=0, in_progress=0, user=[], title=[], ended=[], completed=[])
     first = 0
     while first < per_slot.size:
@@ -847,7 +846,7 @@ class _UserPool:
     plan_since: np.ndarray
 
     @classmethod
-    def build(cls, users: _Users, changes: _UserChanges) -> _UserPool:
+    def build(cls, users: Users, changes: _UserChanges) -> _UserPool:
         """Pool of active users and their weights, from the users and their planned changes."""
         n = users.user_id.size
         index = np.flatnonzero(users.status == STATUSES.index("active"))
@@ -884,7 +883,7 @@ def _session_chunk(
     started: np.ndarray,
     pool: _UserPool,
     titles: _Titles,
-    tables: _SessionTables,
+    tables: SessionTables,
     state: _SourceState,
     window: _SimWindow,
 ) -> dict[str, np.ndarray]:
@@ -893,7 +892,7 @@ def _session_chunk(
     users = state.users
     user = pool.draw(rng, started)
     available = np.searchsorted(titles.added_ts, started, side="right")
-    title = _draw_prefix(rng, np.cumsum(titles.weight), np.maximum(available, 1))
+    title = draw_prefix(rng, np.cumsum(titles.weight), np.maximum(available, 1))
     series = titles.is_series[title]
     position = np.floor(titles.episode_count[title] * rng.random(m) ** EPISODE_POSITION_SKEW).astype(np.int64)
     episode = np.where(series, titles.episode_offset[title] + position, 0)
@@ -919,15 +918,15 @@ def _session_chunk(
 
     country = users.country[user]
     home = users.home_device[user]
-    by_country = _sample_rows(rng, tables.device_by_country, country)
+    by_country = sample_rows(rng, tables.device_by_country, country)
     home = np.where(home >= 0, home, by_country)
-    device = np.where(rng.random(m) < HOME_DEVICE_SHARE, home, _sample_rows(rng, tables.device_by_country, country))
-    operating_system = _sample_rows(rng, tables.os_by_device, device)
+    device = np.where(rng.random(m) < HOME_DEVICE_SHARE, home, sample_rows(rng, tables.device_by_country, country))
+    operating_system = sample_rows(rng, tables.os_by_device, device)
     lag_weights = np.asarray(APP_VERSION_LAG_WEIGHTS[: len(state.app_versions)])
     lag = rng.choice(lag_weights.size, size=m, p=lag_weights / lag_weights.sum())
     app_version = len(state.app_versions) - 1 - lag
     plan = np.where(started >= pool.plan_since[user], pool.new_plan[user], users.plan[user])
-    quality = np.minimum(_sample_rows(rng, tables.quality_by_device, device), tables.plan_max_quality[plan])
+    quality = np.minimum(sample_rows(rng, tables.quality_by_device, device), tables.plan_max_quality[plan])
     low, high = tables.bitrate_low[quality], tables.bitrate_high[quality]
     bitrate = np.clip(np.rint(rng.normal((low + high) / 2, (high - low) * BITRATE_SD_FRACTION)), low, high).astype(
         np.int64
@@ -964,8 +963,8 @@ def _copy_sessions(
     chunk: Mapping[str, np.ndarray],
     first_id: int,
     titles: _Titles,
-    tables: _SessionTables,
-    users: _Users,
+    tables: SessionTables,
+    users: Users,
     state: _SourceState,
 ) -> None:
     """COPY one chunk of new sessions into public.viewing_sessions (CSV as the generator writes it)."""
@@ -974,20 +973,20 @@ def _copy_sessions(
         {
             "session_id": pa.array(first_id + np.arange(m, dtype=np.int64)),
             "user_id": pa.array(users.user_id[chunk["user"]], type=pa.int64()),
-            "content_id": _take(titles.ids, chunk["title"]),
-            "episode": _take(titles.episode_codes, chunk["episode"], mask=~chunk["series"]),
-            "started_at": _iso_array(chunk["started"]),
-            "ended_at": _iso_array(chunk["ended"]),
+            "content_id": take(titles.ids, chunk["title"]),
+            "episode": take(titles.episode_codes, chunk["episode"], mask=~chunk["series"]),
+            "started_at": iso_array(chunk["started"]),
+            "ended_at": iso_array(chunk["ended"]),
             "watch_seconds": pa.array(chunk["watch"], type=pa.int64()),
-            "device_type": _take(DEVICES, chunk["device"]),
-            "os": _take(tables.os_names, chunk["os"]),
-            "app_version": _take(state.app_versions, chunk["app_version"]),
-            "streaming_quality": _take(QUALITIES, chunk["quality"]),
+            "device_type": take(DEVICES, chunk["device"]),
+            "os": take(tables.os_names, chunk["os"]),
+            "app_version": take(state.app_versions, chunk["app_version"]),
+            "streaming_quality": take(QUALITIES, chunk["quality"]),
             "avg_bitrate_kbps": pa.array(chunk["bitrate"], type=pa.int64()),
             "buffering_events": pa.array(chunk["buffering"], type=pa.int64()),
             "completed": pa.array(chunk["completed"], type=pa.bool_()),
-            "country": _take(COUNTRIES, chunk["country"]),
-            "updated_at": _iso_array(chunk["updated"]),
+            "country": take(COUNTRIES, chunk["country"]),
+            "updated_at": iso_array(chunk["updated"]),
         },
         schema=VIEWING_SESSIONS_SCHEMA,
     )
@@ -1036,7 +1035,7 @@ def _update_sessions(
             continue
         if ended < started or watch >= seconds or ended.timestamp() > window.start:
             continue
-        left_running = ended_at == _iso(int(updated_at.timestamp())) and (
+        left_running = ended_at == iso(int(updated_at.timestamp())) and (
             window.start - updated_at.timestamp() <= IN_PROGRESS_HORIZON_SECONDS
         )
         candidates.append((session_id, int(ended.timestamp()), int(watch), seconds, left_running))
@@ -1073,7 +1072,7 @@ def _update_sessions(
         "from (values %s) as v (session_id, ended_at, watch_seconds, completed, updated_at) "
         "where s.session_id = v.session_id",
         [
-            (int(i), _iso(int(e)), int(w), bool(c), _ts(int(u)))
+            (int(i), iso(int(e)), int(w), bool(c), _ts(int(u)))
             for i, e, w, c, u in zip(session_id, new_ended, new_watch, completed, updated, strict=True)
         ],
         template="(%s::bigint, %s, %s::integer, %s::boolean, %s::timestamptz)",
@@ -1122,11 +1121,11 @@ def _insert_ratings(
         + np.where(completed[keep], COMPLETED_RATING_SHIFT, ABANDONED_RATING_SHIFT)
     )
     rating = np.clip(np.rint(score), RATING_MIN, RATING_MAX).astype(np.int64)
-    when = _iso_array(rated[keep])
+    when = iso_array(rated[keep])
     table = pa.table(
         {
             "user_id": pa.array(state.users.user_id[user[keep]], type=pa.int64()),
-            "content_id": _take(titles.ids, title[keep]),
+            "content_id": take(titles.ids, title[keep]),
             "rating": pa.array(rating, type=pa.int64()),
             "rated_at": when,
             "updated_at": when,
@@ -1224,7 +1223,7 @@ def _ts(seconds: int) -> datetime:
     return datetime.fromtimestamp(int(seconds), UTC)
 
 
-def _iso(seconds: int) -> str:
+def iso(seconds: int) -> str:
     """Epoch seconds as ``YYYY-MM-DDTHH:MM:SSZ``, the sources' text timestamp format."""
     return _ts(seconds).strftime("%Y-%m-%dT%H:%M:%SZ")
 

@@ -21,7 +21,7 @@ import pytest
 
 from lakehouse.config import Config
 from lakehouse.services import postgres
-from lakehouse.sources.generate import MONTHLY_PRICE_USD, generate
+from lakehouse.sources.generate import generate
 from lakehouse.sources.load import (
     SourceLoadError,
     drop_mongo_sources,
@@ -32,6 +32,7 @@ from lakehouse.sources.load import (
 )
 from lakehouse.sources.schema import TABLES
 from lakehouse.sources.simulate import simulate
+from lakehouse.sources.users import MONTHLY_PRICE_USD
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lakehouse.sources.generate import EXTRA_CONTENT_FIELDS, SCALES, ScaleSpec, generate
+from lakehouse.sources.catalogue import EXTRA_CONTENT_FIELDS
+from lakehouse.sources.common import ScaleSpec
+from lakehouse.sources.generate import SCALES, generate
 from lakehouse.sources.schema import CONTENT_FIELDS, RATINGS_TABLE, USERS_TABLE, VIEWING_SESSIONS_TABLE
 
 SEED = 42

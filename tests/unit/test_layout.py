@@ -92,3 +92,12 @@ def test_the_suites_are_a_leaf_that_imports_only_great_expectations() -> None:
     assert all(
         target.startswith("expectations") for name in graph if name.startswith("expectations") for target in graph[name]
     )
+
+
+def test_no_module_imports_another_modules_private_names() -> None:
+    borrowed = []
+    for name, path in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(PACKAGES):
+                borrowed += [f"{name} <- {node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
+    assert borrowed == []

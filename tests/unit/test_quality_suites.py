@@ -10,7 +10,9 @@ import expectations
 from expectations import common, content, ratings, users, viewing_sessions
 from lakehouse.bronze.contracts import CONTRACTS
 from lakehouse.config import ConfigError, load_config
-from lakehouse.sources import generate as gen
+from lakehouse.sources import catalogue, sessions
+from lakehouse.sources import ratings as rating_model
+from lakehouse.sources import users as user_model
 
 
 def _kwargs(expectation) -> dict:
@@ -94,21 +96,21 @@ def test_quarantine_share_is_critical_above_its_threshold(suites) -> None:
 
 
 def test_value_sets_are_the_values_the_generator_produces() -> None:
-    assert users.SUBSCRIPTION_PLANS == gen.PLANS
-    assert users.BILLING_CYCLES == gen.BILLING_CYCLES
-    assert users.STATUSES == gen.STATUSES
-    assert viewing_sessions.DEVICE_TYPES == gen.DEVICES
-    assert viewing_sessions.STREAMING_QUALITIES == gen.QUALITIES
-    assert content.CONTENT_TYPES == (gen.MOVIE, gen.SERIES)
-    assert set(content.MATURITY_RATINGS) == set(gen.MOVIE_MATURITY) | set(gen.SERIES_MATURITY)
-    assert (ratings.MIN_RATING, ratings.MAX_RATING) == (gen.RATING_MIN, gen.RATING_MAX)
-    lo, hi = gen.MOVIE_MINUTES_RANGE
+    assert users.SUBSCRIPTION_PLANS == user_model.PLANS
+    assert users.BILLING_CYCLES == user_model.BILLING_CYCLES
+    assert users.STATUSES == user_model.STATUSES
+    assert viewing_sessions.DEVICE_TYPES == sessions.DEVICES
+    assert viewing_sessions.STREAMING_QUALITIES == sessions.QUALITIES
+    assert content.CONTENT_TYPES == (catalogue.MOVIE, catalogue.SERIES)
+    assert set(content.MATURITY_RATINGS) == set(catalogue.MOVIE_MATURITY) | set(catalogue.SERIES_MATURITY)
+    assert (ratings.MIN_RATING, ratings.MAX_RATING) == (rating_model.RATING_MIN, rating_model.RATING_MAX)
+    lo, hi = catalogue.MOVIE_MINUTES_RANGE
     assert lo >= content.MIN_DURATION_MINUTES and hi <= content.MAX_DURATION_MINUTES
-    assert content.EARLIEST_RELEASE_YEAR <= gen.OLDEST_RELEASE_YEAR
+    assert content.EARLIEST_RELEASE_YEAR <= catalogue.OLDEST_RELEASE_YEAR
     # The defects the gate must catch lie outside the accepted values.
-    assert not set(gen.UNKNOWN_PLANS) & set(users.SUBSCRIPTION_PLANS)
-    assert gen.ABSURD_WATCH_SECONDS_RANGE[0] > viewing_sessions.MAX_WATCH_SECONDS
-    assert all(not ratings.MIN_RATING <= r <= ratings.MAX_RATING for r in gen.OUT_OF_RANGE_RATINGS)
+    assert not set(user_model.UNKNOWN_PLANS) & set(users.SUBSCRIPTION_PLANS)
+    assert sessions.ABSURD_WATCH_SECONDS_RANGE[0] > viewing_sessions.MAX_WATCH_SECONDS
+    assert all(not ratings.MIN_RATING <= r <= ratings.MAX_RATING for r in rating_model.OUT_OF_RANGE_RATINGS)
 
 
 def test_parameters_are_named_and_all_supplied() -> None:
