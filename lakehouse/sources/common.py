@@ -67,8 +67,8 @@ class Window:
 
 
 def iso(ts: int) -> str:
-    """One epoch second as ISO-8601 UTC with a Z suffix."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """One epoch second as ISO-8601 UTC with a Z suffix (``YYYY-MM-DDTHH:MM:SSZ``)."""
+    return datetime.fromtimestamp(int(ts), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def iso_array(seconds: np.ndarray) -> pa.Array:

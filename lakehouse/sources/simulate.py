@@ -92,6 +92,7 @@ from lakehouse.sources.common import (
     SECONDS_PER_MINUTE,
     WEEKEND_WEEKDAYS,
     draw_prefix,
+    iso,
     iso_array,
     probabilities,
     sample_rows,
@@ -243,7 +244,7 @@ class _SimWindow:
 
 
 @dataclass
-class Users:
+class _SourceUsers:
     """Clean users (unique, non-null id, values the contract accepts), ordered by user_id."""
 
     user_id: np.ndarray
@@ -284,7 +285,7 @@ class _SourceState:
     """What the simulation reads from the sources before changing them."""
 
     clock: int
-    users: Users
+    users: _SourceUsers
     titles: _Titles
     max_session_id: int
     max_content_number: int
@@ -359,7 +360,7 @@ def _read_state(conn: Any, database: Database) -> _SourceState:
     )
 
 
-def _read_users(cur: Any, clock: int, global_rating: float) -> Users:
+def _read_users(cur: Any, clock: int, global_rating: float) -> _SourceUsers:
     """Clean users with their recent activity, usual device and rating habit."""
     cur.execute(
         "select user_id, country, subscription_plan, billing_cycle, status, birth_date from users "
@@ -382,7 +383,7 @@ def _read_users(cur: Any, clock: int, global_rating: float) -> Users:
     )
     rating_mean = {row[0]: float(row[1]) for row in cur.fetchall()}
     ids = user_id.tolist()
-    return Users(
+    return _SourceUsers(
         user_id=user_id,
         country=np.asarray([COUNTRIES.index(row[1]) for row in rows], dtype=np.int64),
         plan=np.asarray([PLANS.index(row[2]) for row in rows], dtype=np.int64),
@@ -615,7 +616,7 @@ def _per_run(daily: float, days: float) -> float:
     return 1.0 - (1.0 - daily) ** days
 
 
-def _plan_user_changes(rng: np.random.Generator, users: Users, window: _SimWindow) -> _UserChanges:
+def _plan_user_changes(rng: np.random.Generator, users: _SourceUsers, window: _SimWindow) -> _UserChanges:
     """Draw plan changes, pauses and churn among active users and resumes among paused ones."""
     n = users.user_id.size
     active = users.status == STATUSES.index("active")
@@ -644,7 +645,7 @@ def _plan_user_changes(rng: np.random.Generator, users: Users, window: _SimWindo
     return _UserChanges(index=index, kind=kinds, at=at, plan=plan, billing=billing, status=status)
 
 
-def _apply_user_changes(cur: Any, users: Users, changes: _UserChanges) -> None:
+def _apply_user_changes(cur: Any, users: _SourceUsers, changes: _UserChanges) -> None:
     """UPDATE the changed users: plan, billing, price (consistent), status and updated_at."""
     if changes.index.size == 0:
         return
@@ -846,7 +847,7 @@ class _UserPool:
     plan_since: np.ndarray
 
     @classmethod
-    def build(cls, users: Users, changes: _UserChanges) -> _UserPool:
+    def build(cls, users: _SourceUsers, changes: _UserChanges) -> _UserPool:
         """Pool of active users and their weights, from the users and their planned changes."""
         n = users.user_id.size
         index = np.flatnonzero(users.status == STATUSES.index("active"))
@@ -964,7 +965,7 @@ def _copy_sessions(
     first_id: int,
     titles: _Titles,
     tables: SessionTables,
-    users: Users,
+    users: _SourceUsers,
     state: _SourceState,
 ) -> None:
     """COPY one chunk of new sessions into public.viewing_sessions (CSV as the generator writes it)."""
@@ -1221,11 +1222,6 @@ def _table(name: str) -> sql.Composed:
 def _ts(seconds: int) -> datetime:
     """Epoch seconds as an aware UTC datetime."""
     return datetime.fromtimestamp(int(seconds), UTC)
-
-
-def iso(seconds: int) -> str:
-    """Epoch seconds as ``YYYY-MM-DDTHH:MM:SSZ``, the sources' text timestamp format."""
-    return _ts(seconds).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 __all__ = ["MAX_DAYS", "simulate"]
