@@ -231,6 +231,41 @@ def write_sessions(
     return written, merged
 
 
+def watched_seconds(
+    rng: np.random.Generator, series: np.ndarray, duration: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """How long each session watches (most finish a title, the rest stop part-way) and pauses, in seconds."""
+    m = series.size
+    complete_share = np.where(series, COMPLETE_WATCH_SHARE[SERIES], COMPLETE_WATCH_SHARE[MOVIE])
+    fraction = np.where(
+        rng.random(m) < complete_share,
+        rng.uniform(*COMPLETE_FRACTION_RANGE, m),
+        rng.beta(*PARTIAL_BETA, m) * PARTIAL_MAX_FRACTION,
+    )
+    watch = np.clip(np.floor(fraction * duration).astype(np.int64), MIN_WATCH_SECONDS, duration)
+    pause = np.where(rng.random(m) < PAUSE_SHARE, np.floor(rng.exponential(PAUSE_MEAN_SECONDS, m)), 0).astype(np.int64)
+    return watch, pause
+
+
+def stream_quality(
+    rng: np.random.Generator, tables: SessionTables, device: np.ndarray, plan: np.ndarray, watch: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The stream of each session: its quality (the device's mix, capped by the plan), bitrate,
+    and expected buffering events (per watched hour of that quality, more on handhelds)."""
+    quality = np.minimum(sample_rows(rng, tables.quality_by_device, device), tables.plan_max_quality[plan])
+    low, high = tables.bitrate_low[quality], tables.bitrate_high[quality]
+    bitrate = np.clip(np.rint(rng.normal((low + high) / 2, (high - low) * BITRATE_SD_FRACTION)), low, high).astype(
+        np.int64
+    )
+    buffering_rate = (
+        watch
+        / SECONDS_PER_HOUR
+        * tables.buffering_per_hour[quality]
+        * np.where(tables.handheld[device], HANDHELD_BUFFERING_FACTOR, 1.0)
+    )
+    return quality, bitrate, buffering_rate
+
+
 def _session_chunk(
     rng: np.random.Generator,
     window: Window,
@@ -269,15 +304,8 @@ def _session_chunk(
     minutes = np.where(series, catalogue.episode_minutes[episode], catalogue.movie_minutes[title])
     duration = minutes * SECONDS_PER_MINUTE
 
-    complete_share = np.where(series, COMPLETE_WATCH_SHARE[SERIES], COMPLETE_WATCH_SHARE[MOVIE])
-    fraction = np.where(
-        rng.random(m) < complete_share,
-        rng.uniform(*COMPLETE_FRACTION_RANGE, m),
-        rng.beta(*PARTIAL_BETA, m) * PARTIAL_MAX_FRACTION,
-    )
-    watch = np.clip(np.floor(fraction * duration).astype(np.int64), MIN_WATCH_SECONDS, duration)
+    watch, pause = watched_seconds(rng, series, duration)
     completed = watch >= COMPLETION_RATIO * duration
-    pause = np.where(rng.random(m) < PAUSE_SHARE, np.floor(rng.exponential(PAUSE_MEAN_SECONDS, m)), 0).astype(np.int64)
     ended = started + watch + pause
     updated = ended + rng.integers(0, INGEST_DELAY_MAX_SECONDS + 1, m)
 
@@ -292,20 +320,7 @@ def _session_chunk(
     latest = np.searchsorted(tables.app_release_day, day_of_window, side="right") - 1
     lag = rng.choice(len(APP_VERSION_LAG_WEIGHTS), size=m, p=APP_VERSION_LAG_WEIGHTS)
     app_version = np.clip(latest - lag, 0, len(APP_VERSIONS) - 1)
-    quality = np.minimum(
-        sample_rows(rng, tables.quality_by_device, device),
-        tables.plan_max_quality[users.plan[user]],
-    )
-    low, high = tables.bitrate_low[quality], tables.bitrate_high[quality]
-    bitrate = np.clip(np.rint(rng.normal((low + high) / 2, (high - low) * BITRATE_SD_FRACTION)), low, high).astype(
-        np.int64
-    )
-    buffering_rate = (
-        watch
-        / SECONDS_PER_HOUR
-        * tables.buffering_per_hour[quality]
-        * np.where(tables.handheld[device], HANDHELD_BUFFERING_FACTOR, 1.0)
-    )
+    quality, bitrate, buffering_rate = stream_quality(rng, tables, device, users.plan[user], watch)
     return {
         "user": user,
         "title": title,

@@ -121,26 +121,20 @@ from lakehouse.sources.ratings import (
 from lakehouse.sources.schema import CONTENT_COLLECTION, SCHEMA, TABLES
 from lakehouse.sources.sessions import (
     APP_VERSION_LAG_WEIGHTS,
-    BITRATE_SD_FRACTION,
     COMPLETE_FRACTION_RANGE,
-    COMPLETE_WATCH_SHARE,
     COMPLETION_RATIO,
     DEVICES,
     EPISODE_POSITION_SKEW,
-    HANDHELD_BUFFERING_FACTOR,
     HOME_DEVICE_SHARE,
     HOUR_WEIGHTS_WEEKDAY,
     HOUR_WEIGHTS_WEEKEND,
     INGEST_DELAY_MAX_SECONDS,
-    MIN_WATCH_SECONDS,
-    PARTIAL_BETA,
-    PARTIAL_MAX_FRACTION,
-    PAUSE_MEAN_SECONDS,
-    PAUSE_SHARE,
     QUALITIES,
     WEEKDAY_WEIGHTS,
     SessionTables,
     session_tables,
+    stream_quality,
+    watched_seconds,
 )
 from lakehouse.sources.users import BILLING_CYCLES, MONTHLY_PRICE_USD, PLANS, STATUSES
 
@@ -900,14 +894,7 @@ def _session_chunk(
     minutes = np.where(series, titles.episode_minutes[episode], titles.movie_minutes[title])
     duration = minutes * SECONDS_PER_MINUTE
 
-    complete_share = np.where(series, COMPLETE_WATCH_SHARE[SERIES], COMPLETE_WATCH_SHARE[MOVIE])
-    fraction = np.where(
-        rng.random(m) < complete_share,
-        rng.uniform(*COMPLETE_FRACTION_RANGE, m),
-        rng.beta(*PARTIAL_BETA, m) * PARTIAL_MAX_FRACTION,
-    )
-    watch = np.clip(np.floor(fraction * duration).astype(np.int64), MIN_WATCH_SECONDS, duration)
-    pause = np.where(rng.random(m) < PAUSE_SHARE, np.floor(rng.exponential(PAUSE_MEAN_SECONDS, m)), 0).astype(np.int64)
+    watch, pause = watched_seconds(rng, series, duration)
     delay = rng.integers(0, INGEST_DELAY_MAX_SECONDS + 1, m)
     # Still running at the end of the window: the last heartbeat is an in-progress row.
     in_progress = started + watch + pause + delay > window.end - 1
@@ -927,17 +914,7 @@ def _session_chunk(
     lag = rng.choice(lag_weights.size, size=m, p=lag_weights / lag_weights.sum())
     app_version = len(state.app_versions) - 1 - lag
     plan = np.where(started >= pool.plan_since[user], pool.new_plan[user], users.plan[user])
-    quality = np.minimum(sample_rows(rng, tables.quality_by_device, device), tables.plan_max_quality[plan])
-    low, high = tables.bitrate_low[quality], tables.bitrate_high[quality]
-    bitrate = np.clip(np.rint(rng.normal((low + high) / 2, (high - low) * BITRATE_SD_FRACTION)), low, high).astype(
-        np.int64
-    )
-    buffering_rate = (
-        watch
-        / SECONDS_PER_HOUR
-        * tables.buffering_per_hour[quality]
-        * np.where(tables.handheld[device], HANDHELD_BUFFERING_FACTOR, 1.0)
-    )
+    quality, bitrate, buffering_rate = stream_quality(rng, tables, device, plan, watch)
     return {
         "user": user,
         "title": title,
