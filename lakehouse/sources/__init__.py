@@ -17,5 +17,7 @@ csv_files.py   the CSV schemas and writer
 generate.py    `lakehouse generate`: the model above written to files, with the manifest
 load.py        the files into PostgreSQL (COPY) and MongoDB
 simulate.py    `lakehouse simulate`: days of activity from the same model, into the databases
+simulate_state.py, simulate_changes.py, simulate_sessions.py, simulate_ratings.py
+               what a simulated day reads from the sources, and what it changes there
 bench.py       the sources of `lakehouse bench` (generated and loaded, timed)
 """
