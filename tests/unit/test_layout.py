@@ -101,3 +101,23 @@ def test_no_module_imports_another_modules_private_names() -> None:
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(PACKAGES):
                 borrowed += [f"{name} <- {node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
     assert borrowed == []
+
+
+# Modules over about 400 lines, and why they are one module.
+LARGE_MODULES = {
+    "lakehouse.config": "every setting of conf/lakehouse.yaml, section by section, with its check: one place to look",
+    "lakehouse.sources.load": "loading the files: PostgreSQL COPY and the MongoDB bulk load share lock, log and checks",
+    "lakehouse.modeling.runner": "the dbt runner: environment, command, streamed output and run_results in one flow",
+    "lakehouse.sources.catalogue": "titles, seasons and episodes: one document built by pieces that share its arrays",
+    "lakehouse.sources.sessions": "a session's draws in one order (the generated files depend on it)",
+    "lakehouse.services.cluster": "a standalone master and worker: start, health and stop of both",
+    "lakehouse.cli": "the argument parser: one subcommand per step, in one table",
+}
+MAX_LINES = 400
+
+
+def test_modules_stay_small_or_say_why() -> None:
+    sizes = {name: len(path.read_text().splitlines()) for name, path in _modules().items()}
+    large = {name for name, lines in sizes.items() if lines > MAX_LINES * 1.1}
+    assert large <= set(LARGE_MODULES), sorted(large - set(LARGE_MODULES))
+    assert all(sizes[name] > MAX_LINES for name in LARGE_MODULES), "a module got small: drop it from the list"
