@@ -101,12 +101,15 @@ def extract_table(
     *,
     full_refresh: bool,
     stored: dt.datetime | None,
+    held: bool = True,
 ) -> str | None:
     """Extract one table's batch into bronze, filling `record` as it goes (counts, watermarks).
 
-    `stored` is the table's watermark. `spark` should be a session of its own when tables run
-    in parallel: the commit tag is a session setting. Returns the fingerprint of the window the
-    next extract will read, as JSON, or None when the source changed while this one read.
+    `stored` is the table's watermark; `held` says whether an operator moved rows of the table to
+    quarantine (only then are the rows read compared with those moves). `spark` should be a
+    session of its own when tables run in parallel: the commit tag is a session setting. Returns
+    the fingerprint of the window the next extract will read, as JSON, or None when the source
+    changed while this one read.
     """
     batch_id = record.batch_id or uuid.uuid4().hex
     record.watermark_before = stored
@@ -119,13 +122,13 @@ def extract_table(
 
     tolerance = config.bronze.future_tolerance_minutes
     latest = F.lit(record.started_at + dt.timedelta(minutes=tolerance)).cast("timestamp")
-    checked = transform.with_held(
-        transform.with_errors(
-            _read_batch(spark, config, contract, since), contract, latest=latest, tolerance_minutes=tolerance
-        ),
-        writer.moved_by_operator(spark, contract),
-        contract,
+    checked = transform.with_errors(
+        _read_batch(spark, config, contract, since), contract, latest=latest, tolerance_minutes=tolerance
     )
+    if held:
+        checked = transform.with_held(checked, writer.moved_by_operator(spark, contract), contract)
+    else:
+        checked = checked.withColumn(transform.HELD, F.lit(False))
     checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
     commits = 0
     try:
@@ -243,6 +246,7 @@ def run_extract(
         watermarks.ensure_table(spark)
         ensure_ops_tables(spark)
         stored = watermarks.get_stored(spark)
+        held = writer.tables_with_operator_moves(spark)
     progress(f"extract: {len(selected)} tables, watermarks read in {time.monotonic() - started:.1f} s")
 
     def extract_one(contract: Contract) -> StepRecord:
@@ -259,6 +263,7 @@ def run_extract(
                     record,
                     full_refresh=full_refresh,
                     stored=_watermark_of(stored, contract),
+                    held=(contract.source_system, contract.source_name) in held,
                 )
             record.profile.update(work.as_profile())
             record.finish("succeeded")

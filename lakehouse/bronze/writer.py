@@ -192,3 +192,11 @@ def moved_by_operator(spark: SparkSession, contract: Contract) -> DataFrame:
         )
         .select("record_key", "payload")
     )
+
+
+def tables_with_operator_moves(spark: SparkSession) -> set[tuple[str, str]]:
+    """(source_system, source_table) of every table an operator moved rows of to quarantine."""
+    moved = spark.table(QUARANTINE_TABLE).filter(F.col("batch_id").startswith(OPERATOR_BATCH_PREFIX))
+    return {
+        (r.source_system, r.source_table) for r in moved.select("source_system", "source_table").distinct().collect()
+    }
