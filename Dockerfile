@@ -53,7 +53,7 @@ RUN pip install -r requirements.lock
 #    checked against its published SHA-1. Needs only the config loader and the resolver. The
 #    throw-away LAKEHOUSE_HOME keeps the config loader's generated local password out of the image.
 COPY conf/lakehouse.yaml conf/
-COPY lakehouse/__init__.py lakehouse/config.py lakehouse/
+COPY lakehouse/__init__.py lakehouse/config.py lakehouse/errors.py lakehouse/
 COPY lakehouse/runtime lakehouse/runtime
 RUN LAKEHOUSE_HOME=/tmp/jar-bake python -c "from lakehouse.config import load_config; \
 from lakehouse.runtime.jars import resolve_jars; c = load_config(); \

@@ -400,3 +400,60 @@ def test_health_fails_when_no_server_role_runs(tmp_path: Path) -> None:
         ["health", "master"], {"SPARK_MASTER_HOST": "127.0.0.1", "SPARK_MASTER_WEBUI_PORT": "1"}, tmp_path
     )
     assert down.returncode == 1 and down.stderr == ""
+
+
+def _bake_steps() -> list[tuple[list[tuple[str, str]], list[str]]]:
+    """Each build-time `python -c` of the Dockerfile: the repo paths copied before it in its stage
+    (a stage built FROM another inherits that one's), and the lakehouse imports it runs."""
+    copied: dict[str, list[tuple[str, str]]] = {}
+    stage: list[tuple[str, str]] = []
+    steps = []
+    text = DOCKERFILE.read_text().replace("\\\n", " ")
+    for line in text.splitlines():
+        words = line.split()
+        if not words:
+            continue
+        if words[0] == "FROM":
+            parent = words[1]
+            stage = list(copied.get(parent, []))
+            if len(words) >= 4 and words[2].upper() == "AS":
+                copied[words[3]] = stage
+        elif words[0] == "COPY" and not any(w.startswith("--from") for w in words):
+            *sources, dest = words[1:]
+            stage += [(source, dest) for source in sources]
+        elif words[0] == "RUN" and "python -c" in line:
+            code = line.split('python -c "', 1)[1].split('"', 1)[0]
+            imports = [
+                s.strip() for s in code.split(";") if s.strip().startswith(("from lakehouse", "import lakehouse"))
+            ]
+            steps.append((list(stage), imports))
+    return steps
+
+
+def test_each_build_step_copies_the_modules_its_python_imports(tmp_path: Path) -> None:
+    """A module that gained an import (lakehouse.errors, say) must be copied before the step that
+    bakes the jars or the Java modules, or `docker build` fails where no test here would see it."""
+    steps = _bake_steps()
+    assert len(steps) >= 2 and all(imports for _copies, imports in steps)
+    for number, (copies, imports) in enumerate(steps):
+        root = tmp_path / f"step{number}"
+        root.mkdir()
+        for source, dest in copies:
+            origin = PROJECT_ROOT / source
+            target = root / dest
+            if dest.endswith("/") or (len([s for s, d in copies if d == dest]) > 1):
+                target = target / origin.name
+            if origin.is_dir():
+                shutil.copytree(origin, target, dirs_exist_ok=True)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(origin, target)
+        # Only the copied files count: the editable install of this checkout would find the rest.
+        isolate = "import sys; sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f).lower()]"
+        code = f"{isolate}; sys.path.insert(0, '.'); " + "; ".join(imports)
+        result = subprocess.run(
+            [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert result.returncode == 0, (
+            f"Dockerfile step {number} ({imports}): {result.stderr.strip().splitlines()[-1:]}"
+        )
