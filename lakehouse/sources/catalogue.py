@@ -12,9 +12,9 @@ import pyarrow as pa
 
 from lakehouse.sources.common import (
     BAD_TIMESTAMPS,
-    SECONDS_PER_DAY,
     ScaleSpec,
     Window,
+    arrival_times,
     between,
     iso_array,
     probabilities,
@@ -233,12 +233,7 @@ class Catalogue:
 def build_catalogue(rng: np.random.Generator, spec: ScaleSpec, window: Window, pools: Pools) -> Catalogue:
     """Draw the titles: arrival, type, popularity, structure and their documents."""
     n = spec.titles
-    arrives_in_window = rng.random(n) < NEW_TITLE_SHARE
-    u = rng.random(n)
-    history = CATALOGUE_HISTORY_DAYS * SECONDS_PER_DAY
-    before = window.start_ts - 1 - np.floor(history * (1 - np.sqrt(u))).astype(np.int64)
-    during = window.start_ts + np.floor(u * window.seconds).astype(np.int64)
-    added = np.sort(np.where(arrives_in_window, during, before))
+    added = arrival_times(rng, n, NEW_TITLE_SHARE, CATALOGUE_HISTORY_DAYS, window)
     is_series = rng.random(n) < SERIES_SHARE
 
     popularity = (rng.permutation(n) + 1.0) ** -ZIPF_EXPONENT

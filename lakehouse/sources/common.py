@@ -134,3 +134,16 @@ def between(rng: np.random.Generator, low: np.ndarray, high: np.ndarray) -> np.n
 def year_of(seconds: np.ndarray) -> np.ndarray:
     """Calendar year of epoch seconds."""
     return seconds.astype("datetime64[s]").astype("datetime64[Y]").astype(np.int64) + 1970
+
+
+def arrival_times(
+    rng: np.random.Generator, n: int, share_in_window: float, history_days: int, window: Window
+) -> np.ndarray:
+    """When each of ``n`` users or titles arrived, sorted: ``share_in_window`` of them during the
+    window (uniformly), the rest in the ``history_days`` before it, more of them recently."""
+    in_window = rng.random(n) < share_in_window
+    u = rng.random(n)
+    history = history_days * SECONDS_PER_DAY
+    before = window.start_ts - 1 - np.floor(history * (1 - np.sqrt(u))).astype(np.int64)
+    during = window.start_ts + np.floor(u * window.seconds).astype(np.int64)
+    return np.sort(np.where(in_window, during, before))

@@ -17,6 +17,7 @@ from lakehouse.sources.common import (
     SECONDS_PER_DAY,
     ScaleSpec,
     Window,
+    arrival_times,
     between,
     cumulative_rows,
     date_array,
@@ -137,12 +138,7 @@ class Users:
 def build_users(rng: np.random.Generator, spec: ScaleSpec, window: Window, pools: Pools) -> Users:
     """Draw the user base: signups, demographics, plans, changes, churn and activity."""
     n = spec.users
-    joined_in_window = rng.random(n) < NEW_USER_SHARE
-    u = rng.random(n)
-    history = SIGNUP_HISTORY_DAYS * SECONDS_PER_DAY
-    before = window.start_ts - 1 - np.floor(history * (1 - np.sqrt(u))).astype(np.int64)
-    during = window.start_ts + np.floor(u * window.seconds).astype(np.int64)
-    signup = np.sort(np.where(joined_in_window, during, before))
+    signup = arrival_times(rng, n, NEW_USER_SHARE, SIGNUP_HISTORY_DAYS, window)
 
     age_years = np.clip(
         MIN_AGE_YEARS + rng.gamma(AGE_GAMMA_SHAPE, AGE_GAMMA_SCALE_YEARS, n),
