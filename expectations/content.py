@@ -6,13 +6,12 @@ import great_expectations.expectations as gxe
 from great_expectations.expectations.expectation import Expectation
 
 from expectations.common import MAX_RELEASE_YEAR, ForeignKey, TableSuites, build_table_suites, parameter, tiered
+from expectations.domain import CONTENT_TYPES, MATURITY_RATINGS
 
 TABLE = "content"
 KEY = ("content_id",)
 FOREIGN_KEYS: tuple[ForeignKey, ...] = ()
 
-CONTENT_TYPES = ("movie", "series")
-MATURITY_RATINGS = ("G", "PG", "PG-13", "R", "NC-17", "TV-Y", "TV-G", "TV-PG", "TV-14", "TV-MA")
 # Earliest plausible release year of a title in the catalogue; the latest is a suite parameter
 # (this year plus a lead for announced titles).
 EARLIEST_RELEASE_YEAR = 1900

@@ -6,6 +6,7 @@ import great_expectations.expectations as gxe
 from great_expectations.expectations.expectation import Expectation
 
 from expectations.common import ForeignKey, TableSuites, build_table_suites, tiered, warning
+from expectations.domain import MAX_RATING, MIN_RATING
 
 TABLE = "ratings"
 KEY = ("user_id", "content_id")
@@ -13,8 +14,6 @@ FOREIGN_KEYS = (
     ForeignKey("user_id", "users", "user_id"),
     ForeignKey("content_id", "content", "content_id"),
 )
-
-MIN_RATING, MAX_RATING = 1, 5
 
 
 def row_checks() -> list[Expectation]:

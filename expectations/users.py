@@ -6,14 +6,12 @@ import great_expectations.expectations as gxe
 from great_expectations.expectations.expectation import Expectation
 
 from expectations.common import TODAY, ForeignKey, TableSuites, build_table_suites, parameter, tiered, warning
+from expectations.domain import BILLING_CYCLES, SUBSCRIPTION_PLANS, SUBSCRIPTION_STATUSES
 
 TABLE = "users"
 KEY = ("user_id",)
 FOREIGN_KEYS: tuple[ForeignKey, ...] = ()
 
-SUBSCRIPTION_PLANS = ("basic", "standard", "premium")
-BILLING_CYCLES = ("monthly", "annual")
-STATUSES = ("active", "paused", "churned")
 # Nobody alive was born earlier; nobody is born in the future (upper bound: today).
 EARLIEST_BIRTH_DATE = "1900-01-01"
 MAX_MONTHLY_PRICE_USD = 100
@@ -24,7 +22,7 @@ def row_checks() -> list[Expectation]:
     return [
         *tiered(gxe.ExpectColumnValuesToBeInSet, column="subscription_plan", value_set=list(SUBSCRIPTION_PLANS)),
         *tiered(gxe.ExpectColumnValuesToBeInSet, column="billing_cycle", value_set=list(BILLING_CYCLES)),
-        *tiered(gxe.ExpectColumnValuesToBeInSet, column="status", value_set=list(STATUSES)),
+        *tiered(gxe.ExpectColumnValuesToBeInSet, column="status", value_set=list(SUBSCRIPTION_STATUSES)),
         *tiered(
             gxe.ExpectColumnValuesToBeBetween,
             column="birth_date",

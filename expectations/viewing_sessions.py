@@ -6,6 +6,7 @@ import great_expectations.expectations as gxe
 from great_expectations.expectations.expectation import Expectation
 
 from expectations.common import ForeignKey, TableSuites, build_table_suites, tiered, warning
+from expectations.domain import DEVICE_TYPES, MAX_SESSION_SECONDS, STREAMING_QUALITIES
 
 TABLE = "viewing_sessions"
 KEY = ("session_id",)
@@ -14,17 +15,13 @@ FOREIGN_KEYS = (
     ForeignKey("content_id", "content", "content_id"),
 )
 
-DEVICE_TYPES = ("tv", "mobile", "tablet", "desktop", "console")
-STREAMING_QUALITIES = ("SD", "HD", "FHD", "4K")
-# A session cannot hold more watch time than a day.
-MAX_WATCH_SECONDS = 24 * 60 * 60
 MAX_BITRATE_KBPS = 100_000
 
 
 def row_checks() -> list[Expectation]:
     """Row-level checks on the batch (critical above the shared share, warning on any row)."""
     return [
-        *tiered(gxe.ExpectColumnValuesToBeBetween, column="watch_seconds", min_value=0, max_value=MAX_WATCH_SECONDS),
+        *tiered(gxe.ExpectColumnValuesToBeBetween, column="watch_seconds", min_value=0, max_value=MAX_SESSION_SECONDS),
         *tiered(
             gxe.ExpectColumnPairValuesAToBeGreaterThanB,
             column_A="ended_at",

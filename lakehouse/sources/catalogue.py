@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from expectations.domain import CONTENT_TYPES, MOVIE_MATURITY_RATINGS, SERIES_MATURITY_RATINGS
 from lakehouse.sources.common import (
     BAD_TIMESTAMPS,
     ScaleSpec,
@@ -18,6 +19,7 @@ from lakehouse.sources.common import (
     between,
     iso_array,
     probabilities,
+    shares_in_order,
     year_of,
 )
 from lakehouse.sources.defects import (
@@ -37,7 +39,7 @@ from lakehouse.sources.people import COUNTRIES, DEFAULT_PLACE_COUNTRY, Pools
 
 CONTENT_ID_PREFIX = "c"
 CONTENT_ID_DIGITS = 6
-MOVIE, SERIES = "movie", "series"
+MOVIE, SERIES = CONTENT_TYPES
 NEW_TITLE_SHARE = 0.20  # added during the window
 CATALOGUE_HISTORY_DAYS = 5 * 365
 SERIES_SHARE = 0.35
@@ -90,10 +92,8 @@ LANGUAGE_BY_COUNTRY = {
     "BR": "pt",
     "IT": "it",
 }
-MOVIE_MATURITY = ("G", "PG", "PG-13", "R", "NC-17")
-MOVIE_MATURITY_WEIGHTS = (0.08, 0.20, 0.37, 0.32, 0.03)
-SERIES_MATURITY = ("TV-Y", "TV-G", "TV-PG", "TV-14", "TV-MA")
-SERIES_MATURITY_WEIGHTS = (0.05, 0.10, 0.22, 0.33, 0.30)
+MOVIE_MATURITY_WEIGHTS = {"G": 0.08, "PG": 0.20, "PG-13": 0.37, "R": 0.32, "NC-17": 0.03}
+SERIES_MATURITY_WEIGHTS = {"TV-Y": 0.05, "TV-G": 0.10, "TV-PG": 0.22, "TV-14": 0.33, "TV-MA": 0.30}
 FAMILY_MATURITY = {MOVIE: ("G", "PG"), SERIES: ("TV-Y", "TV-G")}
 OLDEST_RELEASE_YEAR = 1950
 RELEASE_LAG_P = 0.12  # geometric lag in years between release and catalogue addition
@@ -308,8 +308,16 @@ def build_documents(
     genre_count = rng.integers(1, MAX_GENRES + 1, n)
     country = rng.choice(len(CONTENT_COUNTRIES), size=n, p=probabilities(CONTENT_COUNTRY_WEIGHTS))
     titles = draw_titles(rng, country, pools)
-    movie_rating = rng.choice(len(MOVIE_MATURITY), size=n, p=probabilities(MOVIE_MATURITY_WEIGHTS))
-    series_rating = rng.choice(len(SERIES_MATURITY), size=n, p=probabilities(SERIES_MATURITY_WEIGHTS))
+    movie_rating = rng.choice(
+        len(MOVIE_MATURITY_RATINGS),
+        size=n,
+        p=probabilities(shares_in_order(MOVIE_MATURITY_WEIGHTS, MOVIE_MATURITY_RATINGS)),
+    )
+    series_rating = rng.choice(
+        len(SERIES_MATURITY_RATINGS),
+        size=n,
+        p=probabilities(shares_in_order(SERIES_MATURITY_WEIGHTS, SERIES_MATURITY_RATINGS)),
+    )
     family_rating = rng.integers(0, len(FAMILY_MATURITY[MOVIE]), n)
     cast_size = rng.integers(CAST_SIZE_RANGE[0], CAST_SIZE_RANGE[1] + 1, n)
     director = rng.integers(0, max(1, int(len(pools.people) * DIRECTOR_POOL_SHARE)), n)
@@ -325,9 +333,9 @@ def build_documents(
         if FAMILY_GENRES.intersection(genres):
             maturity = FAMILY_MATURITY[kind][family_rating[i]]
         elif kind == SERIES:
-            maturity = SERIES_MATURITY[series_rating[i]]
+            maturity = SERIES_MATURITY_RATINGS[series_rating[i]]
         else:
-            maturity = MOVIE_MATURITY[movie_rating[i]]
+            maturity = MOVIE_MATURITY_RATINGS[movie_rating[i]]
         document: dict[str, Any] = {
             "_id": content_id_for(i + 1),
             "title": titles[i],

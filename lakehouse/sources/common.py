@@ -3,7 +3,7 @@ and the NumPy/Arrow helpers that draw from distributions and build columns."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -97,6 +97,13 @@ def replace_rows(array: pa.Array, rows: np.ndarray, values: Sequence[Any]) -> pa
     mask = np.zeros(len(array), dtype=bool)
     mask[rows] = True
     return pc.replace_with_mask(array, pa.array(mask), pa.array(list(values), type=array.type))
+
+
+def shares_in_order(shares: Mapping[str, float], values: Sequence[str]) -> tuple[float, ...]:
+    """A share per value, in the order of ``values`` (a domain's value set); one for every value."""
+    if set(shares) != set(values):
+        raise ValueError(f"shares for {sorted(shares)} do not match the value set {list(values)}")
+    return tuple(shares[value] for value in values)
 
 
 def probabilities(weights: Sequence[float]) -> np.ndarray:

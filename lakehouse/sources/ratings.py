@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from expectations.domain import MAX_RATING, MIN_RATING
 from lakehouse.sources.catalogue import Catalogue, content_id_for
 from lakehouse.sources.common import SECONDS_PER_HOUR, ScaleSpec, Window, between, iso_array, replace_rows, take
 from lakehouse.sources.csv_files import RATINGS_SCHEMA, write_csv
@@ -27,7 +28,6 @@ from lakehouse.sources.defects import (
 from lakehouse.sources.sessions import ORPHAN_CONTENT_NUMBER_BASE, ORPHAN_ID_SPAN, ORPHAN_USER_ID_BASE, RatingCandidates
 from lakehouse.sources.users import Users
 
-RATING_MIN, RATING_MAX = 1, 5
 RATING_DELAY_MEAN_SECONDS = 3 * SECONDS_PER_HOUR
 RATING_NOISE_SD = 0.7
 COMPLETED_RATING_SHIFT = 0.3
@@ -70,13 +70,13 @@ def write_ratings(
         + rng.normal(0.0, RATING_NOISE_SD, n)
         + np.where(candidates.completed[keep], COMPLETED_RATING_SHIFT, ABANDONED_RATING_SHIFT)
     )
-    extreme = np.where(rng.random(n) < POLARISED_HIGH_SHARE, RATING_MAX, RATING_MIN)
+    extreme = np.where(rng.random(n) < POLARISED_HIGH_SHARE, MAX_RATING, MIN_RATING)
     score = np.where(catalogue.polarised[title], extreme + rng.normal(0.0, POLARISED_NOISE_SD, n), score)
-    rating = np.clip(np.rint(score), RATING_MIN, RATING_MAX).astype(np.int64)
+    rating = np.clip(np.rint(score), MIN_RATING, MAX_RATING).astype(np.int64)
     updated = rated.copy()
     edited = np.flatnonzero(rng.random(n) < RATING_EDIT_SHARE)
     updated[edited] = between(rng, rated[edited], np.full(edited.size, window.end_ts))
-    rating[edited] = np.clip(rating[edited] + rng.choice(RATING_EDIT_STEPS, edited.size), RATING_MIN, RATING_MAX)
+    rating[edited] = np.clip(rating[edited] + rng.choice(RATING_EDIT_STEPS, edited.size), MIN_RATING, MAX_RATING)
 
     user_id = user + 1
     content = take(catalogue.ids, title)
@@ -104,9 +104,9 @@ def write_ratings(
         updated[duplicate_rows] + 1,
         np.maximum(np.full(duplicate_rows.size, window.end_ts), updated[duplicate_rows] + 2),
     )
-    new_rating = (rating[duplicate_rows] - RATING_MIN + rng.integers(1, RATING_MAX, duplicate_rows.size)) % (
-        RATING_MAX - RATING_MIN + 1
-    ) + RATING_MIN
+    new_rating = (rating[duplicate_rows] - MIN_RATING + rng.integers(1, MAX_RATING, duplicate_rows.size)) % (
+        MAX_RATING - MIN_RATING + 1
+    ) + MIN_RATING
     order = np.concatenate([np.arange(n), duplicate_rows])
     rating_all = np.concatenate([rating, new_rating])
     rated_all = np.concatenate([rated, rerated])

@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from expectations.domain import DEVICE_TYPES, STREAMING_QUALITIES, SUBSCRIPTION_PLANS
 from lakehouse.sources.catalogue import MOVIE, SERIES, Catalogue, content_id_for
 from lakehouse.sources.common import (
     BAD_TIMESTAMPS,
@@ -51,7 +52,7 @@ from lakehouse.sources.people import COUNTRIES
 from lakehouse.sources.schema import (
     VIEWING_SESSIONS_FILE,
 )
-from lakehouse.sources.users import DEVICE_MIX_BY_COUNTRY, PLANS, Users
+from lakehouse.sources.users import DEVICE_MIX_BY_COUNTRY, Users
 
 SESSION_CHUNK_ROWS = 1_000_000
 
@@ -68,7 +69,6 @@ HOUR_WEIGHTS_WEEKEND = (
 WEEKDAY_WEIGHTS = (0.92, 0.90, 0.93, 0.97, 1.10, 1.30, 1.25)  # Monday..Sunday
 GROWTH_OVER_WINDOW = 0.15
 
-DEVICES = ("tv", "mobile", "tablet", "desktop", "console")
 HANDHELD_DEVICES = frozenset({"mobile", "tablet"})
 HOME_DEVICE_SHARE = 0.6  # sessions on the user's usual device
 OS_BY_DEVICE: dict[str, dict[str, float]] = {
@@ -82,7 +82,7 @@ OS_BY_DEVICE: dict[str, dict[str, float]] = {
 APP_VERSIONS = (("6.0.3", -75), ("6.1.0", -30), ("6.2.1", 10), ("6.3.0", 40), ("6.4.2", 70))
 APP_VERSION_LAG_WEIGHTS = (0.6, 0.3, 0.1)  # latest, previous, the one before
 
-QUALITIES = ("SD", "HD", "FHD", "4K")
+# Shares of each quality in STREAMING_QUALITIES' order (expectations/domain.py).
 QUALITY_MIX_BY_DEVICE: dict[str, tuple[float, ...]] = {
     "tv": (0.05, 0.20, 0.35, 0.40),
     "mobile": (0.35, 0.50, 0.15, 0.00),
@@ -151,17 +151,17 @@ class SessionTables:
 def session_tables() -> SessionTables:
     """Turn the distribution constants into arrays indexed by category codes."""
     os_names = tuple(dict.fromkeys(name for mix in OS_BY_DEVICE.values() for name in mix))
-    os_matrix = np.asarray([[OS_BY_DEVICE[device].get(name, 0.0) for name in os_names] for device in DEVICES])
+    os_matrix = np.asarray([[OS_BY_DEVICE[device].get(name, 0.0) for name in os_names] for device in DEVICE_TYPES])
     return SessionTables(
         device_by_country=cumulative_rows(np.asarray([DEVICE_MIX_BY_COUNTRY[code] for code in COUNTRIES])),
         os_by_device=cumulative_rows(os_matrix),
         os_names=os_names,
-        quality_by_device=cumulative_rows(np.asarray([QUALITY_MIX_BY_DEVICE[device] for device in DEVICES])),
-        plan_max_quality=np.asarray([QUALITIES.index(PLAN_MAX_QUALITY[p]) for p in PLANS]),
-        bitrate_low=np.asarray([BITRATE_KBPS_RANGE[q][0] for q in QUALITIES]),
-        bitrate_high=np.asarray([BITRATE_KBPS_RANGE[q][1] for q in QUALITIES]),
-        buffering_per_hour=np.asarray([BUFFERING_PER_HOUR_BY_QUALITY[q] for q in QUALITIES]),
-        handheld=np.asarray([device in HANDHELD_DEVICES for device in DEVICES]),
+        quality_by_device=cumulative_rows(np.asarray([QUALITY_MIX_BY_DEVICE[device] for device in DEVICE_TYPES])),
+        plan_max_quality=np.asarray([STREAMING_QUALITIES.index(PLAN_MAX_QUALITY[p]) for p in SUBSCRIPTION_PLANS]),
+        bitrate_low=np.asarray([BITRATE_KBPS_RANGE[q][0] for q in STREAMING_QUALITIES]),
+        bitrate_high=np.asarray([BITRATE_KBPS_RANGE[q][1] for q in STREAMING_QUALITIES]),
+        buffering_per_hour=np.asarray([BUFFERING_PER_HOUR_BY_QUALITY[q] for q in STREAMING_QUALITIES]),
+        handheld=np.asarray([device in HANDHELD_DEVICES for device in DEVICE_TYPES]),
         app_release_day=np.asarray([day for _, day in APP_VERSIONS]),
         hour_weekday=probabilities(HOUR_WEIGHTS_WEEKDAY),
         hour_weekend=probabilities(HOUR_WEIGHTS_WEEKEND),
@@ -420,10 +420,10 @@ def _session_table(
         "started_at": replace_rows(iso_array(columns["started"]), bad_start_rows, bad_starts),
         "ended_at": iso_array(columns["ended"]),
         "watch_seconds": pa.array(columns["watch"], type=pa.int64()),
-        "device_type": take(DEVICES, columns["device"]),
+        "device_type": take(DEVICE_TYPES, columns["device"]),
         "os": take(tables.os_names, columns["os"]),
         "app_version": take([v for v, _ in APP_VERSIONS], columns["app_version"]),
-        "streaming_quality": take(QUALITIES, columns["quality"]),
+        "streaming_quality": take(STREAMING_QUALITIES, columns["quality"]),
         "avg_bitrate_kbps": pa.array(columns["bitrate"], type=pa.int64()),
         "buffering_events": pa.array(columns["buffering"], type=pa.int64()),
         "completed": pa.array(columns["completed"], type=pa.bool_()),

@@ -12,6 +12,7 @@ import numpy as np
 from psycopg2.extras import execute_values
 from pymongo import UpdateOne
 
+from expectations.domain import BILLING_CYCLES, SUBSCRIPTION_PLANS, SUBSCRIPTION_STATUSES
 from lakehouse.sources.catalogue import (
     FAMILY_GENRES,
     GENRES,
@@ -44,7 +45,7 @@ from lakehouse.sources.simulate_state import (
     titles_from_documents,
     utc_datetime,
 )
-from lakehouse.sources.users import BILLING_CYCLES, MONTHLY_PRICE_USD, PLANS, STATUSES
+from lakehouse.sources.users import MONTHLY_PRICE_USD
 
 NEVER = np.iinfo(np.int64).max
 
@@ -103,8 +104,8 @@ def _per_run(daily: float, days: float) -> float:
 def plan_user_changes(rng: np.random.Generator, users: SourceUsers, window: SimWindow) -> UserChanges:
     """Draw plan changes, pauses and churn among active users and resumes among paused ones."""
     n = users.user_id.size
-    active = users.status == STATUSES.index("active")
-    paused = users.status == STATUSES.index("paused")
+    active = users.status == SUBSCRIPTION_STATUSES.index("active")
+    paused = users.status == SUBSCRIPTION_STATUSES.index("paused")
     draw = rng.random(n)
     p_plan = _per_run(PLAN_CHANGE_DAILY, window.days)
     p_churn = _per_run(CHURN_DAILY, window.days)
@@ -121,11 +122,13 @@ def plan_user_changes(rng: np.random.Generator, users: SourceUsers, window: SimW
     status = users.status[index].copy()
     kinds = [str(k) for k in kind[index].tolist()]
     is_plan = np.asarray([k == "plan" for k in kinds], dtype=bool)
-    plan[is_plan] = (plan[is_plan] + rng.integers(1, len(PLANS), int(is_plan.sum()))) % len(PLANS)
+    plan[is_plan] = (plan[is_plan] + rng.integers(1, len(SUBSCRIPTION_PLANS), int(is_plan.sum()))) % len(
+        SUBSCRIPTION_PLANS
+    )
     switch = is_plan & (rng.random(index.size) < BILLING_SWITCH_SHARE)
     billing[switch] = 1 - billing[switch]
     for name, code in (("churned", "churned"), ("paused", "paused"), ("resumed", "active")):
-        status[np.asarray([k == name for k in kinds], dtype=bool)] = STATUSES.index(code)
+        status[np.asarray([k == name for k in kinds], dtype=bool)] = SUBSCRIPTION_STATUSES.index(code)
     return UserChanges(index=index, kind=kinds, at=at, plan=plan, billing=billing, status=status)
 
 
@@ -136,10 +139,10 @@ def apply_user_changes(cur: Any, users: SourceUsers, changes: UserChanges) -> No
     rows = [
         (
             int(users.user_id[i]),
-            PLANS[p],
+            SUBSCRIPTION_PLANS[p],
             BILLING_CYCLES[b],
-            Decimal(MONTHLY_PRICE_USD[(PLANS[p], BILLING_CYCLES[b])]),
-            STATUSES[s],
+            Decimal(MONTHLY_PRICE_USD[(SUBSCRIPTION_PLANS[p], BILLING_CYCLES[b])]),
+            SUBSCRIPTION_STATUSES[s],
             utc_datetime(int(t)),
         )
         for i, p, b, s, t in zip(

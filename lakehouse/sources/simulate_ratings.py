@@ -11,6 +11,7 @@ import pyarrow.csv as pacsv
 from psycopg2 import sql
 from psycopg2.extras import execute_values
 
+from expectations.domain import MAX_RATING, MIN_RATING
 from lakehouse.sources.common import (
     SECONDS_PER_DAY,
     iso_array,
@@ -22,8 +23,6 @@ from lakehouse.sources.ratings import (
     COMPLETED_RATING_SHIFT,
     RATING_DELAY_MEAN_SECONDS,
     RATING_EDIT_SHARE,
-    RATING_MAX,
-    RATING_MIN,
     RATING_NOISE_SD,
 )
 from lakehouse.sources.simulate_sessions import NewSessions
@@ -56,7 +55,7 @@ def insert_ratings(
         + rng.normal(0.0, RATING_NOISE_SD, n)
         + np.where(completed[keep], COMPLETED_RATING_SHIFT, ABANDONED_RATING_SHIFT)
     )
-    rating = np.clip(np.rint(score), RATING_MIN, RATING_MAX).astype(np.int64)
+    rating = np.clip(np.rint(score), MIN_RATING, MAX_RATING).astype(np.int64)
     when = iso_array(rated[keep])
     table = pa.table(
         {
@@ -102,7 +101,7 @@ def edit_ratings(cur: Any, rng: np.random.Generator, state: SourceState, window:
         "and (user_id, content_id) not in (select user_id, content_id from ratings where user_id is not null "
         "and content_id is not null group by user_id, content_id having count(*) > 1) "
         "group by user_id, content_id order by user_id, content_id",
-        (since, utc_datetime(window.start), RATING_MIN, RATING_MAX),
+        (since, utc_datetime(window.start), MIN_RATING, MAX_RATING),
     )
     clean_users = set(state.users.user_id.tolist())
     clean_titles = set(state.titles.ids)
@@ -118,7 +117,7 @@ def edit_ratings(cur: Any, rng: np.random.Generator, state: SourceState, window:
     for position, index in enumerate(chosen):
         user_id, content_id, rating = rows[index]
         new = rating + int(step[position])
-        if not RATING_MIN <= new <= RATING_MAX:
+        if not MIN_RATING <= new <= MAX_RATING:
             new = rating - int(step[position])
         values.append((int(user_id), content_id, new, utc_datetime(int(at[position]))))
     execute_values(

@@ -15,6 +15,7 @@ import pyarrow.csv as pacsv
 from psycopg2 import sql
 from psycopg2.extras import execute_values
 
+from expectations.domain import DEVICE_TYPES, STREAMING_QUALITIES, SUBSCRIPTION_STATUSES
 from lakehouse.sources.common import (
     DAYS_PER_WEEK,
     HOURS_PER_DAY,
@@ -38,13 +39,11 @@ from lakehouse.sources.sessions import (
     APP_VERSION_LAG_WEIGHTS,
     COMPLETE_FRACTION_RANGE,
     COMPLETION_RATIO,
-    DEVICES,
     EPISODE_POSITION_SKEW,
     HOME_DEVICE_SHARE,
     HOUR_WEIGHTS_WEEKDAY,
     HOUR_WEIGHTS_WEEKEND,
     INGEST_DELAY_MAX_SECONDS,
-    QUALITIES,
     WEEKDAY_WEIGHTS,
     SessionTables,
     session_tables,
@@ -53,7 +52,6 @@ from lakehouse.sources.sessions import (
 )
 from lakehouse.sources.simulate_changes import NEVER, UserChanges
 from lakehouse.sources.simulate_state import SimWindow, SourceState, SourceUsers, Titles, source_table, utc_datetime
-from lakehouse.sources.users import STATUSES
 
 BASE_USER_WEIGHT = 0.1  # an active user who did not watch recently may come back
 
@@ -152,7 +150,7 @@ class _UserPool:
     def build(cls, users: SourceUsers, changes: UserChanges) -> _UserPool:
         """Pool of active users and their weights, from the users and their planned changes."""
         n = users.user_id.size
-        index = np.flatnonzero(users.status == STATUSES.index("active"))
+        index = np.flatnonzero(users.status == SUBSCRIPTION_STATUSES.index("active"))
         weight = users.recent_sessions[index] + BASE_USER_WEIGHT
         inactive_from = changes.inactive_from(n)
         steady = index[inactive_from[index] == NEVER]
@@ -264,10 +262,10 @@ def _copy_sessions(
             "started_at": iso_array(chunk["started"]),
             "ended_at": iso_array(chunk["ended"]),
             "watch_seconds": pa.array(chunk["watch"], type=pa.int64()),
-            "device_type": take(DEVICES, chunk["device"]),
+            "device_type": take(DEVICE_TYPES, chunk["device"]),
             "os": take(tables.os_names, chunk["os"]),
             "app_version": take(state.app_versions, chunk["app_version"]),
-            "streaming_quality": take(QUALITIES, chunk["quality"]),
+            "streaming_quality": take(STREAMING_QUALITIES, chunk["quality"]),
             "avg_bitrate_kbps": pa.array(chunk["bitrate"], type=pa.int64()),
             "buffering_events": pa.array(chunk["buffering"], type=pa.int64()),
             "completed": pa.array(chunk["completed"], type=pa.bool_()),

@@ -14,6 +14,14 @@ import numpy as np
 from psycopg2 import sql
 from pymongo.database import Database
 
+from expectations.domain import (
+    BILLING_CYCLES,
+    DEVICE_TYPES,
+    MAX_RATING,
+    MIN_RATING,
+    SUBSCRIPTION_PLANS,
+    SUBSCRIPTION_STATUSES,
+)
 from lakehouse.sources.catalogue import (
     CONTENT_COUNTRIES,
     MOVIE,
@@ -27,15 +35,7 @@ from lakehouse.sources.load import (
     SourceLoadError,
 )
 from lakehouse.sources.people import COUNTRIES
-from lakehouse.sources.ratings import (
-    RATING_MAX,
-    RATING_MIN,
-)
 from lakehouse.sources.schema import CONTENT_COLLECTION, SCHEMA, TABLES
-from lakehouse.sources.sessions import (
-    DEVICES,
-)
-from lakehouse.sources.users import BILLING_CYCLES, PLANS, STATUSES
 
 GENERATOR_WINDOW_DAYS = 90  # the generator's window: turns its shares into daily rates
 
@@ -78,11 +78,11 @@ class SourceUsers:
 
     user_id: np.ndarray
     country: np.ndarray  # index into COUNTRIES
-    plan: np.ndarray  # index into PLANS
+    plan: np.ndarray  # index into SUBSCRIPTION_PLANS
     billing: np.ndarray  # index into BILLING_CYCLES
-    status: np.ndarray  # index into STATUSES
+    status: np.ndarray  # index into SUBSCRIPTION_STATUSES
     recent_sessions: np.ndarray
-    home_device: np.ndarray  # index into DEVICES, -1 when unknown
+    home_device: np.ndarray  # index into DEVICE_TYPES, -1 when unknown
     rating_offset: np.ndarray  # user's mean rating minus the global mean (0 when unknown)
 
 
@@ -163,12 +163,12 @@ def read_state(conn: Any, database: Database) -> SourceState:
             (since,),
         )
         versions = sorted((row[0] for row in cur.fetchall()), key=_version_key)
-        cur.execute("select avg(rating) from ratings where rating between %s and %s", (RATING_MIN, RATING_MAX))
+        cur.execute("select avg(rating) from ratings where rating between %s and %s", (MIN_RATING, MAX_RATING))
         global_rating = float(cur.fetchone()[0] or DEFAULT_RATING_MEAN)
         users = _read_users(cur, clock, global_rating)
         titles = _read_titles(cur, documents, clock, global_rating)
     conn.rollback()
-    if users.user_id.size == 0 or not (users.status == STATUSES.index("active")).any():
+    if users.user_id.size == 0 or not (users.status == SUBSCRIPTION_STATUSES.index("active")).any():
         raise SourceLoadError("simulate: public.users holds no clean active user to simulate")
     if titles.n == 0:
         raise SourceLoadError(f"simulate: {database.name}.{CONTENT_COLLECTION} holds no clean title to simulate")
@@ -208,19 +208,20 @@ def _read_users(cur: Any, clock: int, global_rating: float) -> SourceUsers:
     cur.execute(
         "select user_id, avg(rating) from ratings where rating between %s and %s and user_id is not null "
         "group by user_id order by user_id",
-        (RATING_MIN, RATING_MAX),
+        (MIN_RATING, MAX_RATING),
     )
     rating_mean = {row[0]: float(row[1]) for row in cur.fetchall()}
     ids = user_id.tolist()
     return SourceUsers(
         user_id=user_id,
         country=np.asarray([COUNTRIES.index(row[1]) for row in rows], dtype=np.int64),
-        plan=np.asarray([PLANS.index(row[2]) for row in rows], dtype=np.int64),
+        plan=np.asarray([SUBSCRIPTION_PLANS.index(row[2]) for row in rows], dtype=np.int64),
         billing=np.asarray([BILLING_CYCLES.index(row[3]) for row in rows], dtype=np.int64),
-        status=np.asarray([STATUSES.index(row[4]) for row in rows], dtype=np.int64),
+        status=np.asarray([SUBSCRIPTION_STATUSES.index(row[4]) for row in rows], dtype=np.int64),
         recent_sessions=np.asarray([activity.get(i, (0, None))[0] for i in ids], dtype=np.float64),
         home_device=np.asarray(
-            [DEVICES.index(d) if (d := activity.get(i, (0, None))[1]) in DEVICES else -1 for i in ids], dtype=np.int64
+            [DEVICE_TYPES.index(d) if (d := activity.get(i, (0, None))[1]) in DEVICE_TYPES else -1 for i in ids],
+            dtype=np.int64,
         ),
         rating_offset=np.asarray([rating_mean.get(i, global_rating) - global_rating for i in ids]),
     )
@@ -229,7 +230,12 @@ def _read_users(cur: Any, clock: int, global_rating: float) -> SourceUsers:
 def _clean_user(row: Sequence[Any]) -> bool:
     """True when a user row has only values the contract accepts."""
     _, country, plan, billing, status, birth_date = row
-    if country not in COUNTRIES or plan not in PLANS or billing not in BILLING_CYCLES or status not in STATUSES:
+    if (
+        country not in COUNTRIES
+        or plan not in SUBSCRIPTION_PLANS
+        or billing not in BILLING_CYCLES
+        or status not in SUBSCRIPTION_STATUSES
+    ):
         return False
     if not isinstance(birth_date, str) or not ISO_DATE.match(birth_date):
         return False
@@ -256,7 +262,7 @@ def _read_titles(cur: Any, documents: list[dict[str, Any]], clock: int, global_r
     cur.execute(
         "select content_id, avg(rating) from ratings where rating between %s and %s and content_id is not null "
         "group by content_id order by content_id",
-        (RATING_MIN, RATING_MAX),
+        (MIN_RATING, MAX_RATING),
     )
     rating_mean = {row[0]: float(row[1]) for row in cur.fetchall()}
     return titles_from_documents(

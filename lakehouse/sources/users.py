@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from expectations.domain import BILLING_CYCLES, GENDERS, SUBSCRIPTION_PLANS, SUBSCRIPTION_STATUSES
 from lakehouse.sources.common import (
     DAYS_PER_YEAR,
     NEVER,
@@ -25,6 +26,7 @@ from lakehouse.sources.common import (
     probabilities,
     replace_rows,
     sample_rows,
+    shares_in_order,
     take,
 )
 from lakehouse.sources.csv_files import PRICE_TYPE, USERS_SCHEMA, write_csv
@@ -46,8 +48,7 @@ EMAIL_DOMAINS = ("gmail.com", "outlook.com", "yahoo.com", "icloud.com", "proton.
 EMAIL_DOMAIN_WEIGHTS = (0.45, 0.18, 0.12, 0.12, 0.05, 0.08)
 FALLBACK_SLUG = "user"
 
-GENDERS = ("female", "male", "non-binary", "undisclosed")
-GENDER_WEIGHTS = (0.48, 0.47, 0.02, 0.03)
+GENDER_WEIGHTS = {"female": 0.48, "male": 0.47, "non-binary": 0.02, "undisclosed": 0.03}
 MIN_AGE_YEARS = 18
 MAX_AGE_YEARS = 80
 AGE_GAMMA_SHAPE = 2.0
@@ -59,9 +60,7 @@ INACTIVE_USER_SHARE = 0.08  # signed up, never watched
 ACTIVITY_SIGMA = 1.0  # lognormal spread of sessions per user
 RATING_BIAS_SD = 0.4
 
-PLANS = ("basic", "standard", "premium")
-PLAN_WEIGHTS = (0.38, 0.40, 0.22)
-BILLING_CYCLES = ("monthly", "annual")
+PLAN_WEIGHTS = {"basic": 0.38, "standard": 0.40, "premium": 0.22}
 ANNUAL_SHARE = 0.25
 MONTHLY_PRICE_USD: dict[tuple[str, str], str] = {
     ("basic", "monthly"): "7.99",
@@ -76,10 +75,10 @@ PLAN_CHANGE_LOOKBACK_DAYS = 365
 CHURN_PROBABILITY_BY_PLAN = {"basic": 0.16, "standard": 0.11, "premium": 0.08}
 ANNUAL_CHURN_FACTOR = 0.5
 PAUSE_PROBABILITY = 0.04
-STATUSES = ("active", "paused", "churned")
 ACTIVE, PAUSED, CHURNED = 0, 1, 2
 
 
+# Shares of each device in DEVICE_TYPES' order (expectations/domain.py).
 DEVICE_MIX_BY_COUNTRY: dict[str, tuple[float, ...]] = {
     "US": (0.38, 0.25, 0.10, 0.15, 0.12),
     "GB": (0.35, 0.27, 0.12, 0.16, 0.10),
@@ -146,7 +145,7 @@ def build_users(rng: np.random.Generator, spec: ScaleSpec, window: Window, pools
         MAX_AGE_YEARS,
     )
     birth_day = window.start_ts // SECONDS_PER_DAY - np.floor(age_years * DAYS_PER_YEAR)
-    gender = rng.choice(len(GENDERS), size=n, p=probabilities(GENDER_WEIGHTS))
+    gender = rng.choice(len(GENDERS), size=n, p=probabilities(shares_in_order(GENDER_WEIGHTS, GENDERS)))
     name_sex = np.where(gender == FEMALE, FEMALE, np.where(gender == MALE, MALE, 0))
     undecided = (gender != FEMALE) & (gender != MALE)
     name_sex = np.where(undecided, rng.integers(0, 2, n), name_sex)
@@ -158,12 +157,14 @@ def build_users(rng: np.random.Generator, spec: ScaleSpec, window: Window, pools
     city = pools.city_offset[country] + np.floor(rng.random(n) * pools.city_count[country]).astype(np.int64)
     email_domain = rng.choice(len(EMAIL_DOMAINS), size=n, p=probabilities(EMAIL_DOMAIN_WEIGHTS))
 
-    plan = rng.choice(len(PLANS), size=n, p=probabilities(PLAN_WEIGHTS))
+    plan = rng.choice(
+        len(SUBSCRIPTION_PLANS), size=n, p=probabilities(shares_in_order(PLAN_WEIGHTS, SUBSCRIPTION_PLANS))
+    )
     billing = (rng.random(n) < ANNUAL_SHARE).astype(np.int64)
     changed = rng.random(n) < PLAN_CHANGE_SHARE
     change_from = np.maximum(signup, window.start_ts - PLAN_CHANGE_LOOKBACK_DAYS * SECONDS_PER_DAY)
     change_ts = between(rng, change_from, np.full(n, window.end_ts))
-    churn_p = np.asarray([CHURN_PROBABILITY_BY_PLAN[name] for name in PLANS])[plan]
+    churn_p = np.asarray([CHURN_PROBABILITY_BY_PLAN[name] for name in SUBSCRIPTION_PLANS])[plan]
     churn_p = churn_p * np.where(billing == 1, ANNUAL_CHURN_FACTOR, 1.0)
     draw = rng.random(n)
     status = np.where(draw < churn_p, CHURNED, np.where(draw < churn_p + PAUSE_PROBABILITY, PAUSED, ACTIVE))
@@ -207,7 +208,7 @@ def build_users(rng: np.random.Generator, spec: ScaleSpec, window: Window, pools
 
 def _price_pool() -> pa.Array:
     """Monthly prices indexed by ``plan * len(BILLING_CYCLES) + billing``."""
-    prices = [Decimal(MONTHLY_PRICE_USD[(plan, cycle)]) for plan in PLANS for cycle in BILLING_CYCLES]
+    prices = [Decimal(MONTHLY_PRICE_USD[(plan, cycle)]) for plan in SUBSCRIPTION_PLANS for cycle in BILLING_CYCLES]
     return pa.array(prices, type=PRICE_TYPE)
 
 
@@ -236,7 +237,9 @@ def write_users(
     is_null[n + duplicate_source.size :] = True
 
     plan = users.plan[source].copy()
-    plan[is_duplicate] = (plan[is_duplicate] + rng.integers(1, len(PLANS), duplicate_source.size)) % len(PLANS)
+    plan[is_duplicate] = (plan[is_duplicate] + rng.integers(1, len(SUBSCRIPTION_PLANS), duplicate_source.size)) % len(
+        SUBSCRIPTION_PLANS
+    )
     updated = users.updated_ts[source].copy()
     later_from = updated[is_duplicate] + 1
     updated[is_duplicate] = between(
@@ -260,7 +263,9 @@ def write_users(
         malformed,
         rng.choice(BAD_BIRTH_DATES, size=malformed.size),
     )
-    plan_text = replace_rows(take(PLANS, plan), unknown_plan, rng.choice(UNKNOWN_PLANS, size=unknown_plan.size))
+    plan_text = replace_rows(
+        take(SUBSCRIPTION_PLANS, plan), unknown_plan, rng.choice(UNKNOWN_PLANS, size=unknown_plan.size)
+    )
     billing = users.billing[source]
     columns = {
         "user_id": pa.array(user_id, type=pa.int64(), mask=is_null),
@@ -275,7 +280,7 @@ def write_users(
         "subscription_plan": plan_text,
         "billing_cycle": take(BILLING_CYCLES, billing),
         "monthly_price": take(_price_pool(), plan * len(BILLING_CYCLES) + billing),
-        "status": take(STATUSES, users.status[source]),
+        "status": take(SUBSCRIPTION_STATUSES, users.status[source]),
         "updated_at": iso_array(updated),
     }
     write_csv(path, pa.table(columns, schema=USERS_SCHEMA), USERS_SCHEMA)

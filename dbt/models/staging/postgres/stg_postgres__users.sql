@@ -46,11 +46,11 @@ final as (
         city,
         signup_date,
         case
-            when source_subscription_plan in ('basic', 'standard', 'premium') then source_subscription_plan
+            when source_subscription_plan in {{ sql_values(var('subscription_plans')) }} then source_subscription_plan
             else 'unknown'
         end as subscription_plan,
         source_subscription_plan,
-        coalesce(source_subscription_plan not in ('basic', 'standard', 'premium'), true) as has_unknown_plan,
+        coalesce(source_subscription_plan not in {{ sql_values(var('subscription_plans')) }}, true) as has_unknown_plan,
         billing_cycle,
         monthly_price_usd,
         subscription_status,
