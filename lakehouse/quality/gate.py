@@ -8,7 +8,8 @@ For every bronze table, in one Spark application:
    the batch and quarantine suites and unpersisted afterwards;
 2. ``bronze.<table>.batch`` runs on it; ``bronze.<table>.quarantine`` runs on the batch's rows
    plus its rows in ``bronze.quarantine``; ``bronze.<table>.table`` runs on the key columns of
-   the whole table (not null, unique);
+   the whole table (not null, unique); each suite in one aggregate query, plus one small query
+   per check that found failing rows (:mod:`lakehouse.quality.evaluate`);
 3. the outcomes go to ``ops.dq_results`` (one commit), the Data Docs HTML to
    ``<state>/reports/data_docs/``, and one ``validate`` step row per table to
    ``ops.pipeline_runs``.
@@ -47,7 +48,7 @@ from lakehouse.audit import StepRecord, new_run_id, record_steps
 from lakehouse.bronze.contracts import CONTRACTS, INGESTED_AT, QUARANTINE_TABLE
 from lakehouse.bronze.watermarks import epoch_micros
 from lakehouse.config import Config, load_config
-from lakehouse.quality import batches, frames, results
+from lakehouse.quality import batches, evaluate, frames, results
 from lakehouse.quality.batches import BatchRef, GateError
 from lakehouse.quality.results import Outcome, Verdict
 from lakehouse.quality.runner import GxRunner
@@ -191,7 +192,15 @@ def validate_table(
     key = list(suites.key)
 
     def validate(suite: Any, frame: DataFrame, index_columns: list[str]) -> list[Outcome]:
-        validation = runner.validate(suite, frame, index_columns=index_columns, parameters=parameters)
+        validation = evaluate.validate(
+            suite,
+            frame,
+            parameters=parameters,
+            index_columns=index_columns,
+            sample_size=max(1, runner.example_keys),
+            batch_id=ref.batch_id,
+        )
+        runner.record(suite, validation)
         return results.outcomes_from_validation(
             validation,
             table=ref.table,
@@ -201,8 +210,7 @@ def validate_table(
         )
 
     with cached(_batch_frame(spark, suites, ref)) as batch:
-        run.rows = batch.count()
-        run.high_water_us = batch.agg(epoch_micros(F.max(INGESTED_AT))).first()[0]
+        run.rows, run.high_water_us = batch.agg(F.count(F.lit(1)), epoch_micros(F.max(INGESTED_AT))).first()
         outcomes = validate(suites.batch, batch, key)
         with cached(frames.quarantine_frame(batch, _quarantined(spark, ref))) as landing:
             quarantine_outcomes = validate(suites.quarantine, landing, [RECORD_KEY])

@@ -1,10 +1,13 @@
 """Great Expectations plumbing: one ephemeral Data Context per gate run.
 
-The context holds one Spark datasource per bronze table, with ``persist=False`` (the gate
-caches each DataFrame itself, once, and unpersists it), one dataframe asset and validation
-definition per suite, and a Data Docs site on the local filesystem. Validation results live in the context's
-in-memory store until :meth:`GxRunner.build_docs` renders them to HTML; the rows that outlive
-the run go to ``ops.dq_results``.
+The gate computes each suite in one pass (:mod:`lakehouse.quality.evaluate`) and hands the
+result to :meth:`GxRunner.record`: the context keeps the suites and their validation results in
+its in-memory stores until :meth:`GxRunner.build_docs` renders them to HTML on the local
+filesystem; the rows that outlive the run go to ``ops.dq_results``.
+
+:meth:`GxRunner.validate` runs a suite through GE's own validator instead (one Spark datasource
+per bronze table, ``persist=False``, a dataframe asset and validation definition per suite):
+the reference that tests/unit/test_gate_evaluate.py compares the one-pass results with.
 """
 
 from __future__ import annotations
@@ -17,7 +20,12 @@ from typing import Any
 # isort: off
 import expectations  # noqa: F401  (analytics off before great_expectations loads)
 import great_expectations as gx
+from great_expectations.core import ExpectationSuiteValidationResult
 from great_expectations.core.run_identifier import RunIdentifier
+from great_expectations.data_context.types.resource_identifiers import (
+    ExpectationSuiteIdentifier,
+    ValidationResultIdentifier,
+)
 from great_expectations.data_context.types.base import (
     DataContextConfig,
     InMemoryStoreBackendDefaults,
@@ -90,6 +98,21 @@ class GxRunner:
             result_format=self.result_format(index_columns),
             run_id=self.run_identifier,
         )
+
+    def record(self, suite: gx.ExpectationSuite, result: ExpectationSuiteValidationResult) -> None:
+        """Keep a suite's result computed outside GE's validator, for the Data Docs."""
+        self.context.suites.add(suite)
+        suite_id = ExpectationSuiteIdentifier(name=suite.name)
+        result.meta.update(
+            great_expectations_version=gx.__version__,
+            run_id=self.run_identifier,
+            validation_time=self.run_identifier.run_time,
+            active_batch_definition={"datasource_name": suite.name.rsplit(".", 1)[0], "data_asset_name": suite.name},
+        )
+        key = ValidationResultIdentifier(
+            expectation_suite_identifier=suite_id, run_id=self.run_identifier, batch_identifier=suite.name
+        )
+        self.context.validation_results_store.store_validation_results(result, key, suite_id)
 
     def build_docs(self) -> Path:
         """Render this run's validation results (and the suites) to HTML; return index.html."""
