@@ -216,8 +216,10 @@ def cmd_validate(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_transform(config: Config, args: argparse.Namespace) -> int:
-    from lakehouse.modeling.runner import run_transform
+    from lakehouse.modeling.runner import run_transform, run_unit_tests
 
+    if args.unit_tests:
+        return run_unit_tests(config)
     return _as_writer(
         config,
         "transform",
@@ -346,6 +348,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("transform", cmd_transform, "build silver and gold with dbt through the Thrift server")
     p.add_argument("--select", help="dbt node selection (default: everything)")
     p.add_argument("--full-refresh", action="store_true", help="rebuild incremental models from scratch")
+    p.add_argument(
+        "--unit-tests",
+        action="store_true",
+        help="only run dbt's unit tests (the SQL logic on mocked inputs; builds leave them to CI)",
+    )
     p.add_argument("--run-id", help=argparse.SUPPRESS)
 
     p = add("quarantine", cmd_quarantine, "move bronze rows that failed the gate to bronze.quarantine, with a reason")

@@ -49,6 +49,7 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 # Statuses in run_results.json that mean "this node did not do its job".
 FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
+UNIT_TESTS = "resource_type:unit_test"
 WARNING_STATUS = "warn"
 MAX_MESSAGE_CHARS = 300
 # _stream's return code when dbt ran past dbt.timeout_seconds and was stopped.
@@ -178,6 +179,9 @@ def build_command(
     command += ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
     if select:
         command += ["--select", *select.split()]
+    # The unit tests check the SQL's logic on fixed inputs: they change only with the code, so
+    # CI runs them (`lakehouse transform --unit-tests`), not every build.
+    command += ["--exclude", UNIT_TESTS]
     if full_refresh:
         command.append("--full-refresh")
     variables: dict[str, Any] = {}
@@ -330,6 +334,28 @@ def _stream(command: Sequence[str], env: dict[str, str], output: TextIO, timeout
 
     finished = processes.stream(command, on_line=copy, timeout=timeout, env=env, cwd=DBT_PROJECT_DIR)
     return TIMED_OUT if finished.timed_out else finished.code
+
+
+def unit_test_command() -> list[str]:
+    """`dbt test` of the project's unit tests only (their input models must exist: build first)."""
+    return [
+        dbt_executable(),
+        "--no-use-colors",
+        "test",
+        "--project-dir",
+        str(DBT_PROJECT_DIR),
+        "--profiles-dir",
+        str(DBT_PROJECT_DIR),
+        "--select",
+        UNIT_TESTS,
+    ]
+
+
+def run_unit_tests(config: Config, *, output: TextIO | None = None, errors: TextIO | None = None) -> int:
+    """Run the dbt unit tests against the Thrift server (they read no data: each mocks its
+    inputs); 0 when every one passed. Nothing is built or published."""
+    code, results = _run_dbt(config, unit_test_command(), output or sys.stdout)
+    return _report(config, code, results, errors or sys.stderr)
 
 
 def retry_command() -> list[str]:

@@ -43,7 +43,7 @@ import pytest
 from e2e_stack import Stack
 
 from lakehouse.config import Config
-from lakehouse.modeling.runner import EXIT_OK, docs_generate, run_transform
+from lakehouse.modeling.runner import EXIT_OK, dbt_target_dir, docs_generate, run_transform
 from lakehouse.services import thrift as thrift_service
 from lakehouse.serving.sql_client import run_query
 
@@ -376,6 +376,20 @@ def test_build_is_green(built: Build) -> None:
     done = next(line for line in built.log.splitlines() if "Done. PASS=" in line)
     passed = int(done.split("PASS=")[1].split()[0])
     assert passed > 100 and "ERROR=0" in done and "SKIP=0" in done, done
+
+
+def test_the_dbt_unit_tests_pass_on_their_own_and_no_build_runs_them(built: Build, stack: Stack) -> None:
+    """The unit tests check the SQL's logic on mocked inputs: `make test` runs them here, once
+    (`lakehouse transform --unit-tests`), and the pipeline's builds leave them out."""
+    assert "START test " in built.log and "START unit_test " not in built.log, _tail(built.log)
+    target = dbt_target_dir(stack.config)
+    result = stack.run("transform", "--unit-tests", timeout=600)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    ran = json.loads((target / "run_results.json").read_text())["results"]
+    declared = json.loads((target / "manifest.json").read_text())["unit_tests"]
+    assert len(declared) >= 3
+    assert {r["unique_id"] for r in ran} == set(declared)
+    assert {r["status"] for r in ran} == {"pass"}
 
 
 def test_daily_kpis_equal_the_source_files(stack: Stack, expected: Expected) -> None:

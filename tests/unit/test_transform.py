@@ -71,6 +71,16 @@ def test_build_command_passes_selection_full_refresh_and_run_id() -> None:
     assert "--select" not in plain and "--full-refresh" not in plain and "--vars" not in plain
 
 
+def test_builds_leave_the_unit_tests_to_their_own_command() -> None:
+    """A build (the pipeline's, or a selection) runs no dbt unit test; `lakehouse transform
+    --unit-tests` runs those alone (tests/e2e/test_dbt.py runs it in `make test`)."""
+    for command in (runner.build_command(), runner.build_command(select="dim_users+")):
+        assert command[command.index("--exclude") + 1] == "resource_type:unit_test"
+    unit = runner.unit_test_command()
+    assert unit[2] == "test" and unit[unit.index("--select") + 1] == "resource_type:unit_test"
+    assert "--exclude" not in unit
+
+
 def test_run_results_split_failures_and_warnings(tmp_path: Path) -> None:
     path = _results(
         tmp_path / "run_results.json",
