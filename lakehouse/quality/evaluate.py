@@ -24,9 +24,12 @@ Only the expectation types the suites use are supported; another one raises
 from __future__ import annotations
 
 import datetime as dt
+import json
+import operator
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import reduce
 from typing import Any
 
 from great_expectations.core import ExpectationSuiteValidationResult, ExpectationValidationResult
@@ -35,6 +38,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from lakehouse.errors import LakehouseError
+from lakehouse.quality.results import TIER_PARAMETERS
 
 IN_SET = "expect_column_values_to_be_in_set"
 BETWEEN = "expect_column_values_to_be_between"
@@ -105,26 +109,12 @@ def _ignored(columns: Sequence[str], rule: str) -> Column | None:
     """The rows a column-pair or multicolumn check considers, by GE's ``ignore_row_if``."""
     missing = [F.col(c).isNull() for c in columns]
     if rule in ("either_value_is_missing", "any_value_is_missing"):
-        return ~_any(missing)
+        return ~reduce(operator.or_, missing)
     if rule in ("both_values_are_missing", "all_values_are_missing"):
-        return ~_all(missing)
+        return ~reduce(operator.and_, missing)
     if rule == "never":
         return None
     raise UnsupportedExpectation(f"ignore_row_if={rule!r}")
-
-
-def _any(columns: list[Column]) -> Column:
-    result = columns[0]
-    for column in columns[1:]:
-        result = result | column
-    return result
-
-
-def _all(columns: list[Column]) -> Column:
-    result = columns[0]
-    for column in columns[1:]:
-        result = result & column
-    return result
 
 
 def _check(expectation: Expectation, position: int) -> _Check:
@@ -271,22 +261,20 @@ def validate(
             considered, unexpected = int(totals[f"_c{i}"] or 0), totals[f"_u{i}"]
             if unexpected is None and check.type in ZERO_WHEN_EMPTY:
                 unexpected = 0
-            # The critical and warning twins of a row check share one sample query.
-            condition = f"{check.type}:{check.shown}:{check.expectation.configuration.kwargs.get('value_set')}"
-            condition += (
-                f":{getattr(check.expectation, 'min_value', None)}:{getattr(check.expectation, 'max_value', None)}"
+            # The critical and warning twins of a row check differ only in `mostly`: one sample query.
+            kwargs = check.expectation.configuration.kwargs
+            condition = json.dumps(
+                [check.type, {k: v for k, v in kwargs.items() if k not in TIER_PARAMETERS}], sort_keys=True, default=str
             )
+            wanted = list(dict.fromkeys([*index_columns, *check.shown]))
             if unexpected and condition not in samples:
-                wanted = list(dict.fromkeys([*index_columns, *check.shown]))
                 samples[condition] = [
                     r.asDict() for r in frame.filter(check.unexpected).select(*wanted).limit(sample_size).collect()
                 ]
             sample = samples.get(condition, []) if unexpected else []
             success, result = _map_result(check, rows, considered, unexpected, sample)
             result["unexpected_index_column_names"] = list(index_columns)
-            result["partial_unexpected_index_list"] = [
-                {c: row[c] for c in dict.fromkeys([*index_columns, *check.shown])} for row in sample
-            ]
+            result["partial_unexpected_index_list"] = [{c: row[c] for c in wanted} for row in sample]
         config = check.expectation.configuration
         if batch_id is not None:
             config.kwargs["batch_id"] = batch_id
