@@ -77,6 +77,11 @@ class GateNotPassed(TransformError):
     """Bronze holds rows that no passed quality gate covers: silver may not read them."""
 
 
+# The tests made by dbt/tests/generic/column_checks.sql are named <model><suffix> (one per model
+# and severity; tests/unit/test_transform_project.py holds the yml to it).
+COLUMN_CHECKS_SUFFIXES = ("_column_checks", "_column_warnings")
+
+
 @dataclass(frozen=True)
 class NodeResult:
     """One failed or warning node of a dbt invocation, as run_results.json reports it."""
@@ -84,6 +89,7 @@ class NodeResult:
     unique_id: str
     status: str
     message: str
+    compiled_code: str | None = None
 
     @property
     def resource_type(self) -> str:
@@ -100,6 +106,13 @@ class NodeResult:
 
     def describe(self) -> str:
         return f"{self.resource_type} {self.name}: {self.message}"
+
+    @property
+    def checked_model(self) -> str | None:
+        """The model a failed column_checks test checked; None for any other node."""
+        if self.resource_type != "test" or self.status not in ("fail", WARNING_STATUS):
+            return None
+        return next((self.name.removesuffix(s) for s in COLUMN_CHECKS_SUFFIXES if self.name.endswith(s)), None)
 
     @property
     def is_transient(self) -> bool:
@@ -312,7 +325,7 @@ def read_run_results(path: Path) -> tuple[list[NodeResult], list[NodeResult]]:
     for result in data.get("results", []):
         status = str(result.get("status", "")).lower()
         message = " ".join(str(result.get("message") or status).split())[:MAX_MESSAGE_CHARS]
-        node = NodeResult(str(result.get("unique_id", "?")), status, message)
+        node = NodeResult(str(result.get("unique_id", "?")), status, message, result.get("compiled_code"))
         if status in FAILED_STATUSES:
             failed.append(node)
         elif status == WARNING_STATUS:
@@ -400,17 +413,43 @@ def timeout_message(config: Config) -> str:
     )
 
 
+def column_check_failures(config: Config, node: NodeResult) -> list[str]:
+    """One line per failed check of a column_checks test: ``model.column: check, N rows``.
+
+    dbt only says how many of the model's checks failed; the test's own query (its compiled
+    code, from run_results.json) says which, and it is run again only when it failed.
+    """
+    model = node.checked_model
+    if model is None or not node.compiled_code:
+        return []
+    from lakehouse.serving.sql_client import run_query
+
+    try:
+        rows = run_query(config, node.compiled_code, etl=True).rows
+    except QueryError as exc:
+        return [f"{model}: cannot list the failed checks ({exc}); the query is in dbt's target/compiled"]
+    return [
+        f"{model}.{column}: {check}, {count} row{'s' if count != 1 else ''}"
+        for column, check, count in sorted((str(c), str(k), int(n)) for c, k, n in rows)
+    ]
+
+
+def _describe_all(config: Config, nodes: list[NodeResult], prefix: str, errors: TextIO) -> None:
+    for node in nodes:
+        print(f"{prefix}{node.describe()}", file=errors)
+        for line in column_check_failures(config, node):
+            print(f"{prefix}    {line}", file=errors)
+
+
 def _report(config: Config, code: int, results: Path, errors: TextIO) -> int:
     """Name what failed (or why nothing ran); return the step's exit code."""
     failed, warned = read_run_results(results) if results.exists() else ([], [])
-    for node in warned:
-        print(f"transform: warning: {node.describe()}", file=errors)
+    _describe_all(config, warned, "transform: warning: ", errors)
     if code == 0 and not failed:
         return EXIT_OK
     if failed:
         print(f"transform: {len(failed)} node(s) failed:", file=errors)
-        for node in failed:
-            print(f"  {node.describe()}", file=errors)
+        _describe_all(config, failed, "  ", errors)
     else:
         print(
             f"transform: dbt exited with code {code} before building anything: see its output above "

@@ -89,7 +89,7 @@ def test_run_results_split_failures_and_warnings(tmp_path: Path) -> None:
             ("model.lakehouse.fct_viewing_sessions", "error", "Database Error\n  [PARSE_SYNTAX_ERROR] near 'form'"),
             ("test.lakehouse.unique_dim_users_user_sk.4f2a1b", "fail", "Got 3 results, configured to fail if != 0"),
             ("unit_test.lakehouse.dim_users.builds_windows", "fail", "actual differs from expected"),
-            ("test.lakehouse.accepted_values_stg_postgres__users_gender.9a", "warn", "Got 1 result"),
+            ("test.lakehouse.stg_postgres__users_column_warnings.9a", "warn", "Got 1 result"),
             ("model.lakehouse.mart_daily_kpis", "skipped", None),
         ],
     )
@@ -100,7 +100,27 @@ def test_run_results_split_failures_and_warnings(tmp_path: Path) -> None:
         ("unit_test", "dim_users.builds_windows"),
     ]
     assert failed[0].message == "Database Error [PARSE_SYNTAX_ERROR] near 'form'"
-    assert [n.name for n in warned] == ["accepted_values_stg_postgres__users_gender"]
+    assert [n.name for n in warned] == ["stg_postgres__users_column_warnings"]
+
+
+def test_a_failed_or_warning_column_checks_test_names_its_model_and_keeps_its_query(tmp_path: Path) -> None:
+    """The runner runs these again to name each failed check (model.column: check, N rows)."""
+    path = tmp_path / "run_results.json"
+    rows = [
+        ("test.lakehouse.dim_users_column_checks.1a", "fail", "select 1"),
+        ("test.lakehouse.stg_postgres__users_column_warnings.2b", "warn", "select 2"),
+        ("test.lakehouse.dim_date_column_checks.3c", "error", "select 3"),  # broken SQL: nothing to list
+        ("test.lakehouse.unique_combination_dim_users_user_id__valid_from.4d", "fail", "select 4"),
+    ]
+    results = [{"unique_id": u, "status": s, "message": "Got 1 result", "compiled_code": c} for u, s, c in rows]
+    path.write_text(json.dumps({"metadata": {}, "results": results}))
+    failed, warned = runner.read_run_results(path)
+    assert [(n.checked_model, n.compiled_code) for n in failed + warned] == [
+        ("dim_users", "select 1"),
+        (None, "select 3"),
+        (None, "select 4"),
+        ("stg_postgres__users", "select 2"),
+    ]
 
 
 def test_report_names_failing_nodes_and_returns_non_zero(config: Config, tmp_path: Path) -> None:

@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 
 from lakehouse.modeling.publish import BUILD_SCHEMA_SUFFIX
-from lakehouse.modeling.runner import DBT_PROJECT_DIR, dbt_executable
+from lakehouse.modeling.runner import COLUMN_CHECKS_SUFFIXES, DBT_PROJECT_DIR, dbt_executable
 
 UNIQUENESS_TESTS = {"unique", "unique_combination"}
+COLUMN_CHECKS = ("not_null", "unique", "accepted_values", "accepted_range")  # dbt/tests/generic/column_checks.sql
 
 
 @pytest.fixture(scope="module")
@@ -81,12 +82,43 @@ def test_the_orphan_check_and_the_as_of_join_are_macros() -> None:
         assert "version_valid_at(" in sql and ">= users.valid_from" not in sql, name
 
 
+def _checks(manifest: dict[str, Any], unique_id: str) -> set[str]:
+    """The names of the checks on a model: its tests, and each check its column_checks make."""
+    names = set()
+    for test in _tests_on(manifest, unique_id):
+        metadata = test.get("test_metadata") or {}
+        if metadata.get("name") == "column_checks":
+            names |= {check for check in COLUMN_CHECKS if metadata["kwargs"].get(check)}
+        elif metadata:
+            names.add(metadata["name"])
+    return names
+
+
 def test_every_model_has_a_tested_key(manifest: dict[str, Any]) -> None:
     for model in _models(manifest):
-        names = {t["test_metadata"]["name"] for t in _tests_on(manifest, model["unique_id"]) if t.get("test_metadata")}
+        names = _checks(manifest, model["unique_id"])
         assert names & UNIQUENESS_TESTS, f"{model['name']}: no unique or unique_combination test"
         if model["name"].startswith(("dim_", "fct_")):
             assert "not_null" in names, model["name"]
+
+
+def test_column_checks_are_one_test_per_model_and_severity(manifest: dict[str, Any]) -> None:
+    """not_null, unique, accepted_values and accepted_range go through column_checks (one query
+    per model), not one test each; each is named after its model and severity (the runner names
+    the failed checks by it) and every column it names exists in the model's yml."""
+    for model in [*_models(manifest), *(n for n in manifest["nodes"].values() if n["resource_type"] == "snapshot")]:
+        tests = _tests_on(manifest, model["unique_id"])
+        single = {t["test_metadata"]["name"] for t in tests if t.get("test_metadata")} & set(COLUMN_CHECKS)
+        assert not single, f"{model['name']}: {sorted(single)} as tests of their own, not in column_checks"
+        combined = [t for t in tests if (t.get("test_metadata") or {}).get("name") == "column_checks"]
+        severities = [t["config"]["severity"].lower() for t in combined]
+        assert len(severities) == len(set(severities)), f"{model['name']}: two column_checks of one severity"
+        for test in combined:
+            suffix = COLUMN_CHECKS_SUFFIXES[test["config"]["severity"].lower() == "warn"]
+            assert test["name"] == model["name"] + suffix, f"{test['name']}: the runner names failures by it"
+            kwargs = test["test_metadata"]["kwargs"]
+            named = {c for check in COLUMN_CHECKS for c in (kwargs.get(check) or [])}
+            assert named <= set(model["columns"]), f"{test['name']}: no column {sorted(named - set(model['columns']))}"
 
 
 def test_facts_test_every_foreign_key(manifest: dict[str, Any]) -> None:
