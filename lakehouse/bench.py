@@ -291,6 +291,65 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+RUNS = ("full", "incremental", "no_change")
+STEPS = ("up", "sources", "extract", "validate", "transform", "maintain")
+
+
+def _change(before: float | None, after: float | None) -> str:
+    if before is None or after is None:
+        return "n/a"
+    if not before:
+        return f"{after - before:+.1f} s"
+    return f"{after - before:+.1f} s ({(after - before) / before:+.0%})"
+
+
+def _dbt_groups(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Nodes and thread seconds per dbt resource type of a run's transform, from its profile."""
+    for row in run.get("profile") or []:
+        if row.get("step") == "transform" and row.get("table") is None:
+            return (row.get("profile") or {}).get("dbt_groups") or {}
+    return {}
+
+
+def compare_reports(before: dict[str, Any], after: dict[str, Any]) -> str:
+    """Two bench results side by side: each run's steps, its dbt node groups, the load averages.
+
+    Timings on a shared machine are noisy: read a change against the load averages printed
+    with it, and prefer two results taken in one sitting.
+    """
+    lines = [f"bench results compared: before at {before.get('scale')} scale, after at {after.get('scale')} scale"]
+    for name in ("load_average_at_start", "load_average_at_end"):
+        a, b = ([round(x, 1) for x in r.get(name) or []] for r in (before, after))
+        lines.append(f"{name.replace('_', ' ')} (1, 5, 15 min): before {a}, after {b}")
+    for run in RUNS:
+        old, new = before.get(run) or {}, after.get(run) or {}
+        if not old and not new:
+            continue
+        lines += ["", f"{run:<12} {'before s':>10} {'after s':>10}  change"]
+        for step in STEPS:
+            a = (old.get("steps") or {}).get(step, {}).get("seconds")
+            b = (new.get("steps") or {}).get(step, {}).get("seconds")
+            if a is None and b is None:
+                continue
+            lines.append(f"  {step:<10} {a or 0:>10.1f} {b or 0:>10.1f}  {_change(a, b)}")
+        a, b = old.get("seconds"), new.get("seconds")
+        lines.append(f"  {'total':<10} {a or 0:>10.1f} {b or 0:>10.1f}  {_change(a, b)}")
+        groups_before, groups_after = _dbt_groups(old), _dbt_groups(new)
+        for group in sorted(set(groups_before) | set(groups_after)):
+            a_group, b_group = groups_before.get(group, {}), groups_after.get(group, {})
+            lines.append(
+                f"  {'dbt ' + group:<10} {a_group.get('seconds', 0):>10.1f} {b_group.get('seconds', 0):>10.1f}  "
+                f"{_change(a_group.get('seconds'), b_group.get('seconds'))}, "
+                f"nodes {a_group.get('nodes', 0)} -> {b_group.get('nodes', 0)} (thread seconds)"
+            )
+    ratios_before, ratios_after = before.get("ratios") or {}, after.get("ratios") or {}
+    if ratios_before or ratios_after:
+        lines += ["", f"{'ratio':<26} {'before':>8} {'after':>8}"]
+        for name in sorted(set(ratios_before) | set(ratios_after)):
+            lines.append(f"{name:<26} {ratios_before.get(name)!s:>8} {ratios_after.get(name)!s:>8}")
+    return "\n".join(lines)
+
+
 def write_report(config: Config, report: dict[str, Any]) -> Path:
     out = config.home / "reports" / f"bench-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,8 @@
     lakehouse transform             dbt build: silver and gold
     lakehouse pipeline              all of it, end to end, with a summary (--profile: and its profile)
     lakehouse profile RUN_ID        where a recorded run's time went
-    lakehouse bench                 measure it (medium scale by default)
+    lakehouse bench                 measure it (medium scale by default); --compare A B: two results
+    lakehouse gold save|diff NAME   keep gold, then compare it row by row (a change keeps gold equal)
 
 Errors are one line on stderr and a non-zero exit code; no stack traces for expected failures.
 """
@@ -277,9 +278,21 @@ def cmd_profile(config: Config, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_bench(config: Config, args: argparse.Namespace) -> int:
-    from lakehouse.bench import BenchError, format_report, run_bench, write_report
+def _read_json(path: Path) -> dict:
+    import json
 
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise LakehouseError(f"cannot read {path}: {exc}") from exc
+
+
+def cmd_bench(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse.bench import BenchError, compare_reports, format_report, run_bench, write_report
+
+    if args.compare:
+        print(compare_reports(*(_read_json(Path(path)) for path in args.compare)))
+        return EXIT_OK
     try:
         report = run_bench(config, args.scale, progress=lambda m: print(m, flush=True))
     except BenchError as exc:
@@ -289,6 +302,19 @@ def cmd_bench(config: Config, args: argparse.Namespace) -> int:
     print(format_report(report))
     print(f"\nresults: {path}")
     return EXIT_OK
+
+
+def cmd_gold(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse import gold_diff
+
+    query = gold_diff.thrift_query(config)
+    if args.action == "save":
+        saved = gold_diff.save(query, args.name)
+        print(f"gold: saved {len(saved)} relations as {gold_diff.saved_schema(args.name)}")
+        return EXIT_OK
+    equal, text = gold_diff.report(gold_diff.compare(query, args.name))
+    print(text)
+    return EXIT_OK if equal else EXIT_FAILURE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -397,6 +423,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("bench", cmd_bench, "benchmark the pipeline in an isolated stack; JSON under <state>/reports")
     p.add_argument("--scale", choices=("tiny", "small", "medium", "large"), default="medium")
+    p.add_argument(
+        "--compare", nargs=2, metavar=("BEFORE", "AFTER"), help="compare two bench JSON files step by step instead"
+    )
+
+    p = add("gold", cmd_gold, "save gold, or compare it row by row with what was saved (a change keeps gold equal)")
+    p.add_argument("action", choices=("save", "diff"))
+    p.add_argument("name", metavar="NAME", help="the copy's name: gold_saved_NAME")
     return parser
 
 

@@ -385,32 +385,63 @@ def test_build_is_green(built: Build) -> None:
     assert passed > 60 and "ERROR=0" in done and "SKIP=0" in done, done
 
 
-# One violation of each kind column_checks makes, and the nulls its checks must let pass, in
-# rows shaped like stg_postgres__users: (user_id, plan, status, billing_cycle, monthly_price_usd).
+# One violation of each kind column_checks makes, and the nulls its checks must let pass: rows
+# shaped like stg_postgres__users (not_null, unique, accepted_values, accepted_range) ...
 SEEDED_USERS = """(values
     (1, 'basic', 'active', 'monthly', 9.99),
     (1, 'gold', 'active', 'annual', 0.0),
     (cast(null as bigint), cast(null as string), 'paused', cast(null as string), -1.0)
   ) as seeded(user_id, subscription_plan, subscription_status, billing_cycle, monthly_price_usd)"""
+# ... and like fct_ratings, from one of its real rows (unique_combination, relationships).
+SEEDED_RATINGS = """(
+    with one as (select * from gold_build.fct_ratings limit 1)
+    select rating_id, user_sk, content_sk, rating, user_id, content_id, rated_date from one
+    union all
+    select rating_id, 'no-such-user', content_sk, 9, user_id, content_id, rated_date from one
+    union all
+    select null, user_sk, null, rating, -1, content_id, date'1800-01-01' from one
+  )"""
+SEEDED = {
+    "stg_postgres__users": (
+        "silver_build.stg_postgres__users",
+        SEEDED_USERS,
+        [
+            "stg_postgres__users.monthly_price_usd: accepted_range, 1 row",
+            "stg_postgres__users.subscription_plan: accepted_values, 1 row",
+            "stg_postgres__users.subscription_plan: not_null, 1 row",
+            "stg_postgres__users.user_id: not_null, 1 row",
+            "stg_postgres__users.user_id: unique, 1 row",
+        ],
+    ),
+    "fct_ratings": (
+        "gold_build.fct_ratings",
+        SEEDED_RATINGS,
+        [
+            "fct_ratings.content_sk: not_null, 1 row",
+            "fct_ratings.rated_date: relationships, 1 row",
+            "fct_ratings.rating: accepted_range, 1 row",
+            "fct_ratings.rating_id: not_null, 1 row",
+            "fct_ratings.rating_id: unique, 1 row",
+            "fct_ratings.user_id, content_id: unique_combination, 1 row",
+            "fct_ratings.user_sk: relationships, 1 row",
+        ],
+    ),
+}
 
 
-def test_column_checks_name_the_model_column_and_check_of_every_violation(built: Build, stack: Stack) -> None:
-    """stg_postgres__users' column checks, as dbt compiled them for the build, over seeded rows:
-    the runner names every violation with its count, and only those (a null passes
-    accepted_values and accepted_range; unique ignores nulls)."""
-    compiled = next((dbt_target_dir(stack.config) / "compiled").rglob("stg_postgres__users_column_checks.sql"))
+@pytest.mark.parametrize("model", sorted(SEEDED))
+def test_column_checks_name_the_model_column_and_check_of_every_violation(
+    built: Build, stack: Stack, model: str
+) -> None:
+    """A model's column checks, as dbt compiled them for the build, over seeded rows: the
+    runner names every violation with its count, and only those (a null passes
+    accepted_values, accepted_range and relationships; unique ignores nulls)."""
+    relation, seeded, expected = SEEDED[model]
+    compiled = next((dbt_target_dir(stack.config) / "compiled").rglob(f"{model}_column_checks.sql"))
     sql = compiled.read_text()
-    relation = "silver_build.stg_postgres__users"
-    assert sql.count(relation) == 1, sql
-    seeded = sql.replace(relation, SEEDED_USERS)
-    node = NodeResult("test.lakehouse.stg_postgres__users_column_checks.x", "fail", "Got 5 results", seeded)
-    assert column_check_failures(stack.config, node) == [
-        "stg_postgres__users.monthly_price_usd: accepted_range, 1 row",
-        "stg_postgres__users.subscription_plan: accepted_values, 1 row",
-        "stg_postgres__users.subscription_plan: not_null, 1 row",
-        "stg_postgres__users.user_id: not_null, 1 row",
-        "stg_postgres__users.user_id: unique, 1 row",
-    ]
+    assert relation in sql, sql
+    node = NodeResult(f"test.lakehouse.{model}_column_checks.x", "fail", "Got results", sql.replace(relation, seeded))
+    assert column_check_failures(stack.config, node) == expected
 
 
 def test_the_dbt_unit_tests_pass_on_their_own_and_no_build_runs_them(built: Build, stack: Stack) -> None:

@@ -20,7 +20,8 @@ from lakehouse.modeling.publish import BUILD_SCHEMA_SUFFIX
 from lakehouse.modeling.runner import COLUMN_CHECKS_SUFFIXES, DBT_PROJECT_DIR, dbt_executable
 
 UNIQUENESS_TESTS = {"unique", "unique_combination"}
-COLUMN_CHECKS = ("not_null", "unique", "accepted_values", "accepted_range")  # dbt/tests/generic/column_checks.sql
+# The checks dbt/tests/generic/column_checks.sql makes, each an argument of it.
+COLUMN_CHECKS = ("not_null", "unique", "unique_combination", "accepted_values", "accepted_range", "relationships")
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +95,17 @@ def _checks(manifest: dict[str, Any], unique_id: str) -> set[str]:
     return names
 
 
+def _checked_columns(manifest: dict[str, Any], unique_id: str, check: str) -> list[str]:
+    """The columns a model's column_checks tests check with ``check``."""
+    columns: list[str] = []
+    for test in _tests_on(manifest, unique_id):
+        metadata = test.get("test_metadata") or {}
+        if metadata.get("name") == "column_checks":
+            checked = metadata["kwargs"].get(check) or []
+            columns += [c for item in checked for c in ([item] if isinstance(item, str) else item)]
+    return columns
+
+
 def test_every_model_has_a_tested_key(manifest: dict[str, Any]) -> None:
     for model in _models(manifest):
         names = _checks(manifest, model["unique_id"])
@@ -103,9 +115,10 @@ def test_every_model_has_a_tested_key(manifest: dict[str, Any]) -> None:
 
 
 def test_column_checks_are_one_test_per_model_and_severity(manifest: dict[str, Any]) -> None:
-    """not_null, unique, accepted_values and accepted_range go through column_checks (one query
-    per model), not one test each; each is named after its model and severity (the runner names
-    the failed checks by it) and every column it names exists in the model's yml."""
+    """not_null, unique, unique_combination, accepted_values, accepted_range and relationships
+    go through column_checks (one query per model), not one test each; each is named after its
+    model and severity (the runner names the failed checks by it) and every column it names
+    exists in the model's yml."""
     for model in [*_models(manifest), *(n for n in manifest["nodes"].values() if n["resource_type"] == "snapshot")]:
         tests = _tests_on(manifest, model["unique_id"])
         single = {t["test_metadata"]["name"] for t in tests if t.get("test_metadata")} & set(COLUMN_CHECKS)
@@ -116,9 +129,8 @@ def test_column_checks_are_one_test_per_model_and_severity(manifest: dict[str, A
         for test in combined:
             suffix = COLUMN_CHECKS_SUFFIXES[test["config"]["severity"].lower() == "warn"]
             assert test["name"] == model["name"] + suffix, f"{test['name']}: the runner names failures by it"
-            kwargs = test["test_metadata"]["kwargs"]
-            named = {c for check in COLUMN_CHECKS for c in (kwargs.get(check) or [])}
-            assert named <= set(model["columns"]), f"{test['name']}: no column {sorted(named - set(model['columns']))}"
+        named = {c for check in COLUMN_CHECKS for c in _checked_columns(manifest, model["unique_id"], check)}
+        assert named <= set(model["columns"]), f"{model['name']}: no column {sorted(named - set(model['columns']))}"
 
 
 def test_facts_test_every_foreign_key(manifest: dict[str, Any]) -> None:
@@ -126,11 +138,7 @@ def test_facts_test_every_foreign_key(manifest: dict[str, Any]) -> None:
         if not model["name"].startswith(("fct_", "bridge_")):
             continue
         key_columns = {c for c in model["columns"] if c.endswith("_sk")}
-        related = {
-            t["column_name"]
-            for t in _tests_on(manifest, model["unique_id"])
-            if t.get("test_metadata", {}).get("name") == "relationships"
-        }
+        related = set(_checked_columns(manifest, model["unique_id"], "relationships"))
         missing = key_columns - related
         assert not missing, f"{model['name']}: no relationships test on {sorted(missing)}"
 

@@ -1,24 +1,38 @@
 {#-
-    A model's column checks in one query: not_null, unique, accepted_values and accepted_range,
-    each with dbt's own semantics (a null passes accepted_values and accepted_range; unique
-    ignores nulls), computed in one aggregate over the model instead of one query per check.
+    A model's column checks in one query: not_null, unique, unique_combination,
+    accepted_values, accepted_range and relationships, each with dbt's own semantics (a null
+    passes accepted_values, accepted_range and relationships; unique ignores nulls;
+    unique_combination counts a null like a value, as GROUP BY does), computed in one pass over
+    the model (plus one anti-join per foreign key) instead of one query per check.
 
     Returns one row per check that found failing rows: column_name, check_name and
-    failing_rows (for unique, the rows beyond the first of each duplicated value). dbt reports
-    "Got N results" (N checks failed); `lakehouse transform` runs the compiled test again and
-    names each one: model.column: check, N rows.
+    failing_rows (for unique and unique_combination, the rows beyond the first of each
+    duplicated value; for relationships, the rows whose key the referenced model lacks). dbt
+    reports "Got N results" (N checks failed); `lakehouse transform` runs the compiled test
+    again and names each one: model.column: check, N rows.
 
         data_tests:
           - column_checks:
-              name: dim_users_column_checks
+              name: fct_ratings_column_checks
               arguments:
-                not_null: [user_sk, user_id]
-                unique: [user_sk]
+                not_null: [rating_sk, user_sk]
+                unique: [rating_sk]
+                unique_combination: [[user_id, content_id]]
                 accepted_values: {plan: "{{ var('subscription_plans') }}"}
                 accepted_range: {rating: {min_value: 1, max_value: 5}}
+                relationships: {user_sk: {to: ref('dim_users'), field: user_sk}}
 -#}
-{% test column_checks(model, not_null=[], unique=[], accepted_values={}, accepted_range={}) %}
+{% test column_checks(
+    model,
+    not_null=[],
+    unique=[],
+    unique_combination=[],
+    accepted_values={},
+    accepted_range={},
+    relationships={}
+) %}
 
+{#- (column, check, aggregate over the model) -#}
 {%- set checks = [] -%}
 {%- for column in not_null -%}
     {%- do checks.append((column, 'not_null', 'count_if(' ~ column ~ ' is null)')) -%}
@@ -26,10 +40,14 @@
 {%- for column in unique -%}
     {%- do checks.append((column, 'unique', 'count(' ~ column ~ ') - count(distinct ' ~ column ~ ')')) -%}
 {%- endfor -%}
+{%- for columns in unique_combination -%}
+    {%- set listed = columns | join(', ') -%}
+    {%- do checks.append((listed, 'unique_combination', 'count(*) - count(distinct struct(' ~ listed ~ '))')) -%}
+{%- endfor -%}
 {%- for column, values in accepted_values.items() -%}
     {%- set quoted = [] -%}
     {%- for value in values -%}
-        {%- do quoted.append("'" ~ value ~ "'") -%}
+        {%- do quoted.append("'" ~ (value | string | replace("'", "\\'")) ~ "'") -%}
     {%- endfor -%}
     {%- do checks.append((column, 'accepted_values', 'count_if(' ~ column ~ ' not in (' ~ quoted | join(', ') ~ '))')) -%}
 {%- endfor -%}
@@ -43,11 +61,22 @@
     {%- endif -%}
     {%- do checks.append((column, 'accepted_range', 'count_if(' ~ outside | join(' or ') ~ ')')) -%}
 {%- endfor -%}
-{%- if not checks -%}
+{%- if not checks and not relationships -%}
     {{ exceptions.raise_compiler_error("column_checks on " ~ model ~ ": no check given") }}
 {%- endif -%}
+{%- set named = [] -%}
+{%- for column, check, _expression in checks -%}
+    {%- do named.append((column, check, 'check_' ~ loop.index)) -%}
+{%- endfor -%}
+{%- for column, _reference in relationships.items() -%}
+    {%- do named.append((column, 'relationships', 'foreign_key_' ~ loop.index)) -%}
+{%- endfor -%}
 
-with totals as (
+with
+
+{%- if checks %}
+
+totals as (
 
     select
         {%- for _column, _check, expression in checks %}
@@ -56,17 +85,36 @@ with totals as (
     from {{ model }}
 
 ),
+{%- endif %}
+
+{%- for column, reference in relationships.items() %}
+
+foreign_key_{{ loop.index }} as (
+
+    select count(*) as foreign_key_{{ loop.index }}
+    from {{ model }} as child
+    left anti join {{ reference.to }} as parent
+        on child.{{ column }} = parent.{{ reference.field }}
+    where child.{{ column }} is not null
+
+),
+{%- endfor %}
 
 results as (
 
     select
         stack(
-            {{ checks | length }},
-            {%- for column, check, _expression in checks %}
-            '{{ column }}', '{{ check }}', check_{{ loop.index }}{{ ',' if not loop.last }}
+            {{ named | length }},
+            {%- for column, check, value in named %}
+            '{{ column }}', '{{ check }}', {{ value }}{{ ',' if not loop.last }}
             {%- endfor %}
         ) as (column_name, check_name, failing_rows)
-    from totals
+    from
+        {%- if checks %} totals{% endif %}
+        {%- for _column, _reference in relationships.items() %}
+        {%- if checks or not loop.first %}
+        cross join{% endif %} foreign_key_{{ loop.index }}
+        {%- endfor %}
 
 )
 
