@@ -340,12 +340,17 @@ class PipelineConfig:
     # many times, waiting retry_backoff_seconds, then twice that, and so on.
     step_retries: int = 2
     retry_backoff_seconds: float = 5.0
-    # The maintain step: OPTIMIZE, then VACUUM keeping this many hours of old files (time
-    # travel and readers of older versions need them). Set as each table's
+    # The maintain step (lakehouse/pipeline/maintain.py): VACUUM keeps this many hours of old
+    # files (time travel and readers of older versions need them). Set as each table's
     # delta.deletedFileRetentionDuration, which Delta's VACUUM honours.
     vacuum_retain_hours: int = 168
-    # Schemas the maintain step compacts and vacuums. dbt rewrites silver and gold itself.
-    maintain_schemas: tuple[str, ...] = ("bronze",)
+    # ... and vacuums a table at most this often (a VACUUM lists every file of the table).
+    vacuum_interval_hours: int = 24
+    # ... and OPTIMIZEs a table once this many small files were written since its last OPTIMIZE.
+    optimize_min_small_files: int = 16
+    # Schemas the maintain step compacts and vacuums: bronze, and dbt's build schemas (the
+    # published views pin versions of them; maintain never vacuums files a view reads).
+    maintain_schemas: tuple[str, ...] = ("bronze", "silver_build", "gold_build")
     # The ops tables (run log, watermarks, verdicts, results) get a commit from most runs:
     # Delta compacts them as small files pile up, and they are vacuumed when none of their last
     # this-many commits was a VACUUM (a run every five minutes: about every eight hours).
@@ -366,6 +371,10 @@ class PipelineConfig:
                 raise ConfigError(f"pipeline.{name}: must be at least 1")
         if self.vacuum_retain_hours < 1:
             raise ConfigError("pipeline.vacuum_retain_hours: must be at least 1")
+        if self.vacuum_interval_hours < 0:
+            raise ConfigError("pipeline.vacuum_interval_hours: must not be negative (0: whenever maintain runs)")
+        if self.optimize_min_small_files < 1:
+            raise ConfigError("pipeline.optimize_min_small_files: must be at least 1")
         for schema in self.maintain_schemas:
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", schema):
                 raise ConfigError(f"pipeline.maintain_schemas: {schema!r} is not a schema name")

@@ -22,9 +22,8 @@ model's description becomes the view's comment. A published object that is still
 state directory from before publishing existed) is dropped once and replaced by its view.
 
 The build tables are kept, with their history: the views pin versions of them, so VACUUM must
-keep those files (``pipeline.maintain_schemas`` does not include the build schemas; a VACUUM of
-one keeps ``pipeline.vacuum_retain_hours``, which covers a pinned version unless no build
-passed for that long).
+keep those files. The maintain step (lakehouse/pipeline/maintain.py) vacuums a build table only
+while its view reads the newest version, before compacting it.
 """
 
 from __future__ import annotations

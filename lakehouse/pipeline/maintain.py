@@ -1,40 +1,206 @@
-"""The maintain step: OPTIMIZE and VACUUM what changed, and keep the ops tables small."""
+"""The maintain step: compact and clean up the Delta tables, each only when it is due.
+
+For every table of ``pipeline.maintain_schemas`` (bronze and the dbt build schemas), its recent
+history (one ``describe history`` each, all in one Thrift session) decides:
+
+- **OPTIMIZE** when the commits since its last OPTIMIZE (or since it was last rewritten whole)
+  added at least ``pipeline.optimize_min_small_files`` small data files (a commit's average
+  file under :data:`SMALL_FILE_BYTES`): the files many small batches (appends, MERGEs) leave.
+  A whole rewrite (dbt's table models, a full refresh) is as compact as its writer made it
+  and an OPTIMIZE of it would find nothing to merge (one file per partition), so it starts the
+  count again; a table written in a few large files, or a small table that changes rarely, is
+  left alone.
+- **VACUUM** at most every ``pipeline.vacuum_interval_hours`` per table (and not before the
+  table is that old: nothing in it is old enough to delete before that), keeping
+  ``pipeline.vacuum_retain_hours`` of removed files for time travel. A table of a build schema
+  (``gold_build``, ``silver_build``) is vacuumed only while its published view
+  (``gold.x``, ``lakehouse/modeling/publish.py``) reads its newest version, and before this
+  run's OPTIMIZE of it: every file that view reads is then live, and the files an OPTIMIZE
+  replaces stay until a later build is published. So VACUUM never deletes a file that a
+  published view still reads.
+- The ``ops`` tables compact themselves (auto compaction) and are vacuumed every
+  ``pipeline.ops_vacuum_commits`` commits.
+
+Times are compared on the server's clock (``current_timestamp()``), never the machine's.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
 from lakehouse import profiling
+from lakehouse.config import PipelineConfig
+from lakehouse.modeling.publish import BUILD_SCHEMA_SUFFIX
 from lakehouse.pipeline.context import Context, StepResult
-from lakehouse.serving.sql_client import QueryError
+from lakehouse.serving.sql_client import QueryError, QueryResult
 
-# A table whose newest commit is one of these has not changed since it was last maintained.
-MAINTENANCE_OPERATIONS = ("OPTIMIZE", "VACUUM START", "VACUUM END", "SET TBLPROPERTIES")
+# Commits that change no data: maintenance and metadata.
+MAINTENANCE_OPERATIONS = frozenset({"OPTIMIZE", "VACUUM START", "VACUUM END", "SET TBLPROPERTIES", "CHANGE COLUMN"})
+# Commits that replace the whole table: what was written before them is gone.
+REWRITE_OPERATIONS = frozenset(
+    {"CREATE TABLE AS SELECT", "REPLACE TABLE AS SELECT", "CREATE OR REPLACE TABLE AS SELECT", "TRUNCATE"}
+)
+# A data file under this size is small: OPTIMIZE (whose target is 1 GiB) would merge it.
+SMALL_FILE_BYTES = 32 * 1024 * 1024
+# Per operation, the metrics naming the files and bytes a commit added (WRITE and CTAS, MERGE,
+# UPDATE and DELETE).
+ADDED_FILES_METRICS = ("numFiles", "numTargetFilesAdded", "numAddedFiles")
+ADDED_BYTES_METRICS = ("numOutputBytes", "numTargetBytesAdded", "numAddedBytes")
+# How many of a table's newest commits the decision reads.
+HISTORY_COMMITS = 100
+VIEW_VERSION = re.compile(r"\bversion\s+as\s+of\s+(\d+)", re.IGNORECASE)
 
 
-def _delta_tables(ctx: Context, schema: str) -> list[str]:
+@dataclass(frozen=True)
+class Commit:
+    version: int
+    timestamp: dt.datetime
+    operation: str
+    metrics: dict[str, str]
+    parameters: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def rewrites_the_table(self) -> bool:
+        mode = str(self.parameters.get("mode", "")).lower()
+        return self.operation in REWRITE_OPERATIONS or (self.operation == "WRITE" and mode == "overwrite")
+
+    def small_files_added(self) -> int:
+        files = next((int(self.metrics[k]) for k in ADDED_FILES_METRICS if k in self.metrics), 0)
+        written = next((int(self.metrics[k]) for k in ADDED_BYTES_METRICS if k in self.metrics), None)
+        if not files:
+            return 0
+        # Without a byte count, say small: an OPTIMIZE too many costs less than small files kept.
+        return files if written is None or written / files < SMALL_FILE_BYTES else 0
+
+
+@dataclass(frozen=True)
+class Plan:
+    optimize: bool
+    vacuum: bool
+    small_files: int
+
+
+def _timestamp(value: object) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        return value.replace(tzinfo=None)
+    return dt.datetime.fromisoformat(str(value)).replace(tzinfo=None)
+
+
+def server_now(sql: Callable[[str], QueryResult]) -> dt.datetime:
+    """The Thrift server's clock, in the same zone as the timestamps of its Delta histories."""
+    return _timestamp(sql("select cast(current_timestamp() as string)").rows[0][0])
+
+
+def commits(history: QueryResult) -> list[Commit]:
+    """The commits of a `describe history` answer, newest first."""
+    index = {name: i for i, name in enumerate(history.columns)}
+    found = [
+        Commit(
+            int(row[index["version"]]),
+            _timestamp(row[index["timestamp"]]),
+            str(row[index["operation"]]),
+            json.loads(row[index["operationMetrics"]] or "{}"),
+            json.loads(row[index["operationParameters"]] or "{}"),
+        )
+        for row in history.rows
+    ]
+    return sorted(found, key=lambda commit: -commit.version)
+
+
+def small_files_since_optimize(newest_first: Sequence[Commit]) -> int:
+    """Small data files added since the last OPTIMIZE, or since the table was rewritten whole."""
+    total = 0
+    for commit in newest_first:
+        if commit.operation == "OPTIMIZE" or commit.rewrites_the_table:
+            break
+        total += commit.small_files_added()
+    return total
+
+
+def vacuum_due(newest_first: Sequence[Commit], now: dt.datetime, interval_hours: int, complete: bool) -> bool:
+    """Due when the last VACUUM is at least ``interval_hours`` old; never vacuumed: when the
+    table is (its first commit). A history cut short by the window: due (VACUUM is safe)."""
+    since = next((c.timestamp for c in newest_first if c.operation == "VACUUM END"), None)
+    if since is None:
+        if not complete or not newest_first:
+            return bool(newest_first)
+        since = newest_first[-1].timestamp
+    return now - since >= dt.timedelta(hours=interval_hours)
+
+
+def plan(
+    newest_first: Sequence[Commit],
+    now: dt.datetime,
+    settings: PipelineConfig,
+    *,
+    complete: bool,
+    published_version: int | None = None,
+    build_table: bool = False,
+) -> Plan:
+    """What a table needs. ``complete``: the history reaches its first commit.
+    ``published_version``: for a build table, the version its published view reads (None: no
+    view, or one that could not be read)."""
+    small = small_files_since_optimize(newest_first)
+    vacuum = vacuum_due(newest_first, now, settings.vacuum_interval_hours, complete)
+    if build_table and newest_first:
+        # Only while the view reads the newest version are all of its files live.
+        vacuum = vacuum and published_version == newest_first[0].version
+    return Plan(optimize=small >= settings.optimize_min_small_files, vacuum=vacuum, small_files=small)
+
+
+def published_view(table: str) -> str | None:
+    """gold_build.x -> gold.x; None for a table of no build schema."""
+    schema, name = table.split(".", 1)
+    suffix = BUILD_SCHEMA_SUFFIX
+    return f"{schema.removesuffix(suffix)}.{name}" if schema.endswith(suffix) else None
+
+
+def _published_version(sql: Callable[[str], QueryResult], view: str) -> int | None:
     try:
-        tables = {row[1] for row in ctx.sql(f"show tables in {schema}").rows}
-        views = {row[1] for row in ctx.sql(f"show views in {schema}").rows}
+        text = " ".join(str(cell) for row in sql(f"show create table {view}").rows for cell in row)
+    except QueryError:
+        return None  # never published (or dropped): no view reads the table
+    match = VIEW_VERSION.search(text)
+    return int(match.group(1)) if match else -1  # a view we cannot read: keep its files
+
+
+def _delta_tables(sql: Callable[[str], QueryResult], schema: str) -> list[str]:
+    try:
+        tables = {row[1] for row in sql(f"show tables in {schema}").rows}
+        views = {row[1] for row in sql(f"show views in {schema}").rows}
     except QueryError:
         return []  # the schema does not exist yet
     return sorted(tables - views)
 
 
-def _maintain_table(ctx: Context, name: str) -> bool:
-    """OPTIMIZE and VACUUM one table by the retention policy; False if it had not changed."""
-    newest = ctx.sql(f"describe history {name} limit 1")
-    operation = newest.rows[0][newest.columns.index("operation")] if newest.rows else None
-    if operation in MAINTENANCE_OPERATIONS:
-        return False
-    retention = f"interval {ctx.config.pipeline.vacuum_retain_hours} hours"
-    properties = dict(ctx.sql(f"show tblproperties {name}").rows)
-    if properties.get("delta.deletedFileRetentionDuration") != retention:
-        ctx.sql(f"alter table {name} set tblproperties ('delta.deletedFileRetentionDuration' = '{retention}')")
-    ctx.sql(f"optimize {name}")
-    ctx.sql(f"vacuum {name}")
-    return True
+def maintain_table(sql: Callable[[str], QueryResult], table: str, now: dt.datetime, settings: PipelineConfig) -> Plan:
+    """Decide, then run what is due: VACUUM first (see the module docstring), then OPTIMIZE."""
+    history = commits(sql(f"describe history {table} limit {HISTORY_COMMITS}"))
+    view = published_view(table)
+    decided = plan(
+        history,
+        now,
+        settings,
+        complete=bool(history) and history[-1].version == 0,
+        published_version=_published_version(sql, view) if view else None,
+        build_table=view is not None,
+    )
+    if decided.vacuum:
+        retention = f"interval {settings.vacuum_retain_hours} hours"
+        properties = dict(sql(f"show tblproperties {table}").rows)
+        if properties.get("delta.deletedFileRetentionDuration") != retention:
+            sql(f"alter table {table} set tblproperties ('delta.deletedFileRetentionDuration' = '{retention}')")
+        sql(f"vacuum {table}")
+    if decided.optimize:
+        sql(f"optimize {table}")
+    return decided
 
 
-def _vacuum_due(ctx: Context, table: str) -> bool:
+def _vacuum_due_by_commits(ctx: Context, table: str) -> bool:
     """True when none of the table's last pipeline.ops_vacuum_commits commits was a VACUUM."""
     every = ctx.config.pipeline.ops_vacuum_commits
     history = ctx.sql(f"describe history {table} limit {every}")
@@ -52,7 +218,7 @@ def maintain_ops(ctx: Context, tables: list[str], *, check_properties: bool = Tr
     for table in tables:
         if check_properties and dict(ctx.sql(f"show tblproperties {table}").rows).get(AUTO_COMPACT) != "true":
             ctx.sql(f"alter table {table} set tblproperties ('{AUTO_COMPACT}' = 'true')")
-        if _vacuum_due(ctx, table):
+        if _vacuum_due_by_commits(ctx, table):
             ctx.sql(f"vacuum {table}")
             vacuumed.append(table)
     return vacuumed
@@ -60,6 +226,7 @@ def maintain_ops(ctx: Context, tables: list[str], *, check_properties: bool = Tr
 
 def step_maintain(ctx: Context, result: StepResult) -> None:
     from lakehouse.audit import OPS_SCHEMA, RUNS_TABLE
+    from lakehouse.serving.sql_client import session
 
     if not ctx.changed and not ctx.options.no_skip:
         # Only the run log changed; it alone may be due for a VACUUM.
@@ -67,21 +234,30 @@ def step_maintain(ctx: Context, result: StepResult) -> None:
         result.status = "skipped"
         result.detail = "nothing changed" + (f"; vacuumed {', '.join(vacuumed)}" if vacuumed else "")
         return
-    maintained, unchanged = 0, 0
+    settings = ctx.config.pipeline
+    optimized, vacuumed, checked = [], [], 0
     phases = profiling.Phases()
-    for schema in ctx.config.pipeline.maintain_schemas:
-        for table in _delta_tables(ctx, schema):
-            name = f"{schema}.{table}"
-            ctx.event("output", "maintain", f"  maintain {name}")
-            with phases.timed(name):
-                changed = _maintain_table(ctx, name)
-            maintained += changed
-            unchanged += not changed
+    with session(ctx.config, etl=True) as sql:
+        now = server_now(sql)
+        for schema in settings.maintain_schemas:
+            for table in _delta_tables(sql, schema):
+                name = f"{schema}.{table}"
+                with phases.timed(name):
+                    decided = maintain_table(sql, name, now, settings)
+                checked += 1
+                if decided.optimize or decided.vacuum:
+                    done = " and ".join(
+                        w for w, d in (("vacuumed", decided.vacuum), ("optimized", decided.optimize)) if d
+                    )
+                    ctx.event("output", "maintain", f"  {name}: {done} ({decided.small_files} small files)")
+                optimized += [name] if decided.optimize else []
+                vacuumed += [name] if decided.vacuum else []
     with phases.timed(OPS_SCHEMA):
-        vacuumed = maintain_ops(ctx, [f"{OPS_SCHEMA}.{table}" for table in _delta_tables(ctx, OPS_SCHEMA)])
-    result.profile = {"phases": phases.seconds}
+        ops = maintain_ops(ctx, [f"{OPS_SCHEMA}.{table}" for table in _delta_tables(ctx.sql, OPS_SCHEMA)])
+    result.profile = {"phases": phases.seconds, "optimized": len(optimized), "vacuumed": len(vacuumed)}
     result.detail = (
-        f"optimized and vacuumed {maintained} tables (retain {ctx.config.pipeline.vacuum_retain_hours} h)"
-        + (f", {unchanged} unchanged" if unchanged else "")
-        + (f"; vacuumed {', '.join(vacuumed)}" if vacuumed else "")
+        f"{checked} tables checked: optimized {len(optimized)} "
+        f"(at least {settings.optimize_min_small_files} small files), vacuumed {len(vacuumed)} "
+        f"(at most every {settings.vacuum_interval_hours} h, retain {settings.vacuum_retain_hours} h)"
+        + (f"; vacuumed {', '.join(ops)}" if ops else "")
     )

@@ -20,7 +20,7 @@ import os
 import re
 import socket
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -220,6 +220,14 @@ def run_queries(
     config: Config, queries: Sequence[str], database: str = "default", *, etl: bool = False
 ) -> list[QueryResult]:
     """Run statements one after the other in one session of their own; ``etl`` as in connect()."""
+    with session(config, database, etl=etl) as run:
+        return [run(query) for query in queries]
+
+
+@contextlib.contextmanager
+def session(config: Config, database: str = "default", *, etl: bool = False) -> Iterator[Callable[[str], QueryResult]]:
+    """One Thrift session for statements that depend on each other's answers: yields a
+    function that runs one statement and returns its result; errors as in run_query()."""
     from pyhive.exc import Error as HiveError
     from thrift.transport.TTransport import TTransportException
 
@@ -228,21 +236,23 @@ def run_queries(
         connection = connect(config, database, etl=etl)
     except (TTransportException, OSError, EOFError) as exc:
         raise (_timeout_error(config) if _timed_out(exc) else _connect_error(config, exc)) from None
-    try:
-        cursor = connection.cursor()
-        results = []
-        for query in queries:
+    cursor = connection.cursor()
+
+    def run(query: str) -> QueryResult:
+        try:
             cursor.execute(query)
             columns = [d[0] for d in cursor.description] if cursor.description else []
             rows = cursor.fetchall() if cursor.description else []
-            results.append(QueryResult(columns, [tuple(r) for r in rows]))
-        return results
-    except HiveError as exc:
-        raise QueryError(server_message(config, exc)) from None
-    except (TTransportException, OSError) as exc:
-        if _timed_out(exc):
-            raise _timeout_error(config) from None
-        raise QueryError(f"lost the connection to the Thrift server at {address}: {exc}") from None
+        except HiveError as exc:
+            raise QueryError(server_message(config, exc)) from None
+        except (TTransportException, OSError) as exc:
+            if _timed_out(exc):
+                raise _timeout_error(config) from None
+            raise QueryError(f"lost the connection to the Thrift server at {address}: {exc}") from None
+        return QueryResult(columns, [tuple(r) for r in rows])
+
+    try:
+        yield run
     finally:
         with contextlib.suppress(TTransportException, OSError):
             connection.close()

@@ -308,3 +308,53 @@ def test_ops_tables_compact_themselves_and_are_vacuumed_every_so_many_commits(se
     assert maintain_ops(ctx, [table]) == [table]
     assert maintain_ops(ctx, [table]) == []  # vacuumed within its last commits
     run_query(services, f"drop table {table}")
+
+
+def test_maintain_never_vacuums_a_build_table_whose_published_view_reads_an_older_version(services: Config) -> None:
+    """A build table's small files are compacted by threshold; while its published view reads
+    an older version it is not vacuumed (the view's files stay readable); once the view reads
+    the newest version it is, and a table with few small files is left alone."""
+    import dataclasses
+
+    from lakehouse.pipeline.maintain import maintain_table, server_now
+    from lakehouse.serving.sql_client import session
+
+    settings = dataclasses.replace(services.pipeline, vacuum_interval_hours=0, optimize_min_small_files=3)
+    statements = [
+        "drop database if exists mt_build cascade",
+        "drop database if exists mt cascade",
+        "create database mt_build",
+        "create database mt",
+        "create table mt_build.kpis (id int) using delta",
+        "insert into mt_build.kpis values (1)",
+        "create view mt.kpis as select * from mt_build.kpis version as of 1",  # published: one row
+        *(f"insert into mt_build.kpis values ({n})" for n in (2, 3)),
+        "create table mt_build.few (id int) using delta",
+        "insert into mt_build.few values (1)",
+        "create view mt.few as select * from mt_build.few version as of 1",
+    ]
+    with session(services, etl=True) as sql:
+        for statement in statements:
+            sql(statement)
+        now = server_now(sql)
+
+        def operations(table: str) -> list[str]:
+            history = sql(f"describe history {table}")
+            return [row[history.columns.index("operation")] for row in history.rows]
+
+        pinned = maintain_table(sql, "mt_build.kpis", now, settings)
+        assert (pinned.optimize, pinned.vacuum, pinned.small_files) == (True, False, 3)
+        assert "OPTIMIZE" in operations("mt_build.kpis") and "VACUUM END" not in operations("mt_build.kpis")
+        assert sql("select count(*) from mt.kpis").rows == [(1,)]  # the view still reads its version
+        few = maintain_table(sql, "mt_build.few", now, settings)  # one small file, view on the newest
+        assert (few.optimize, few.vacuum) == (False, True)
+        assert "OPTIMIZE" not in operations("mt_build.few")
+
+        newest = sql("describe history mt_build.kpis limit 1").rows[0][0]
+        sql(f"create or replace view mt.kpis as select * from mt_build.kpis version as of {newest}")
+        published = maintain_table(sql, "mt_build.kpis", now, settings)
+        assert (published.optimize, published.vacuum) == (False, True)  # nothing new since the OPTIMIZE
+        assert "VACUUM END" in operations("mt_build.kpis")
+        assert sql("select count(*) from mt.kpis").rows == [(3,)]
+        sql("drop database mt cascade")
+        sql("drop database mt_build cascade")

@@ -35,7 +35,8 @@ def test_environment_override_wins_over_yaml(env: dict[str, str]) -> None:
 def test_pipeline_policy_from_yaml_and_environment(env: dict[str, str]) -> None:
     defaults = load_config(env=env).pipeline
     assert defaults.vacuum_retain_hours == 168
-    assert defaults.maintain_schemas == ("bronze",)
+    assert defaults.maintain_schemas == ("bronze", "silver_build", "gold_build")
+    assert (defaults.vacuum_interval_hours, defaults.optimize_min_small_files) == (24, 16)
     env |= {"LAKEHOUSE_PIPELINE_MAINTAIN_SCHEMAS": "bronze,silver", "LAKEHOUSE_PIPELINE_VACUUM_RETAIN_HOURS": "24"}
     changed = load_config(env=env).pipeline
     assert changed.maintain_schemas == ("bronze", "silver")
@@ -59,6 +60,8 @@ def test_lakehouse_variable_beats_spark_master(env: dict[str, str]) -> None:
         ("LAKEHOUSE_BRONZE_PARALLEL_TABLES", "0", "bronze.parallel_tables"),
         ("LAKEHOUSE_PIPELINE_VACUUM_RETAIN_HOURS", "0", "pipeline.vacuum_retain_hours"),
         ("LAKEHOUSE_PIPELINE_MAINTAIN_SCHEMAS", "bronze,drop table x", "pipeline.maintain_schemas"),
+        ("LAKEHOUSE_PIPELINE_VACUUM_INTERVAL_HOURS", "-1", "pipeline.vacuum_interval_hours"),
+        ("LAKEHOUSE_PIPELINE_OPTIMIZE_MIN_SMALL_FILES", "0", "pipeline.optimize_min_small_files"),
         ("LAKEHOUSE_PIPELINE_STEP_RETRIES", "-1", "pipeline.step_retries"),
     ],
 )

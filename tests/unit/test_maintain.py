@@ -1,0 +1,76 @@
+"""The maintain step's decisions, from a table's Delta history: OPTIMIZE by small files since
+the last one, VACUUM at most every so many hours, and never while a published view reads an
+older version of a build table (lakehouse/pipeline/maintain.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from lakehouse.config import PipelineConfig
+from lakehouse.pipeline.maintain import Commit, plan, published_view, small_files_since_optimize
+
+NOW = dt.datetime(2026, 12, 6, 12, 0)
+SETTINGS = PipelineConfig(vacuum_interval_hours=24, optimize_min_small_files=4)
+MB = 1024 * 1024
+
+
+def _history(*commits: tuple[str, int, int | None, float]) -> list[Commit]:
+    """(operation, files added, bytes added, hours ago), oldest first -> newest first."""
+    made = []
+    for version, (operation, files, written, hours_ago) in enumerate(commits):
+        metrics = {"numFiles": str(files)} if operation == "WRITE" else {"numTargetFilesAdded": str(files)}
+        if written is not None:
+            metrics["numOutputBytes" if operation == "WRITE" else "numTargetBytesAdded"] = str(written)
+        made.append(Commit(version, NOW - dt.timedelta(hours=hours_ago), operation, metrics))
+    return made[::-1]
+
+
+def test_small_files_count_since_the_last_optimize_and_large_files_do_not() -> None:
+    history = _history(
+        ("WRITE", 40, 40 * MB, 50),  # the first load: 40 files of 1 MB
+        ("OPTIMIZE", 1, 40 * MB, 49),
+        ("MERGE", 2, 2 * MB, 3),
+        ("MERGE", 3, 300 * MB, 2),  # 100 MB files: not small
+        ("MERGE", 1, None, 1),  # no byte count: counted as small
+    )
+    assert small_files_since_optimize(history) == 3
+    decided = plan(history, NOW, SETTINGS, complete=True)
+    assert (decided.optimize, decided.small_files) == (False, 3)
+    more = [Commit(5, NOW, "MERGE", {"numTargetFilesAdded": "1", "numTargetBytesAdded": "1024"}), *history]
+    assert plan(more, NOW, SETTINGS, complete=True).optimize
+
+
+def test_a_whole_rewrite_starts_the_count_again() -> None:
+    """dbt's table models and full refreshes: one file per partition, nothing to merge."""
+    appended = _history(("WRITE", 30, 30 * MB, 5), ("MERGE", 2, 2 * MB, 1))
+    assert small_files_since_optimize(appended) == 32
+    rebuilt = [Commit(2, NOW, "CREATE OR REPLACE TABLE AS SELECT", {"numFiles": "90", "numOutputBytes": "90"})]
+    assert small_files_since_optimize(rebuilt + appended) == 0
+    overwrite = Commit(2, NOW, "WRITE", {"numFiles": "90"}, {"mode": "Overwrite"})
+    assert small_files_since_optimize([overwrite, *appended]) == 0
+    merged = Commit(3, NOW, "MERGE", {"numTargetFilesAdded": "3", "numTargetBytesAdded": "3"})
+    assert small_files_since_optimize([merged, overwrite, *appended]) == 3
+
+
+def test_vacuum_at_most_every_interval_and_not_before_the_table_is_that_old() -> None:
+    young = _history(("WRITE", 1, MB, 5), ("MERGE", 1, MB, 1))
+    assert not plan(young, NOW, SETTINGS, complete=True).vacuum
+    old = _history(("WRITE", 1, MB, 30), ("MERGE", 1, MB, 1))
+    assert plan(old, NOW, SETTINGS, complete=True).vacuum
+    vacuumed = _history(("WRITE", 1, MB, 60), ("VACUUM START", 0, 0, 10), ("VACUUM END", 0, 0, 10), ("MERGE", 1, MB, 1))
+    assert not plan(vacuumed, NOW, SETTINGS, complete=True).vacuum
+    assert plan(vacuumed, NOW + dt.timedelta(hours=15), SETTINGS, complete=True).vacuum
+    # The window does not reach the first commit and holds no VACUUM: due (VACUUM is safe).
+    assert plan(young, NOW, SETTINGS, complete=False).vacuum
+
+
+def test_a_build_table_is_vacuumed_only_while_its_view_reads_the_newest_version() -> None:
+    history = _history(
+        ("CREATE OR REPLACE TABLE AS SELECT", 1, MB, 48), ("CREATE OR REPLACE TABLE AS SELECT", 1, MB, 30)
+    )
+    assert plan(history, NOW, SETTINGS, complete=True, published_version=1, build_table=True).vacuum
+    assert not plan(history, NOW, SETTINGS, complete=True, published_version=0, build_table=True).vacuum
+    assert not plan(history, NOW, SETTINGS, complete=True, published_version=-1, build_table=True).vacuum
+    assert not plan(history, NOW, SETTINGS, complete=True, published_version=None, build_table=True).vacuum
+    assert published_view("gold_build.fct_ratings") == "gold.fct_ratings"
+    assert published_view("bronze.users") is None
