@@ -1,16 +1,19 @@
-"""Run tests/integration and tests/e2e side by side, as two pytest processes.
+"""Run tests/unit, tests/integration and tests/e2e side by side, as three pytest processes.
 
-The two layers share nothing at run time: tests/integration starts the session stack (in
-``<state>/test``), tests/e2e starts a stack of its own from an empty state directory on free
-ports and uses none of the session services. Run one after the other they take about 15 and
-17 minutes; side by side the machine's idle time in each (JVM start-up, dbt's per-node round
-trips, service start and stop) is the other's working time.
+The layers share nothing at run time: tests/unit uses no live service (plain local Spark),
+tests/integration starts the session stack (in ``<state>/test``), tests/e2e starts a stack of
+its own from an empty state directory on free ports and uses none of the session services.
+Side by side the machine's idle time in each (JVM start-up, dbt's per-node round trips, service
+start and stop) is the others' working time, and the unit layer (about 2 minutes) is not on
+the critical path any more. A failure in tests/unit still stops everything: the other two are
+interrupted (their fixtures tear their stacks down) and the exit status is 1.
 
-The integration layer prints as it goes; the e2e layer writes to ``<state>/reports/test-e2e.log``,
-printed when both have finished. The exit status is 0 only when both layers passed (pytest's 5,
-"no tests collected", is a failure too).
+The integration layer prints as it goes; the unit and e2e layers write to
+``<state>/reports/test-unit.log`` and ``test-e2e.log``, each printed when it has finished. The
+exit status is 0 only when every layer passed (pytest's 5, "no tests collected", is a failure
+too).
 
-Usage: python tests/run_layers.py [pytest arguments...]   (what ``make test`` runs after the unit layer)
+Usage: python tests/run_layers.py [pytest arguments...]   (what ``make test`` runs)
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from lakehouse.config import PROJECT_ROOT, load_config
 
@@ -33,7 +37,15 @@ LAYER_TIMEOUT_SECONDS = 60 * 60
 
 
 def _pytest(layer: str, args: list[str]) -> list[str]:
-    return [sys.executable, "-m", "pytest", f"tests/{layer}", *args]
+    """The layer's pytest command, with a temporary directory of its own (pytest rotates its
+    shared numbered ones, keeping three: a fourth pytest on the machine would delete a running
+    layer's server data)."""
+    own = [] if any(a.startswith("--basetemp") for a in args) else [f"--basetemp={_basetemp(layer)}"]
+    return [sys.executable, "-m", "pytest", f"tests/{layer}", *own, *args]
+
+
+def _basetemp(layer: str) -> Path:
+    return load_config().home / "test-tmp" / layer
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -60,40 +72,64 @@ def _wait(process: subprocess.Popen, layer: str, deadline: float) -> int:
         return 1
 
 
+def _start(layer: str, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    log = log_path.open("w")
+    try:
+        return subprocess.Popen(_pytest(layer, args), cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    finally:
+        log.close()  # the child holds its own copy
+
+
+def _show(layer: str, log_path: Path) -> None:
+    print(f"\n{'=' * 30} tests/{layer} ({log_path}) {'=' * 30}", flush=True)
+    sys.stdout.write(log_path.read_text())
+    sys.stdout.flush()
+
+
 def main(args: list[str]) -> int:
     home = load_config().home
-    log_path = home / "reports" / "test-e2e.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    reports = home / "reports"
+    reports.mkdir(parents=True, exist_ok=True)
+    unit_log, e2e_log = reports / "test-unit.log", reports / "test-e2e.log"
     e2e_env = {
         **os.environ,
         "LAKEHOUSE_TEST_HOME": str(home / E2E_TEST_HOME_NAME),
         "LAKEHOUSE_TEST_PORT_OFFSET": E2E_PORT_OFFSET,
     }
     started = time.monotonic()
-    print(f"tests/e2e runs beside tests/integration; its output goes to {log_path}", flush=True)
+    print(
+        f"tests/unit, tests/integration and tests/e2e run side by side; tests/unit's output goes to "
+        f"{unit_log} and tests/e2e's to {e2e_log} (both printed here when they end); a failure in "
+        "tests/unit stops the other two",
+        flush=True,
+    )
     deadline = started + LAYER_TIMEOUT_SECONDS
-    with log_path.open("w") as log:
-        e2e = subprocess.Popen(
-            _pytest("e2e", args), cwd=PROJECT_ROOT, env=e2e_env, stdout=log, stderr=subprocess.STDOUT
-        )
-        integration = subprocess.Popen(_pytest("integration", args), cwd=PROJECT_ROOT)
-        try:
-            integration_status = _wait(integration, "integration", deadline)
-            e2e_status = _wait(e2e, "e2e", deadline)
-        except KeyboardInterrupt:
-            # Ctrl-C reached both layers (one process group): each tears its stack down.
+    unit = _start("unit", args, unit_log)
+    e2e = _start("e2e", args, e2e_log, e2e_env)
+    integration = subprocess.Popen(_pytest("integration", args), cwd=PROJECT_ROOT)
+    try:
+        unit_status = _wait(unit, "unit", deadline)
+        _show("unit", unit_log)
+        if unit_status != 0:
+            print(f"\ntests/unit: exit {unit_status}: stopping tests/integration and tests/e2e", flush=True)
             for process in (integration, e2e):
-                try:
-                    process.wait(timeout=INTERRUPT_GRACE_SECONDS)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-            raise
-    print(f"\n{'=' * 30} tests/e2e ({log_path}) {'=' * 30}", flush=True)
-    sys.stdout.write(log_path.read_text())
+                _stop(process)
+            return 1
+        integration_status = _wait(integration, "integration", deadline)
+        e2e_status = _wait(e2e, "e2e", deadline)
+    except KeyboardInterrupt:
+        # Ctrl-C reached every layer (one process group): each tears its stack down.
+        for process in (unit, integration, e2e):
+            try:
+                process.wait(timeout=INTERRUPT_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        raise
+    _show("e2e", e2e_log)
     minutes = (time.monotonic() - started) / 60
     print(
-        f"\ntests/integration: exit {integration_status}; tests/e2e: exit {e2e_status}; "
-        f"both layers in {minutes:.1f} min",
+        f"\ntests/unit: exit {unit_status}; tests/integration: exit {integration_status}; "
+        f"tests/e2e: exit {e2e_status}; all layers in {minutes:.1f} min",
         flush=True,
     )
     return 0 if integration_status == 0 and e2e_status == 0 else 1
