@@ -164,7 +164,7 @@ def _say(message: str) -> None:
 
 def cmd_extract(config: Config, args: argparse.Namespace) -> int:
     from lakehouse.bronze.extract import SOURCES, select_contracts
-    from lakehouse.pipeline.decisions import tables_to_extract
+    from lakehouse.pipeline.decisions import SourcesDown, tables_to_extract
     from lakehouse.pipeline.jobs import submit_job
 
     sources = SOURCES if args.source == "all" else (args.source,)
@@ -173,7 +173,12 @@ def cmd_extract(config: Config, args: argparse.Namespace) -> int:
     def run() -> int:
         wanted = tables
         if not (args.no_skip or args.full_refresh):
-            pending = tables_to_extract(config, tables, _say)
+            try:
+                pending = tables_to_extract(config, tables, _say)
+            except SourcesDown as exc:
+                for line in exc.lines:  # as the extract job says it
+                    print(f"extract: error: {line}", file=sys.stderr)
+                return EXIT_FAILURE
             if pending == []:
                 print(f"extract: skipped: nothing new in the {len(tables)} source tables")
                 return EXIT_OK

@@ -39,6 +39,7 @@ from pathlib import Path
 from lakehouse.bronze import readers
 from lakehouse.bronze.contracts import MONGODB, UPDATED_AT, Contract
 from lakehouse.config import Config
+from lakehouse.errors import LakehouseError
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 # Every session renders rows the same way, whatever the server's or the client's defaults.
@@ -284,20 +285,38 @@ def read_stored(config: Config) -> tuple[set[str], dict[tuple[str, str], Stored]
     return existing, {(s, t): Stored(int(mark), Fingerprint.from_json(fp)) for s, t, mark, fp in marks.rows}
 
 
+class SourcesUnreachable(LakehouseError):
+    """Some sources could not be reached (after the readers' retries) to take a fingerprint."""
+
+    def __init__(self, pending: dict[str, str], unreachable: dict[str, str]) -> None:
+        self.pending = pending  # the reachable tables that have something new, with why
+        self.unreachable = unreachable  # "system.table" -> the readers' one-line error
+        super().__init__("; ".join(f"{table}: {message}" for table, message in unreachable.items()))
+
+
 def pending_tables(config: Config, contracts: Iterable[Contract], now: dt.datetime | None = None) -> dict[str, str]:
     """The tables whose next extract may find something new, each with why; {} when none can.
 
-    Raises what the sources or the Thrift server raise: the caller then extracts everything.
+    A source the readers cannot reach (after ``bronze.source_retries``) raises
+    :class:`SourcesUnreachable` once every table was asked, with what the others answered; the
+    extract would fail on it the same way. Raises what the Thrift server raises: the caller
+    then extracts everything.
     """
     now = now or dt.datetime.now(dt.UTC)
     existing, stored = read_stored(config)
-    pending = {}
+    pending, unreachable = {}, {}
     for contract in contracts:
         mark = stored.get((contract.source_system, contract.source_name))
         if contract.table not in existing:
             reason: str | None = f"{contract.table} does not exist"
         else:
-            reason = reason_to_extract(config, contract, mark, now)
+            try:
+                reason = reason_to_extract(config, contract, mark, now)
+            except readers.SourceUnavailable as exc:
+                unreachable[f"{contract.source_system}.{contract.source_name}"] = str(exc)
+                continue
         if reason is not None:
             pending[contract.source_name] = reason
+    if unreachable:
+        raise SourcesUnreachable(pending, unreachable)
     return pending

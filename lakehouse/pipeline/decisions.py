@@ -14,7 +14,17 @@ from dataclasses import dataclass, field
 
 from lakehouse import errors, processes
 from lakehouse.config import Config
+from lakehouse.errors import LakehouseError
 from lakehouse.serving.sql_client import QueryError
+
+
+class SourcesDown(LakehouseError):
+    """Every table with something to extract is in a source that cannot be reached: the
+    extract would only fail, so it does not start Spark. One line per table, as the extract's."""
+
+    def __init__(self, unreachable: dict[str, str]) -> None:
+        self.lines = [f"{table}: {message}" for table, message in unreachable.items()]
+        super().__init__(self.lines[0] if len(self.lines) == 1 else f"{len(self.lines)} tables: {self.lines[0]}")
 
 
 def tables_to_extract(config: Config, tables: list[str] | None, say: Callable[[str], None]) -> list[str] | None:
@@ -22,6 +32,10 @@ def tables_to_extract(config: Config, tables: list[str] | None, say: Callable[[s
     asked of the sources and the stored fingerprints without Spark (lakehouse/bronze/fingerprints.py).
 
     [] when none can; None when the question got no answer (the caller extracts them all).
+    Raises :class:`SourcesDown` when the only tables to extract are in sources that cannot be
+    reached (after ``bronze.source_retries``): the extract would fail on them, after starting
+    Spark. When other tables have something new, those tables are extracted too (and fail in
+    the extract, as before).
     """
     from lakehouse.bronze import fingerprints
     from lakehouse.bronze.extract import SOURCES, select_contracts
@@ -35,6 +49,16 @@ def tables_to_extract(config: Config, tables: list[str] | None, say: Callable[[s
             "pipeline.decision_timeout_seconds",
             lambda: fingerprints.pending_tables(config, contracts),
         )
+    except fingerprints.SourcesUnreachable as exc:
+        if not exc.pending:
+            # The extract could only fail on them, after starting Spark for nothing.
+            raise SourcesDown(exc.unreachable) from None
+        for table, reason in exc.pending.items():
+            say(f"extract {table}: {reason}")
+        for table, message in exc.unreachable.items():
+            say(f"extract {table}: runs, to fail with the others' batch: {message}")
+        down = {table.split(".", 1)[1] for table in exc.unreachable}
+        return [c.source_name for c in contracts if c.source_name in exc.pending or c.source_name in down]
     except Exception as exc:  # when in doubt, the extract runs
         reason = errors.one_line(exc, config.secret_values)
         say(f"extract runs: cannot tell without Spark whether the sources changed: {reason}")

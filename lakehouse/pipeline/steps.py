@@ -5,7 +5,7 @@ from __future__ import annotations
 from lakehouse.audit import RUNS_TABLE
 from lakehouse.config import Config
 from lakehouse.pipeline.context import Context, Options, PipelineError, StepResult, TransientError
-from lakehouse.pipeline.decisions import gate_decision, still_failed_message, tables_to_extract
+from lakehouse.pipeline.decisions import SourcesDown, gate_decision, still_failed_message, tables_to_extract
 from lakehouse.pipeline.jobs import check_exit, spark_job
 
 # Exit codes of jobs/validate_bronze.py.
@@ -82,7 +82,12 @@ def step_sources(ctx: Context, result: StepResult) -> None:
 def step_extract(ctx: Context, result: StepResult) -> None:
     args = ["--run-id", ctx.run_id] + (["--full-refresh"] if ctx.options.full_refresh else [])
     if not (ctx.options.no_skip or ctx.options.full_refresh):
-        tables = tables_to_extract(ctx.config, None, lambda m: ctx.event("output", "extract", f"  {m}"))
+        try:
+            tables = tables_to_extract(ctx.config, None, lambda m: ctx.event("output", "extract", f"  {m}"))
+        except SourcesDown as exc:
+            for line in exc.lines:
+                ctx.event("output", "extract", f"  extract: error: {line}")
+            raise TransientError(f"extract failed: {exc}") from None  # retried: a source may come back
         if tables == []:
             from lakehouse.bronze.contracts import CONTRACTS
 

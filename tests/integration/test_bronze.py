@@ -398,6 +398,8 @@ def test_source_down_fails_with_one_clear_line(services: Config, first_load: str
         "extract: error: mongodb.content: mongodb source mongodb://127.0.0.1:1/streaming "
         "is unreachable after 2 attempts: 127.0.0.1:1: [Errno 111] Connection refused"
     )
+    # The decision found the source down and nothing else to extract: no Spark for nothing.
+    assert "Spark session ready" not in output, output[-2000:]
 
 
 def test_postgres_source_down_is_retried_then_named(services: Config) -> None:

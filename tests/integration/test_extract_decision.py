@@ -285,3 +285,37 @@ def test_rows_an_operator_quarantined_stay_out_until_their_record_changes(spark,
     assert _in_bronze(spark, "viewing_sessions", f"session_id = {moved_id}") == 1
     _assert_each_key_once(spark)
     _pg(config, "delete from viewing_sessions where session_id = 30000003")
+
+
+def test_a_source_that_is_down_stops_the_extract_before_spark_only_when_nothing_else_is_new(
+    extracted: Config,
+) -> None:
+    """MongoDB down and nothing new in the other tables asked: the extract could only fail, so
+    the decision says so in the extract's own words (and `lakehouse extract` starts no Spark:
+    test_bronze.py's source-down test). With a new row in PostgreSQL that table is extracted,
+    and the collection it could not ask goes with it, to fail in the extract as before."""
+    import dataclasses
+
+    from lakehouse.pipeline.decisions import SourcesDown
+
+    config = dataclasses.replace(
+        extracted,
+        mongodb=dataclasses.replace(extracted.mongodb, uri=None, host="127.0.0.1", port=1),
+        bronze=dataclasses.replace(extracted.bronze, source_retries=0, retry_backoff_seconds=0.0),
+    )
+    said: list[str] = []
+    assert pending_tables(extracted, [CONTRACTS["users"]]) == {}
+    with pytest.raises(SourcesDown) as down:
+        tables_to_extract(config, ["users", "content"], said.append)
+    assert len(down.value.lines) == 1, said
+    assert down.value.lines[0].startswith("mongodb.content: mongodb source mongodb://127.0.0.1:1/")
+    assert "unreachable after 1 attempts" in down.value.lines[0]
+    _copy_session(config, 30_000_001, dt.datetime.now(dt.UTC))
+    try:
+        assert tables_to_extract(config, ["viewing_sessions", "content"], said.append) == [
+            "viewing_sessions",
+            "content",
+        ]
+        assert any(line.startswith("extract mongodb.content: runs") for line in said), said
+    finally:
+        _pg(config, "delete from viewing_sessions where session_id = 30000001")
