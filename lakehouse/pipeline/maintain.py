@@ -27,10 +27,9 @@ Times are compared on the server's clock (``current_timestamp()``), never the ma
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from lakehouse import profiling
 from lakehouse.config import PipelineConfig
@@ -53,6 +52,10 @@ ADDED_BYTES_METRICS = ("numOutputBytes", "numTargetBytesAdded", "numAddedBytes")
 # How many of a table's newest commits the decision reads.
 HISTORY_COMMITS = 100
 VIEW_VERSION = re.compile(r"\bversion\s+as\s+of\s+(\d+)", re.IGNORECASE)
+# The Thrift server renders a commit's operationParameters map as {"k":"v",...} without
+# escaping the quotes inside values (a predicate, a column list), so it is searched, not parsed.
+OVERWRITE_MODE = re.compile(r'"mode"\s*:\s*"overwrite"', re.IGNORECASE)
+METRIC = re.compile(r'"(\w+)"\s*:\s*"?(\d+)"?')
 
 
 @dataclass(frozen=True)
@@ -61,12 +64,12 @@ class Commit:
     timestamp: dt.datetime
     operation: str
     metrics: dict[str, str]
-    parameters: dict[str, str] = field(default_factory=dict)
+    parameters: str = ""  # as the Thrift server renders the map: not always valid JSON
 
     @property
     def rewrites_the_table(self) -> bool:
-        mode = str(self.parameters.get("mode", "")).lower()
-        return self.operation in REWRITE_OPERATIONS or (self.operation == "WRITE" and mode == "overwrite")
+        overwrite = OVERWRITE_MODE.search(self.parameters) is not None
+        return self.operation in REWRITE_OPERATIONS or (self.operation == "WRITE" and overwrite)
 
     def small_files_added(self) -> int:
         files = next((int(self.metrics[k]) for k in ADDED_FILES_METRICS if k in self.metrics), 0)
@@ -103,8 +106,8 @@ def commits(history: QueryResult) -> list[Commit]:
             int(row[index["version"]]),
             _timestamp(row[index["timestamp"]]),
             str(row[index["operation"]]),
-            json.loads(row[index["operationMetrics"]] or "{}"),
-            json.loads(row[index["operationParameters"]] or "{}"),
+            dict(METRIC.findall(str(row[index["operationMetrics"]] or ""))),
+            str(row[index["operationParameters"]] or ""),
         )
         for row in history.rows
     ]

@@ -7,7 +7,8 @@ from __future__ import annotations
 import datetime as dt
 
 from lakehouse.config import PipelineConfig
-from lakehouse.pipeline.maintain import Commit, plan, published_view, small_files_since_optimize
+from lakehouse.pipeline.maintain import Commit, commits, plan, published_view, small_files_since_optimize
+from lakehouse.serving.sql_client import QueryResult
 
 NOW = dt.datetime(2026, 12, 6, 12, 0)
 SETTINGS = PipelineConfig(vacuum_interval_hours=24, optimize_min_small_files=4)
@@ -46,7 +47,7 @@ def test_a_whole_rewrite_starts_the_count_again() -> None:
     assert small_files_since_optimize(appended) == 32
     rebuilt = [Commit(2, NOW, "CREATE OR REPLACE TABLE AS SELECT", {"numFiles": "90", "numOutputBytes": "90"})]
     assert small_files_since_optimize(rebuilt + appended) == 0
-    overwrite = Commit(2, NOW, "WRITE", {"numFiles": "90"}, {"mode": "Overwrite"})
+    overwrite = Commit(2, NOW, "WRITE", {"numFiles": "90"}, '{"mode":"Overwrite","partitionBy":"[]"}')
     assert small_files_since_optimize([overwrite, *appended]) == 0
     merged = Commit(3, NOW, "MERGE", {"numTargetFilesAdded": "3", "numTargetBytesAdded": "3"})
     assert small_files_since_optimize([merged, overwrite, *appended]) == 3
@@ -74,3 +75,30 @@ def test_a_build_table_is_vacuumed_only_while_its_view_reads_the_newest_version(
     assert not plan(history, NOW, SETTINGS, complete=True, published_version=None, build_table=True).vacuum
     assert published_view("gold_build.fct_ratings") == "gold.fct_ratings"
     assert published_view("bronze.users") is None
+
+
+def test_a_history_is_read_as_the_thrift_server_renders_it() -> None:
+    """operationParameters comes with unescaped quotes inside its values: never parsed as JSON."""
+    columns = ["version", "timestamp", "operation", "operationParameters", "operationMetrics"]
+    rows = [
+        (
+            7,
+            "2026-12-06 03:19:05.369000",
+            "CHANGE COLUMNS",
+            '{"columns":"[{"name":"_content_id","type":"string"}]"}',
+            "{}",
+        ),
+        (
+            6,
+            "2026-12-06 03:19:04.868000",
+            "MERGE",
+            '{"predicate":"["(session_id#1 = session_id#2)"]","matchedPredicates":"[{"actionType":"update"}]"}',
+            '{"numTargetFilesAdded":"2","numTargetBytesAdded":"4096","numOutputRows":"10"}',
+        ),
+        (5, "2026-12-06 03:10:00", "WRITE", '{"mode":"Overwrite","partitionBy":"[]"}', '{"numFiles":"90"}'),
+    ]
+    history = commits(QueryResult(columns, rows))
+    assert [c.version for c in history] == [7, 6, 5]
+    assert history[1].metrics["numTargetFilesAdded"] == "2"
+    assert history[2].rewrites_the_table and not history[1].rewrites_the_table
+    assert small_files_since_optimize(history) == 2
