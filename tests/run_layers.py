@@ -5,8 +5,9 @@ tests/integration starts the session stack (in ``<state>/test``), tests/e2e star
 its own from an empty state directory on free ports and uses none of the session services.
 Side by side the machine's idle time in each (JVM start-up, dbt's per-node round trips, service
 start and stop) is the others' working time, and the unit layer (about 2 minutes) is not on
-the critical path any more. A failure in tests/unit still stops everything: the other two are
-interrupted (their fixtures tear their stacks down) and the exit status is 1.
+the critical path any more. A failure in tests/unit is printed as soon as that layer ends and
+fails the run, but does not interrupt the other two (a layer stopped in the middle of a
+fixture can leave its servers behind); `make test-unit` is the quick check.
 
 The integration layer prints as it goes; the unit and e2e layers write to
 ``<state>/reports/test-unit.log`` and ``test-e2e.log``, each printed when it has finished. The
@@ -45,7 +46,10 @@ def _pytest(layer: str, args: list[str]) -> list[str]:
 
 
 def _basetemp(layer: str) -> Path:
-    return load_config().home / "test-tmp" / layer
+    """pytest makes the directory (emptying it first) but not its parent."""
+    parent = load_config().home / "test-tmp"
+    parent.mkdir(parents=True, exist_ok=True)
+    return parent / layer
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -99,8 +103,7 @@ def main(args: list[str]) -> int:
     started = time.monotonic()
     print(
         f"tests/unit, tests/integration and tests/e2e run side by side; tests/unit's output goes to "
-        f"{unit_log} and tests/e2e's to {e2e_log} (both printed here when they end); a failure in "
-        "tests/unit stops the other two",
+        f"{unit_log} and tests/e2e's to {e2e_log} (both printed here when they end)",
         flush=True,
     )
     deadline = started + LAYER_TIMEOUT_SECONDS
@@ -111,10 +114,13 @@ def main(args: list[str]) -> int:
         unit_status = _wait(unit, "unit", deadline)
         _show("unit", unit_log)
         if unit_status != 0:
-            print(f"\ntests/unit: exit {unit_status}: stopping tests/integration and tests/e2e", flush=True)
-            for process in (integration, e2e):
-                _stop(process)
-            return 1
+            # Not interrupted: a layer stopped in the middle can leave its stack's servers
+            # behind. The run fails at the end whatever the others do.
+            print(
+                f"\ntests/unit: exit {unit_status}: this run fails; tests/integration and tests/e2e go on "
+                "(Ctrl-C stops them, each tearing its stack down)",
+                flush=True,
+            )
         integration_status = _wait(integration, "integration", deadline)
         e2e_status = _wait(e2e, "e2e", deadline)
     except KeyboardInterrupt:
@@ -132,7 +138,7 @@ def main(args: list[str]) -> int:
         f"tests/e2e: exit {e2e_status}; all layers in {minutes:.1f} min",
         flush=True,
     )
-    return 0 if integration_status == 0 and e2e_status == 0 else 1
+    return 0 if unit_status == 0 and integration_status == 0 and e2e_status == 0 else 1
 
 
 if __name__ == "__main__":
