@@ -12,7 +12,8 @@ history (one ``describe history`` each, all in one Thrift session) decides:
   left alone.
 - **VACUUM** at most every ``pipeline.vacuum_interval_hours`` per table (and not before the
   table is that old: nothing in it is old enough to delete before that), keeping
-  ``pipeline.vacuum_retain_hours`` of removed files for time travel. A table of a build schema
+  ``pipeline.vacuum_retain_hours`` of removed files for time travel (the table property
+  ``delta.deletedFileRetentionDuration``, set on bronze when first maintained). A table of a build schema
   (``gold_build``, ``silver_build``) is vacuumed only while its published view
   (``gold.x``, ``lakehouse/modeling/publish.py``) reads its newest version, and before this
   run's OPTIMIZE of it: every file that view reads is then live, and the files an OPTIMIZE
@@ -192,11 +193,15 @@ def maintain_table(sql: Callable[[str], QueryResult], table: str, now: dt.dateti
         published_version=_published_version(sql, view) if view else None,
         build_table=view is not None,
     )
-    if decided.vacuum:
+    # The retention policy is a table property that every VACUUM honours (a manual one too): set
+    # on the tables maintain keeps (not on a build table, which each dbt rewrite resets, only
+    # before its VACUUM), once, and again when pipeline.vacuum_retain_hours changes.
+    if decided.vacuum or view is None:
         retention = f"interval {settings.vacuum_retain_hours} hours"
         properties = dict(sql(f"show tblproperties {table}").rows)
         if properties.get("delta.deletedFileRetentionDuration") != retention:
             sql(f"alter table {table} set tblproperties ('delta.deletedFileRetentionDuration' = '{retention}')")
+    if decided.vacuum:
         sql(f"vacuum {table}")
     if decided.optimize:
         sql(f"optimize {table}")
