@@ -34,12 +34,10 @@ from dataclasses import dataclass
 
 from lakehouse import profiling
 from lakehouse.config import PipelineConfig
-from lakehouse.modeling.publish import BUILD_SCHEMA_SUFFIX
+from lakehouse.modeling.publish import BUILD_SCHEMA_SUFFIX, removes_rows
 from lakehouse.pipeline.context import Context, StepResult
 from lakehouse.serving.sql_client import QueryError, QueryResult
 
-# Commits that change no data: maintenance and metadata.
-MAINTENANCE_OPERATIONS = frozenset({"OPTIMIZE", "VACUUM START", "VACUUM END", "SET TBLPROPERTIES", "CHANGE COLUMN"})
 # Commits that replace the whole table: what was written before them is gone.
 REWRITE_OPERATIONS = frozenset(
     {"CREATE TABLE AS SELECT", "REPLACE TABLE AS SELECT", "CREATE OR REPLACE TABLE AS SELECT", "TRUNCATE"}
@@ -53,9 +51,8 @@ ADDED_BYTES_METRICS = ("numOutputBytes", "numTargetBytesAdded", "numAddedBytes")
 # How many of a table's newest commits the decision reads.
 HISTORY_COMMITS = 100
 VIEW_VERSION = re.compile(r"\bversion\s+as\s+of\s+(\d+)", re.IGNORECASE)
-# The Thrift server renders a commit's operationParameters map as {"k":"v",...} without
-# escaping the quotes inside values (a predicate, a column list), so it is searched, not parsed.
-OVERWRITE_MODE = re.compile(r'"mode"\s*:\s*"overwrite"', re.IGNORECASE)
+# The Thrift server renders a commit's maps as {"k":"v",...} without escaping the quotes inside
+# values (a predicate, a column list): they are searched, not parsed.
 METRIC = re.compile(r'"(\w+)"\s*:\s*"?(\d+)"?')
 
 
@@ -69,8 +66,10 @@ class Commit:
 
     @property
     def rewrites_the_table(self) -> bool:
-        overwrite = OVERWRITE_MODE.search(self.parameters) is not None
-        return self.operation in REWRITE_OPERATIONS or (self.operation == "WRITE" and overwrite)
+        # A WRITE in overwrite mode: the test the transform's skip decision makes.
+        return self.operation in REWRITE_OPERATIONS or (
+            self.operation == "WRITE" and removes_rows(self.operation, self.parameters, "")
+        )
 
     def small_files_added(self) -> int:
         files = next((int(self.metrics[k]) for k in ADDED_FILES_METRICS if k in self.metrics), 0)
