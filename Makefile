@@ -45,7 +45,7 @@ pipeline: setup ## run the whole pipeline end to end; leaves the Thrift endpoint
 bench: setup ## benchmark the pipeline at medium scale (isolated stack; JSON in .lakehouse/reports)
 	@$(LAKEHOUSE) bench $(BENCH_ARGS)
 
-test: setup ## the whole suite: unit, integration and e2e side by side (any failure fails the run)
+test: setup ## the whole suite: unit, integration (two shards) and e2e side by side (any failure fails the run)
 	$(BIN)/python tests/run_layers.py $(PYTEST_ARGS)
 
 test-unit: setup ## only the tests that need no live service (plain local Spark, no network)
