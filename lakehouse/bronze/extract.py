@@ -149,6 +149,8 @@ def extract_table(
         with phases.timed("bronze commit"):
             if full_refresh:
                 result = writer.overwrite_table(spark, contract, bronze_rows, batch_id)
+            elif record.rows_merged > 0 and writer.holds_no_files(spark, contract.table):
+                result = writer.append_batch(spark, contract, bronze_rows, batch_id)  # the first load
             elif record.rows_merged > 0:
                 result = writer.merge_batch(spark, contract, bronze_rows, batch_id)
             else:

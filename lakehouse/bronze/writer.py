@@ -1,4 +1,5 @@
-"""Writes to the bronze Delta tables: MERGE by key, full refresh, and the quarantine table."""
+"""Writes to the bronze Delta tables: MERGE by key (a plain append into an empty table), full
+refresh, and the quarantine table."""
 
 from __future__ import annotations
 
@@ -137,6 +138,21 @@ def _rows_not_in_table(spark: SparkSession, contract: Contract, batch: DataFrame
     return joined.filter(
         F.col("_stored_updated_at").isNull() | (F.col("_stored_updated_at") < F.col(UPDATED_AT))
     ).count()
+
+
+def holds_no_files(spark: SparkSession, table: str) -> bool:
+    """True when the Delta table's current snapshot has no data file (read from its log, no scan)."""
+    return spark.sql(f"describe detail {table}").select("numFiles").first()[0] == 0
+
+
+def append_batch(spark: SparkSession, contract: Contract, batch: DataFrame, batch_id: str) -> MergeResult:
+    """The first load of an empty table: a plain append of the batch (at most one row per key),
+    which is what the MERGE would do there, without its join. The counts are Delta's own."""
+    metrics = _tagged_write(
+        spark, contract.table, batch_id, lambda: batch.write.format("delta").mode("append").saveAsTable(contract.table)
+    )
+    written = int(metrics.get("numOutputRows", 0))
+    return MergeResult(written, written, 0)
 
 
 def overwrite_table(spark: SparkSession, contract: Contract, batch: DataFrame, batch_id: str) -> MergeResult:

@@ -97,6 +97,12 @@ def test_full_load_reconciles_with_the_manifest(spark, sources: dict, first_load
         assert record.rows_quarantined == expected_quarantine, table
         assert record.rows_read == record.rows_merged + record.rows_quarantined
         assert spark.table(f"bronze.{table}").count() == _rows(sources, table) - expected_quarantine - duplicates
+        # Into the empty table the first load is a plain append (no MERGE join), its counts Delta's.
+        [commit] = (
+            spark.sql(f"describe history bronze.{table}").filter(F.col("userMetadata") == record.batch_id).collect()
+        )
+        assert (commit.operation, commit.operationParameters["mode"]) == ("WRITE", "Append"), table
+        assert int(commit.operationMetrics["numOutputRows"]) == record.rows_inserted == record.rows_merged - duplicates
         quarantined = spark.table(QUARANTINE_TABLE).filter(F.col("source_table") == table)
         assert quarantined.count() == expected_quarantine
         injected_keys = {_key_text(key) for kind in injected.values() for key in kind["keys"]}
