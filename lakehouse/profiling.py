@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 # A Spark job prints lines starting with this, each a JSON object for the step's profile.
 PROFILE_MARK = "lakehouse-profile:"
 SESSION_READY_KEY = "session_ready_at"
+# A job that runs two steps of the pipeline (jobs/ingest.py: extract, then validate) says where
+# the second begins: {"step_begins": "validate", "at": epoch seconds}.
+STEP_BEGINS_KEY = "step_begins"
 JOB_GROUP_PROPERTY = "spark.jobGroup.id"
 SLOWEST_NODES = 10
 # dbt resource types in the order a profile lists them.
@@ -108,6 +111,11 @@ def announce(**values: Any) -> None:
 def announce_session_ready() -> None:
     """Say when the SparkSession became ready: the pipeline derives the JVM start from it."""
     announce(**{SESSION_READY_KEY: round(time.time(), 3)})
+
+
+def announce_step_begins(step: str) -> None:
+    """Say that the work of ``step`` begins here: its output, time and profile are its own."""
+    announce(**{STEP_BEGINS_KEY: step, "at": round(time.time(), 3)})
 
 
 def parse_line(line: str) -> dict[str, Any] | None:

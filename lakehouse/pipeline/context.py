@@ -38,6 +38,9 @@ class StepResult:
     started_at: dt.datetime | None = None
     ended_at: dt.datetime | None = None
     profile: dict[str, Any] = field(default_factory=dict)  # where the time went (lakehouse/profiling.py)
+    # Epoch seconds of the step's own work when it is not the step function's whole call: the
+    # extract's part of the extract-and-validate application, and the validate part of it.
+    span: tuple[float, float] | None = None
 
 
 @dataclass
@@ -64,6 +67,10 @@ class Context:
     out: TextIO = field(default=sys.stdout)
     changed: bool = True  # did extract or sources change anything
     spark_applications: int = 0  # spark-submits started by this run
+    steps: tuple[str, ...] = ()  # the steps this run runs, in order
+    # The validate step's part of the extract's Spark application (lakehouse/pipeline/ingest.py),
+    # with the application's exit code; taken by the validate step.
+    gate_part: tuple[int, Any] | None = None
 
     def event(self, kind: str, step: str, message: str = "", **data: object) -> None:
         """One progress event: a line of text, or a JSON object per line for schedulers."""

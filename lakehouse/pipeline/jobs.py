@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from lakehouse import processes, profiling, spark
@@ -28,31 +28,68 @@ TRANSIENT = re.compile(
 
 
 @dataclass
+class StepPart:
+    """The work of one step inside a job: its output lines, what it announced, when it ran."""
+
+    step: str
+    began_at: float  # epoch seconds
+    ended_at: float = 0.0
+    lines: list[str] = field(default_factory=list)
+    announced: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+
+@dataclass
 class JobRun:
-    """One spark-submit of a step: its exit code, output, and what it announced for the profile."""
+    """One spark-submit of a step: its exit code, output, and what it announced for the profile.
+
+    A job that runs a later step too (jobs/ingest.py: validate after extract) says where that
+    step begins (:func:`lakehouse.profiling.announce_step_begins`); its output and
+    announcements from there on are that step's part in ``later``, not the job's own.
+    """
 
     code: int
-    output: str
+    output: str  # the whole output, later parts included
     timed_out: bool
-    announced: dict[str, Any]
+    announced: dict[str, Any]  # the starting step's own
+    later: dict[str, StepPart] = field(default_factory=dict)
+
+    @property
+    def own_ended_at(self) -> float | None:
+        """When the starting step's own work ended (the first later step's start), or None."""
+        return min((part.began_at for part in self.later.values()), default=None)
 
 
 def stream_job(ctx: Context, step: str, command: list[str], env: dict[str, str], timeout: float) -> JobRun:
     """Run a command, relaying its meaningful lines as progress; stop it after ``timeout`` s."""
     lines: list[str] = []
     announced: dict[str, Any] = {}
+    parts: list[StepPart] = []
 
     def relay(line: str) -> None:
         values = profiling.parse_line(line)
         if values is not None:
-            announced.update(values)
+            if profiling.STEP_BEGINS_KEY in values:
+                later = str(values[profiling.STEP_BEGINS_KEY])
+                parts.append(StepPart(later, float(values.get("at") or time.time())))
+                ctx.event("output", later, f"  {later}: runs in this Spark application (its summary follows {step}'s)")
+            else:
+                (parts[-1].announced if parts else announced).update(values)
             return
         lines.append(line)
+        if parts:
+            parts[-1].lines.append(line)
         if not NOISE.match(line):
-            ctx.event("output", step, f"  {line}", line=line)
+            ctx.event("output", parts[-1].step if parts else step, f"  {line}", line=line)
 
     finished = processes.stream(command, on_line=relay, timeout=timeout, env=env, cwd=PROJECT_ROOT)
-    return JobRun(finished.code, "\n".join(lines), finished.timed_out, announced)
+    ended = time.time()
+    for i, part in enumerate(parts):
+        part.ended_at = parts[i + 1].began_at if i + 1 < len(parts) else ended
+    return JobRun(finished.code, "\n".join(lines), finished.timed_out, announced, {p.step: p for p in parts})
 
 
 def failure_line(output: str) -> str:
@@ -73,8 +110,8 @@ def check_exit(code: int, output: str, what: str) -> None:
     raise PipelineError(f"{what}: {line}")
 
 
-def spark_job(ctx: Context, result: StepResult, job: str, args: list[str]) -> tuple[int, str]:
-    """spark-submit one job for the step; its profile goes to ``result``; (exit code, output)."""
+def spark_job(ctx: Context, result: StepResult, job: str, args: list[str]) -> JobRun:
+    """spark-submit one job for the step; the profile of the step's own part goes to ``result``."""
     spark.write_spark_conf(ctx.config)
     step = result.name
     command = spark.spark_submit_command(
@@ -83,10 +120,10 @@ def spark_job(ctx: Context, result: StepResult, job: str, args: list[str]) -> tu
     submitted_at = time.time()
     ctx.spark_applications += 1
     run = stream_job(ctx, step, command, spark.spark_env(ctx.config), ctx.config.pipeline.job_timeout_seconds)
-    result.profile = profiling.application_profile(run.announced, submitted_at, time.time())
+    result.profile = profiling.application_profile(run.announced, submitted_at, run.own_ended_at or time.time())
     if run.timed_out:
         raise PipelineError(job_timeout_message(ctx.config, job))
-    return run.code, run.output
+    return run
 
 
 def job_timeout_message(config: Config, job: str) -> str:

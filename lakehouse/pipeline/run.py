@@ -74,6 +74,11 @@ def run_step(ctx: Context, result: StepResult) -> None:
     finally:
         result.seconds = time.monotonic() - started
         result.ended_at = dt.datetime.now(dt.UTC)
+        if result.span is not None:  # its work ran (partly) in another step's Spark application
+            begun, ended = result.span
+            result.started_at = dt.datetime.fromtimestamp(begun, dt.UTC)
+            result.ended_at = dt.datetime.fromtimestamp(ended, dt.UTC)
+            result.seconds = max(0.0, ended - begun)
 
 
 def selected_steps(options: Options) -> list[str]:
@@ -135,7 +140,7 @@ def _run(ctx: Context, steps: list[str], locks: contextlib.ExitStack) -> int:
 def run_pipeline(config: Config, options: Options, out: TextIO = sys.stdout) -> int:
     """Run the selected steps in order under the run lock; 0 only when every step succeeded."""
     steps = selected_steps(options)
-    ctx = Context(config, options, new_run_id(), out)
+    ctx = Context(config, options, new_run_id(), out, steps=tuple(steps))
     try:
         with (
             run_lock(config, wait=options.wait, notify=lambda m: ctx.event("output", "lock", f"  {m}")),

@@ -6,11 +6,12 @@ from lakehouse.audit import RUNS_TABLE
 from lakehouse.config import Config
 from lakehouse.pipeline.context import Context, Options, PipelineError, StepResult, TransientError
 from lakehouse.pipeline.decisions import SourcesDown, gate_decision, still_failed_message, tables_to_extract
-from lakehouse.pipeline.jobs import check_exit, spark_job
+from lakehouse.pipeline.jobs import StepPart, check_exit, spark_job
 
 # Exit codes of jobs/validate_bronze.py.
 GATE_FAILED = 1
 GATE_COULD_NOT_RUN = 2
+GATE_FAILED_MESSAGE = "quality gate failed: transform skipped, silver and gold keep the last good data"
 
 
 def audit_counts(ctx: Context, step: str) -> tuple[int | None, int | None, int | None]:
@@ -97,34 +98,82 @@ def step_extract(ctx: Context, result: StepResult) -> None:
             return
         for table in tables or []:
             args += ["--table", table]
-    code, output = spark_job(ctx, result, "extract.py", args)
-    check_exit(code, output, "extract failed")
+    # With validate next in this run, one Spark application does both (lakehouse/pipeline/ingest.py).
+    ingest = "validate" in ctx.steps
+    run = spark_job(
+        ctx,
+        result,
+        "ingest.py" if ingest else "extract.py",
+        args + (["--gate", "always"] if ingest and ctx.options.no_skip else []),
+    )
+    gate = run.later.get("validate")
+    if gate is None:  # the extract failed (the gate's part never began), or it ran alone
+        check_exit(run.code, run.output, "extract failed")
+    else:
+        ctx.gate_part = (run.code, gate)
+        result.span = (result.started_at.timestamp() if result.started_at else gate.began_at, gate.began_at)
     result.rows_read, result.rows_written, result.rows_quarantined = audit_counts(ctx, "extract")
     ctx.changed = bool(result.rows_written) or ctx.options.full_refresh
     result.detail = "" if ctx.changed else "no new or changed rows"
 
 
 def step_validate(ctx: Context, result: StepResult) -> None:
+    if ctx.gate_part is not None:
+        code, part = ctx.gate_part
+        ctx.gate_part = None  # taken: a retry of this step runs the gate on its own
+        _gate_part(ctx, result, code, part)
+        return
     if not ctx.options.no_skip:
         decision = gate_decision(ctx.config)
         if decision.failed_run is not None:
             raise PipelineError(still_failed_message(decision.failed_run))
         if decision.reason is None:
-            from lakehouse.bronze.contracts import CONTRACTS
-
             for warning in decision.warnings:
                 ctx.event("output", "validate", f"  warning: {warning}")
             result.status = "skipped"
-            result.detail = f"no unvalidated batch in the {len(CONTRACTS)} bronze tables" + (
-                f"; {len(decision.warnings)} warning(s)" if decision.warnings else ""
-            )
+            result.detail = _nothing_to_validate(decision.warnings)
             return
         ctx.event("output", "validate", f"  the gate runs: {decision.reason}")
-    code, output = spark_job(ctx, result, "validate_bronze.py", ["--run-id", ctx.run_id])
-    if code == GATE_FAILED:
-        raise PipelineError("quality gate failed: transform skipped, silver and gold keep the last good data")
-    check_exit(code, output, "validate could not run")
+    run = spark_job(ctx, result, "validate_bronze.py", ["--run-id", ctx.run_id])
+    if run.code == GATE_FAILED:
+        raise PipelineError(GATE_FAILED_MESSAGE)
+    check_exit(run.code, run.output, "validate could not run")
     result.rows_read = audit_counts(ctx, "validate")[0]
+
+
+def _gate_part(ctx: Context, result: StepResult, code: int, part: StepPart) -> None:
+    """The validate step done by the extract's Spark application: its outcome, time and profile."""
+    from lakehouse.pipeline.ingest import GATE_DETAIL_KEY, GATE_KEY
+
+    outcome = part.announced.pop(GATE_KEY, None)
+    detail = str(part.announced.pop(GATE_DETAIL_KEY, ""))
+    warnings = part.announced.pop("warnings", None) or []
+    result.span = (part.began_at, part.ended_at)
+    result.profile = {
+        "spark_applications": 0,
+        "in_application_of": "extract",
+        "application_s": round(part.ended_at - part.began_at, 2),
+        **part.announced,
+    }
+    if outcome == "still_failed":
+        raise PipelineError(detail)
+    if outcome == "failed":
+        raise PipelineError(GATE_FAILED_MESSAGE)
+    if outcome == "skipped":
+        result.status = "skipped"
+        result.detail = _nothing_to_validate(warnings)
+        return
+    if outcome != "passed":
+        check_exit(code or 1, part.output, "validate could not run")
+    result.rows_read = audit_counts(ctx, "validate")[0]
+
+
+def _nothing_to_validate(warnings: list[str]) -> str:
+    from lakehouse.bronze.contracts import CONTRACTS
+
+    return f"no unvalidated batch in the {len(CONTRACTS)} bronze tables" + (
+        f"; {len(warnings)} warning(s)" if warnings else ""
+    )
 
 
 def step_transform(ctx: Context, result: StepResult) -> None:

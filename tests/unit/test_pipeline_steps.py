@@ -202,7 +202,7 @@ def validate_run(monkeypatch, lock_config: Config):
 
     def spark_job(ctx, result, job, args):
         submitted.append(job)
-        return 0, ""
+        return jobs.JobRun(0, "", False, {})
 
     monkeypatch.setattr(steps, "spark_job", spark_job)
     monkeypatch.setattr(steps, "audit_counts", lambda ctx, step: (0, None, None))
@@ -323,7 +323,7 @@ def extract_run(monkeypatch, lock_config: Config):
 
     def spark_job(ctx, result, job, args):
         submitted.append(args)
-        return 0, ""
+        return jobs.JobRun(0, "", False, {})
 
     monkeypatch.setattr(steps, "spark_job", spark_job)
     monkeypatch.setattr(steps, "audit_counts", lambda ctx, step: (5, 5, 0))
@@ -331,7 +331,7 @@ def extract_run(monkeypatch, lock_config: Config):
     def run(pending, options: Options | None = None):
         monkeypatch.setattr(fingerprints, "pending_tables", pending)
         out = io.StringIO()
-        ctx = Context(lock_config, options or Options(), "r1", out)
+        ctx = Context(lock_config, options or Options(), "r1", out, steps=("extract",))
         result = StepResult("extract")
         steps.step_extract(ctx, result)
         return result, submitted, out.getvalue(), ctx
@@ -400,3 +400,120 @@ def test_a_text_updated_at_counts_as_a_stamp_when_spark_would_read_it_as_one() -
     assert _stamp_us("2026-12-05T18:00:00Z") == _stamp_us("2026-12-05T19:00:00+01:00") == micros(instant)
     assert _stamp_us("2026-12-05 18:00:00") == micros(instant)  # no offset: UTC, as the Spark session
     assert _stamp_us("yesterday") is None and _stamp_us(None) is None and _stamp_us(20261205) is None
+
+
+# ------------------------------------------------------------------ extract and validate in one application
+
+INGEST_OUTPUT = """
+import json, sys, time
+mark = "lakehouse-profile:"
+print(mark, json.dumps({"session_ready_at": time.time()}))
+print("extract users: read 5, merged 5")
+print(mark, json.dumps({"phases": {"audit commit": 1.0}}))
+print(mark, json.dumps({"step_begins": "validate", "at": time.time()}))
+print("validate bronze.users: 5 rows, 0 critical failure(s)")
+print(mark, json.dumps({"phases": {"data docs": 0.5}, "gate": "passed", "gate_detail": "quality gate PASSED"}))
+sys.exit(0)
+"""
+
+
+def test_a_job_that_runs_validate_after_extract_gives_each_step_its_output_and_profile(lock_config: Config) -> None:
+    out = io.StringIO()
+    ctx = Context(lock_config, Options(), "r1", out)
+    run = jobs.stream_job(ctx, "extract", [sys.executable, "-c", INGEST_OUTPUT], dict(os.environ), 60)
+    assert run.code == 0 and set(run.later) == {"validate"}
+    gate = run.later["validate"]
+    assert run.announced["phases"] == {"audit commit": 1.0} and "gate" not in run.announced
+    assert gate.announced["phases"] == {"data docs": 0.5} and gate.announced["gate"] == "passed"
+    assert gate.lines == ["validate bronze.users: 5 rows, 0 critical failure(s)"]
+    assert "extract users: read 5, merged 5" in run.output and "extract users" not in gate.output
+    assert run.own_ended_at == gate.began_at <= gate.ended_at
+    said = out.getvalue()
+    assert (
+        said.index("extract users")
+        < said.index("validate: runs in this Spark application")
+        < said.index("validate bronze.users")
+    )
+
+
+def _gate_part(announced: dict, began: float = 100.0, ended: float = 130.0, lines=()) -> jobs.StepPart:
+    return jobs.StepPart("validate", began, ended, list(lines), dict(announced))
+
+
+@pytest.fixture
+def ingested(monkeypatch, lock_config: Config):
+    """Run the validate step on what the extract's application did of the gate; never a spark-submit."""
+
+    def no_job(*_args):
+        raise AssertionError("the validate step started a Spark application of its own")
+
+    monkeypatch.setattr(steps, "spark_job", no_job)
+    monkeypatch.setattr(steps, "audit_counts", lambda ctx, step: (42, None, None))
+
+    def run(code: int, part: jobs.StepPart):
+        ctx = Context(lock_config, Options(), "r1", io.StringIO(), steps=("extract", "validate"))
+        ctx.gate_part = (code, part)
+        result = StepResult("validate")
+        try:
+            steps.step_validate(ctx, result)
+        finally:
+            assert ctx.gate_part is None  # taken: a retry runs the gate on its own
+        return result
+
+    return run
+
+
+def test_the_gate_done_in_the_extracts_application_ends_the_validate_step_as_its_own_would(ingested) -> None:
+    passed = ingested(0, _gate_part({"gate": "passed", "gate_detail": "quality gate PASSED", "delta_commits": 3}))
+    assert passed.status == "pending" and passed.rows_read == 42  # run_step marks it succeeded
+    assert passed.span == (100.0, 130.0)
+    assert passed.profile == {
+        "spark_applications": 0,
+        "in_application_of": "extract",
+        "application_s": 30.0,
+        "delta_commits": 3,
+    }
+    skipped = ingested(0, _gate_part({"gate": "skipped", "warnings": ["bronze.users: newest row 40 h ago"]}))
+    assert skipped.status == "skipped" and skipped.detail == "no unvalidated batch in the 4 bronze tables; 1 warning(s)"
+    with pytest.raises(PipelineError, match=r"^quality gate failed: transform skipped"):
+        ingested(3, _gate_part({"gate": "failed", "gate_detail": "quality gate FAILED"}))
+    with pytest.raises(PipelineError, match=r"^gate still failed \(run run-7\)"):
+        ingested(
+            3, _gate_part({"gate": "still_failed", "gate_detail": "gate still failed (run run-7): nothing changed"})
+        )
+    with pytest.raises(PipelineError, match=r"^validate could not run: validate: error: bronze\.users is missing$"):
+        ingested(4, _gate_part({"gate": "error"}, lines=["validate: error: bronze.users is missing"]))
+    with pytest.raises(TransientError, match=r"^validate could not run: .*Connection refused"):
+        ingested(4, _gate_part({}, lines=["ingest: error: Connection refused by 127.0.0.1:10010"]))
+
+
+def test_the_extract_runs_the_gate_in_its_application_only_when_validate_follows(
+    monkeypatch, lock_config: Config
+) -> None:
+    from lakehouse.bronze import fingerprints
+
+    submitted: list[tuple[str, list[str]]] = []
+    gate = _gate_part({"gate": "passed"}, began=time.time(), ended=time.time() + 1)
+
+    def spark_job(ctx, result, job, args):
+        submitted.append((job, args))
+        return jobs.JobRun(0, "", False, {}, {"validate": gate} if job == "ingest.py" else {})
+
+    monkeypatch.setattr(steps, "spark_job", spark_job)
+    monkeypatch.setattr(steps, "audit_counts", lambda ctx, step: (5, 5, 0))
+    monkeypatch.setattr(fingerprints, "pending_tables", lambda config, contracts: {"users": "never extracted"})
+    for selected, options in (
+        (("extract", "validate", "transform"), Options()),
+        (("extract", "validate"), Options(no_skip=True)),
+        (("extract",), Options()),
+    ):
+        ctx = Context(lock_config, options, "r1", io.StringIO(), steps=selected)
+        result = StepResult("extract", started_at=dt.datetime.now(dt.UTC))
+        steps.step_extract(ctx, result)
+        assert (ctx.gate_part is not None) == ("validate" in selected)
+        assert (result.span is not None) == ("validate" in selected)
+    assert submitted == [
+        ("ingest.py", ["--run-id", "r1", "--table", "users"]),
+        ("ingest.py", ["--run-id", "r1", "--gate", "always"]),
+        ("extract.py", ["--run-id", "r1", "--table", "users"]),
+    ]
