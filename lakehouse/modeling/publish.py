@@ -40,7 +40,15 @@ from typing import Any
 from lakehouse.audit import AUTO_COMPACT, OPS_SCHEMA
 from lakehouse.config import PROJECT_ROOT, Config
 from lakehouse.errors import LakehouseError
-from lakehouse.serving.sql_client import QueryError, newest_version, newest_version_sql, run_queries, sql_literal
+from lakehouse.serving.sql_client import (
+    QueryError,
+    newest_version,
+    newest_version_sql,
+    run_queries,
+    schema_listing_sql,
+    sql_literal,
+    table_names,
+)
 
 # Appended by dbt/macros/generate_schema_name.sql to silver and gold (the var build_schema_suffix).
 BUILD_SCHEMA_SUFFIX = "_build"
@@ -209,15 +217,14 @@ def publish(config: Config, target_dir: Path, unique_ids: set[str]) -> Publicati
     # tables (state from before publishing existed), then the statements.
     lookups = [newest_version_sql(node.build_relation) for node in tables]
     for schema in schemas:
-        lookups += [f"create database if not exists {schema}", f"show tables in {schema}", f"show views in {schema}"]
+        lookups += [f"create database if not exists {schema}", *schema_listing_sql(schema)]
     try:
         answers = run_queries(config, lookups, etl=True)
         versions = {node.unique_id: newest_version(answer) for node, answer in zip(tables, answers, strict=False)}
         existing: set[str] = set()
         for index, schema in enumerate(schemas):
             _created, listed, views = answers[len(tables) + 3 * index : len(tables) + 3 * index + 3]
-            names = {row[1] for row in listed.rows} - {row[1] for row in views.rows}
-            existing |= {f"{schema}.{name}" for name in names}
+            existing |= {f"{schema}.{name}" for name in table_names(listed, views)}
         run_queries(config, statements(nodes, versions, existing), etl=True)
     except QueryError as exc:
         raise PublishError(f"publish: the build passed but was not published: {exc}") from None

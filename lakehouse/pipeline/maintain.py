@@ -36,7 +36,7 @@ from lakehouse import profiling
 from lakehouse.config import PipelineConfig
 from lakehouse.modeling.publish import BUILD_SCHEMA_SUFFIX, removes_rows
 from lakehouse.pipeline.context import Context, StepResult
-from lakehouse.serving.sql_client import QueryError, QueryResult
+from lakehouse.serving.sql_client import QueryError, QueryResult, schema_listing_sql, table_names
 
 # Commits that replace the whole table: what was written before them is gone.
 REWRITE_OPERATIONS = frozenset(
@@ -173,11 +173,10 @@ def _published_version(sql: Callable[[str], QueryResult], view: str) -> int | No
 
 def _delta_tables(sql: Callable[[str], QueryResult], schema: str) -> list[str]:
     try:
-        tables = {row[1] for row in sql(f"show tables in {schema}").rows}
-        views = {row[1] for row in sql(f"show views in {schema}").rows}
+        listed, views = (sql(statement) for statement in schema_listing_sql(schema))
     except QueryError:
         return []  # the schema does not exist yet
-    return sorted(tables - views)
+    return table_names(listed, views)
 
 
 def maintain_table(sql: Callable[[str], QueryResult], table: str, now: dt.datetime, settings: PipelineConfig) -> Plan:
@@ -207,26 +206,28 @@ def maintain_table(sql: Callable[[str], QueryResult], table: str, now: dt.dateti
     return decided
 
 
-def _vacuum_due_by_commits(ctx: Context, table: str) -> bool:
-    """True when none of the table's last pipeline.ops_vacuum_commits commits was a VACUUM."""
-    every = ctx.config.pipeline.ops_vacuum_commits
-    history = ctx.sql(f"describe history {table} limit {every}")
+def _vacuum_due_by_commits(sql: Callable[[str], QueryResult], table: str, every: int) -> bool:
+    """True when none of the table's last ``every`` commits was a VACUUM."""
+    history = sql(f"describe history {table} limit {every}")
     operations = [row[history.columns.index("operation")] for row in history.rows]
     return len(operations) >= every and "VACUUM END" not in operations
 
 
-def maintain_ops(ctx: Context, tables: list[str], *, check_properties: bool = True) -> list[str]:
+def maintain_ops(
+    sql: Callable[[str], QueryResult], tables: list[str], settings: PipelineConfig, *, check_properties: bool = True
+) -> list[str]:
     """Keep the ops tables, which every run appends to, from piling up files: auto compaction on
     (set at creation; added here to tables made before, unless ``check_properties`` is off), and
-    a VACUUM every pipeline.ops_vacuum_commits commits. The tables vacuumed."""
+    a VACUUM every pipeline.ops_vacuum_commits commits. ``sql`` runs a statement (one session:
+    :func:`lakehouse.serving.sql_client.session`). The tables vacuumed."""
     from lakehouse.audit import AUTO_COMPACT
 
     vacuumed = []
     for table in tables:
-        if check_properties and dict(ctx.sql(f"show tblproperties {table}").rows).get(AUTO_COMPACT) != "true":
-            ctx.sql(f"alter table {table} set tblproperties ('{AUTO_COMPACT}' = 'true')")
-        if _vacuum_due_by_commits(ctx, table):
-            ctx.sql(f"vacuum {table}")
+        if check_properties and dict(sql(f"show tblproperties {table}").rows).get(AUTO_COMPACT) != "true":
+            sql(f"alter table {table} set tblproperties ('{AUTO_COMPACT}' = 'true')")
+        if _vacuum_due_by_commits(sql, table, settings.ops_vacuum_commits):
+            sql(f"vacuum {table}")
             vacuumed.append(table)
     return vacuumed
 
@@ -235,13 +236,14 @@ def step_maintain(ctx: Context, result: StepResult) -> None:
     from lakehouse.audit import OPS_SCHEMA, RUNS_TABLE
     from lakehouse.serving.sql_client import session
 
+    settings = ctx.config.pipeline
     if not ctx.changed and not ctx.options.no_skip:
         # Only the run log changed; it alone may be due for a VACUUM.
-        vacuumed = maintain_ops(ctx, [RUNS_TABLE], check_properties=False)
+        with session(ctx.config, etl=True) as sql:
+            vacuumed = maintain_ops(sql, [RUNS_TABLE], settings, check_properties=False)
         result.status = "skipped"
         result.detail = "nothing changed" + (f"; vacuumed {', '.join(vacuumed)}" if vacuumed else "")
         return
-    settings = ctx.config.pipeline
     optimized, vacuumed, checked = [], [], 0
     phases = profiling.Phases()
     with session(ctx.config, etl=True) as sql:
@@ -259,8 +261,8 @@ def step_maintain(ctx: Context, result: StepResult) -> None:
                     ctx.event("output", "maintain", f"  {name}: {done} ({decided.small_files} small files)")
                 optimized += [name] if decided.optimize else []
                 vacuumed += [name] if decided.vacuum else []
-    with phases.timed(OPS_SCHEMA):
-        ops = maintain_ops(ctx, [f"{OPS_SCHEMA}.{table}" for table in _delta_tables(ctx.sql, OPS_SCHEMA)])
+        with phases.timed(OPS_SCHEMA):
+            ops = maintain_ops(sql, [f"{OPS_SCHEMA}.{table}" for table in _delta_tables(sql, OPS_SCHEMA)], settings)
     result.profile = {"phases": phases.seconds, "optimized": len(optimized), "vacuumed": len(vacuumed)}
     result.detail = (
         f"{checked} tables checked: optimized {len(optimized)} "

@@ -268,14 +268,22 @@ def newest_version(result: QueryResult) -> int:
     return int(result.rows[0][result.columns.index("version")])
 
 
+def schema_listing_sql(schema: str) -> list[str]:
+    """The two statements whose answers :func:`table_names` reads."""
+    return [f"show tables in {schema}", f"show views in {schema}"]
+
+
+def table_names(listed: QueryResult, views: QueryResult) -> list[str]:
+    """The schema's tables, not its views, sorted: Spark's SHOW TABLES lists views too, so the
+    names SHOW VIEWS does not list (the answers to :func:`schema_listing_sql`)."""
+    return sorted({str(row[1]) for row in listed.rows} - {str(row[1]) for row in views.rows})
+
+
 def delta_versions(config: Config, schemas: Sequence[str]) -> dict[str, int]:
     """The newest Delta version of every table (not view) of the schemas, over the Thrift server."""
     versions = {}
     for schema in schemas:
-        views = {row[1] for row in run_query(config, f"show views in {schema}").rows}
-        tables = [
-            f"{schema}.{row[1]}" for row in run_query(config, f"show tables in {schema}").rows if row[1] not in views
-        ]
+        tables = [f"{schema}.{name}" for name in table_names(*run_queries(config, schema_listing_sql(schema)))]
         histories = run_queries(config, [newest_version_sql(t) for t in tables]) if tables else []
         versions.update({t: newest_version(h) for t, h in zip(tables, histories, strict=True)})
     return versions

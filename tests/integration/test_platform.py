@@ -284,18 +284,21 @@ def test_ops_tables_compact_themselves_and_are_vacuumed_every_so_many_commits(se
     small files (a table from before gets the property), and a VACUUM follows every N commits."""
     import dataclasses
 
-    from lakehouse.pipeline.context import Context, Options
     from lakehouse.pipeline.maintain import maintain_ops
-    from lakehouse.serving.sql_client import run_queries
+    from lakehouse.serving.sql_client import run_queries, session
 
     table = "ops.platform_run_log"
     run_query(services, "create database if not exists ops")
     run_query(services, f"drop table if exists {table}")
     run_query(services, f"create table {table} (run_id string) using delta")  # made before the property
     every = 5
-    config = dataclasses.replace(services, pipeline=dataclasses.replace(services.pipeline, ops_vacuum_commits=every))
-    ctx = Context(config, Options(), "platform-ops")
-    assert maintain_ops(ctx, [table]) == []  # too few commits for a VACUUM; the property is set
+    settings = dataclasses.replace(services.pipeline, ops_vacuum_commits=every)
+
+    def maintain() -> list[str]:
+        with session(services, etl=True) as sql:
+            return maintain_ops(sql, [table], settings)
+
+    assert maintain() == []  # too few commits for a VACUUM; the property is set
     assert dict(run_query(services, f"show tblproperties {table}").rows)[audit.AUTO_COMPACT] == "true"
     # One insert per run, as the pipeline's run log gets: 50 small files trigger a compaction.
     run_queries(services, [f"insert into {table} values ('run-{n}')" for n in range(55)], etl=True)
@@ -305,8 +308,8 @@ def test_ops_tables_compact_themselves_and_are_vacuumed_every_so_many_commits(se
     detail = run_query(services, f"describe detail {table}")
     files = detail.rows[0][detail.columns.index("numFiles")]
     assert files < 50, files
-    assert maintain_ops(ctx, [table]) == [table]
-    assert maintain_ops(ctx, [table]) == []  # vacuumed within its last commits
+    assert maintain() == [table]
+    assert maintain() == []  # vacuumed within its last commits
     run_query(services, f"drop table {table}")
 
 
