@@ -9,7 +9,8 @@ orchestrator, for instance): the extract (:func:`lakehouse.bronze.extract.run_ex
 crash points and commit order unchanged), then, only when every table's extract succeeded, the
 gate's decision (:func:`lakehouse.pipeline.decisions.gate_decision`, the question the pipeline
 asks before starting the gate on its own) and the gate (:func:`lakehouse.quality.gate.run_gate`)
-when there is an unvalidated batch. It returns the per-table results of both.
+when there is an unvalidated batch (when the extract wrote rows to bronze there is one, and
+the decision is not asked). It returns the per-table results of both.
 
 ``lakehouse pipeline`` runs this job when its ``validate`` step follows ``extract``. The job
 tells the pipeline where the validate step begins and how the gate ended by profile lines
@@ -103,7 +104,12 @@ def extract_and_validate(
     if result.extract_failed:
         return result
     profiling.announce_step_begins("validate")
-    if not always_validate:
+    written = sum((r.rows_inserted or 0) + (r.rows_updated or 0) for r in records)
+    if written and not always_validate:
+        # New rows in bronze are a batch no gate has seen: the decision could only say "run"
+        # (and a gate that failed before read other inputs), so it is not asked.
+        progress(f"the gate runs: the extract wrote {written:,} row(s) to bronze")
+    elif not always_validate:
         decision = gate_decision(config)
         if decision.failed_run is not None:
             result.gate, result.gate_detail = "still_failed", still_failed_message(decision.failed_run)
