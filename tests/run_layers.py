@@ -7,8 +7,9 @@ state directory, each in its own state directory and on its own ports. Side by s
 machine's idle time in each (JVM start-up, dbt's per-node round trips, service start and stop)
 is the others' working time. The integration layer is split because one process of it was the
 longest of the suite by minutes: the extract's own tests (test_bronze.py: every source table's
-full load, crash points, late and future rows; test_cluster.py: a standalone cluster) form one
-shard, every other file of tests/integration the second (a new file lands there by default).
+full load, crash points, late and future rows; test_cluster.py: a standalone cluster;
+test_ingest.py: extract and validate in one session) form one shard, every other file of
+tests/integration the second (a new file lands there by default).
 
 A failure in tests/unit is printed as soon as that layer ends and fails the run, but does not
 interrupt the others (a process stopped in the middle of a fixture can leave its servers
@@ -38,7 +39,11 @@ INTERRUPT_GRACE_SECONDS = 300
 # process is interrupted (its fixtures' teardowns stop its stack) and fails.
 LAYER_TIMEOUT_SECONDS = 60 * 60
 # The extract shard of tests/integration (see the module docstring).
-EXTRACT_SHARD = ("tests/integration/test_bronze.py", "tests/integration/test_cluster.py")
+EXTRACT_SHARD = (
+    "tests/integration/test_bronze.py",
+    "tests/integration/test_cluster.py",
+    "tests/integration/test_ingest.py",
+)
 
 
 @dataclass(frozen=True)
