@@ -149,8 +149,9 @@ def extract_table(
         with phases.timed("bronze commit"):
             if full_refresh:
                 result = writer.overwrite_table(spark, contract, bronze_rows, batch_id)
-            elif record.rows_merged > 0 and writer.holds_no_files(spark, contract.table):
-                result = writer.append_batch(spark, contract, bronze_rows, batch_id)  # the first load
+            elif record.rows_merged > 0 and stored is None and writer.holds_no_files(spark, contract.table):
+                # The first load (no watermark yet, and no file: not a re-run after a crash).
+                result = writer.append_batch(spark, contract, bronze_rows, batch_id)
             elif record.rows_merged > 0:
                 result = writer.merge_batch(spark, contract, bronze_rows, batch_id)
             else:

@@ -37,9 +37,8 @@ if TYPE_CHECKING:
     from lakehouse.quality.gate import GateResult
 
 # Profile keys of the job's announcements (read by lakehouse/pipeline/jobs.py and steps.py).
-GATE_KEY = "gate"  # how the gate's part ended: one of GATE_OUTCOMES
+GATE_KEY = "gate"  # how the gate's part ended: passed, failed, skipped, still_failed or error
 GATE_DETAIL_KEY = "gate_detail"
-GATE_OUTCOMES = ("passed", "failed", "skipped", "still_failed", "error")
 # Exit codes: the extract's (1: a table failed; the gate did not run), then the gate's.
 EXIT_OK, EXIT_EXTRACT_FAILED, EXIT_GATE_FAILED, EXIT_GATE_ERROR = 0, 1, 3, 4
 GATE_EXIT = {"passed": EXIT_OK, "skipped": EXIT_OK, "failed": EXIT_GATE_FAILED, "still_failed": EXIT_GATE_FAILED}
@@ -50,7 +49,7 @@ class IngestResult:
     """What one extract-and-validate did, per table."""
 
     extract: list[StepRecord]
-    gate: str | None = None  # one of GATE_OUTCOMES; None: not reached (an extract failed)
+    gate: str | None = None  # as GATE_KEY says; None: not reached (an extract failed)
     gate_detail: str = ""  # which run still failed, the error, or the gate's summary
     verdict: GateResult | None = None  # the gate's result when it ran
     warnings: list[str] = field(default_factory=list)  # freshness warnings of a skipped gate
@@ -175,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_EXTRACT_FAILED
     for warning in result.warnings:
         say(f"warning: {warning}")
-    if result.gate == "passed" or result.gate == "failed":
+    if result.gate in ("passed", "failed"):
         say(result.gate_detail)
     profiling.announce(**{GATE_KEY: result.gate, GATE_DETAIL_KEY: result.gate_detail, "warnings": result.warnings})
     if result.gate == "error":
