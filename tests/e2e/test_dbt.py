@@ -30,6 +30,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -695,6 +696,36 @@ def test_late_users_invalidations_and_moved_sessions_reach_the_fact(simulated: S
     assert _value(stack, f"select count(*) from gold.dim_users where user_id = {fixed.arrived_user}") == 1
 
 
+def test_daily_kpis_recompute_only_the_days_the_fact_changed(simulated: Simulated, stack: Stack) -> None:
+    """mart_daily_kpis is incremental: the days its run recomputed come from the fact's change
+    data feed: the new day, the day the moved session left and the one it joined, the day of
+    the invalidated session; not the whole history. (That the result equals a full rebuild is
+    test_bronze_that_lost_rows_is_rebuilt_and_gives_the_fact_of_the_incremental_merges.)"""
+    assert simulated.code == EXIT_OK, _tail(simulated.log)
+    compiled = dbt_target_dir(stack.config) / "compiled" / "lakehouse" / "models" / "marts" / "analytics"
+    days_filter = re.search(r"where session_date in \(([^)]*)\)", (compiled / "mart_daily_kpis.sql").read_text())
+    assert days_filter, "the day's run recomputed every day"
+    recomputed = set(re.findall(r"date'(\d{4}-\d{2}-\d{2})'", days_filter.group(1)))
+    fixed = simulated.corrections
+    invalidated_day = _value(
+        stack,
+        "select cast(session_date as string) from silver.int_viewing_sessions_validated "
+        f"where session_id = {fixed.invalidated}",
+    )
+    left_day = (fixed.moved_to + dt.timedelta(days=1)).isoformat()
+    assert {fixed.moved_to.isoformat(), left_day, invalidated_day} <= recomputed, sorted(recomputed)
+    newest_day = _value(stack, "select cast(max(session_date) as string) from gold.fct_viewing_sessions")
+    assert newest_day in recomputed
+    all_days = _value(stack, "select count(distinct activity_date) from gold.mart_daily_kpis")
+    assert len(recomputed) < all_days / 4, (len(recomputed), all_days)
+
+    history = _frame(stack, "describe history gold_build.mart_daily_kpis")
+    assert "MERGE" in set(history["operation"])  # merged, not replaced
+    properties = dict(stack.query("show tblproperties gold_build.mart_daily_kpis"))
+    recorded = int(properties["lakehouse.upstream_version.fct_viewing_sessions"])
+    assert recorded <= _build_version(stack, "gold_build.fct_viewing_sessions")
+
+
 # --------------------------------------------------------------------------- phase 3: failed build, rebuild, no-op
 
 
@@ -737,15 +768,20 @@ def test_a_build_that_fails_a_test_publishes_nothing(simulated: Simulated, stack
         stack.query(f"delete from bronze.content where content_id = '{PODCAST_ID}'")
 
 
+KPI_KEY = "activity_date, device_type, country_code"
+
+
 @pytest.mark.timeout(900)  # a whole --full-refresh build (about 180 s in CI)
 def test_bronze_that_lost_rows_is_rebuilt_and_gives_the_fact_of_the_incremental_merges(
     simulated: Simulated, stack: Stack
 ) -> None:
     """The podcast's removal from bronze.content (above) is a DELETE since the last published
     build: incremental models would keep what bronze lost, so transform rebuilds from scratch,
-    and the fact it rebuilds is row for row the one the incremental merges made."""
+    and the fact and the daily KPIs it rebuilds are row for row the ones the incremental
+    merges made."""
     assert simulated.code == EXIT_OK, _tail(simulated.log)
     merged = _frame(stack, "select * from gold.fct_viewing_sessions order by session_id")
+    merged_kpis = _frame(stack, f"select * from gold.mart_daily_kpis order by {KPI_KEY}")
 
     code, log, _seconds = _transform(simulated.config, run_id="e2e-dbt-rebuild")
     assert code == EXIT_OK, _tail(log)
@@ -754,6 +790,8 @@ def test_bronze_that_lost_rows_is_rebuilt_and_gives_the_fact_of_the_incremental_
     rebuilt = _frame(stack, "select * from gold.fct_viewing_sessions order by session_id")
     assert list(rebuilt.columns) == list(merged.columns)
     pd.testing.assert_frame_equal(merged, rebuilt, check_exact=True)
+    rebuilt_kpis = _frame(stack, f"select * from gold.mart_daily_kpis order by {KPI_KEY}")
+    pd.testing.assert_frame_equal(merged_kpis, rebuilt_kpis, check_exact=True)
 
 
 def test_a_transform_with_nothing_new_is_skipped_and_rewrites_nothing(simulated: Simulated, stack: Stack) -> None:

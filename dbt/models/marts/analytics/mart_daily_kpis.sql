@@ -2,12 +2,41 @@
 -- Distinct counts (active_users) do not add up across rows: read the level you need instead
 -- of summing a finer one. activity_date is the UTC day the session started; country_code is
 -- where the session was watched.
+--
+-- Incremental: a run recomputes only the days where the fact changed since this mart's last
+-- build (its change data feed: a new, deleted or moved session, or a changed column read
+-- here; macros/changed_partitions.sql), and MERGEs them: the rows of those days are replaced,
+-- and a stored group the day no longer has (its last session of a device deleted) is deleted.
+-- Equal to a full rebuild after every run (tests/e2e/test_dbt.py compares them). _is_deleted
+-- is the MERGE's flag, never a column of the table (on_schema_change ignores it): a column
+-- added here needs `lakehouse transform --full-refresh --select mart_daily_kpis` once.
+
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='merge',
+        unique_key=['activity_date', 'device_type', 'country_code'],
+        merge_delete_column='_is_deleted',
+        on_schema_change='ignore',
+        post_hook="{{ record_upstream_version(ref('fct_viewing_sessions')) }}",
+    )
+}}
+
+{% if is_incremental() %}
+    {%- set changed_days = changed_partitions(
+        ref('fct_viewing_sessions'),
+        key='session_id',
+        partition_column='session_date',
+        columns=['session_date', 'device_sk', 'country_code', 'user_id', 'watch_seconds', 'is_completed'],
+    ) %}
+{% endif %}
 
 with
 
 sessions as (
 
     select * from {{ ref('fct_viewing_sessions') }}
+    {% if is_incremental() %}{{ partition_filter('session_date', changed_days) }}{% endif %}
 
 ),
 
@@ -78,4 +107,5 @@ final as (
 
 )
 
-select * from final
+-- An incremental run also deletes the stored groups of the recomputed days that are gone.
+{{ with_vanished_rows('final', key=['activity_date', 'device_type', 'country_code'], partitions=changed_days) }}

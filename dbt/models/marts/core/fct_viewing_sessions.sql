@@ -9,7 +9,8 @@
 -- session_id updates or inserts the valid ones and deletes the ones no longer valid
 -- (merge_delete_column), and rewrites only the session_date partitions those sessions fall into
 -- or sit in now (partition_prune_column: a corrected started_at moves a session to another day;
--- macros/incremental.sql).
+-- macros/incremental.sql). Its change data feed tells the marts built from it which days
+-- changed (macros/changed_partitions.sql).
 
 {{
     config(
@@ -20,6 +21,8 @@
         partition_prune_column='session_date',
         merge_delete_column='_is_deleted',
         on_schema_change='ignore',
+        tblproperties={'delta.enableChangeDataFeed': 'true'},
+        pre_hook="{{ ensure_change_data_feed() }}",
     )
 }}
 

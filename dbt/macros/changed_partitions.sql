@@ -1,0 +1,176 @@
+{#-
+    Incremental models downstream of an incremental table, from its Delta change data feed.
+
+    A mart that aggregates a fact by one of its partition columns (mart_daily_kpis: the
+    sessions of a day) need not read the whole fact on every run: only the partitions where a
+    row it reads was inserted, deleted or changed since its last build. The fact records its
+    changes (`delta.enableChangeDataFeed`, see ensure_change_data_feed); the mart records the
+    fact's version it was built from (a table property, record_upstream_version, as a
+    post-hook); changed_partitions reads the fact's changes between the two:
+
+    - an insert or a delete touches its row's partition;
+    - an update touches the partitions of its pre- and post-image (a session corrected to
+      another day leaves one day and joins another), but only when one of the `columns` the
+      mart reads differs: the fact's MERGE rewrites every session of a changed user with its
+      new user_sk, which no mart of sessions by day reads.
+
+    It returns none when the mart must be recomputed whole: no version recorded (a mart built
+    before this), a fact without a change feed, or a fact that went through anything but
+    MERGE, appends, OPTIMIZE and column comments since, or whose log no longer reaches back to
+    that version (a replace, VACUUM, log clean-up: the feed of the range may be incomplete or
+    gone). A full recompute gives the same rows; it only costs more.
+-#}
+
+{% macro upstream_version_property(upstream) -%}
+    lakehouse.upstream_version.{{ upstream.identifier }}
+{%- endmacro %}
+
+
+{#- The table properties of a relation, as a dict (one SHOW TBLPROPERTIES). -#}
+{% macro table_properties(relation) %}
+    {%- set rows = run_query("show tblproperties " ~ relation) -%}
+    {%- set properties = {} -%}
+    {%- for row in rows -%}
+        {%- do properties.update({row[0]: row[1]}) -%}
+    {%- endfor -%}
+    {{ return(properties) }}
+{% endmacro %}
+
+
+{#-
+    pre_hook of an incremental table whose changes a downstream model reads: the create sets
+    the feed on (tblproperties); a table built before that gets it here, once. Its first
+    change-feed version is then a SET TBLPROPERTIES, which makes every reader recompute once.
+-#}
+{% macro ensure_change_data_feed() %}
+    {%- if execute and is_incremental() -%}
+        {%- if table_properties(this).get('delta.enableChangeDataFeed') != 'true' -%}
+            alter table {{ this }} set tblproperties ('delta.enableChangeDataFeed' = 'true')
+        {%- endif -%}
+    {%- endif -%}
+{% endmacro %}
+
+
+{#- post_hook of the downstream model: the upstream version this build read. -#}
+{% macro record_upstream_version(upstream) %}
+    {%- if execute -%}
+        {%- set version = run_query("describe history " ~ upstream ~ " limit 1").columns[0].values()[0] -%}
+        alter table {{ this }} set tblproperties ('{{ upstream_version_property(upstream) }}' = '{{ version }}')
+    {%- endif -%}
+{% endmacro %}
+
+
+{#- Operations after which the change feed still holds every change of the range. -#}
+{% macro _feed_complete_after(operation, parameters) %}
+    {%- if operation in ['MERGE', 'OPTIMIZE', 'CHANGE COLUMNS', 'CHANGE COLUMN'] -%}
+        {{ return(true) }}
+    {%- endif -%}
+    {{ return(operation == 'WRITE' and '"mode":"Append"' in (parameters | string | replace(' ', ''))) }}
+{% endmacro %}
+
+
+{% macro changed_partitions(upstream, key, partition_column, columns) %}
+    {%- if not execute -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set recorded = table_properties(this).get(upstream_version_property(upstream)) -%}
+    {%- if recorded is none -%}
+        {{ log(this ~ ": no " ~ upstream.identifier ~ " version recorded: every partition recomputed", info=true) }}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set recorded = recorded | int -%}
+    {%- if table_properties(upstream).get('delta.enableChangeDataFeed') != 'true' -%}
+        {{ log(this ~ ": " ~ upstream ~ " has no change data feed: every partition recomputed", info=true) }}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set history = run_query("describe history " ~ upstream) -%}
+    {%- set current = history.columns['version'].values() | max -%}
+    {%- if current == recorded -%}
+        {{ return([]) }}
+    {%- endif -%}
+    {%- for row in history if row['version'] > recorded -%}
+        {%- if not _feed_complete_after(row['operation'], row['operationParameters']) -%}
+            {{ log(this ~ ": " ~ upstream ~ " version " ~ row['version'] ~ " is a " ~ row['operation']
+                   ~ ": every partition recomputed", info=true) }}
+            {{ return(none) }}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- if current < recorded or history.columns['version'].values() | min > recorded + 1 -%}
+        {{ log(this ~ ": " ~ upstream ~ " no longer has the versions since " ~ recorded
+               ~ " in its log: every partition recomputed", info=true) }}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set differs = [] -%}
+    {%- for column in columns -%}
+        {%- do differs.append('not (before.' ~ column ~ ' <=> after.' ~ column ~ ')') -%}
+    {%- endfor -%}
+    {%- set changed_query -%}
+        with changes as (
+            select * from table_changes('{{ upstream }}', {{ recorded + 1 }}, {{ current }})
+        ),
+        before as (
+            select * from changes where _change_type = 'update_preimage'
+        ),
+        after as (
+            select * from changes where _change_type = 'update_postimage'
+        ),
+        updated as (
+            select before.{{ partition_column }} as before_partition, after.{{ partition_column }} as after_partition
+            from before
+            inner join after
+                on before.{{ key }} = after.{{ key }}
+                and before._commit_version = after._commit_version
+            where {{ differs | join(' or ') }}
+        )
+        select cast({{ partition_column }} as string) from changes where _change_type in ('insert', 'delete')
+        union
+        select cast(before_partition as string) from updated
+        union
+        select cast(after_partition as string) from updated
+    {%- endset -%}
+    {{ return(run_query(changed_query).columns[0].values() | reject('none') | list | sort) }}
+{% endmacro %}
+
+
+{#- `where <column> in (...)` for changed_partitions' answer; nothing when it is none (all). -#}
+{% macro partition_filter(column, partitions) -%}
+    {%- if partitions is not none -%}
+        {%- if partitions | length == 0 -%}
+            where false
+        {%- else -%}
+            where {{ column }} in (date'{{ partitions | join("', date'") }}')
+        {%- endif -%}
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#-
+    The model's last select on an incremental run that recomputes whole partitions and MERGEs
+    them with merge_delete_column='_is_deleted': the recomputed rows (flag false) and the
+    stored rows of those partitions that the recomputation no longer has (flag true: the MERGE
+    deletes them; a day whose last session on a device is gone loses that device's row). On a
+    full build, the rows as they are. `key` is the model's unique key, its first column the
+    partition column; `partitions` is changed_partitions' answer (none: all of them).
+-#}
+{% macro with_vanished_rows(cte, key, partitions) %}
+    {%- if is_incremental() -%}
+        {%- set matches = [] -%}
+        {%- for column in key -%}
+            {%- do matches.append('stored.' ~ column ~ ' = recomputed.' ~ column) -%}
+        {%- endfor -%}
+select
+    *,
+    false as _is_deleted
+from {{ cte }}
+union all
+select
+    stored.*,
+    true as _is_deleted
+from {{ this }} as stored
+left anti join {{ cte }} as recomputed
+    on {{ matches | join(' and ') }}
+{{ partition_filter('stored.' ~ key[0], partitions) }}
+    {%- else -%}
+select * from {{ cte }}
+    {%- endif -%}
+{% endmacro %}
