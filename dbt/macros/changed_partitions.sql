@@ -51,11 +51,14 @@
 {% endmacro %}
 
 
-{#- post_hook of the downstream model: the upstream version this build read. -#}
+{#- post_hook of the downstream model: the upstream version this build read (no commit when
+    it is the one recorded already). -#}
 {% macro record_upstream_version(upstream) %}
     {%- if execute -%}
-        {%- set version = run_query("describe history " ~ upstream ~ " limit 1").columns[0].values()[0] -%}
-        alter table {{ this }} set tblproperties ('{{ upstream_version_property(upstream) }}' = '{{ version }}')
+        {%- set version = run_query("describe history " ~ upstream ~ " limit 1").columns[0].values()[0] | string -%}
+        {%- if table_properties(this).get(upstream_version_property(upstream)) != version -%}
+            alter table {{ this }} set tblproperties ('{{ upstream_version_property(upstream) }}' = '{{ version }}')
+        {%- endif -%}
     {%- endif -%}
 {% endmacro %}
 

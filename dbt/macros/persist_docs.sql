@@ -22,3 +22,29 @@
     {% do run_query(comment_query) %}
   {% endif %}
 {% endmacro %}
+
+
+{#-
+    Column comments only where they changed. dbt-spark comments every documented column after
+    every build; a table rebuilt by CREATE OR REPLACE has lost them, but an incremental model
+    or a snapshot keeps them, and re-commenting it is one more Delta commit per model on every
+    run for nothing. One `describe table` gives the stored comments; the ALTER (one statement,
+    above) carries only the columns whose description differs, and is skipped when none does.
+-#}
+{% macro spark__persist_docs(relation, model, for_relation, for_columns) -%}
+  {% if for_columns and config.persist_column_docs() and model.columns %}
+    {% set stored = {} %}
+    {% for row in run_query('describe table ' ~ relation) %}
+      {% if row[0] and not row[0].startswith('#') and row[0] not in stored %}
+        {% do stored.update({row[0]: row[2]}) %}
+      {% endif %}
+    {% endfor %}
+    {% set changed = {} %}
+    {% for name, column in model.columns.items() %}
+      {% if name in stored and column['description'] and stored[name] != column['description'] %}
+        {% do changed.update({name: column}) %}
+      {% endif %}
+    {% endfor %}
+    {% do alter_column_comment(relation, changed) %}
+  {% endif %}
+{% endmacro %}

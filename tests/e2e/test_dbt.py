@@ -696,6 +696,21 @@ def test_late_users_invalidations_and_moved_sessions_reach_the_fact(simulated: S
     assert _value(stack, f"select count(*) from gold.dim_users where user_id = {fixed.arrived_user}") == 1
 
 
+def test_the_days_merges_keep_column_comments_without_re_committing_them(simulated: Simulated, stack: Stack) -> None:
+    """dbt-spark re-comments every column after every build: one more Delta commit per
+    incremental model per run. The comments an incremental table keeps are left alone
+    (dbt/macros/persist_docs.sql): nothing after the day's MERGE of the fact re-commented it,
+    and its columns still carry their descriptions."""
+    assert simulated.code == EXIT_OK, _tail(simulated.log)
+    history = _frame(stack, "describe history gold_build.fct_viewing_sessions").sort_values("version")
+    merges = history[history["operation"] == "MERGE"]
+    assert not merges.empty
+    since_merge = history[history["version"] > merges["version"].max()]
+    assert "CHANGE COLUMNS" not in set(since_merge["operation"]), since_merge[["version", "operation"]]
+    comments = {row[0]: row[2] for row in stack.query("describe gold_build.fct_viewing_sessions")}
+    assert comments["session_id"], "the fact lost its column comments"
+
+
 def test_daily_kpis_recompute_only_the_days_the_fact_changed(simulated: Simulated, stack: Stack) -> None:
     """mart_daily_kpis is incremental: the days its run recomputed come from the fact's change
     data feed: the new day, the day the moved session left and the one it joined, the day of
