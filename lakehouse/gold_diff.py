@@ -6,6 +6,14 @@ sources, the changed code's full run), ``diff`` compares each relation with its 
 row, ``EXCEPT ALL`` in both directions (duplicates count), and names each relation that
 differs with how many rows only one side has. Exit code 0 when every relation is equal.
 
+Floating-point columns (``double``, ``float``) are the one allowance: a sum or a standard
+deviation over the same rows read in another order (files laid out differently after an
+incremental run than after a full one) can differ in its last binary digits. A relation whose
+rows differ only there is compared again with those columns at ``SIGNIFICANT_DIGITS`` digits
+(``format_string('%.Ne')``: relative, whatever the magnitude) and reported as equal to that
+precision, with how many rows differ beyond it; anything else (an integer, a string, a date, a
+double off by more) is a difference.
+
     lakehouse gold save before          # on main, after a full run
     ...                                 # the change, the same sources, a full run
     lakehouse gold diff before          # equal: 0, different: 1 and one line per relation
@@ -25,6 +33,8 @@ from lakehouse.errors import LakehouseError
 
 GOLD = "gold"
 SAVED_PREFIX = "gold_saved_"
+SIGNIFICANT_DIGITS = 12
+FLOATING = ("double", "float")
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,40}")
 
 Query = Callable[[str], list[tuple]]
@@ -42,6 +52,8 @@ class Difference:
     rows: int | None  # rows now (None: the relation is gone)
     only_now: int  # rows now that the copy lacks (EXCEPT ALL: duplicates count)
     only_saved: int  # rows of the copy that gold no longer has
+    # rows (each side) that differ only beyond SIGNIFICANT_DIGITS digits of a floating-point column
+    rounding_only: int = 0
 
     @property
     def equal(self) -> bool:
@@ -50,6 +62,11 @@ class Difference:
     def describe(self) -> str:
         if self.rows is None:
             return f"{self.relation}: missing from gold now (the copy has it)"
+        if self.equal and self.rounding_only:
+            return (
+                f"{self.relation}: equal to {SIGNIFICANT_DIGITS} significant digits ({_rows(self.rows)}; "
+                f"{_rows(self.rounding_only)} differing beyond that in a floating-point column)"
+            )
         if self.equal:
             return f"{self.relation}: equal ({_rows(self.rows)})"
         return (
@@ -90,6 +107,41 @@ def _count(query: Query, sql: str) -> int:
     return int(query(f"select count(*) from ({sql}) as rows")[0][0])
 
 
+def _columns(query: Query, relation: str) -> list[tuple[str, str]]:
+    """(name, type) of a relation's columns (DESCRIBE: name, type, comment; until a blank or # row)."""
+    columns = []
+    for row in query(f"describe {relation}"):
+        name = str(row[0] or "")
+        if not name or name.startswith("#"):
+            break
+        columns.append((name, str(row[1]).lower()))
+    return columns
+
+
+def _rounded(relation: str, columns: list[tuple[str, str]]) -> str:
+    """A select of the relation with its floating-point columns at SIGNIFICANT_DIGITS digits."""
+    shown = [
+        f"format_string('%.{SIGNIFICANT_DIGITS - 1}e', `{name}`) as `{name}`" if kind in FLOATING else f"`{name}`"
+        for name, kind in columns
+    ]
+    return f"select {', '.join(shown)} from {relation}"
+
+
+def _relation_difference(query: Query, relation: str, here: str, saved: str) -> Difference:
+    rows = _count(query, f"select * from {here}")
+    only_now = _count(query, f"select * from {here} except all select * from {saved}")
+    only_saved = _count(query, f"select * from {saved} except all select * from {here}")
+    columns = _columns(query, here) if only_now or only_saved else []
+    if not any(kind in FLOATING for _, kind in columns):
+        return Difference(relation, rows, only_now, only_saved)
+    here_rounded, saved_rounded = _rounded(here, columns), _rounded(saved, columns)
+    rounded_now = _count(query, f"{here_rounded} except all {saved_rounded}")
+    rounded_saved = _count(query, f"{saved_rounded} except all {here_rounded}")
+    if rounded_now or rounded_saved:
+        return Difference(relation, rows, only_now, only_saved)
+    return Difference(relation, rows, 0, 0, rounding_only=max(only_now, only_saved))
+
+
 def compare(query: Query, name: str, source: str = GOLD) -> list[Difference]:
     """Each saved relation against the same relation of ``source`` now, and relations new since."""
     target = saved_schema(name)
@@ -101,15 +153,7 @@ def compare(query: Query, name: str, source: str = GOLD) -> list[Difference]:
         if relation not in now:
             differences.append(Difference(relation, None, 0, 0))
             continue
-        here, saved = f"{source}.{relation}", f"{target}.{relation}"
-        differences.append(
-            Difference(
-                relation,
-                _count(query, f"select * from {here}"),
-                _count(query, f"select * from {here} except all select * from {saved}"),
-                _count(query, f"select * from {saved} except all select * from {here}"),
-            )
-        )
+        differences.append(_relation_difference(query, relation, f"{source}.{relation}", f"{target}.{relation}"))
     for relation in sorted(now - {d.relation for d in differences}):
         rows = _count(query, f"select * from {source}.{relation}")
         differences.append(Difference(f"{relation} (new, not in the copy)", rows, rows, 0))
@@ -120,8 +164,10 @@ def report(differences: Sequence[Difference]) -> tuple[bool, str]:
     """(all equal, one line per relation and a verdict)."""
     equal = all(d.equal for d in differences)
     lines = [d.describe() for d in differences]
+    rounded = sum(d.equal and d.rounding_only > 0 for d in differences)
+    precision = f" ({rounded} to {SIGNIFICANT_DIGITS} significant digits of a floating-point column)" if rounded else ""
     lines.append(
-        f"gold: all {len(differences)} relations equal, row for row"
+        f"gold: all {len(differences)} relations equal, row for row{precision}"
         if equal
         else f"gold: {sum(not d.equal for d in differences)} of {len(differences)} relations differ"
     )

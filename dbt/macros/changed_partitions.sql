@@ -135,45 +135,32 @@
 {% endmacro %}
 
 
-{#- `where <column> in (...)` for changed_partitions' answer; nothing when it is none (all). -#}
-{% macro partition_filter(column, partitions) -%}
-    {%- if partitions is not none -%}
-        {%- if partitions | length == 0 -%}
-            where false
-        {%- else -%}
-            where {{ column }} in (date'{{ partitions | join("', date'") }}')
-        {%- endif -%}
+{#- Date literals for a list of 'YYYY-MM-DD' strings: date'2026-03-30', date'2026-03-31' -#}
+{% macro date_literals(values) -%}
+    {%- set literals = [] -%}
+    {%- for value in values | sort -%}
+        {%- do literals.append("date'" ~ value ~ "'") -%}
+    {%- endfor -%}
+    {{ literals | join(', ') }}
+{%- endmacro %}
+
+
+{#- `<column> in (...)` for changed_partitions' answer: `true` when it is none (all of them),
+    `false` when it is empty. -#}
+{% macro partition_predicate(column, partitions) -%}
+    {%- if partitions is none -%}
+        true
+    {%- elif partitions | length == 0 -%}
+        false
+    {%- else -%}
+        {{ column }} in ({{ date_literals(partitions) }})
     {%- endif -%}
 {%- endmacro %}
 
 
-{#-
-    The model's last select on an incremental run that recomputes whole partitions and MERGEs
-    them with merge_delete_column='_is_deleted': the recomputed rows (flag false) and the
-    stored rows of those partitions that the recomputation no longer has (flag true: the MERGE
-    deletes them; a day whose last session on a device is gone loses that device's row). On a
-    full build, the rows as they are. `key` is the model's unique key, its first column the
-    partition column; `partitions` is changed_partitions' answer (none: all of them).
--#}
-{% macro with_vanished_rows(cte, key, partitions) %}
-    {%- if is_incremental() -%}
-        {%- set matches = [] -%}
-        {%- for column in key -%}
-            {%- do matches.append('stored.' ~ column ~ ' = recomputed.' ~ column) -%}
-        {%- endfor -%}
-select
-    *,
-    false as _is_deleted
-from {{ cte }}
-union all
-select
-    stored.*,
-    true as _is_deleted
-from {{ this }} as stored
-left anti join {{ cte }} as recomputed
-    on {{ matches | join(' and ') }}
-{{ partition_filter('stored.' ~ key[0], partitions) }}
-    {%- else -%}
-select * from {{ cte }}
+{#- `where <column> in (...)` for changed_partitions' answer; nothing when it is none (all). -#}
+{% macro partition_filter(column, partitions) -%}
+    {%- if partitions is not none -%}
+        where {{ partition_predicate(column, partitions) }}
     {%- endif -%}
-{% endmacro %}
+{%- endmacro %}

@@ -56,15 +56,7 @@
       {%- endset -%}
       {%- set partitions = run_query(touched) -%}
       {%- set values = partitions.columns[0].values() | reject('none') | list -%}
-      {%- if values | length == 0 -%}
-          {%- do predicates.append('false') -%}
-      {%- else -%}
-          {%- set literals = [] -%}
-          {%- for value in values | sort -%}
-              {%- do literals.append("date'" ~ value ~ "'") -%}
-          {%- endfor -%}
-          {%- do predicates.append('DBT_INTERNAL_DEST.' ~ prune_column ~ ' in (' ~ literals | join(', ') ~ ')') -%}
-      {%- endif -%}
+      {%- do predicates.append(partition_predicate('DBT_INTERNAL_DEST.' ~ prune_column, values)) -%}
   {%- endif -%}
   {%- set dest_columns = adapter.get_columns_in_relation(target) -%}
   {%- set merge_update_columns = config.get('merge_update_columns') -%}
@@ -107,4 +99,66 @@
       {%- else -%}
       when not matched then insert *
       {%- endif %}
+{% endmacro %}
+
+
+{#-
+    incremental_strategy='replace_where': replace whole partitions in one Delta write.
+
+    For a model that recomputes whole partitions of its own from an upstream's changes
+    (mart_daily_kpis: every row of the days where the fact changed). It declares the
+    partitions its run recomputed with `{{ replaced_partitions(column, partitions) }}` (a
+    comment line in its compiled SQL, which the write reads back: the list is known only when
+    the model compiles), and the write is
+
+        insert into <target> replace where <column> in (date'...', ...) select ... from <source>
+
+    one commit in which Delta deletes the stored rows of those partitions, a group a day no
+    longer has included, and inserts the recomputed ones. Unlike a MERGE it reads the model's
+    query once and never joins it with the stored rows. Nothing is written when nothing
+    changed (`replace where false` of no row commits nothing); every partition is replaced
+    (`true`) when the upstream's changes are unknown.
+-#}
+
+{% macro replaced_partitions_mark() %}{{ return('-- lakehouse: replace where ') }}{% endmacro %}
+
+{% macro replaced_partitions(column, partitions) -%}
+    {{ replaced_partitions_mark() }}{{ partition_predicate(column, partitions) }}
+{%- endmacro %}
+
+
+{% macro get_replace_where_sql(source, target) %}
+    {%- set code = model.get('compiled_code') or '' -%}
+    {%- set mark = replaced_partitions_mark() -%}
+    {%- if mark not in code -%}
+        {{ exceptions.raise_compiler_error(
+            this ~ " uses incremental_strategy 'replace_where' but its SQL declares no replaced partitions: "
+            ~ "add {{ replaced_partitions(column, partitions) }} to it") }}
+    {%- endif -%}
+    {%- set predicate = code.split(mark)[1].split('\n')[0] | trim -%}
+    {%- set dest_columns = adapter.get_columns_in_relation(target) | map(attribute='quoted') | list -%}
+    insert into {{ target }} replace where {{ predicate }}
+    select {{ dest_columns | join(', ') }} from {{ source }}
+{% endmacro %}
+
+
+{#- dbt-spark's strategy validation and dispatch, with replace_where added (delta only). -#}
+{% macro dbt_spark_validate_get_incremental_strategy(raw_strategy, file_format) %}
+    {%- if raw_strategy == 'replace_where' -%}
+        {%- if file_format != 'delta' -%}
+            {{ exceptions.raise_compiler_error(
+                "incremental_strategy 'replace_where' needs file_format 'delta', not " ~ file_format) }}
+        {%- endif -%}
+        {{ return(raw_strategy) }}
+    {%- endif -%}
+    {{ return(dbt.dbt_spark_validate_get_incremental_strategy(raw_strategy, file_format)) }}
+{% endmacro %}
+
+
+{% macro dbt_spark_get_incremental_sql(strategy, source, target, existing, unique_key, incremental_predicates) %}
+    {%- if strategy == 'replace_where' -%}
+        {{ get_replace_where_sql(source, target) }}
+    {%- else -%}
+        {{ dbt.dbt_spark_get_incremental_sql(strategy, source, target, existing, unique_key, incremental_predicates) }}
+    {%- endif -%}
 {% endmacro %}

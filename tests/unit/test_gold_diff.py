@@ -47,6 +47,27 @@ def test_a_lost_duplicate_a_changed_row_a_dropped_and_a_new_table_are_named(quer
     ]
 
 
+def test_a_double_off_in_its_last_digits_is_equal_to_twelve_digits_and_one_off_by_more_differs(query) -> None:
+    """The same standard deviation summed in another order differs in its last binary digits:
+    equal to 12 significant digits, said so; a double off in its 8th digit is a difference."""
+    query("create table golddiff.stats as select * from values (1, 0.9282858164540051D), (2, 12345.678D) as t(id, sd)")
+    gold_diff.save(query, "unit", source="golddiff")
+    query("insert overwrite golddiff.stats select * from values (1, 0.9282858164540005D), (2, 12345.678D) as t(id, sd)")
+    equal, text = gold_diff.report(gold_diff.compare(query, "unit", source="golddiff"))
+    assert equal, text
+    assert (
+        "stats: equal to 12 significant digits (2 rows; 1 row differing beyond that in a floating-point column)" in text
+    )
+    assert text.splitlines()[-1] == (
+        "gold: all 3 relations equal, row for row (1 to 12 significant digits of a floating-point column)"
+    )
+
+    query("insert overwrite golddiff.stats select * from values (1, 0.9282858164540005D), (2, 12345.679D) as t(id, sd)")
+    equal, text = gold_diff.report(gold_diff.compare(query, "unit", source="golddiff"))
+    assert not equal
+    assert "stats: DIFFERS: 2 rows only in gold now, 2 rows only in the saved copy (2 rows now)" in text
+
+
 def test_a_bad_name_or_nothing_saved_is_one_clear_line(query) -> None:
     with pytest.raises(gold_diff.GoldDiffError, match="must be lower-case"):
         gold_diff.save(query, "Before; drop", source="golddiff")

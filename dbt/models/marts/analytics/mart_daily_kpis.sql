@@ -5,18 +5,16 @@
 --
 -- Incremental: a run recomputes only the days where the fact changed since this mart's last
 -- build (its change data feed: a new, deleted or moved session, or a changed column read
--- here; macros/changed_partitions.sql), and MERGEs them: the rows of those days are replaced,
--- and a stored group the day no longer has (its last session of a device deleted) is deleted.
--- Equal to a full rebuild after every run (tests/e2e/test_dbt.py compares them). _is_deleted
--- is the MERGE's flag, never a column of the table (on_schema_change ignores it): a column
--- added here needs `lakehouse transform --full-refresh --select mart_daily_kpis` once.
+-- here; macros/changed_partitions.sql) and replaces those days in one Delta write
+-- (incremental_strategy='replace_where', macros/incremental.sql): a group a day no longer has
+-- (its last session on a device deleted) goes with the rest of the day. Equal to a full
+-- rebuild after every run (tests/e2e/test_dbt.py compares them). A column added here needs
+-- `lakehouse transform --full-refresh --select mart_daily_kpis` once (on_schema_change ignore).
 
 {{
     config(
         materialized='incremental',
-        incremental_strategy='merge',
-        unique_key=['activity_date', 'device_type', 'country_code'],
-        merge_delete_column='_is_deleted',
+        incremental_strategy='replace_where',
         on_schema_change='ignore',
         post_hook="{{ record_upstream_version(ref('fct_viewing_sessions')) }}",
     )
@@ -107,5 +105,5 @@ final as (
 
 )
 
--- An incremental run also deletes the stored groups of the recomputed days that are gone.
-{{ with_vanished_rows('final', key=['activity_date', 'device_type', 'country_code'], partitions=changed_days) }}
+select * from final
+{% if is_incremental() %}{{ replaced_partitions('activity_date', changed_days) }}{% endif %}
