@@ -12,7 +12,6 @@ from lakehouse.config import Config
 from lakehouse.errors import LakehouseError
 
 if TYPE_CHECKING:
-    from lakehouse.pipeline.jobs import StepPart
     from lakehouse.serving.sql_client import QueryResult
 
 STEPS = ("up", "sources", "extract", "validate", "transform", "maintain", "summary")
@@ -71,7 +70,7 @@ class Context:
     steps: tuple[str, ...] = ()  # the steps this run runs, in order
     # The validate step's part of the extract's Spark application (lakehouse/pipeline/ingest.py),
     # with the application's exit code; taken by the validate step.
-    gate_part: tuple[int, StepPart] | None = None
+    gate_part: tuple[int, Any] | None = None
 
     def event(self, kind: str, step: str, message: str = "", **data: object) -> None:
         """One progress event: a line of text, or a JSON object per line for schedulers."""
