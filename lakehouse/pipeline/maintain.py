@@ -17,8 +17,11 @@ history (one ``describe history`` each, all in one Thrift session) decides:
   (``gold_build``, ``silver_build``) is vacuumed only while its published view
   (``gold.x``, ``lakehouse/modeling/publish.py``) reads its newest version, and before this
   run's OPTIMIZE of it: every file that view reads is then live, and the files an OPTIMIZE
-  replaces stay until a later build is published. So VACUUM never deletes a file that a
-  published view still reads.
+  replaces stay until a later build is published. The same holds for a bronze table that a
+  published view reads ``VERSION AS OF`` (the silver staging views read bronze at the version
+  the gate passed): it is vacuumed only while every such view reads its newest version (a
+  failed gate keeps silver on an older one: bronze keeps those files until a build passes).
+  So VACUUM never deletes a file that a published view still reads.
 - The ``ops`` tables compact themselves (auto compaction) and are vacuumed every
   ``pipeline.ops_vacuum_commits`` commits.
 
@@ -50,7 +53,8 @@ ADDED_FILES_METRICS = ("numFiles", "numTargetFilesAdded", "numAddedFiles")
 ADDED_BYTES_METRICS = ("numOutputBytes", "numTargetBytesAdded", "numAddedBytes")
 # How many of a table's newest commits the decision reads.
 HISTORY_COMMITS = 100
-VIEW_VERSION = re.compile(r"\bversion\s+as\s+of\s+(\d+)", re.IGNORECASE)
+# A table a view reads at a version: `bronze`.`users` version as of 12, bronze.users VERSION AS OF 12.
+PINNED_TABLE = re.compile(r"`?(\w+)`?\s*\.\s*`?(\w+)`?\s+version\s+as\s+of\s+(\d+)", re.IGNORECASE)
 # The Thrift server renders a commit's maps as {"k":"v",...} without escaping the quotes inside
 # values (a predicate, a column list): they are searched, not parsed.
 METRIC = re.compile(r'"(\w+)"\s*:\s*"?(\d+)"?')
@@ -142,14 +146,15 @@ def plan(
     *,
     complete: bool,
     published_version: int | None = None,
-    build_table: bool = False,
+    read_by_view: bool = False,
 ) -> Plan:
     """What a table needs. ``complete``: the history reaches its first commit.
-    ``published_version``: for a build table, the version its published view reads (None: no
-    view, or one that could not be read)."""
+    ``read_by_view``: a build table, or a table a published view reads ``VERSION AS OF``;
+    ``published_version``: the (oldest) version such a view reads (None: no view, or one that
+    could not be read)."""
     small = small_files_since_optimize(newest_first)
     vacuum = vacuum_due(newest_first, now, settings.vacuum_interval_hours, complete)
-    if build_table and newest_first:
+    if read_by_view and newest_first:
         # Only while the view reads the newest version are all of its files live.
         vacuum = vacuum and published_version == newest_first[0].version
     return Plan(optimize=small >= settings.optimize_min_small_files, vacuum=vacuum, small_files=small)
@@ -162,13 +167,35 @@ def published_view(table: str) -> str | None:
     return f"{schema.removesuffix(suffix)}.{name}" if schema.endswith(suffix) else None
 
 
-def _published_version(sql: Callable[[str], QueryResult], view: str) -> int | None:
+def pinned_versions(view_texts: Sequence[str]) -> dict[str, int]:
+    """Each table the views read ``VERSION AS OF`` (schema.table, lower case), with the oldest
+    version any of them reads."""
+    pinned: dict[str, int] = {}
+    for text in view_texts:
+        for schema, table, version in PINNED_TABLE.findall(text):
+            name = f"{schema}.{table}".lower()
+            pinned[name] = min(int(version), pinned.get(name, int(version)))
+    return pinned
+
+
+def _published_schemas(settings: PipelineConfig) -> list[str]:
+    """silver and gold: the schemas whose views pin versions of the maintained tables."""
+    build = [s for s in settings.maintain_schemas if s.endswith(BUILD_SCHEMA_SUFFIX)]
+    return [s.removesuffix(BUILD_SCHEMA_SUFFIX) for s in build]
+
+
+def versions_read_by_views(sql: Callable[[str], QueryResult], schemas: Sequence[str]) -> dict[str, int]:
+    """:func:`pinned_versions` of every view of the schemas (SHOW CREATE TABLE of each)."""
+    return pinned_versions([text for schema in schemas for text in _view_texts(sql, schema)])
+
+
+def _view_texts(sql: Callable[[str], QueryResult], schema: str) -> list[str]:
+    """The definitions of the views of a schema (none when it does not exist)."""
     try:
-        text = " ".join(str(cell) for row in sql(f"show create table {view}").rows for cell in row)
+        views = [str(row[1]) for row in sql(f"show views in {schema}").rows]
     except QueryError:
-        return None  # never published (or dropped): no view reads the table
-    match = VIEW_VERSION.search(text)
-    return int(match.group(1)) if match else -1  # a view we cannot read: keep its files
+        return []
+    return [" ".join(str(cell) for row in sql(f"show create table {schema}.{v}").rows for cell in row) for v in views]
 
 
 def _delta_tables(sql: Callable[[str], QueryResult], schema: str) -> list[str]:
@@ -179,8 +206,15 @@ def _delta_tables(sql: Callable[[str], QueryResult], schema: str) -> list[str]:
     return table_names(listed, views)
 
 
-def maintain_table(sql: Callable[[str], QueryResult], table: str, now: dt.datetime, settings: PipelineConfig) -> Plan:
-    """Decide, then run what is due: VACUUM first (see the module docstring), then OPTIMIZE."""
+def maintain_table(
+    sql: Callable[[str], QueryResult],
+    table: str,
+    now: dt.datetime,
+    settings: PipelineConfig,
+    pinned: int | None = None,
+) -> Plan:
+    """Decide, then run what is due: VACUUM first (see the module docstring), then OPTIMIZE.
+    ``pinned``: the oldest version of the table that a published view reads (:func:`pinned_versions`)."""
     history = commits(sql(f"describe history {table} limit {HISTORY_COMMITS}"))
     view = published_view(table)
     decided = plan(
@@ -188,8 +222,8 @@ def maintain_table(sql: Callable[[str], QueryResult], table: str, now: dt.dateti
         now,
         settings,
         complete=bool(history) and history[-1].version == 0,
-        published_version=_published_version(sql, view) if view else None,
-        build_table=view is not None,
+        published_version=pinned,
+        read_by_view=view is not None or pinned is not None,
     )
     # The retention policy is a table property that every VACUUM honours (a manual one too): set
     # on the tables maintain keeps (not on a build table, which each dbt rewrite resets, only
@@ -248,11 +282,13 @@ def step_maintain(ctx: Context, result: StepResult) -> None:
     phases = profiling.Phases()
     with session(ctx.config, etl=True) as sql:
         now = server_now(sql)
+        with phases.timed("published views"):
+            pinned = versions_read_by_views(sql, _published_schemas(settings))
         for schema in settings.maintain_schemas:
             for table in _delta_tables(sql, schema):
                 name = f"{schema}.{table}"
                 with phases.timed(name):
-                    decided = maintain_table(sql, name, now, settings)
+                    decided = maintain_table(sql, name, now, settings, pinned.get(name.lower()))
                 checked += 1
                 if decided.optimize or decided.vacuum:
                     done = " and ".join(

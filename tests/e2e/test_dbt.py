@@ -758,13 +758,12 @@ def test_a_build_that_fails_a_test_publishes_nothing(simulated: Simulated, stack
 
     A podcast is a type the catalogue does not have: one in a batch is a warning for the gate
     (under its critical share) and an error for the accepted_values check of
-    stg_mongodb__content's column_checks test, which the runner names. dbt rebuilds that model
-    in silver_build, its test fails, everything downstream is skipped, and not one object of
-    silver or gold changes.
+    stg_mongodb__content's column_checks test, which the runner names. dbt re-creates that
+    model (a view over bronze) in silver_build, its test fails, everything downstream is
+    skipped, and not one object of silver or gold changes.
     """
     published = stack.published()
     model = "silver_build.stg_mongodb__content"
-    version_before = _build_version(stack, model)
     columns = [row[0] for row in stack.query("describe bronze.content") if row[0] and not row[0].startswith("#")]
     values = {"content_id": f"'{PODCAST_ID}' as content_id", "type": "'podcast' as type"}
     select = ", ".join(values.get(column, column) for column in columns)
@@ -777,8 +776,7 @@ def test_a_build_that_fails_a_test_publishes_nothing(simulated: Simulated, stack
         assert code != EXIT_OK, _tail(log)
         assert "stg_mongodb__content.content_type: accepted_values, 1 row" in log, _tail(log)
         assert "transform: nothing published" in log
-        assert _build_version(stack, model) > version_before  # dbt did rewrite the build table
-        assert _value(stack, f"select count(*) from {model} where content_id = '{PODCAST_ID}'") == 1
+        assert _value(stack, f"select count(*) from {model} where content_id = '{PODCAST_ID}'") == 1  # built
         assert stack.published() == published  # every silver and gold object, not one
         assert _value(stack, f"select count(*) from silver.stg_mongodb__content where content_id = '{PODCAST_ID}'") == 0
     finally:

@@ -313,21 +313,25 @@ def test_ops_tables_compact_themselves_and_are_vacuumed_every_so_many_commits(se
     run_query(services, f"drop table {table}")
 
 
-def test_maintain_never_vacuums_a_build_table_whose_published_view_reads_an_older_version(services: Config) -> None:
+def test_maintain_never_vacuums_a_table_whose_published_view_reads_an_older_version(services: Config) -> None:
     """A build table's small files are compacted by threshold; while its published view reads
     an older version it is not vacuumed (the view's files stay readable); once the view reads
-    the newest version it is, and a table with few small files is left alone."""
+    the newest version it is, and a table with few small files is left alone. The same for a
+    table a view reads `VERSION AS OF` outside the build schemas: bronze under the silver
+    staging views, which read it at the version the gate passed."""
     import dataclasses
 
-    from lakehouse.pipeline.maintain import maintain_table, server_now
+    from lakehouse.pipeline.maintain import Plan, maintain_table, server_now, versions_read_by_views
     from lakehouse.serving.sql_client import session
 
     settings = dataclasses.replace(services.pipeline, vacuum_interval_hours=0, optimize_min_small_files=3)
     statements = [
         "drop database if exists mt_build cascade",
         "drop database if exists mt cascade",
+        "drop database if exists mt_src cascade",
         "create database mt_build",
         "create database mt",
+        "create database mt_src",
         "create table mt_build.kpis (id int) using delta",
         "insert into mt_build.kpis values (1)",
         "create view mt.kpis as select * from mt_build.kpis version as of 1",  # published: one row
@@ -335,6 +339,11 @@ def test_maintain_never_vacuums_a_build_table_whose_published_view_reads_an_olde
         "create table mt_build.few (id int) using delta",
         "insert into mt_build.few values (1)",
         "create view mt.few as select * from mt_build.few version as of 1",
+        "create table mt_src.events (id int) using delta",
+        "insert into mt_src.events values (1)",
+        "create view mt.stg_events as select id * 10 as id from mt_src.events version as of 1",
+        "insert into mt_src.events values (2)",
+        "delete from mt_src.events where id = 1",  # the view's file is no longer live
     ]
     with session(services, etl=True) as sql:
         for statement in statements:
@@ -345,19 +354,30 @@ def test_maintain_never_vacuums_a_build_table_whose_published_view_reads_an_olde
             history = sql(f"describe history {table}")
             return [row[history.columns.index("operation")] for row in history.rows]
 
-        pinned = maintain_table(sql, "mt_build.kpis", now, settings)
+        def maintain(table: str) -> Plan:
+            return maintain_table(sql, table, now, settings, versions_read_by_views(sql, ["mt"]).get(table))
+
+        pinned = maintain("mt_build.kpis")
         assert (pinned.optimize, pinned.vacuum, pinned.small_files) == (True, False, 3)
         assert "OPTIMIZE" in operations("mt_build.kpis") and "VACUUM END" not in operations("mt_build.kpis")
         assert sql("select count(*) from mt.kpis").rows == [(1,)]  # the view still reads its version
-        few = maintain_table(sql, "mt_build.few", now, settings)  # one small file, view on the newest
+        few = maintain("mt_build.few")  # one small file, view on the newest
         assert (few.optimize, few.vacuum) == (False, True)
         assert "OPTIMIZE" not in operations("mt_build.few")
+        source = maintain("mt_src.events")
+        assert not source.vacuum and "VACUUM END" not in operations("mt_src.events")
+        assert sql("select id from mt.stg_events").rows == [(10,)]
 
         newest = sql("describe history mt_build.kpis limit 1").rows[0][0]
         sql(f"create or replace view mt.kpis as select * from mt_build.kpis version as of {newest}")
-        published = maintain_table(sql, "mt_build.kpis", now, settings)
+        published = maintain("mt_build.kpis")
         assert (published.optimize, published.vacuum) == (False, True)  # nothing new since the OPTIMIZE
         assert "VACUUM END" in operations("mt_build.kpis")
         assert sql("select count(*) from mt.kpis").rows == [(3,)]
+        newest = sql("describe history mt_src.events limit 1").rows[0][0]
+        sql(f"create or replace view mt.stg_events as select id * 10 as id from mt_src.events version as of {newest}")
+        assert maintain("mt_src.events").vacuum and "VACUUM END" in operations("mt_src.events")
+        assert sql("select id from mt.stg_events").rows == [(20,)]
         sql("drop database mt cascade")
         sql("drop database mt_build cascade")
+        sql("drop database mt_src cascade")

@@ -7,7 +7,14 @@ from __future__ import annotations
 import datetime as dt
 
 from lakehouse.config import PipelineConfig
-from lakehouse.pipeline.maintain import Commit, commits, plan, published_view, small_files_since_optimize
+from lakehouse.pipeline.maintain import (
+    Commit,
+    commits,
+    pinned_versions,
+    plan,
+    published_view,
+    small_files_since_optimize,
+)
 from lakehouse.serving.sql_client import QueryResult
 
 NOW = dt.datetime(2026, 12, 6, 12, 0)
@@ -69,12 +76,34 @@ def test_a_build_table_is_vacuumed_only_while_its_view_reads_the_newest_version(
     history = _history(
         ("CREATE OR REPLACE TABLE AS SELECT", 1, MB, 48), ("CREATE OR REPLACE TABLE AS SELECT", 1, MB, 30)
     )
-    assert plan(history, NOW, SETTINGS, complete=True, published_version=1, build_table=True).vacuum
-    assert not plan(history, NOW, SETTINGS, complete=True, published_version=0, build_table=True).vacuum
-    assert not plan(history, NOW, SETTINGS, complete=True, published_version=-1, build_table=True).vacuum
-    assert not plan(history, NOW, SETTINGS, complete=True, published_version=None, build_table=True).vacuum
+    assert plan(history, NOW, SETTINGS, complete=True, published_version=1, read_by_view=True).vacuum
+    assert not plan(history, NOW, SETTINGS, complete=True, published_version=0, read_by_view=True).vacuum
+    assert not plan(history, NOW, SETTINGS, complete=True, published_version=-1, read_by_view=True).vacuum
+    assert not plan(history, NOW, SETTINGS, complete=True, published_version=None, read_by_view=True).vacuum
     assert published_view("gold_build.fct_ratings") == "gold.fct_ratings"
     assert published_view("bronze.users") is None
+
+
+def test_the_bronze_versions_the_published_staging_views_read_are_found() -> None:
+    """A silver staging view reads bronze at the version the gate passed; maintain keeps the
+    files of the oldest version any view reads (as SHOW CREATE TABLE renders the views)."""
+    texts = [
+        "CREATE VIEW silver.stg_postgres__users ( user_id COMMENT 'id', email) AS with source as "
+        "( select * from bronze.users version as of 12 ), renamed as (select user_id from source) "
+        "select * from renamed",
+        "CREATE VIEW silver.stg_x AS select * from `bronze`.`viewing_sessions` VERSION AS OF 7",
+        "CREATE VIEW silver.stg_y AS select * from bronze.users version as of 9",
+        "CREATE VIEW silver.snap AS select * from silver_build.snap_users version as of 3",
+        "CREATE VIEW silver.int_a AS select * from silver.stg_postgres__users",
+    ]
+    assert pinned_versions(texts) == {
+        "bronze.users": 9,
+        "bronze.viewing_sessions": 7,
+        "silver_build.snap_users": 3,
+    }
+    history = _history(("WRITE", 1, MB, 48), ("MERGE", 1, MB, 40), ("MERGE", 1, MB, 30))
+    assert not plan(history, NOW, SETTINGS, complete=True, published_version=1, read_by_view=True).vacuum
+    assert plan(history, NOW, SETTINGS, complete=True, published_version=2, read_by_view=True).vacuum
 
 
 def test_a_history_is_read_as_the_thrift_server_renders_it() -> None:

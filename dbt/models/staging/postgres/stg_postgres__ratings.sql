@@ -1,23 +1,10 @@
 -- A rating outside 1..5 (defect rating_out_of_range) is flagged in dq_issue, not dropped.
--- Incremental: MERGE on (user_id, content_id) of the rows bronze wrote since the last run.
-
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='merge',
-        unique_key=['user_id', 'content_id'],
-        on_schema_change='append_new_columns',
-    )
-}}
 
 with
 
 source as (
 
     select * from {{ validated_version(source('postgres', 'ratings')) }}
-    {% if is_incremental() %}
-        where _ingested_at > {{ incremental_high_water_mark('_ingested_at') }}
-    {% endif %}
 
 ),
 

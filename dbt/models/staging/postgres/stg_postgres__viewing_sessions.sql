@@ -1,26 +1,14 @@
--- Incremental: each run MERGEs (on session_id) only the rows bronze wrote since the last run
--- (_ingested_at above the high-water mark), so the cost follows new data, not history. Rows are
+-- A view (as every staging model): an incremental reader such as fct_viewing_sessions filters
+-- it on _ingested_at, which reaches bronze's scan, so only the new files are read. Rows are
 -- flagged here, not dropped: dq_issue names the first rule a row breaks (null when the row is
 -- clean). Foreign keys are checked in int_viewing_sessions_validated (staging does not join);
 -- the facts keep only rows without an issue.
-
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='merge',
-        unique_key='session_id',
-        on_schema_change='append_new_columns',
-    )
-}}
 
 with
 
 source as (
 
     select * from {{ validated_version(source('postgres', 'viewing_sessions')) }}
-    {% if is_incremental() %}
-        where _ingested_at > {{ incremental_high_water_mark('_ingested_at') }}
-    {% endif %}
 
 ),
 
