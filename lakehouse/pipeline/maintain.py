@@ -160,11 +160,16 @@ def plan(
     return Plan(optimize=small >= settings.optimize_min_small_files, vacuum=vacuum, small_files=small)
 
 
+def published_schema(schema: str) -> str | None:
+    """gold_build -> gold; None for a schema that is not a build schema."""
+    return schema.removesuffix(BUILD_SCHEMA_SUFFIX) if schema.endswith(BUILD_SCHEMA_SUFFIX) else None
+
+
 def published_view(table: str) -> str | None:
     """gold_build.x -> gold.x; None for a table of no build schema."""
     schema, name = table.split(".", 1)
-    suffix = BUILD_SCHEMA_SUFFIX
-    return f"{schema.removesuffix(suffix)}.{name}" if schema.endswith(suffix) else None
+    published = published_schema(schema)
+    return f"{published}.{name}" if published else None
 
 
 def pinned_versions(view_texts: Sequence[str]) -> dict[str, int]:
@@ -176,12 +181,6 @@ def pinned_versions(view_texts: Sequence[str]) -> dict[str, int]:
             name = f"{schema}.{table}".lower()
             pinned[name] = min(int(version), pinned.get(name, int(version)))
     return pinned
-
-
-def _published_schemas(settings: PipelineConfig) -> list[str]:
-    """silver and gold: the schemas whose views pin versions of the maintained tables."""
-    build = [s for s in settings.maintain_schemas if s.endswith(BUILD_SCHEMA_SUFFIX)]
-    return [s.removesuffix(BUILD_SCHEMA_SUFFIX) for s in build]
 
 
 def versions_read_by_views(sql: Callable[[str], QueryResult], schemas: Sequence[str]) -> dict[str, int]:
@@ -283,7 +282,8 @@ def step_maintain(ctx: Context, result: StepResult) -> None:
     with session(ctx.config, etl=True) as sql:
         now = server_now(sql)
         with phases.timed("published views"):
-            pinned = versions_read_by_views(sql, _published_schemas(settings))
+            published = [p for p in map(published_schema, settings.maintain_schemas) if p]
+            pinned = versions_read_by_views(sql, published)
         for schema in settings.maintain_schemas:
             for table in _delta_tables(sql, schema):
                 name = f"{schema}.{table}"
