@@ -170,7 +170,6 @@ def test_fact_is_an_incremental_merge_partitioned_by_date(manifest: dict[str, An
     assert config["partition_by"] == ["session_date"]
     # It deletes what is no longer valid and may move a session across partitions (macros/incremental.sql).
     assert config["merge_delete_column"] == "_is_deleted"
-    assert config["partition_prune_column"] == "session_date"
 
 
 def test_marts_say_which_question_they_answer(manifest: dict[str, Any]) -> None:

@@ -7,10 +7,9 @@
 -- (_user_ingested_at, _content_ingested_at): a late-arriving user turns an orphan into a valid
 -- session, a new user version can change the version a session links to. The MERGE on
 -- session_id updates or inserts the valid ones and deletes the ones no longer valid
--- (merge_delete_column), and rewrites only the session_date partitions those sessions fall into
--- or sit in now (partition_prune_column: a corrected started_at moves a session to another day;
--- macros/incremental.sql). Its change data feed tells the marts built from it which days
--- changed (macros/changed_partitions.sql).
+-- (merge_delete_column, macros/incremental.sql); Delta rewrites only the files that hold one of
+-- them. Its change data feed tells the marts built from it which days changed (a corrected
+-- started_at moves a session to another day; macros/changed_partitions.sql).
 
 {{
     config(
@@ -18,7 +17,6 @@
         incremental_strategy='merge',
         unique_key='session_id',
         partition_by=['session_date'],
-        partition_prune_column='session_date',
         merge_delete_column='_is_deleted',
         on_schema_change='ignore',
         tblproperties={'delta.enableChangeDataFeed': 'true'},
