@@ -26,10 +26,13 @@
 {%- endmacro %}
 
 
-{#- The table properties of a relation, as a dict (one SHOW TBLPROPERTIES). -#}
+{#- The table properties of a relation, as a dict (one SHOW TBLPROPERTIES; none at parse time). -#}
 {% macro table_properties(relation) %}
-    {%- set rows = run_query("show tblproperties " ~ relation) -%}
     {%- set properties = {} -%}
+    {%- if not execute -%}
+        {{ return(properties) }}
+    {%- endif -%}
+    {%- set rows = run_query("show tblproperties " ~ relation) -%}
     {%- for row in rows -%}
         {%- do properties.update({row[0]: row[1]}) -%}
     {%- endfor -%}
@@ -63,10 +66,15 @@
 {% endmacro %}
 
 
-{#- Operations after which the change feed still holds every change of the range. -#}
+{#- Operations after which the change feed still holds every change of the range: a SET
+    TBLPROPERTIES only of the project's own properties (record_high_water_marks), not of a
+    delta.* setting, changes no row. -#}
 {% macro _feed_complete_after(operation, parameters) %}
     {%- if operation in ['MERGE', 'OPTIMIZE', 'CHANGE COLUMNS', 'CHANGE COLUMN'] -%}
         {{ return(true) }}
+    {%- endif -%}
+    {%- if operation == 'SET TBLPROPERTIES' -%}
+        {{ return('lakehouse.' in (parameters | string) and 'delta.' not in (parameters | string)) }}
     {%- endif -%}
     {{ return(operation == 'WRITE' and '"mode":"Append"' in (parameters | string | replace(' ', ''))) }}
 {% endmacro %}

@@ -1,11 +1,12 @@
 {#-
-    The high-water mark of a column in this incremental model's current table, as a SQL
-    literal, for `where <column> > {{ incremental_high_water_mark('<column>') }}`. Evaluated
-    once when the model runs, so the filter is a constant that Delta can use to skip files.
+    The high-water mark of a column in a table, as a SQL literal, for
+    `where <column> > {{ high_water_mark(relation, '<column>') }}`: the newest value it holds,
+    or `default` when it holds none. Evaluated once when the node runs, so the filter is a
+    constant that Delta can use to skip files.
 -#}
-{% macro incremental_high_water_mark(column, default="timestamp'1900-01-01 00:00:00'") -%}
-    {%- if execute and is_incremental() -%}
-        {%- set result = run_query("select cast(max(" ~ column ~ ") as string) from " ~ this) -%}
+{% macro high_water_mark(relation, column, default="timestamp'1900-01-01 00:00:00'") -%}
+    {%- if execute -%}
+        {%- set result = run_query("select cast(max(" ~ column ~ ") as string) from " ~ relation) -%}
         {%- set value = result.columns[0].values()[0] if result and result.rows | length > 0 else none -%}
         {%- if value is none -%}
             {{ default }}
@@ -15,6 +16,79 @@
     {%- else -%}
         {{ default }}
     {%- endif -%}
+{%- endmacro %}
+
+
+{#- The same for this incremental model's current table (`default` on a full build). -#}
+{% macro incremental_high_water_mark(column, default="timestamp'1900-01-01 00:00:00'") -%}
+    {%- if is_incremental() -%}
+        {{ high_water_mark(this, column, default) }}
+    {%- else -%}
+        {{ default }}
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#-
+    High-water marks of an incremental model's upstreams, kept as table properties of the
+    model (`lakehouse.high_water.<upstream>`): the newest `_ingested_at` of each upstream that
+    the model's last run read. A property, not a column: a column holding an upstream's
+    ingestion time would change on every row of the upstream's key at each re-ingestion (and
+    with it the rows a MERGE must rewrite).
+-#}
+{% macro high_water_property(upstream) -%}
+    lakehouse.high_water.{{ upstream.identifier }}
+{%- endmacro %}
+
+
+{#- The recorded mark of `upstream` among `properties` (table_properties(this)), as a SQL
+    literal; `default` (every row) when none is recorded. -#}
+{% macro recorded_high_water(properties, upstream, default="timestamp'1900-01-01 00:00:00'") -%}
+    {%- set value = properties.get(high_water_property(upstream)) -%}
+    {%- if value is none -%}
+        {{ default }}
+    {%- else -%}
+        timestamp'{{ value }}'
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#- post_hook: record the newest `_ingested_at` of each upstream as this run read it (the
+    views are pinned to the gate's bronze versions for the whole build), in one SET
+    TBLPROPERTIES, none when nothing moved. A run that fails before it leaves the older marks:
+    the next run reads more, never less. -#}
+{% macro record_high_water_marks(upstreams) %}
+    {%- if execute -%}
+        {%- set newest = [] -%}
+        {%- for upstream in upstreams -%}
+            {%- do newest.append("(select cast(max(_ingested_at) as string) from " ~ upstream ~ ")") -%}
+        {%- endfor -%}
+        {%- set values = run_query("select " ~ newest | join(", ")).rows[0] -%}
+        {%- set stored = table_properties(this) -%}
+        {%- set moved = [] -%}
+        {%- for upstream in upstreams -%}
+            {%- set value = values[loop.index0] -%}
+            {%- if value is not none and stored.get(high_water_property(upstream)) != value | string -%}
+                {%- do moved.append("'" ~ high_water_property(upstream) ~ "' = '" ~ value ~ "'") -%}
+            {%- endif -%}
+        {%- endfor -%}
+        {%- if moved -%}
+            alter table {{ this }} set tblproperties ({{ moved | join(', ') }})
+        {%- endif -%}
+    {%- endif -%}
+{% endmacro %}
+
+
+{#-
+    `(left.a <=> right.a and left.b <=> right.b ...)` over `columns`: true when two rows agree
+    on every one of them, nulls included (`true` for no column).
+-#}
+{% macro columns_equal(left, right, columns) -%}
+    ({%- for column in columns -%}
+        {{ left }}.{{ column }} <=> {{ right }}.{{ column }}{% if not loop.last %} and {% endif %}
+    {%- else -%}
+        true
+    {%- endfor -%})
 {%- endmacro %}
 
 

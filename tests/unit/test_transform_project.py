@@ -162,6 +162,15 @@ def test_dbt_builds_in_the_build_schemas_of_silver_and_gold_and_tables_are_delta
     assert snapshot["config"]["file_format"] == "delta"
 
 
+def test_the_snapshot_compares_only_the_users_ingested_since_its_last_run(manifest: dict[str, Any]) -> None:
+    """Left out of its input, a user must be left alone (hard_deletes: ignore), not closed."""
+    snapshot = manifest["nodes"]["snapshot.lakehouse.snap_users"]
+    assert snapshot["config"]["strategy"] == "check"
+    assert snapshot["config"]["hard_deletes"] == "ignore"
+    assert snapshot["depends_on"]["nodes"] == ["model.lakehouse.stg_postgres__users"]
+    assert "where _ingested_at > {{ high_water_mark(this, '_ingested_at') }}" in snapshot["raw_code"]
+
+
 def test_fact_is_an_incremental_merge_partitioned_by_date(manifest: dict[str, Any]) -> None:
     config = manifest["nodes"]["model.lakehouse.fct_viewing_sessions"]["config"]
     assert config["materialized"] == "incremental"

@@ -1,15 +1,18 @@
 -- Sessions with a dq_issue (see int_viewing_sessions_validated: bad durations, orphans) are not
 -- here. Linked to the dim_users version valid when the session started (started_at in
 -- [valid_from, valid_to)), to the title, and to the device profile. Incremental, and equal to a
--- full rebuild after every run: a run takes the sessions that may have changed since the last
--- one: those bronze has a newer version of (_ingested_at after the newest here), and every
--- session of a user or title ingested after the newest one the fact has seen
--- (_user_ingested_at, _content_ingested_at): a late-arriving user turns an orphan into a valid
--- session, a new user version can change the version a session links to. The MERGE on
--- session_id updates or inserts the valid ones and deletes the ones no longer valid
--- (merge_delete_column, macros/incremental.sql); Delta rewrites only the files that hold one of
--- them. Its change data feed tells the marts built from it which days changed (a corrected
--- started_at moves a session to another day; macros/changed_partitions.sql).
+-- full rebuild after every run. A run looks at the sessions that may have changed since the
+-- last one: those ingested after the newest _ingested_at here, and every session of a user or
+-- title ingested after the newest one the last run read (table properties that a post-hook
+-- records, macros/incremental.sql): a late-arriving user turns an orphan into a valid
+-- session, a new user version can change the version a session links to. Of those it gives
+-- the MERGE only the ones that change the fact (the `changes` CTE): new or changed rows, and
+-- deletes of stored sessions that are no longer valid (merge_delete_column). Its change data
+-- feed tells the marts built from it which days changed (a corrected started_at moves a
+-- session to another day; macros/changed_partitions.sql).
+
+-- depends_on: {{ ref('stg_postgres__users') }}
+-- depends_on: {{ ref('stg_mongodb__content') }}
 
 {{
     config(
@@ -21,19 +24,22 @@
         on_schema_change='ignore',
         tblproperties={'delta.enableChangeDataFeed': 'true'},
         pre_hook="{{ ensure_change_data_feed() }}",
+        post_hook="{{ record_high_water_marks([ref('stg_postgres__users'), ref('stg_mongodb__content')]) }}",
     )
 }}
 
 {% if is_incremental() %}
     {%- set stored = adapter.get_columns_in_relation(this) | map(attribute='name') | list -%}
-    {%- if '_user_ingested_at' not in stored -%}
+    {%- if '_user_ingested_at' in stored -%}
         {{ exceptions.raise_compiler_error(
-            this ~ " was built before it recorded _user_ingested_at: rebuild it once with "
+            this ~ " was built with the columns _user_ingested_at and _content_ingested_at, which this "
+            ~ "version no longer has: rebuild it once with "
             ~ "`lakehouse transform --full-refresh --select fct_viewing_sessions+`") }}
     {%- endif -%}
     {%- set high_water = incremental_high_water_mark('_ingested_at') %}
-    {%- set users_high_water = incremental_high_water_mark('_user_ingested_at') %}
-    {%- set content_high_water = incremental_high_water_mark('_content_ingested_at') %}
+    {%- set recorded = table_properties(this) %}
+    {%- set users_high_water = recorded_high_water(recorded, ref('stg_postgres__users')) %}
+    {%- set content_high_water = recorded_high_water(recorded, ref('stg_mongodb__content')) %}
 {% endif %}
 
 with
@@ -84,25 +90,6 @@ devices as (
 
 ),
 
--- When each user and title was last ingested: the next run's high-water marks for them.
-user_rows as (
-
-    select
-        user_id,
-        _ingested_at
-    from {{ ref('stg_postgres__users') }}
-
-),
-
-content_rows as (
-
-    select
-        content_id,
-        _ingested_at
-    from {{ ref('stg_mongodb__content') }}
-
-),
-
 joined as (
 
     select
@@ -130,8 +117,6 @@ joined as (
         sessions.app_version,
         sessions.updated_at,
         sessions._ingested_at,
-        user_rows._ingested_at as _user_ingested_at,
-        content_rows._ingested_at as _content_ingested_at,
         not sessions.is_valid as _is_deleted
 
     from sessions
@@ -147,10 +132,6 @@ joined as (
     left join devices
         on sessions.device_type = devices.device_type
         and sessions.os_name = devices.os_name
-    left join user_rows
-        on sessions.user_id = user_rows.user_id
-    left join content_rows
-        on sessions.content_id = content_rows.content_id
 
 ),
 
@@ -183,16 +164,34 @@ final as (
         buffering_events,
         app_version,
         updated_at,
-        _ingested_at,
-        _user_ingested_at,
-        _content_ingested_at
+        _ingested_at
         {%- if is_incremental() %},
         _is_deleted
         {%- endif %}
 
     from joined
 
+),
+-- noqa: enable=LT02
+
+-- On an incremental run, what changes the fact: a valid session that is new or differs from
+-- the stored one in any column, or a stored session that is no longer valid. The others
+-- (sessions of a re-ingested user or title that link as before) are left out: the MERGE
+-- rewrites no file for them.
+changes as (
+
+    select final.*
+    from final
+    {%- if is_incremental() %}
+    left join {{ this }} as kept
+        on final.session_id = kept.session_id
+    where
+        case
+            when final._is_deleted then kept.session_id is not null
+            else not {{ columns_equal('final', 'kept', stored) }}
+        end
+    {%- endif %}
+
 )
 
--- noqa: enable=LT02
-select * from final
+select * from changes
