@@ -33,8 +33,8 @@
     {%- if '_user_ingested_at' in stored -%}
         {{ exceptions.raise_compiler_error(
             this ~ " was built with the columns _user_ingested_at and _content_ingested_at, which this "
-            ~ "version no longer has: rebuild it once with "
-            ~ "`lakehouse transform --full-refresh --select fct_viewing_sessions+`") }}
+            ~ "version no longer has: rebuild it once with `lakehouse transform --full-refresh` "
+            ~ "(a --select publishes only the models it selects)") }}
     {%- endif -%}
     {%- set high_water = incremental_high_water_mark('_ingested_at') %}
     {%- set recorded = table_properties(this) %}
