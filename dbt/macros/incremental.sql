@@ -105,7 +105,7 @@
     The target is not restricted to the partitions the batch touches: Delta rewrites only the
     files holding a matched row anyway, and finding the partitions first cost a query that
     evaluated the batch twice and joined it with the whole target, the scan it meant to save
-    (measured: the README's "Fixed cost").
+    (measured: the README's "Benchmarks", the fact's day MERGE).
 
     Without that config this is the adapter's MERGE, unchanged.
 -#}
