@@ -80,6 +80,31 @@
 {% endmacro %}
 
 
+{#- The newest version of `upstream` when its change data feed holds every change after
+    version `since` (see the top of this file), else none, with the reason in the log (as seen
+    from `reader`). -#}
+{% macro _feed_covers(upstream, since, reader) %}
+    {%- set history = run_query("describe history " ~ upstream) -%}
+    {%- set current = history.columns['version'].values() | max -%}
+    {%- if current == since -%}
+        {{ return(current) }}
+    {%- endif -%}
+    {%- for row in history if row['version'] > since -%}
+        {%- if not _feed_complete_after(row['operation'], row['operationParameters']) -%}
+            {{ log(reader ~ ": " ~ upstream ~ " version " ~ row['version'] ~ " is a " ~ row['operation']
+                   ~ ": every partition read", info=true) }}
+            {{ return(none) }}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- if current < since or history.columns['version'].values() | min > since + 1 -%}
+        {{ log(reader ~ ": " ~ upstream ~ " no longer has the versions since " ~ since
+               ~ " in its log: every partition read", info=true) }}
+        {{ return(none) }}
+    {%- endif -%}
+    {{ return(current) }}
+{% endmacro %}
+
+
 {% macro changed_partitions(upstream, key, partition_column, columns) %}
     {%- if not execute -%}
         {{ return(none) }}
@@ -94,22 +119,12 @@
         {{ log(this ~ ": " ~ upstream ~ " has no change data feed: every partition recomputed", info=true) }}
         {{ return(none) }}
     {%- endif -%}
-    {%- set history = run_query("describe history " ~ upstream) -%}
-    {%- set current = history.columns['version'].values() | max -%}
+    {%- set current = _feed_covers(upstream, recorded, this) -%}
+    {%- if current is none -%}
+        {{ return(none) }}
+    {%- endif -%}
     {%- if current == recorded -%}
         {{ return([]) }}
-    {%- endif -%}
-    {%- for row in history if row['version'] > recorded -%}
-        {%- if not _feed_complete_after(row['operation'], row['operationParameters']) -%}
-            {{ log(this ~ ": " ~ upstream ~ " version " ~ row['version'] ~ " is a " ~ row['operation']
-                   ~ ": every partition recomputed", info=true) }}
-            {{ return(none) }}
-        {%- endif -%}
-    {%- endfor -%}
-    {%- if current < recorded or history.columns['version'].values() | min > recorded + 1 -%}
-        {{ log(this ~ ": " ~ upstream ~ " no longer has the versions since " ~ recorded
-               ~ " in its log: every partition recomputed", info=true) }}
-        {{ return(none) }}
     {%- endif -%}
     {%- set differs = [] -%}
     {%- for column in columns -%}

@@ -239,6 +239,13 @@ class PublishedBuild:
     run_id: str
     bronze_versions: dict[str, int]
     project: str
+    # The projects of this build and of every --select build published after it.
+    projects_since: frozenset[str] = frozenset()
+
+    def published_everything_with(self, project: str) -> bool:
+        """Every published object was built and tested by ``project``: the last full build and
+        each selection published since ran it."""
+        return self.projects_since == {project}
 
 
 def project_fingerprint(project_dir: Path | None = None) -> str:
@@ -261,8 +268,9 @@ def last_full_build(config: Config) -> PublishedBuild | None:
         [result] = run_queries(
             config,
             [
-                f"select run_id, bronze_versions, project from {BUILDS_TABLE} "
-                "where selection is null order by published_at desc limit 1"
+                f"select run_id, bronze_versions, project, selection from {BUILDS_TABLE} "
+                f"where published_at >= (select max(published_at) from {BUILDS_TABLE} where selection is null) "
+                "order by published_at desc"
             ],
             etl=True,
         )
@@ -270,10 +278,16 @@ def last_full_build(config: Config) -> PublishedBuild | None:
         if "TABLE_OR_VIEW_NOT_FOUND" in str(exc) or "SCHEMA_NOT_FOUND" in str(exc):
             return None
         raise
-    if not result.rows:
+    full = [row for row in result.rows if row[3] is None]
+    if not full:
         return None
-    run_id, versions, project = result.rows[0]
-    return PublishedBuild(str(run_id), {k: int(v) for k, v in json.loads(versions).items()}, str(project))
+    run_id, versions, project, _selection = full[0]
+    return PublishedBuild(
+        str(run_id),
+        {k: int(v) for k, v in json.loads(versions).items()},
+        str(project),
+        frozenset(str(row[2]) for row in result.rows),
+    )
 
 
 def record_build(

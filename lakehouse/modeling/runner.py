@@ -67,6 +67,8 @@ TRANSIENT_ERRORS = (
 
 EXIT_REFUSED = 3  # bronze holds rows no passed quality gate covers: dbt did not run
 BRONZE_VERSIONS_VAR = "bronze_versions"
+# Read by dbt/macros/partition_tests.sql (absent: false).
+PUBLISHED_WITH_THIS_PROJECT_VAR = "published_with_this_project"
 
 
 class TransformError(LakehouseError):
@@ -78,8 +80,9 @@ class GateNotPassed(TransformError):
 
 
 # The tests made by dbt/tests/generic/column_checks.sql are named <model><suffix> (one per model
-# and severity; tests/unit/test_transform_project.py holds the yml to it).
-COLUMN_CHECKS_SUFFIXES = ("_column_checks", "_column_warnings")
+# and severity, and one for the checks scoped to new partitions, dbt/macros/partition_tests.sql;
+# tests/unit/test_transform_project.py holds the yml to it).
+COLUMN_CHECKS_SUFFIXES = ("_column_checks", "_column_warnings", "_partition_checks")
 
 
 @dataclass(frozen=True)
@@ -182,11 +185,14 @@ def build_command(
     run_id: str | None = None,
     colors: bool = False,
     bronze_versions: dict[str, int] | None = None,
+    published_with_this_project: bool = False,
 ) -> list[str]:
     """The `dbt build` command line (snapshots are part of the build, in dependency order).
 
     ``bronze_versions`` (table -> Delta version) becomes the var the staging models read bronze
-    at (``dbt/macros/validated_version.sql``).
+    at (``dbt/macros/validated_version.sql``). ``published_with_this_project``: every published
+    object was built and tested by this dbt project, so the tests scoped to new partitions may
+    skip the partitions of the published versions (``dbt/macros/partition_tests.sql``).
     """
     command = [dbt_executable(), "--no-use-colors" if not colors else "--use-colors", "build"]
     command += ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
@@ -202,6 +208,8 @@ def build_command(
         variables["run_id"] = run_id
     if bronze_versions:
         variables[BRONZE_VERSIONS_VAR] = bronze_versions
+    if published_with_this_project:
+        variables[PUBLISHED_WITH_THIS_PROJECT_VAR] = True
     if variables:
         command += ["--vars", json.dumps(variables, sort_keys=True)]
     return command
@@ -465,10 +473,11 @@ SKIPPED_KEY = "skipped"  # in the profile of a skipped transform: why
 SKIPPED = "skipped: no bronze table changed since the last published build (same versions, same dbt project)"
 
 
-def _plan(config: Config, versions: dict[str, int], project: str, select: str | None) -> str | None:
+def _plan(
+    config: Config, last: publish.PublishedBuild | None, versions: dict[str, int], project: str, select: str | None
+) -> str | None:
     """SKIP when the last published full build read the same bronze rows with this project; a
     reason for a full refresh when bronze lost rows since then; else None (incremental)."""
-    last = publish.last_full_build(config)
     if last is None:
         return None
     changes = publish.bronze_changes(config, last.bronze_versions, versions)
@@ -547,10 +556,12 @@ def run_transform(
         print(f"transform: error: cannot check the quality gate's verdicts: {exc}", file=err)
         return EXIT_FAILURE
     project = publish.project_fingerprint()
+    last: publish.PublishedBuild | None = None
     if versions is not None and not full_refresh:
         try:
             with phases.timed("plan"):
-                plan = _plan(config, versions, project, select)
+                last = publish.last_full_build(config)
+                plan = _plan(config, last, versions, project, select)
         except QueryError as exc:
             print(f"transform: error: cannot read what the last published build read: {exc}", file=err)
             return EXIT_FAILURE
@@ -562,9 +573,16 @@ def run_transform(
         if plan and plan != SKIP:
             print(f"transform: {plan}: rebuilding the incremental models from scratch (--full-refresh)", file=out)
             full_refresh = True
+    # dbt/macros/partition_tests.sql: the published tables passed this project's tests.
+    tested_before = not full_refresh and last is not None and last.published_everything_with(project)
     try:
         command = build_command(
-            select=select, full_refresh=full_refresh, run_id=run_id, colors=out.isatty(), bronze_versions=versions
+            select=select,
+            full_refresh=full_refresh,
+            run_id=run_id,
+            colors=out.isatty(),
+            bronze_versions=versions,
+            published_with_this_project=tested_before,
         )
         with phases.timed("dbt"):
             code, results = _run_dbt(config, command, out)

@@ -383,7 +383,7 @@ def test_build_is_green(built: Build) -> None:
     assert "Completed successfully" in built.log, _tail(built.log)
     done = next(line for line in built.log.splitlines() if "Done. PASS=" in line)
     counts = {key: int(value) for key, value in (item.split("=") for item in done.split("Done. ")[1].split())}
-    # 22 models, the snapshot and 29 tests (a model's column checks are one test).
+    # 22 models, the snapshot and 30 tests (a model's column checks are one test, the fact's two).
     assert counts["TOTAL"] > 40 and counts["PASS"] + counts["WARN"] == counts["TOTAL"], done
 
 
@@ -784,6 +784,41 @@ def test_daily_kpis_recompute_only_the_days_the_fact_changed(simulated: Simulate
     assert recorded <= _build_version(stack, "gold_build.fct_viewing_sessions")
 
 
+FACT_CHECKS = ("compiled", "lakehouse", "models", "marts", "core", "_core__models.yml")
+
+
+def _days_in(sql: str) -> set[str] | None:
+    """The days of a compiled `where session_date in (date'...', ...)`; None without one."""
+    found = re.search(r"where session_date in \(([^)]*)\)", sql)
+    return set(re.findall(r"date'(\d{4}-\d{2}-\d{2})'", found.group(1))) if found else None
+
+
+def test_the_facts_row_checks_read_only_the_days_its_merge_wrote(simulated: Simulated, stack: Stack) -> None:
+    """On the day's run the fact's row-level checks (not_null, accepted_values, accepted_range:
+    fct_viewing_sessions_partition_checks, dbt/macros/partition_tests.sql) read exactly the
+    session_date partitions the day's MERGE inserted or updated rows in (every other row is in
+    the published version, which passed them); its unique and relationships checks read every
+    row."""
+    assert simulated.code == EXIT_OK, _tail(simulated.log)
+    compiled = dbt_target_dir(stack.config).joinpath(*FACT_CHECKS)
+    checked = _days_in((compiled / "fct_viewing_sessions_partition_checks.sql").read_text())
+    assert checked is not None, "the day's row checks read every partition"
+    merge = _frame(stack, "describe history gold_build.fct_viewing_sessions")
+    version = int(merge[merge["operation"] == "MERGE"]["version"].max())
+    written = {
+        str(row[0])
+        for row in stack.query(
+            "select distinct cast(session_date as string) from "
+            f"table_changes('gold_build.fct_viewing_sessions', {version}, {version}) "
+            "where _change_type in ('insert', 'update_postimage')"
+        )
+    }
+    assert checked == written
+    all_days = _value(stack, "select count(distinct session_date) from gold.fct_viewing_sessions")
+    assert 0 < len(checked) < all_days / 4, (len(checked), all_days)
+    assert "dbt_subquery" not in (compiled / "fct_viewing_sessions_column_checks.sql").read_text()  # every row
+
+
 # --------------------------------------------------------------------------- phase 3: failed build, rebuild, no-op
 
 
@@ -792,6 +827,38 @@ PODCAST_ID = "e2e-podcast"
 
 def _build_version(stack: Stack, relation: str) -> int:
     return max(row[0] for row in stack.query(f"describe history {relation}"))
+
+
+def test_a_bad_fact_row_written_since_the_published_version_fails_every_build_until_it_is_gone(
+    simulated: Simulated, stack: Stack
+) -> None:
+    """The scoped row checks see every row written since the published version, whatever wrote
+    it: a session without a user appended to the build table fails the next build (the runner
+    names model, column and check), which publishes nothing; so the build after it reads that
+    day again and fails again, until the row is gone."""
+    assert simulated.code == EXIT_OK, _tail(simulated.log)
+    published = stack.published()
+    fact = "gold_build.fct_viewing_sessions"
+    columns = [row[0] for row in stack.query(f"describe {fact}") if row[0] and not row[0].startswith("#")]
+    columns = list(dict.fromkeys(columns))  # the partition column is listed twice
+    bad = {"session_id": "session_id + 100000000 as session_id", "user_id": "cast(null as bigint) as user_id"}
+    select = ", ".join(bad.get(column, column) for column in columns)
+    stack.query(f"insert into {fact} select {select} from {fact} order by session_id desc limit 1")
+    day = _value(stack, f"select cast(session_date as string) from {fact} where user_id is null")
+    try:
+        for attempt in ("first", "second"):
+            code, log, _seconds = _transform(
+                simulated.config, select="fct_viewing_sessions", run_id=f"e2e-dbt-bad-fact-row-{attempt}"
+            )
+            assert code != EXIT_OK, _tail(log)
+            assert "fct_viewing_sessions.user_id: not_null, 1 row" in log, _tail(log)
+            assert "transform: nothing published" in log
+            compiled = dbt_target_dir(stack.config).joinpath(*FACT_CHECKS)
+            checked = _days_in((compiled / "fct_viewing_sessions_partition_checks.sql").read_text())
+            assert checked is not None and day in checked, (attempt, checked)
+            assert stack.published() == published
+    finally:
+        stack.query(f"delete from {fact} where user_id is null")
 
 
 def test_a_build_that_fails_a_test_publishes_nothing(simulated: Simulated, stack: Stack) -> None:

@@ -124,13 +124,43 @@ def test_column_checks_are_one_test_per_model_and_severity(manifest: dict[str, A
         single = {t["test_metadata"]["name"] for t in tests if t.get("test_metadata")} & set(COLUMN_CHECKS)
         assert not single, f"{model['name']}: {sorted(single)} as tests of their own, not in column_checks"
         combined = [t for t in tests if (t.get("test_metadata") or {}).get("name") == "column_checks"]
-        severities = [t["config"]["severity"].lower() for t in combined]
-        assert len(severities) == len(set(severities)), f"{model['name']}: two column_checks of one severity"
+        kinds = [(t["config"]["severity"].lower(), bool(t["config"].get("where"))) for t in combined]
+        assert len(kinds) == len(set(kinds)), f"{model['name']}: two column_checks of one severity and scope"
         for test in combined:
-            suffix = COLUMN_CHECKS_SUFFIXES[test["config"]["severity"].lower() == "warn"]
+            warns = test["config"]["severity"].lower() == "warn"
+            suffix = COLUMN_CHECKS_SUFFIXES[2] if test["config"].get("where") else COLUMN_CHECKS_SUFFIXES[warns]
             assert test["name"] == model["name"] + suffix, f"{test['name']}: the runner names failures by it"
         named = {c for check in COLUMN_CHECKS for c in _checked_columns(manifest, model["unique_id"], check)}
         assert named <= set(model["columns"]), f"{model['name']}: no column {sorted(named - set(model['columns']))}"
+
+
+# dbt/macros/partition_tests.sql: the checks a test may make on the new partitions only (a row
+# passes or fails them on its own values), and the models whose tests may be scoped so.
+PARTITION_LOCAL_CHECKS = {"not_null", "accepted_values", "accepted_range"}
+PARTITION_SCOPED = {"fct_viewing_sessions": "session_date"}
+
+
+def test_only_row_level_checks_of_incremental_tables_are_scoped_to_new_partitions(manifest: dict[str, Any]) -> None:
+    """A `where` on a test is `new_partitions(<the model's partition column>)`, on an incremental
+    model partitioned by it, and the test makes only partition-local checks: never unique or
+    relationships, never a singular test. The fact's row-level checks are scoped (its unique and
+    relationships stay whole, in a test of their own)."""
+    scoped = {}
+    for test in (n for n in manifest["nodes"].values() if n["resource_type"] == "test"):
+        where = test["config"].get("where")
+        if not where:
+            continue
+        metadata = test.get("test_metadata") or {}
+        assert metadata.get("name") == "column_checks", f"{test['name']}: only column_checks may be scoped"
+        checks = {check for check in COLUMN_CHECKS if metadata["kwargs"].get(check)}
+        assert checks <= PARTITION_LOCAL_CHECKS, f"{test['name']}: {sorted(checks - PARTITION_LOCAL_CHECKS)} scoped"
+        model = manifest["nodes"][test["attached_node"]]
+        assert model["config"]["materialized"] == "incremental", test["name"]
+        assert where == f"new_partitions({model['config']['partition_by'][0]})", test["name"]
+        scoped[model["name"]] = where.removeprefix("new_partitions(").removesuffix(")")
+    assert scoped == PARTITION_SCOPED
+    fact = manifest["nodes"]["model.lakehouse.fct_viewing_sessions"]["unique_id"]
+    assert {"unique", "relationships", "not_null"} <= _checks(manifest, fact)
 
 
 def test_facts_test_every_foreign_key(manifest: dict[str, Any]) -> None:

@@ -3,7 +3,8 @@
     accepted_values, accepted_range and relationships, each with dbt's own semantics (a null
     passes accepted_values, accepted_range and relationships; unique ignores nulls;
     unique_combination counts a null like a value, as GROUP BY does), computed in one pass over
-    the model (plus one anti-join per foreign key) instead of one query per check.
+    the model instead of one query per check: each foreign key is a left join with the distinct
+    keys of the model it references (one row per model row still), counted where it found none.
 
     Returns one row per check that found failing rows: column_name, check_name and
     failing_rows (for unique and unique_combination, the rows beyond the first of each
@@ -74,31 +75,40 @@
 
 with
 
-{%- if checks %}
+model_rows as (
+
+    select * from {{ model }}
+
+),
+
+{%- for _column, reference in relationships.items() %}
+
+referenced_{{ loop.index }} as (
+
+    select distinct {{ reference.field }} as _referenced_key
+    from {{ reference.to }}
+
+),
+{%- endfor %}
 
 totals as (
 
     select
         {%- for _column, _check, expression in checks %}
-        {{ expression }} as check_{{ loop.index }}{{ ',' if not loop.last }}
+        {{ expression }} as check_{{ loop.index }}{{ ',' if not loop.last or relationships }}
         {%- endfor %}
-    from {{ model }}
+        {%- for column, _reference in relationships.items() %}
+        count_if(
+            model_rows.{{ column }} is not null and referenced_{{ loop.index }}._referenced_key is null
+        ) as foreign_key_{{ loop.index }}{{ ',' if not loop.last }}
+        {%- endfor %}
+    from model_rows
+    {%- for column, _reference in relationships.items() %}
+    left join referenced_{{ loop.index }}
+        on model_rows.{{ column }} = referenced_{{ loop.index }}._referenced_key
+    {%- endfor %}
 
 ),
-{%- endif %}
-
-{%- for column, reference in relationships.items() %}
-
-foreign_key_{{ loop.index }} as (
-
-    select count(*) as foreign_key_{{ loop.index }}
-    from {{ model }} as child
-    left anti join {{ reference.to }} as parent
-        on child.{{ column }} = parent.{{ reference.field }}
-    where child.{{ column }} is not null
-
-),
-{%- endfor %}
 
 results as (
 
@@ -109,12 +119,7 @@ results as (
             '{{ column }}', '{{ check }}', {{ value }}{{ ',' if not loop.last }}
             {%- endfor %}
         ) as (column_name, check_name, failing_rows)
-    from
-        {%- if checks %} totals{% endif %}
-        {%- for _column, _reference in relationships.items() %}
-        {%- if checks or not loop.first %}
-        cross join{% endif %} foreign_key_{{ loop.index }}
-        {%- endfor %}
+    from totals
 
 )
 
