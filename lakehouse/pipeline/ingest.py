@@ -118,7 +118,8 @@ def extract_and_validate(
             return result
         progress(f"the gate runs: {decision.reason}")
     try:
-        gate = run_gate(spark, config, run_id=run_id, progress=progress)
+        fresh = [str(r.source_table) for r in records if (r.rows_inserted or 0) + (r.rows_updated or 0)]
+        gate = run_gate(spark, config, run_id=run_id, progress=progress, written=fresh)
     except GateError as exc:
         result.gate, result.gate_detail = "error", str(exc)
         return result

@@ -19,6 +19,7 @@ not the table.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from pyspark.sql import DataFrame, SparkSession, Window
@@ -144,13 +145,27 @@ def newest_batches(spark: SparkSession, tables: list[str]) -> list[BatchRef]:
     return refs
 
 
-def resolve_batches(spark: SparkSession, tables: list[str], batch_ids: dict[str, str] | None) -> list[BatchRef]:
-    """What to validate of each table: the given batch, else what is pending (module docstring)."""
+def resolve_batches(
+    spark: SparkSession,
+    tables: list[str],
+    batch_ids: dict[str, str] | None,
+    *,
+    versions: Mapping[str, int | None] | None = None,
+) -> list[BatchRef]:
+    """What to validate of each table: the given batch, else what is pending (module docstring).
+
+    ``versions``: each table's newest Delta version when the caller has read it already."""
     if batch_ids is not None:
         return [BatchRef(t, batch_ids[t], FROM_ARGUMENT) for t in tables]
     high_waters = passed_high_waters(spark, tables)
+    known = versions or {}
+
+    def version(table: str) -> int:
+        stored = known.get(table)
+        return stored if stored is not None else current_version(spark, table)
+
     return [
-        replace(ref, pending=True, version=current_version(spark, ref.table), since_us=high_waters.get(ref.table))
+        replace(ref, pending=True, version=version(ref.table), since_us=high_waters.get(ref.table))
         for ref in newest_batches(spark, tables)
     ]
 
