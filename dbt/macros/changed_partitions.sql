@@ -80,10 +80,14 @@
 {% endmacro %}
 
 
-{#- The newest version of `upstream` when its change data feed holds every change after
-    version `since` (see the top of this file), else none, with the reason in the log (as seen
-    from `reader`). -#}
+{#- The newest version of `upstream` when it has a change data feed that holds every change
+    after version `since` (see the top of this file), else none, with the reason in the log (as
+    seen from `reader`). -#}
 {% macro _feed_covers(upstream, since, reader) %}
+    {%- if table_properties(upstream).get('delta.enableChangeDataFeed') != 'true' -%}
+        {{ log(reader ~ ": " ~ upstream ~ " has no change data feed: every partition read", info=true) }}
+        {{ return(none) }}
+    {%- endif -%}
     {%- set history = run_query("describe history " ~ upstream) -%}
     {%- set current = history.columns['version'].values() | max -%}
     {%- if current == since -%}
@@ -115,10 +119,6 @@
         {{ return(none) }}
     {%- endif -%}
     {%- set recorded = recorded | int -%}
-    {%- if table_properties(upstream).get('delta.enableChangeDataFeed') != 'true' -%}
-        {{ log(this ~ ": " ~ upstream ~ " has no change data feed: every partition recomputed", info=true) }}
-        {{ return(none) }}
-    {%- endif -%}
     {%- set current = _feed_covers(upstream, recorded, this) -%}
     {%- if current is none -%}
         {{ return(none) }}

@@ -77,10 +77,6 @@
                info=true) }}
         {{ return(none) }}
     {%- endif -%}
-    {%- if table_properties(relation).get('delta.enableChangeDataFeed') != 'true' -%}
-        {{ log(model.name ~ ": " ~ relation ~ " has no change data feed: every partition read", info=true) }}
-        {{ return(none) }}
-    {%- endif -%}
     {%- set current = _feed_covers(relation, since, model.name) -%}
     {%- if current is none -%}
         {{ return(none) }}
