@@ -14,6 +14,7 @@
     lakehouse profile RUN_ID        where a recorded run's time went
     lakehouse bench                 measure it (medium scale by default); --compare A B: two results
     lakehouse gold save|diff NAME   keep gold, then compare it row by row (a change keeps gold equal)
+    lakehouse dashboard up|down|status|export   Apache Superset with the dashboards of dashboards/
 
 Errors are one line on stderr and a non-zero exit code; no stack traces for expected failures.
 """
@@ -322,6 +323,30 @@ def cmd_gold(config: Config, args: argparse.Namespace) -> int:
     return EXIT_OK if equal else EXIT_FAILURE
 
 
+def cmd_dashboard(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse.dashboards import superset
+
+    if args.action == "down":
+        print("superset: stopped" if superset.stop(config) else "superset: was not running")
+        return EXIT_OK
+    if args.action == "export":
+        from lakehouse.dashboards import export
+
+        written = export.export_dashboards(config)
+        print(f"dashboards/: wrote {len(written)} files from the running Superset; review them: git diff dashboards")
+        return EXIT_OK
+    if args.action == "up":
+        started = superset.start(config, _say)
+        if not started:
+            print("superset: was already running; imported the dashboards of dashboards/ again")
+    s = superset.status(config)
+    print(f"superset: {s.state}, pid {s.pid or '-'}, log {s.log}")
+    if s.state != "stopped":
+        print(f"dashboards: {config.dashboard.url}/dashboard/list/")
+        print(f"login: {config.dashboard.admin_user}, password in {superset.admin_password_file(config)}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     from lakehouse.services import SERVICES
     from lakehouse.serving.sql_client import FORMATS
@@ -435,6 +460,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("gold", cmd_gold, "save gold, or compare it row by row with what was saved (a change keeps gold equal)")
     p.add_argument("action", choices=("save", "diff"))
     p.add_argument("name", metavar="NAME", help="the copy's name: gold_saved_NAME")
+
+    p = add("dashboard", cmd_dashboard, "Apache Superset over the Thrift endpoint, with the dashboards of dashboards/")
+    p.add_argument(
+        "action",
+        choices=("up", "down", "status", "export"),
+        help="up: install (once), import dashboards/ and start; export: Superset's dashboards back into dashboards/",
+    )
     return parser
 
 

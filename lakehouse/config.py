@@ -381,6 +381,30 @@ class PipelineConfig:
 
 
 @dataclass(frozen=True)
+class DashboardConfig:
+    # Apache Superset (`lakehouse dashboard up`): where it listens and how long it may take to start.
+    host: str = "127.0.0.1"
+    port: int = 8088
+    # The admin user it creates; the password is generated once into <home>/secrets.
+    admin_user: str = "admin"
+    startup_timeout_seconds: int = 300
+    # gunicorn threads of its one worker process.
+    threads: int = 8
+
+    def validate(self) -> None:
+        _check_port("dashboard.port", self.port)
+        if not USER_NAME_PATTERN.fullmatch(self.admin_user):
+            raise ConfigError(f"dashboard.admin_user: {self.admin_user!r} is not a plain user name")
+        for name in ("startup_timeout_seconds", "threads"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"dashboard.{name}: must be at least 1")
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
 class Config:
     home: Path
     cache_dir: Path
@@ -392,6 +416,7 @@ class Config:
     quality: QualityConfig = field(default_factory=QualityConfig)
     dbt: DbtConfig = field(default_factory=DbtConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    dashboard: DashboardConfig = field(default_factory=DashboardConfig)
     source_file: Path = DEFAULT_CONFIG_FILE
 
     # Locations under the state directory, in one place.
@@ -439,6 +464,7 @@ SECTIONS: dict[str, type] = {
     "quality": QualityConfig,
     "dbt": DbtConfig,
     "pipeline": PipelineConfig,
+    "dashboard": DashboardConfig,
 }
 TOP_LEVEL_KEYS = ("home", "cache_dir")
 SECRET_FIELDS = {("postgres", "password"), ("thrift", "password"), ("thrift", "keystore_password")}
@@ -556,7 +582,7 @@ def _apply_postgres_url(values: dict[str, Any]) -> str | None:
     return unquote(parts.password) if parts.password else None
 
 
-def _generated_secret(secrets_dir: Path, name: str) -> str:
+def generated_secret(secrets_dir: Path, name: str) -> str:
     """A local password: generated once, kept in a file only the owner can read."""
     path = secrets_dir / name
     if path.exists():
@@ -572,7 +598,7 @@ def _generated_secret(secrets_dir: Path, name: str) -> str:
 
 def _embedded_password(secrets_dir: Path) -> str:
     """The local PostgreSQL server's password."""
-    return _generated_secret(secrets_dir, "postgres.password")
+    return generated_secret(secrets_dir, "postgres.password")
 
 
 def thrift_password_file(home: Path) -> Path:
@@ -584,7 +610,7 @@ def _thrift_secrets(thrift: ThriftConfig, env: dict[str, str], home: Path) -> Th
     """Resolve the Thrift password (only when authentication is on) and the keystore password."""
     password = ""
     if thrift.auth_enabled:
-        password = env.get(THRIFT_PASSWORD_ENV) or _generated_secret(home / "secrets", thrift_password_file(home).name)
+        password = env.get(THRIFT_PASSWORD_ENV) or generated_secret(home / "secrets", thrift_password_file(home).name)
     keystore_password = env.get(KEYSTORE_PASSWORD_ENV) or ""
     if thrift.ssl_keystore is not None and not keystore_password:
         raise ConfigError(f"thrift.ssl_keystore: {KEYSTORE_PASSWORD_ENV} is not set (the keystore's password)")
@@ -637,7 +663,8 @@ def load_config(path: Path | None = None, env: dict[str, str] | None = None) -> 
     quality = QualityConfig(**sections["quality"])
     dbt = DbtConfig(**sections["dbt"])
     pipeline = PipelineConfig(**sections["pipeline"])
-    for part in (spark, postgres, mongodb, thrift, bronze, quality, dbt, pipeline):
+    dashboard = DashboardConfig(**sections["dashboard"])
+    for part in (spark, postgres, mongodb, thrift, bronze, quality, dbt, pipeline, dashboard):
         part.validate()
 
     password = env.get(PASSWORD_ENV) or url_password
@@ -659,5 +686,6 @@ def load_config(path: Path | None = None, env: dict[str, str] | None = None) -> 
         quality=quality,
         dbt=dbt,
         pipeline=pipeline,
+        dashboard=dashboard,
         source_file=source,
     )
