@@ -1,0 +1,138 @@
+"""The dashboards as code (dashboards/): sound without a server, rendered for import, normalised on export;
+Superset's settings keep secrets out."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lakehouse.config import ConfigError, load_config
+from lakehouse.dashboards import bundle, superset
+from lakehouse.dashboards.export import stable_name
+
+DASHBOARD_TITLES = {"Platform KPIs", "Content", "Subscriptions", "Viewing patterns", "Data health"}
+
+
+@pytest.fixture(scope="module")
+def committed() -> bundle.Bundle:
+    return bundle.load()
+
+
+def _one(files: dict, prefix: str) -> str:
+    return next(path for path in files if path.startswith(prefix))
+
+
+def test_the_committed_dashboards_are_sound(committed: bundle.Bundle) -> None:
+    assert bundle.check(committed) == []
+    assert {d["dashboard_title"] for d in committed.dashboards.values()} == DASHBOARD_TITLES
+    assert len(committed.charts) >= len(DASHBOARD_TITLES) * 3
+
+
+def test_the_datasets_read_gold_and_ops_only(committed: bundle.Bundle) -> None:
+    schemas = {d["table_name"]: d["schema"] for d in committed.datasets.values()}
+    assert set(schemas.values()) <= set(bundle.ALLOWED_SCHEMAS)
+    marts = {name for name, schema in schemas.items() if schema == "gold" and name.startswith("mart_")}
+    assert {"mart_daily_kpis", "mart_content_performance", "mart_subscriptions", "mart_viewing_patterns"} <= marts
+    quarantine = next(d for d in committed.datasets.values() if "bronze.quarantine" in (d.get("sql") or ""))
+    assert "payload" not in {c["column_name"] for c in quarantine["columns"]}
+    assert "*" not in quarantine["sql"]
+
+
+def test_check_names_a_column_the_dataset_does_not_have(committed: bundle.Bundle) -> None:
+    files = copy.deepcopy(committed.files)
+    path = _one(files, "charts/Daily_active_users")
+    files[path]["params"]["metrics"][0]["column"]["column_name"] = "daily_users"
+    assert bundle.check(bundle.Bundle(files)) == [f"{path}: mart_daily_kpis has no column 'daily_users'"]
+
+
+def test_check_refuses_a_dataset_on_silver(committed: bundle.Bundle) -> None:
+    files = copy.deepcopy(committed.files)
+    path = _one(files, "datasets/lakehouse/plan_changes")
+    files[path]["sql"] = files[path]["sql"].replace("gold.dim_users", "silver.stg_postgres__users")
+    [problem] = bundle.check(bundle.Bundle(files))
+    assert problem.startswith(f"{path}: its SQL reads silver.stg_postgres__users")
+
+
+def test_check_finds_a_chart_on_no_dashboard_and_a_layout_without_its_chart(committed: bundle.Bundle) -> None:
+    files = copy.deepcopy(committed.files)
+    chart = _one(files, "charts/Daily_active_users")
+    files[chart.replace("Daily", "Weekly")] = {**files[chart], "uuid": "00000000-0000-0000-0000-000000000001"}
+    del files[_one(files, "charts/Latest_day_in_gold")]
+    problems = bundle.check(bundle.Bundle(files))
+    assert "charts/Weekly_active_users.yaml: is on no dashboard" in problems
+    assert any("Platform_KPIs.yaml: its layout has chart" in p for p in problems)
+
+
+def test_check_finds_a_repeated_uuid_and_a_chart_without_query_context(committed: bundle.Bundle) -> None:
+    files = copy.deepcopy(committed.files)
+    first, second = sorted(path for path in files if path.startswith("charts/"))[:2]
+    files[second]["uuid"] = files[first]["uuid"]
+    files[first]["query_context"] = None
+    problems = bundle.check(bundle.Bundle(files))
+    assert f"{second}: uuid {files[first]['uuid']} is also {first}'s" in problems
+    assert any(p.startswith(f"{first}: query_context is missing") for p in problems)
+
+
+def test_render_sets_the_uri_and_gives_each_importer_what_it_needs(committed: bundle.Bundle) -> None:
+    uri = "hive+lakehouse://127.0.0.1:12345/gold"
+    steps = bundle.render(committed, uri)
+    assert list(steps) == list(bundle.KINDS)
+    for kind, contents in steps.items():
+        assert yaml.safe_load(contents["metadata.yaml"])["type"] == bundle.IMPORT_TYPES[kind]
+        kinds = {path.split("/")[0] for path in contents if path != "metadata.yaml"}
+        assert kinds == set(bundle.KINDS[: bundle.KINDS.index(kind) + 1])
+    [database] = [yaml.safe_load(t) for p, t in steps["databases"].items() if p.startswith("databases/")]
+    assert database["sqlalchemy_uri"] == uri
+    chart = yaml.safe_load(steps["charts"][_one(steps["charts"], "charts/")])
+    assert json.loads(chart["query_context"])["queries"]  # Superset's importer takes a JSON string
+
+
+def test_an_export_of_an_import_gives_the_folder_back(committed: bundle.Bundle) -> None:
+    """What Superset exports (its root folder, ids in names, JSON query contexts with this
+    server's dataset ids) normalises to the committed files."""
+    rendered = bundle.render(committed, "hive+lakehouse://127.0.0.1:12345/gold")["dashboards"]
+    exported = {}
+    for path, text in rendered.items():
+        data = yaml.safe_load(text)
+        if path.startswith("charts/"):
+            context = json.loads(data["query_context"])
+            context["datasource"] = {"id": 7, "type": "table"}
+            context["form_data"]["datasource"] = "7__table"
+            data["query_context"] = json.dumps(context)
+            data["params"]["datasource"] = "7__table"
+        name = Path(path)
+        if path.split("/")[0] in ("charts", "dashboards", "datasets"):
+            name = name.with_stem(name.stem + "_7")
+        exported[f"dashboard_export_20261207T000000/{name.as_posix()}"] = bundle.dump(data)
+    normalised = {stable_name(p): t for p, t in bundle.normalise_export(exported).items()}
+    assert normalised == {path: bundle.dump(data) for path, data in committed.files.items()}
+
+
+def test_the_uri_never_holds_the_thrift_password(tmp_path: Path) -> None:
+    env = {"LAKEHOUSE_HOME": str(tmp_path / "home")}
+    assert superset.sqlalchemy_uri(load_config(env=env)) == "hive+lakehouse://127.0.0.1:10000/gold"
+    env |= {"LAKEHOUSE_THRIFT_AUTH": "password", "LAKEHOUSE_THRIFT_PASSWORD": "s3cret/pw"}
+    config = load_config(env=env)
+    assert superset.sqlalchemy_uri(config) == "hive+lakehouse://lakehouse@127.0.0.1:10000/gold?auth=CUSTOM"
+    text = superset.settings(config)
+    assert "s3cret" not in text and "SQLALCHEMY_CUSTOM_PASSWORD_STORE = _thrift_password" in text
+    assert "SECRET_KEY = (_SECRETS / 'superset.secret_key')" in text
+    compile(text, "superset_config.py", "exec")  # valid Python
+
+
+def test_without_auth_the_settings_have_no_password_store(tmp_path: Path) -> None:
+    text = superset.settings(load_config(env={"LAKEHOUSE_HOME": str(tmp_path)}))
+    assert "SQLALCHEMY_CUSTOM_PASSWORD_STORE" not in text
+    assert "scarf" not in text.split("TALISMAN_CONFIG")[1]  # the CSP allows nothing from outside
+
+
+def test_dashboard_settings_from_yaml_and_environment(tmp_path: Path) -> None:
+    env = {"LAKEHOUSE_HOME": str(tmp_path)}
+    assert load_config(env=env).dashboard.url == "http://127.0.0.1:8088"
+    assert load_config(env=env | {"LAKEHOUSE_DASHBOARD_PORT": "18088"}).dashboard.port == 18088
+    with pytest.raises(ConfigError, match=r"dashboard\.port"):
+        load_config(env=env | {"LAKEHOUSE_DASHBOARD_PORT": "0"})
