@@ -11,9 +11,12 @@ LAKEHOUSE := $(BIN)/lakehouse
 PYTEST_ARGS ?=
 PIPELINE_ARGS ?=
 BENCH_ARGS ?=
+# What dashboards/requirements.lock is resolved from (Superset's own virtualenv, not .venv).
+DASHBOARD_REQUIREMENTS := apache-superset==6.1.0 flask-caching==2.3.1 rich cachetools pyhive[hive_pure_sasl]
+DASHBOARD_LOCK_VENV := .lakehouse/dashboard-lock-venv
 
 .DEFAULT_GOAL := help
-.PHONY: help setup up down status test test-unit pipeline bench lint lint-deploy format lock clean
+.PHONY: help setup up down status test test-unit pipeline bench lint lint-deploy format lock clean dashboard dashboard-down dashboard-lock
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -41,6 +44,22 @@ status: ## what runs where, pids and logs
 
 pipeline: setup ## run the whole pipeline end to end; leaves the Thrift endpoint up
 	@$(LAKEHOUSE) pipeline $(PIPELINE_ARGS)
+
+dashboard: setup ## Superset on 127.0.0.1:8088 with the dashboards of dashboards/ (installed once; prints URL and login)
+	@$(LAKEHOUSE) dashboard up
+
+dashboard-down: ## stop Superset (its metadata and the dashboards stay)
+	@$(LAKEHOUSE) dashboard down
+
+dashboard-lock: ## re-resolve dashboards/requirements.lock (Superset's virtualenv) from DASHBOARD_REQUIREMENTS
+	rm -rf $(DASHBOARD_LOCK_VENV)
+	$(PYTHON) -m venv $(DASHBOARD_LOCK_VENV)
+	$(DASHBOARD_LOCK_VENV)/bin/pip install --quiet '$(subst $() ,' ',$(DASHBOARD_REQUIREMENTS))'
+	(echo "# Apache Superset's own virtualenv (lakehouse dashboard up), apart from the project's: a pip freeze of"; \
+	  echo "# $(DASHBOARD_REQUIREMENTS) on Python 3.11."; \
+	  echo "# Installed with --no-deps; regenerate with: make dashboard-lock"; \
+	  $(DASHBOARD_LOCK_VENV)/bin/pip freeze) > dashboards/requirements.lock
+	rm -rf $(DASHBOARD_LOCK_VENV)
 
 bench: setup ## benchmark the pipeline at medium scale (isolated stack; JSON in .lakehouse/reports)
 	@$(LAKEHOUSE) bench $(BENCH_ARGS)

@@ -344,6 +344,13 @@ def cmd_dashboard(config: Config, args: argparse.Namespace) -> int:
     if s.state != "stopped":
         print(f"dashboards: {config.dashboard.url}/dashboard/list/")
         print(f"login: {config.dashboard.admin_user}, password in {superset.admin_password_file(config)}")
+        from lakehouse.services import thrift
+
+        if not thrift.healthy(config):
+            print(
+                f"note: the Thrift server at {config.thrift.host}:{config.thrift.port} does not answer: "
+                "the charts show errors until `make pipeline` (or `lakehouse up`) runs"
+            )
     return EXIT_OK
 
 

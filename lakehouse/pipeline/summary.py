@@ -6,6 +6,7 @@ import datetime as dt
 
 from lakehouse import profiling
 from lakehouse.audit import RUNS_TABLE, StepRecord, record_over_thrift
+from lakehouse.dashboards import superset
 from lakehouse.pipeline.context import Context, StepResult
 from lakehouse.serving.sql_client import QueryError
 
@@ -31,12 +32,14 @@ def summary_text(ctx: Context, results: list[StepResult]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     table = "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in rows)
     home = ctx.config.home
+    dashboards = superset.running_url(ctx.config)
     return "\n".join(
         [
             f"run {ctx.run_id}",
             table,
             "",
             f"JDBC (BI tools): {ctx.config.thrift.jdbc_url}/gold",
+            *([f"Dashboards:      {dashboards}/dashboard/list/ (Superset)"] if dashboards else []),
             f"Data Docs:       {home / 'reports' / 'data_docs' / 'index.html'}",
             f"dbt docs:        {home / 'dbt' / 'target' / 'index.html'}",
             'next: lakehouse sql "show tables in gold"  |  lakehouse simulate --days 1 && lakehouse pipeline',

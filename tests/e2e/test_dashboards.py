@@ -1,0 +1,143 @@
+"""The dashboards on a real Superset over the e2e stack's Thrift server and its gold.
+
+`lakehouse dashboard up` as a user runs it (Superset's virtualenv from the cache, installed
+there once from dashboards/requirements.lock), then: every chart's saved query context through
+``POST /api/v1/chart/data``; the numbers of three charts against the same query over Thrift;
+the five dashboards in headless Chromium (screenshots under the stack's state directory) with
+no chart error; a second `up` that installs nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+from e2e_stack import Stack
+from lakehouse_testing import free_port, skip_unless_ci
+
+from lakehouse.config import PROJECT_ROOT, Config, load_config
+from lakehouse.dashboards import api, bundle, install, superset
+
+pytestmark = pytest.mark.e2e
+
+SCREENSHOT = PROJECT_ROOT / "tests" / "e2e" / "dashboard_screenshot.py"
+# A first run builds dim_users with one version per user: no plan change yet.
+EMPTY_ON_A_FIRST_RUN = {"Plan changes per month"}
+UP_TIMEOUT_SECONDS = 1200  # a cold install is about a minute on two cores, more beside the other layers
+
+
+class Dashboards:
+    """The stack's Superset: its environment, config and API session."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.env = {**stack.env, "LAKEHOUSE_DASHBOARD_PORT": str(free_port())}
+        self.config: Config = load_config(env=self.env)
+        self.stack = stack
+
+    def run(self, *args: str, timeout: float = UP_TIMEOUT_SECONDS) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "lakehouse.cli", "dashboard", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=PROJECT_ROOT,
+            check=False,
+        )
+
+
+@pytest.fixture(scope="module")
+def dashboards(stack: Stack, first_run: str) -> Iterator[Dashboards]:
+    board = Dashboards(stack)
+    started = time.monotonic()
+    result = board.run("up")
+    print(f"dashboard up: {time.monotonic() - started:.1f} s", file=sys.stderr)
+    try:
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        yield board
+    finally:
+        board.run("down", timeout=120)
+
+
+@pytest.fixture(scope="module")
+def charts(dashboards: Dashboards) -> dict[str, api.ChartResult]:
+    return {result.name: result for result in api.check_charts(dashboards.config)}
+
+
+def test_up_prints_the_url_and_where_the_password_is(dashboards: Dashboards) -> None:
+    result = dashboards.run("status", timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert f"{dashboards.config.dashboard.url}/dashboard/list/" in result.stdout
+    assert str(superset.admin_password_file(dashboards.config)) in result.stdout
+    password = superset.admin_password(dashboards.config)
+    assert password not in result.stdout
+    assert password not in (superset.superset_dir(dashboards.config) / "superset_config.py").read_text()
+
+
+def test_every_chart_answers_through_the_chart_data_api(charts: dict[str, api.ChartResult]) -> None:
+    expected = {data["slice_name"] for data in bundle.load().charts.values()}
+    assert set(charts) == expected
+    errors = {name: result.error for name, result in charts.items() if result.error}
+    assert errors == {}
+    empty = {name for name, result in charts.items() if result.rows == 0}
+    assert empty == EMPTY_ON_A_FIRST_RUN
+
+
+def _epoch_ms(day: date | str) -> float:
+    """A DATE as the chart-data API gives a temporal x axis: milliseconds since the epoch, UTC."""
+    day = date.fromisoformat(str(day))
+    return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000
+
+
+def test_chart_numbers_equal_the_same_query_over_thrift(stack: Stack, charts: dict[str, api.ChartResult]) -> None:
+    [(sessions,)] = stack.query("select sum(sessions) from gold.mart_daily_kpis where grain = 'overall'")
+    assert charts["Sessions (all days)"].data == [{"Sessions": sessions}]
+
+    daily = stack.query("select activity_date, active_users from gold.mart_daily_kpis where grain = 'overall'")
+    shown = {row["activity_date"]: row["Active users"] for row in charts["Daily active users"].data}
+    assert shown == {_epoch_ms(day): float(users) for day, users in daily}
+
+    by_country = stack.query(
+        "select country_code, sum(sessions), sum(watch_hours) from gold.mart_daily_kpis "
+        "where grain = 'country' group by country_code order by sum(sessions) desc limit 30"
+    )
+    table = {row["country_code"]: row for row in charts["Countries: sessions and watch hours"].data}
+    assert {country: row["Sessions"] for country, row in table.items()} == {c: s for c, s, _ in by_country}
+    for country, _, hours in by_country:
+        assert math.isclose(table[country]["Watch hours"], hours, rel_tol=1e-9)
+
+
+@pytest.mark.timeout(600)
+def test_the_dashboards_render_in_chromium_without_a_chart_error(dashboards: Dashboards) -> None:
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        skip_unless_ci("Chromium is not installed (apt-get install chromium chromium-driver)")
+    config = dashboards.config
+    layouts = {d["slug"]: len(bundle.layout_charts(d["position"])) for d in bundle.load().dashboards.values()}
+    out = config.home / "reports" / "dashboards"
+    python = str(install.venv_bin(config, "python"))
+    password_file = str(superset.admin_password_file(config))
+    command = [python, str(SCREENSHOT), config.dashboard.url, config.dashboard.admin_user, password_file, str(out)]
+    result = subprocess.run([*command, *layouts], capture_output=True, text=True, timeout=540, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    pages = json.loads(result.stdout.strip().splitlines()[-1])
+    assert {slug: page["errors"] for slug, page in pages.items()} == {slug: [] for slug in layouts}
+    assert {slug: page["charts"] for slug, page in pages.items()} == layouts
+    for page in pages.values():
+        assert Path(page["png"]).stat().st_size > 10_000
+
+
+def test_a_second_up_installs_nothing(dashboards: Dashboards) -> None:
+    started = time.monotonic()
+    result = dashboards.run("up")
+    assert result.returncode == 0, result.stderr
+    assert "installing" not in result.stdout
+    assert "was already running" in result.stdout
+    assert time.monotonic() - started < 120
