@@ -261,15 +261,16 @@ def render(bundle: Bundle, sqlalchemy_uri: str) -> dict[str, dict[str, str]]:
 
 
 def _without_dataset_ids(chart: dict[str, Any]) -> dict[str, Any]:
-    """A chart with its query context as a mapping and without the ids its dataset had in one
-    Superset (the import sets them from dataset_uuid): an export again gives the same file."""
+    """A chart with its query context as a mapping and without the ids it and its dataset had in
+    one Superset (the import sets the dataset's from dataset_uuid): an export again gives the same file."""
     context = chart.get("query_context")
     if isinstance(context, str):
         context = json.loads(context)
     (chart.get("params") or {}).pop("datasource", None)
     if isinstance(context, dict):
         context.pop("datasource", None)
-        (context.get("form_data") or {}).pop("datasource", None)
+        for key in ("datasource", "slice_id"):  # the chart's id in the Superset it came from
+            (context.get("form_data") or {}).pop(key, None)
         for query in context.get("queries") or []:
             query.pop("datasource", None)
     chart["query_context"] = context
