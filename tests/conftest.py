@@ -61,6 +61,7 @@ FIXTURE_TIMEOUTS = {
     "cluster_extract": 900,  # tests/integration/test_cluster.py: the extract on a standalone cluster
     "first_run": 1800,  # e2e: the first `lakehouse pipeline` of an empty stack, beside the integration layer
     "simulated": 1800,  # e2e: a simulated day, corrections and the next day's pipeline
+    "dashboards": 900,  # e2e: `lakehouse dashboard up`, with Superset's install (~1 min) when the cache has none
 }
 
 
