@@ -14,7 +14,7 @@
     lakehouse profile RUN_ID        where a recorded run's time went
     lakehouse bench                 measure it (medium scale by default); --compare A B: two results
     lakehouse gold save|diff NAME   keep gold, then compare it row by row (a change keeps gold equal)
-    lakehouse dashboard up|down|status|export   Apache Superset with the dashboards of dashboards/
+    lakehouse dashboard up|down|status|check|export   Superset with the dashboards of dashboards/
 
 Errors are one line on stderr and a non-zero exit code; no stack traces for expected failures.
 """
@@ -335,6 +335,16 @@ def cmd_dashboard(config: Config, args: argparse.Namespace) -> int:
         written = export.export_dashboards(config)
         print(f"dashboards/: wrote {len(written)} files from the running Superset; review them: git diff dashboards")
         return EXIT_OK
+    if args.action == "check":
+        from lakehouse.dashboards import api
+
+        results = api.check_charts(config)
+        for result in results:
+            outcome = f"error: {result.error}" if result.error else f"{result.rows} rows"
+            print(f"{result.chart_id:>4}  {result.name}: {outcome}")
+        failed = [r for r in results if r.error]
+        print(f"{len(results)} charts, {len(failed)} with an error")
+        return EXIT_FAILURE if failed else EXIT_OK
     if args.action == "up":
         started = superset.start(config, _say)
         if not started:
@@ -471,8 +481,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("dashboard", cmd_dashboard, "Apache Superset over the Thrift endpoint, with the dashboards of dashboards/")
     p.add_argument(
         "action",
-        choices=("up", "down", "status", "export"),
-        help="up: install (once), import dashboards/ and start; export: Superset's dashboards back into dashboards/",
+        choices=("up", "down", "status", "check", "export"),
+        help="up: install (once), import dashboards/ and start; check: every chart's data through Superset's API; "
+        "export: Superset's dashboards back into dashboards/",
     )
     return parser
 
