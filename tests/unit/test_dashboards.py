@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from lakehouse.config import ConfigError, load_config
-from lakehouse.dashboards import bundle, superset
+from lakehouse.dashboards import bundle, install, superset
 from lakehouse.dashboards.export import stable_name
 
 DASHBOARD_TITLES = {"Platform KPIs", "Content", "Subscriptions", "Viewing patterns", "Data health"}
@@ -136,3 +136,19 @@ def test_dashboard_settings_from_yaml_and_environment(tmp_path: Path) -> None:
     assert load_config(env=env | {"LAKEHOUSE_DASHBOARD_PORT": "18088"}).dashboard.port == 18088
     with pytest.raises(ConfigError, match=r"dashboard\.port"):
         load_config(env=env | {"LAKEHOUSE_DASHBOARD_PORT": "0"})
+
+
+def test_an_installed_virtualenv_is_not_installed_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = load_config(env={"LAKEHOUSE_HOME": str(tmp_path / "home"), "LAKEHOUSE_CACHE_DIR": str(tmp_path)})
+    venv = install.venv_dir(config)
+    assert venv.parent == tmp_path / "superset" and install.lock_digest()[:16] in venv.name
+    venv.mkdir(parents=True)
+    (venv / install.STAMP).write_text(install.lock_digest())
+
+    def no_subprocess(*args: object, **kwargs: object) -> None:
+        raise AssertionError("pip ran although the virtualenv is installed")
+
+    monkeypatch.setattr(install.processes, "run", no_subprocess)
+    said: list[str] = []
+    assert install.ensure_installed(config, said.append) == venv
+    assert said == []
