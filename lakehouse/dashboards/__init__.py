@@ -8,4 +8,6 @@ quarantine's counts) over ``hive+lakehouse://``.
 install.py   Superset's own virtualenv from ``dashboards/requirements.lock``, once per lock
 bundle.py    the dashboards as code: read, check, render for an import, normalise an export
 superset.py  its settings file, metadata, admin, the import; start, stop and status
+api.py       its REST API: log in, list charts, every chart's data (``lakehouse dashboard check``)
+export.py    the running Superset's dashboards back into ``dashboards/`` (``lakehouse dashboard export``)
 """
