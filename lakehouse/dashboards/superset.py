@@ -64,6 +64,20 @@ SUPERSET_WEBSERVER_PORT = {port}
 sys.path.append({project_root!r})
 registry.register("hive.lakehouse", "lakehouse.serving.sqlalchemy_dialect", "LakehouseHiveDialect")
 {password_store}
+
+def FLASK_APP_MUTATOR(app):
+    """Superset's Hive engine spec lists views with its own `SHOW VIEWS` and reads the first
+    column of each row: on Spark that is the schema, so the table picker showed `gold` once,
+    as a view, instead of the published gold views. The spec asks the dialect instead
+    (hive+lakehouse reads Spark's view names)."""
+    from superset.db_engine_specs.hive import HiveEngineSpec
+
+    def get_view_names(cls, database, inspector, schema):
+        return set(inspector.get_view_names(schema))
+
+    HiveEngineSpec.get_view_names = classmethod(get_view_names)
+
+
 # Nothing leaves this machine: the page may load images, scripts and data from this server only.
 # (The prebuilt frontend renders a telemetry pixel, apachesuperset.gateway.scarf.sh, with no
 # setting to turn it off; this policy stops the browser from loading it.)

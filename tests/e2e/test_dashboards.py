@@ -91,6 +91,15 @@ def test_every_chart_answers_through_the_chart_data_api(charts: dict[str, api.Ch
     assert empty == EMPTY_ON_A_FIRST_RUN
 
 
+def test_the_table_picker_lists_the_gold_views_by_name(stack: Stack, dashboards: Dashboards) -> None:
+    """Superset's Hive spec read the schema column of Spark's SHOW VIEWS: `gold`, once."""
+    session = api.client(dashboards.config)
+    [database] = session.call("GET", "/api/v1/database/")["result"]
+    listed = session.call("GET", f"/api/v1/database/{database['id']}/tables/?q=(force:!t,schema_name:gold)")
+    gold = {name for _schema, name, _temporary in stack.query("show tables in gold")}
+    assert {table["value"] for table in listed["result"]} == gold
+
+
 def _epoch_ms(day: date | str) -> float:
     """A DATE as the chart-data API gives a temporal x axis: milliseconds since the epoch, UTC."""
     day = date.fromisoformat(str(day))
