@@ -16,7 +16,7 @@ DASHBOARD_REQUIREMENTS := apache-superset==6.1.0 flask-caching==2.3.1 rich cache
 DASHBOARD_LOCK_VENV := .lakehouse/dashboard-lock-venv
 
 .DEFAULT_GOAL := help
-.PHONY: help setup up down status test test-unit pipeline bench lint lint-deploy format lock clean dashboard dashboard-down dashboard-lock
+.PHONY: help setup browser up down status test test-unit pipeline bench lint lint-deploy format lock clean dashboard dashboard-down dashboard-lock
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -64,7 +64,13 @@ dashboard-lock: ## re-resolve dashboards/requirements.lock (Superset's virtualen
 bench: setup ## benchmark the pipeline at medium scale (isolated stack; JSON in .lakehouse/reports)
 	@$(LAKEHOUSE) bench $(BENCH_ARGS)
 
-test: setup ## the whole suite: unit, integration (two shards) and e2e side by side (any failure fails the run)
+browser: ## headless Chromium for the dashboards' browser test (Debian's chromium and chromium-driver; root or sudo)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium chromium-driver; \
+	  elif command -v sudo >/dev/null; then sudo -n apt-get update -qq && sudo -n apt-get install -y -qq chromium chromium-driver; \
+	  else false; fi; } || echo "make browser: install chromium and chromium-driver (apt-get install chromium chromium-driver): the dashboards' browser test needs them"
+
+test: setup browser ## the whole suite: unit, integration (two shards) and e2e side by side (any failure fails the run)
 	$(BIN)/python tests/run_layers.py $(PYTEST_ARGS)
 
 test-unit: setup ## only the tests that need no live service (plain local Spark, no network)
