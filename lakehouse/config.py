@@ -71,7 +71,7 @@ class SparkConfig:
     delta_snapshot_partitions: int = 4
     ui_enabled: bool = False
     log_level: str = "WARN"
-    java_options: str = ""
+    java_options: str = "-XX:+UseParallelGC"  # conf/lakehouse.yaml says why
     warehouse_dir: str | None = None
     packages: tuple[str, ...] = ()
     maven_repo: str = "https://repo1.maven.org/maven2"
