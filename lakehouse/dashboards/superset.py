@@ -30,9 +30,8 @@ from lakehouse.services.process import (
     check_port_free,
     port_open,
     read_pid,
-    start_background,
-    stop_pid,
-    wait_until,
+    start_service,
+    stop_service,
 )
 
 NAME = "superset"
@@ -299,24 +298,20 @@ def start(config: Config, say: Callable[[str], None]) -> bool:
     check_port_free(config.dashboard.host, config.dashboard.port, "LAKEHOUSE_DASHBOARD_PORT")
     prepare(config, say)
     say(f"superset: starting on {config.dashboard.url}...")
-    start_background(command(config), log_file=log_file(config), pid_file=pid_file(config), env=environment(config))
-    wait_until(
-        lambda: healthy(config),
+    start_service(
+        command(config),
+        log_file=log_file(config),
+        pid_file=pid_file(config),
+        env=environment(config),
+        ready=lambda: healthy(config),
         timeout=config.dashboard.startup_timeout_seconds,
         what="superset",
-        alive=lambda: read_pid(pid_file(config)) is not None,
-        log_file=log_file(config),
     )
     return True
 
 
 def stop(config: Config) -> bool:
-    pid = read_pid(pid_file(config))
-    if pid is None:
-        return False
-    stop_pid(pid)
-    pid_file(config).unlink(missing_ok=True)
-    return True
+    return stop_service(pid_file(config))
 
 
 def status(config: Config) -> ServiceStatus:

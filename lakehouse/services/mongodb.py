@@ -21,9 +21,8 @@ from lakehouse.services.process import (
     ServiceStatus,
     check_port_free,
     read_pid,
-    start_background,
-    stop_pid,
-    wait_until,
+    start_service,
+    stop_service,
 )
 
 NAME = "mongodb"
@@ -113,24 +112,20 @@ def start(config: Config) -> bool:
         "-log-level",
         "warn",
     ]
-    pid = start_background(command, log_file=log_file(config), pid_file=pid_file(config), env=dict(os.environ))
-    wait_until(
-        lambda: ping(config),
+    start_service(
+        command,
+        log_file=log_file(config),
+        pid_file=pid_file(config),
+        env=dict(os.environ),
+        ready=lambda: ping(config),
         timeout=START_TIMEOUT_SECONDS,
         what="mongodb (FerretDB)",
-        alive=lambda: read_pid(pid_file(config)) is not None,
-        log_file=log_file(config),
     )
     return True
 
 
 def stop(config: Config) -> bool:
-    pid = read_pid(pid_file(config))
-    if not config.mongodb.embedded or pid is None:
-        return False
-    stop_pid(pid)
-    pid_file(config).unlink(missing_ok=True)
-    return True
+    return config.mongodb.embedded and stop_service(pid_file(config))
 
 
 def status(config: Config) -> ServiceStatus:

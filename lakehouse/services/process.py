@@ -95,6 +95,33 @@ def start_background(command: list[str], *, log_file: Path, pid_file: Path, env:
     return process.pid
 
 
+def start_service(
+    command: list[str],
+    *,
+    log_file: Path,
+    pid_file: Path,
+    env: dict[str, str],
+    ready: Callable[[], bool],
+    timeout: float,
+    what: str,
+) -> int:
+    """:func:`start_background`, then wait until ``ready()``: fails at once, naming the log,
+    when the process exits first; its pid."""
+    pid = start_background(command, log_file=log_file, pid_file=pid_file, env=env)
+    wait_until(ready, timeout=timeout, what=what, alive=lambda: read_pid(pid_file) is not None, log_file=log_file)
+    return pid
+
+
+def stop_service(pid_file: Path) -> bool:
+    """Stop the process group a pid file names and remove the file; False when none runs."""
+    pid = read_pid(pid_file)
+    if pid is None:
+        return False
+    stop_pid(pid)
+    pid_file.unlink(missing_ok=True)
+    return True
+
+
 def stop_pid(pid: int, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
     """SIGTERM the process group, then SIGKILL it if it does not exit in time."""
     for sig in (signal.SIGTERM, signal.SIGKILL):

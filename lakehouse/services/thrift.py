@@ -26,9 +26,8 @@ from lakehouse.services.process import (
     check_port_free,
     port_open,
     read_pid,
-    start_background,
-    stop_pid,
-    wait_until,
+    start_service,
+    stop_service,
 )
 from lakehouse.serving import auth, lockdown
 from lakehouse.spark import (
@@ -122,24 +121,20 @@ def start(config: Config) -> bool:
     check_prerequisites(config)
     check_port_free(config.thrift.host, config.thrift.port, "LAKEHOUSE_THRIFT_PORT")
     write_spark_conf(config, thrift_server=True)
-    start_background(command(config), log_file=log_file(config), pid_file=pid_file(config), env=spark_env(config))
-    wait_until(
-        lambda: healthy(config),
+    start_service(
+        command(config),
+        log_file=log_file(config),
+        pid_file=pid_file(config),
+        env=spark_env(config),
+        ready=lambda: healthy(config),
         timeout=config.thrift.startup_timeout_seconds,
         what="thrift server",
-        alive=lambda: read_pid(pid_file(config)) is not None,
-        log_file=log_file(config),
     )
     return True
 
 
 def stop(config: Config) -> bool:
-    pid = read_pid(pid_file(config))
-    if pid is None:
-        return False
-    stop_pid(pid)
-    pid_file(config).unlink(missing_ok=True)
-    return True
+    return stop_service(pid_file(config))
 
 
 def answers(config: Config, timeout: float) -> bool:
