@@ -390,6 +390,9 @@ class DashboardConfig:
     startup_timeout_seconds: int = 300
     # gunicorn threads of its one worker process.
     threads: int = 8
+    # Where Superset's virtualenvs are installed (one per lock digest); None: the user's cache,
+    # $XDG_CACHE_HOME/lakehouse/superset (~/.cache/...), shared by every clone and state directory.
+    venv_root: str | None = None
 
     def validate(self) -> None:
         _check_port("dashboard.port", self.port)

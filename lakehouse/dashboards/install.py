@@ -1,14 +1,19 @@
 """Superset's own virtualenv, installed once from ``dashboards/requirements.lock``.
 
 Superset pins Flask, SQLAlchemy 1.4 and pandas versions of its own: it gets a virtualenv apart
-from the project's (dbt, pyspark), in the cache directory, named after the lock's digest. A
-second call finds the finished install (its stamp file) and does no network work; a changed
-lock installs a new virtualenv beside the old one. ``--no-deps``: the lock is the whole set.
+from the project's (dbt, pyspark), named after the lock's digest, under ``dashboard.venv_root``:
+by default the user's cache (``$XDG_CACHE_HOME/lakehouse/superset``), not the state directory,
+so a second clone or a fresh state directory (CI's clean clone) finds it installed: 825 MB and
+about a minute of pip that the lock alone decides. A second call finds the finished install (its
+stamp file) and does no network work; a changed lock installs a new virtualenv beside the old
+one; two installs at once take turns (a lock file). ``--no-deps``: the lock is the whole set.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import os
 import shutil
 import sys
 from collections.abc import Callable
@@ -35,8 +40,17 @@ def lock_digest() -> str:
     return digest.hexdigest()
 
 
+def venv_root(config: Config) -> Path:
+    """``dashboard.venv_root`` (relative to the project), else the user's cache."""
+    if config.dashboard.venv_root:
+        root = Path(config.dashboard.venv_root).expanduser()
+        return root if root.is_absolute() else PROJECT_ROOT / root
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "lakehouse" / "superset"
+
+
 def venv_dir(config: Config) -> Path:
-    return config.cache_dir / "superset" / f"venv-{lock_digest()[:16]}"
+    return venv_root(config) / f"venv-{lock_digest()[:16]}"
 
 
 def venv_bin(config: Config, name: str) -> Path:
@@ -64,11 +78,15 @@ def ensure_installed(config: Config, say: Callable[[str], None]) -> Path:
     venv = venv_dir(config)
     if installed(config):
         return venv
-    say(f"superset: installing {LOCK_FILE.relative_to(PROJECT_ROOT)} into {venv} (about a minute, ~800 MB)...")
-    shutil.rmtree(venv, ignore_errors=True)  # what a killed install left
     venv.parent.mkdir(parents=True, exist_ok=True)
-    _run([sys.executable, "-m", "venv", str(venv)], "creating Superset's virtualenv")
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "install", "--quiet"]
-    _run([*pip, "--no-deps", "-r", str(LOCK_FILE)], f"pip install -r {LOCK_FILE.name} (Superset)")
-    (venv / STAMP).write_text(lock_digest() + "\n")
+    with open(venv.parent / ".install.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another clone may be installing the same lock
+        if installed(config):
+            return venv
+        say(f"superset: installing {LOCK_FILE.relative_to(PROJECT_ROOT)} into {venv} (about a minute, ~800 MB)...")
+        shutil.rmtree(venv, ignore_errors=True)  # what a killed install left
+        _run([sys.executable, "-m", "venv", str(venv)], "creating Superset's virtualenv")
+        pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "install", "--quiet"]
+        _run([*pip, "--no-deps", "-r", str(LOCK_FILE)], f"pip install -r {LOCK_FILE.name} (Superset)")
+        (venv / STAMP).write_text(lock_digest() + "\n")
     return venv

@@ -42,7 +42,8 @@ def test_password_only_in_the_owner_readable_hive_site(tmp_path: Path) -> None:
 
 def test_java_options_reach_drivers_and_executors_only_when_set(tmp_path: Path) -> None:
     default = spark_properties(load_config(env={"LAKEHOUSE_HOME": str(tmp_path)}))
-    assert default["spark.driver.extraJavaOptions"] == default["spark.executor.extraJavaOptions"] == "-XX:+UseParallelGC"
+    parallel = "-XX:+UseParallelGC"
+    assert default["spark.driver.extraJavaOptions"] == default["spark.executor.extraJavaOptions"] == parallel
     unset = load_config(env={"LAKEHOUSE_HOME": str(tmp_path), "LAKEHOUSE_SPARK_JAVA_OPTIONS": ""})
     assert "spark.driver.extraJavaOptions" not in spark_properties(unset)
     config = load_config(env={"LAKEHOUSE_HOME": str(tmp_path), "LAKEHOUSE_SPARK_JAVA_OPTIONS": TEST_JAVA_OPTIONS})
