@@ -30,10 +30,10 @@ class Stack:
         )
         self.config = load_config(env=self.env)
 
-    def run(self, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
+    def run(self, *args: str, timeout: float = 1800, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(
             [sys.executable, "-m", "lakehouse.cli", *args],
-            env=self.env,
+            env=env or self.env,
             capture_output=True,
             text=True,
             timeout=timeout,

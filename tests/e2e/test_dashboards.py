@@ -43,15 +43,7 @@ class Dashboards:
         self.stack = stack
 
     def run(self, *args: str, timeout: float = UP_TIMEOUT_SECONDS) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "lakehouse.cli", "dashboard", *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            cwd=PROJECT_ROOT,
-            check=False,
-        )
+        return self.stack.run("dashboard", *args, timeout=timeout, env=self.env)
 
 
 @pytest.fixture(scope="module")
