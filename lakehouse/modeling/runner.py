@@ -499,15 +499,124 @@ def _record(
         print(f"transform: warning: published, but not recorded in {publish.BUILDS_TABLE}: {exc}", file=err)
 
 
-def _publish(config: Config, built: set[str], out: TextIO, err: TextIO) -> int:
+def _publish(config: Config, target_dir: Path, built: set[str], out: TextIO, err: TextIO) -> int:
     """Publish a build that passed (lakehouse/modeling/publish.py); the step's exit code."""
     try:
-        publication = publish.publish(config, dbt_target_dir(config), built)
+        publication = publish.publish(config, target_dir, built)
     except publish.PublishError as exc:
         print(f"transform: error: {exc}", file=err)
         return EXIT_FAILURE
     print(f"transform: {publication.describe()}", file=out, flush=True)
     return EXIT_OK
+
+
+@dataclass
+class TransformPlan:
+    """What a transform will do, decided before dbt runs (:func:`plan_transform`).
+
+    ``skip``: the last published build read the same bronze with this project (nothing to do).
+    ``command``: the `dbt build` command line otherwise. ``versions``: the bronze versions the
+    gate covers (None when the gate is not checked), recorded with the published build.
+    """
+
+    versions: dict[str, int] | None
+    project: str
+    full_refresh: bool
+    skip: bool = False
+    command: list[str] | None = None
+
+
+def plan_transform(
+    config: Config,
+    *,
+    select: str | None = None,
+    full_refresh: bool = False,
+    run_id: str | None = None,
+    out: TextIO,
+    err: TextIO,
+    check_gate: bool = True,
+    allow_skip: bool = True,
+    colors: bool = False,
+    phases: profiling.Phases | None = None,
+) -> TransformPlan | int:
+    """The gate check and the plan of :func:`run_transform`: a plan, or an exit code (refused,
+    or the lakehouse's state could not be read), with one line on ``err`` saying why."""
+    phases = phases or profiling.Phases()
+    try:
+        with phases.timed("gate check"):
+            versions = validated_bronze_versions(config) if check_gate else None
+    except GateNotPassed as exc:
+        print(f"transform: refused: {exc}", file=err)
+        return EXIT_REFUSED
+    except QueryError as exc:
+        print(f"transform: error: cannot check the quality gate's verdicts: {exc}", file=err)
+        return EXIT_FAILURE
+    project = publish.project_fingerprint()
+    last: publish.PublishedBuild | None = None
+    if versions is not None and not full_refresh:
+        try:
+            with phases.timed("plan"):
+                last = publish.last_full_build(config)
+                plan = _plan(config, last, versions, project, select)
+        except QueryError as exc:
+            print(f"transform: error: cannot read what the last published build read: {exc}", file=err)
+            return EXIT_FAILURE
+        if plan == SKIP and allow_skip:
+            return TransformPlan(versions, project, full_refresh, skip=True)
+        if plan and plan != SKIP:
+            print(f"transform: {plan}: rebuilding the incremental models from scratch (--full-refresh)", file=out)
+            full_refresh = True
+    # dbt/macros/partition_tests.sql: the published tables passed this project's tests.
+    tested_before = not full_refresh and last is not None and last.published_everything_with(project)
+    try:
+        command = build_command(
+            select=select,
+            full_refresh=full_refresh,
+            run_id=run_id,
+            colors=colors,
+            bronze_versions=versions,
+            published_with_this_project=tested_before,
+        )
+    except TransformError as exc:
+        print(f"transform: error: {exc}", file=err)
+        return EXIT_FAILURE
+    return TransformPlan(versions, project, full_refresh, command=command)
+
+
+def conclude_transform(
+    config: Config,
+    plan: TransformPlan,
+    code: int,
+    results: Path,
+    target_dir: Path,
+    *,
+    built: set[str],
+    run_id: str | None,
+    select: str | None,
+    out: TextIO,
+    err: TextIO,
+    phases: profiling.Phases | None = None,
+) -> int:
+    """After `dbt build`: name what failed, or publish what was built and record what it read.
+
+    ``results`` is the build's run_results.json and ``target_dir`` the directory holding its
+    manifest; ``built`` the nodes that succeeded (possibly over a retry). Returns the exit code.
+    """
+    phases = phases or profiling.Phases()
+    status = _report(config, code, results, err)
+    if status != EXIT_OK:
+        if built:
+            print(
+                "transform: nothing published: silver and gold keep the last build that passed "
+                f"(this build's tables stay in the build schemas, *{publish.BUILD_SCHEMA_SUFFIX})",
+                file=err,
+            )
+        return status
+    with phases.timed("publish"):
+        status = _publish(config, target_dir, built, out, err)
+        if status == EXIT_OK and plan.versions is not None:
+            _record(config, run_id, plan.versions, plan.project, select, err)
+    return status
 
 
 def run_transform(
@@ -539,6 +648,9 @@ def run_transform(
 
     ``profile``, when given, is filled with where the time went (lakehouse/profiling.py): the
     seconds of each phase, and each dbt node's time grouped by resource type.
+
+    The same three parts run under Dagster (lakehouse/orchestration): :func:`plan_transform`,
+    dbt's build, :func:`conclude_transform`.
     """
     out = output or sys.stdout
     err = errors or sys.stderr
@@ -546,46 +658,29 @@ def run_transform(
     phases = profiling.Phases()
     if profile is not None:
         profile["phases"] = phases.seconds
+    plan = plan_transform(
+        config,
+        select=select,
+        full_refresh=full_refresh,
+        run_id=run_id,
+        out=out,
+        err=err,
+        check_gate=check_gate,
+        allow_skip=allow_skip,
+        colors=out.isatty(),
+        phases=phases,
+    )
+    if isinstance(plan, int):
+        return plan
+    if plan.skip:
+        print(f"transform: {SKIPPED} in {time.monotonic() - started:.0f} s", file=out, flush=True)
+        if profile is not None:
+            profile[SKIPPED_KEY] = SKIPPED.removeprefix("skipped: ")
+        return EXIT_OK
+    assert plan.command is not None
     try:
-        with phases.timed("gate check"):
-            versions = validated_bronze_versions(config) if check_gate else None
-    except GateNotPassed as exc:
-        print(f"transform: refused: {exc}", file=err)
-        return EXIT_REFUSED
-    except QueryError as exc:
-        print(f"transform: error: cannot check the quality gate's verdicts: {exc}", file=err)
-        return EXIT_FAILURE
-    project = publish.project_fingerprint()
-    last: publish.PublishedBuild | None = None
-    if versions is not None and not full_refresh:
-        try:
-            with phases.timed("plan"):
-                last = publish.last_full_build(config)
-                plan = _plan(config, last, versions, project, select)
-        except QueryError as exc:
-            print(f"transform: error: cannot read what the last published build read: {exc}", file=err)
-            return EXIT_FAILURE
-        if plan == SKIP and allow_skip:
-            print(f"transform: {SKIPPED} in {time.monotonic() - started:.0f} s", file=out, flush=True)
-            if profile is not None:
-                profile[SKIPPED_KEY] = SKIPPED.removeprefix("skipped: ")
-            return EXIT_OK
-        if plan and plan != SKIP:
-            print(f"transform: {plan}: rebuilding the incremental models from scratch (--full-refresh)", file=out)
-            full_refresh = True
-    # dbt/macros/partition_tests.sql: the published tables passed this project's tests.
-    tested_before = not full_refresh and last is not None and last.published_everything_with(project)
-    try:
-        command = build_command(
-            select=select,
-            full_refresh=full_refresh,
-            run_id=run_id,
-            colors=out.isatty(),
-            bronze_versions=versions,
-            published_with_this_project=tested_before,
-        )
         with phases.timed("dbt"):
-            code, results = _run_dbt(config, command, out)
+            code, results = _run_dbt(config, plan.command, out)
     except TransformError as exc:
         print(f"transform: error: {exc}", file=err)
         return EXIT_FAILURE
@@ -603,19 +698,19 @@ def run_transform(
         built |= publish.succeeded(json.loads(results.read_text())) if results.exists() else set()
     if profile is not None and results.exists():
         profile.update(profiling.dbt_profile(json.loads(results.read_text())))
-    status = _report(config, code, results, err)
-    if status != EXIT_OK:
-        if built:
-            print(
-                "transform: nothing published: silver and gold keep the last build that passed "
-                f"(this build's tables stay in the build schemas, *{publish.BUILD_SCHEMA_SUFFIX})",
-                file=err,
-            )
-    else:
-        with phases.timed("publish"):
-            status = _publish(config, built, out, err)
-            if status == EXIT_OK and versions is not None:
-                _record(config, run_id, versions, project, select, err)
+    status = conclude_transform(
+        config,
+        plan,
+        code,
+        results,
+        dbt_target_dir(config),
+        built=built,
+        run_id=run_id,
+        select=select,
+        out=out,
+        err=err,
+        phases=phases,
+    )
     verdict = "done" if status == EXIT_OK else "FAILED"
     print(f"transform: {verdict} in {time.monotonic() - started:.0f} s", file=out, flush=True)
     return status

@@ -47,6 +47,7 @@ class StepResult:
 class Options:
     from_step: str | None = None
     only: str | None = None
+    until: str | None = None  # the last step to run (with from_step: a range; Dagster runs parts)
     full_refresh: bool = False
     scale: str = "small"
     quiet: bool = False

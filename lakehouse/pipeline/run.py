@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from typing import TextIO
 
 from lakehouse import errors
@@ -89,12 +89,24 @@ def selected_steps(options: Options) -> list[str]:
     start = options.from_step or STEPS[0]
     if start not in STEP_FUNCTIONS:
         raise ValueError(f"--from: unknown step {start!r}; steps are {', '.join(STEP_FUNCTIONS)}")
-    return [s for s in STEP_FUNCTIONS if STEPS.index(s) >= STEPS.index(start)]
+    end = options.until or list(STEP_FUNCTIONS)[-1]
+    if end not in STEP_FUNCTIONS or STEPS.index(end) < STEPS.index(start):
+        raise ValueError(f"until: {end!r} is not a step at or after {start!r}; steps are {', '.join(STEP_FUNCTIONS)}")
+    return [s for s in STEP_FUNCTIONS if STEPS.index(start) <= STEPS.index(s) <= STEPS.index(end)]
 
 
-def _run(ctx: Context, steps: list[str], locks: contextlib.ExitStack) -> int:
+@dataclass
+class RunOutcome:
+    """What :func:`execute` did: the exit code, the run's id and each step's result."""
+
+    code: int
+    run_id: str
+    results: list[StepResult] = field(default_factory=list)
+
+
+def _run(ctx: Context, results: list[StepResult], locks: contextlib.ExitStack) -> int:
     started_at = dt.datetime.now(dt.UTC)
-    results = [StepResult(name) for name in steps]
+    steps = [r.name for r in results]
     status = "succeeded"
     locked = False
 
@@ -137,16 +149,22 @@ def _run(ctx: Context, steps: list[str], locks: contextlib.ExitStack) -> int:
     return 0 if status == "succeeded" else 1
 
 
-def run_pipeline(config: Config, options: Options, out: TextIO = sys.stdout) -> int:
-    """Run the selected steps in order under the run lock; 0 only when every step succeeded."""
+def execute(config: Config, options: Options, out: TextIO = sys.stdout, run_id: str | None = None) -> RunOutcome:
+    """Run the selected steps in order under the run lock; code 0 only when every step succeeded."""
     steps = selected_steps(options)
-    ctx = Context(config, options, new_run_id(), out, steps=tuple(steps))
+    ctx = Context(config, options, run_id or new_run_id(), out, steps=tuple(steps))
+    results = [StepResult(name) for name in steps]
     try:
         with (
             run_lock(config, wait=options.wait, notify=lambda m: ctx.event("output", "lock", f"  {m}")),
             contextlib.ExitStack() as locks,
         ):
-            return _run(ctx, steps, locks)
+            return RunOutcome(_run(ctx, results, locks), ctx.run_id, results)
     except LockedError as exc:
         ctx.event("error", "lock", f"lakehouse pipeline: error: {exc}")
-        return 1
+        return RunOutcome(1, ctx.run_id, results)
+
+
+def run_pipeline(config: Config, options: Options, out: TextIO = sys.stdout) -> int:
+    """Run the selected steps in order under the run lock; 0 only when every step succeeded."""
+    return execute(config, options, out).code

@@ -179,6 +179,14 @@ def test_step_selection_by_only_and_from() -> None:
         selected_steps(Options(from_step="later"))
 
 
+def test_a_range_of_steps_ends_at_until() -> None:
+    """Dagster's bronze asset runs the steps up to the gate; its transform runs apart."""
+    assert selected_steps(Options(until="validate")) == ["up", "sources", "extract", "validate"]
+    assert selected_steps(Options(from_step="extract", until="extract")) == ["extract"]
+    with pytest.raises(ValueError, match=r"until: 'extract' is not a step at or after 'transform'"):
+        selected_steps(Options(from_step="transform", until="extract"))
+
+
 def test_synthetic_data_goes_only_into_the_local_servers_unless_asked() -> None:
     local = load_config(env={})
     assert steps.generation_refusal(local, Options()) is None
