@@ -182,6 +182,28 @@ def test_dockerfile_installs_dependencies_and_jars_before_the_code() -> None:
     assert any("entrypoint.sh check" in a for a in after_code)
 
 
+def _dockerignored(path: str, patterns: list[str]) -> bool:
+    """Whether the build context leaves path out: the last pattern that matches it or one of its
+    parent directories decides, and a `!pattern` brings it back (Docker's rule)."""
+    parts = path.split("/")
+    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    ignored = False
+    for pattern in patterns:
+        negated = pattern.startswith("!")
+        bare = pattern.removeprefix("!").strip("/")
+        if any(fnmatch(candidate, bare) for candidate in candidates):
+            ignored = not negated
+    return ignored
+
+
+def test_dockerignored_follows_dockers_rule() -> None:
+    patterns = ["tools", "!tools/thrift-auth", "**/__pycache__"]
+    assert _dockerignored("tools/ferretdb/x", patterns)
+    assert not _dockerignored("tools/thrift-auth/src/A.java", patterns)
+    assert _dockerignored("lakehouse/__pycache__/config.pyc", patterns)
+    assert not _dockerignored("lakehouse/config.py", patterns)
+
+
 def test_dockerignore_keeps_state_and_secrets_out_but_not_what_the_build_copies() -> None:
     patterns = [p.strip() for p in DOCKERIGNORE.read_text().splitlines() if p.strip() and not p.startswith("#")]
     for private in (".env", ".lakehouse", ".venv", ".git"):
@@ -189,11 +211,20 @@ def test_dockerignore_keeps_state_and_secrets_out_but_not_what_the_build_copies(
     # The real .env is git-ignored; its template is not.
     ignored = (PROJECT_ROOT / ".gitignore").read_text().splitlines()
     assert ".env" in ignored and ".env.example" not in ignored
-    needed = ["requirements.lock", "pyproject.toml", "README.md", "conf/lakehouse.yaml", "lakehouse/config.py"]
-    needed += ["docker/entrypoint.sh", "docker/roles.py", "jobs/extract.py", "dbt/dbt_project.yml"]
+    # What each COPY of the Dockerfile names (a missing one fails `docker build`), and what the
+    # code reads next to itself at run time (COPY . .).
+    needed = [
+        source
+        for word, args in _instructions()
+        if word == "COPY" and not args.startswith("--") and args != ". ."
+        for source in args.split()[:-1]
+    ]
+    assert "tools/thrift-lockdown" in needed
+    needed += ["pyproject.toml", "README.md", "docker/entrypoint.sh", "docker/roles.py", "jobs/extract.py"]
+    needed += ["dbt/dbt_project.yml", "dashboards/dashboards/Platform_KPIs.yaml"]
     for path in needed:
         assert (PROJECT_ROOT / path).exists(), path
-        assert not any(fnmatch(path, p) or path.startswith(p.rstrip("/") + "/") for p in patterns), path
+        assert not _dockerignored(path, patterns), f"{path} is left out of the build context by .dockerignore"
 
 
 # ------------------------------------------------------------------ docker-compose.yml
