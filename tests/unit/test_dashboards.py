@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import yaml
 from lakehouse.config import ConfigError, load_config
 from lakehouse.dashboards import bundle, install, superset
 from lakehouse.dashboards.export import stable_name
+from lakehouse.services.process import ServiceError
 
 DASHBOARD_TITLES = {"Platform KPIs", "Content", "Subscriptions", "Viewing patterns", "Data health"}
 
@@ -162,3 +164,46 @@ def test_an_installed_virtualenv_is_not_installed_again(tmp_path: Path, monkeypa
     said: list[str] = []
     assert install.ensure_installed(config, said.append) == venv
     assert said == []
+
+
+class _Exec(Exception):
+    """os.execve, stopped before it replaces the test process."""
+
+
+def test_serve_runs_in_the_foreground_what_start_runs_in_the_background(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The image's dashboard role (serve) and `dashboard up` (start) share one path: the port
+    check, the set-up, then the same command line and environment; serve becomes the server."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = load_config(env={"LAKEHOUSE_HOME": str(tmp_path), "LAKEHOUSE_DASHBOARD_PORT": str(port)})
+    calls: list[object] = []
+    monkeypatch.setattr(superset, "prepare", lambda config, say: calls.append("prepare"))
+
+    def execve(path: str, argv: list[str], env: dict[str, str]) -> None:
+        calls.append((path, argv, env))
+        raise _Exec
+
+    monkeypatch.setattr(superset.os, "execve", execve)
+    with pytest.raises(_Exec):
+        superset.serve(config, lambda line: None)
+    assert calls[0] == "prepare"
+    path, argv, env = calls[1]
+    assert path == argv[0] == str(install.venv_bin(config, "gunicorn")) and argv == superset.command(config)
+    assert f"--bind=127.0.0.1:{port}" in argv
+    assert env["SUPERSET_CONFIG_PATH"] == str(tmp_path / "superset" / "superset_config.py")
+
+    started: dict[str, object] = {}
+    monkeypatch.setattr(superset, "start_service", lambda line, **kwargs: started.update(line=line, env=kwargs["env"]))
+    assert superset.start(config, lambda line: None)
+    assert started == {"line": argv, "env": env}
+
+    calls.clear()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", port))
+        busy.listen()
+        with pytest.raises(ServiceError, match=f"port {port} .* LAKEHOUSE_DASHBOARD_PORT"):
+            superset.serve(config, lambda line: None)
+    assert calls == [], "the set-up ran although the port is taken"
