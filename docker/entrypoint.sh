@@ -80,10 +80,7 @@ health)
         exec python -m lakehouse.services.cluster health "$which"
         ;;
     dashboard)
-        # Superset listens on every interface in a container; ask its /health over loopback.
-        case "${LAKEHOUSE_DASHBOARD_HOST:-127.0.0.1}" in
-        0.0.0.0 | ::) export LAKEHOUSE_DASHBOARD_HOST=127.0.0.1 ;;
-        esac
+        # Superset's /health; on 0.0.0.0 (a container) asked over loopback (dashboard.connect_host).
         exec python "$here/roles.py" dashboard-health
         ;;
     pipeline)

@@ -283,7 +283,7 @@ def command(config: Config) -> list[str]:
 def healthy(config: Config) -> bool:
     import urllib.request
 
-    if not port_open(config.dashboard.host, config.dashboard.port):
+    if not port_open(config.dashboard.connect_host, config.dashboard.port):
         return False
     try:
         with urllib.request.urlopen(config.dashboard.url + HEALTH_PATH, timeout=5) as response:
@@ -296,7 +296,7 @@ def _ready_to_serve(config: Config, say: Callable[[str], None]) -> tuple[list[st
     """The port is free, Superset is set up: the server's command line and environment.
 
     What ``start`` (in the background) and ``serve`` (in the foreground) share."""
-    check_port_free(config.dashboard.host, config.dashboard.port, "LAKEHOUSE_DASHBOARD_PORT")
+    check_port_free(config.dashboard.connect_host, config.dashboard.port, "LAKEHOUSE_DASHBOARD_PORT")
     prepare(config, say)
     say(f"superset: starting on {config.dashboard.url}...")
     return command(config), environment(config)

@@ -136,6 +136,9 @@ def test_dashboard_settings_from_yaml_and_environment(tmp_path: Path) -> None:
     env = {"LAKEHOUSE_HOME": str(tmp_path)}
     assert load_config(env=env).dashboard.url == "http://127.0.0.1:8088"
     assert load_config(env=env | {"LAKEHOUSE_DASHBOARD_PORT": "18088"}).dashboard.port == 18088
+    # Listening on every interface (the compose container): clients on the machine ask loopback.
+    everywhere = load_config(env=env | {"LAKEHOUSE_DASHBOARD_HOST": "0.0.0.0"})
+    assert everywhere.dashboard.url == "http://127.0.0.1:8088" and "--bind=0.0.0.0:8088" in superset.command(everywhere)
     with pytest.raises(ConfigError, match=r"dashboard\.port"):
         load_config(env=env | {"LAKEHOUSE_DASHBOARD_PORT": "0"})
 
