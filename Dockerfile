@@ -7,11 +7,22 @@
 #   docker build -t lakehouse:0.1.0 .
 #   docker run --rm lakehouse:0.1.0 check        # versions, and every baked jar is there
 #
+# Two targets: `lakehouse` (the last stage, so the default) and `dashboard`, the same image plus
+# Apache Superset's own virtualenv (dashboards/requirements.lock, about 825 MB) for the compose
+# stack's superset service (role `dashboard`); the lakehouse image stays without it.
+#
+#   docker build --target dashboard -t lakehouse-dashboard:0.1.0 .
+#
 # Layers go from what changes least to what changes most: system packages, the locked Python
 # dependencies, the Spark jars (only conf/lakehouse.yaml's spark.packages decides them), and
 # last the project's code, so a code change rebuilds only the last two layers. The Thrift
 # server's password provider (tools/thrift-auth) is compiled in a separate stage with a JDK,
 # so the image itself carries only a JRE.
+
+# Where the dashboard target keeps Superset's virtualenv (dashboard.venv_root): install.py puts
+# it in venv-<digest of the lock> under this directory.
+ARG SUPERSET_VENV_ROOT=/opt/lakehouse-cache/superset
+
 FROM python:3.11-slim-bookworm AS base
 
 ARG DEBIAN_FRONTEND=noninteractive
@@ -75,7 +86,23 @@ from lakehouse.serving.auth import build_provider; from lakehouse.serving.lockdo
 c = load_config(); print(build_provider(c), build_extension(c))" \
     && rm -rf /tmp/auth-bake
 
-FROM base
+# Superset's virtualenv, installed from its lock by the same code as `lakehouse dashboard up`
+# (lakehouse/dashboards/install.py), into SUPERSET_VENV_ROOT. Rebuilt when the lock or one of
+# the four modules it copies changes; pip's cache (a BuildKit cache mount, not a layer) then
+# spares the download of the 825 MB again.
+FROM base AS superset-venv
+ARG SUPERSET_VENV_ROOT
+COPY dashboards/requirements.lock dashboards/
+COPY lakehouse/__init__.py lakehouse/config.py lakehouse/errors.py lakehouse/processes.py lakehouse/
+COPY lakehouse/dashboards/__init__.py lakehouse/dashboards/install.py lakehouse/dashboards/
+RUN --mount=type=cache,target=/root/.cache/pip \
+    env -u PIP_NO_CACHE_DIR LAKEHOUSE_HOME=/tmp/superset-bake LAKEHOUSE_DASHBOARD_VENV_ROOT="${SUPERSET_VENV_ROOT}" \
+    python -c "from lakehouse.config import load_config; \
+from lakehouse.dashboards.install import ensure_installed; print(ensure_installed(load_config(), print))" \
+    && rm -rf /tmp/superset-bake
+
+# The lakehouse image, the base of both targets.
+FROM base AS app
 COPY --from=thrift-auth /opt/lakehouse-cache/thrift-auth /opt/lakehouse-cache/thrift-auth
 COPY --from=thrift-auth /opt/lakehouse-cache/thrift-lockdown /opt/lakehouse-cache/thrift-lockdown
 
@@ -91,8 +118,26 @@ USER 10001:10001
 # Thrift (JDBC/ODBC), Spark master RPC, master web UI, worker web UI.
 EXPOSE 10000 7077 8080 8081
 # The healthcheck of the role this container runs: the Thrift server answers `select 1`, the
-# master is ALIVE, the worker is registered with a master.
+# master is ALIVE, the worker is registered with a master, Superset answers /health.
 HEALTHCHECK --interval=15s --timeout=30s --start-period=180s --retries=5 \
     CMD ["/opt/lakehouse/docker/entrypoint.sh", "health"]
 ENTRYPOINT ["/usr/bin/tini", "--", "/opt/lakehouse/docker/entrypoint.sh"]
 CMD ["thrift"]
+
+# Target `dashboard`: the lakehouse image plus Superset's virtualenv. --link keeps the 825 MB
+# layer apart from the layers below it: a code change does not copy it again. Superset's
+# metadata and the secrets it generates (SECRET_KEY, the admin's password) live in
+# /var/lib/lakehouse/superset and /var/lib/lakehouse/secrets, created here (as the lakehouse
+# user, secrets owner-only) so that new named volumes mounted there start owned by that user.
+FROM app AS dashboard
+ARG SUPERSET_VENV_ROOT
+COPY --link --from=superset-venv ${SUPERSET_VENV_ROOT} ${SUPERSET_VENV_ROOT}
+ENV LAKEHOUSE_DASHBOARD_VENV_ROOT=${SUPERSET_VENV_ROOT}
+RUN mkdir -p /var/lib/lakehouse/superset /var/lib/lakehouse/secrets \
+    && chmod 0700 /var/lib/lakehouse/secrets \
+    && /opt/lakehouse/docker/entrypoint.sh check dashboard
+EXPOSE 8088
+CMD ["dashboard"]
+
+# Target `lakehouse` (the default): last, so that a plain `docker build .` builds the image without Superset.
+FROM app AS lakehouse

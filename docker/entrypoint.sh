@@ -8,9 +8,12 @@
 #              SPARK_DEFAULT_CORES)
 #   worker     a Spark standalone worker (SPARK_MASTER_URL, SPARK_WORKER_CORES, SPARK_WORKER_MEMORY,
 #              SPARK_WORKER_WEBUI_PORT, SPARK_WORKER_DIR)
+#   dashboard  Apache Superset in the foreground (the image's `dashboard` target only): sets up its
+#              metadata, admin, the Thrift server as its database and the dashboards of dashboards/
 #   health     the healthcheck of the role this container runs (or of the role named after it)
 #   conf       render the Spark conf directory from the environment and print where it is
 #   check      print the versions; fail when Java, spark-submit, lakehouse or a baked jar is missing
+#              (check dashboard: also Superset's virtualenv)
 #   lakehouse  any lakehouse command, e.g.: lakehouse sql "show tables in gold"
 #   help       this list
 #
@@ -21,7 +24,7 @@ set -eu
 here="$(cd "$(dirname "$0")" && pwd)"
 state_dir="${LAKEHOUSE_HOME:-$here/../.lakehouse}"
 role_file="$state_dir/run/container-role"
-roles="thrift, pipeline, master, worker, health, conf, check, lakehouse, help"
+roles="thrift, pipeline, master, worker, dashboard, health, conf, check, lakehouse, help"
 
 usage() {
     awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
@@ -50,6 +53,10 @@ pipeline)
     fi
     exec lakehouse pipeline --from sources "$@"
     ;;
+dashboard)
+    remember_role dashboard
+    exec python "$here/roles.py" dashboard
+    ;;
 master | worker)
     remember_role "$role"
     if [ "${LAKEHOUSE_DRY_RUN:-0}" = 1 ]; then
@@ -72,6 +79,10 @@ health)
     master | worker)
         exec python -m lakehouse.services.cluster health "$which"
         ;;
+    dashboard)
+        # Superset's /health; on 0.0.0.0 (a container) asked over loopback (dashboard.connect_host).
+        exec python "$here/roles.py" dashboard-health
+        ;;
     pipeline)
         exit 0
         ;;
@@ -82,7 +93,7 @@ health)
     esac
     ;;
 conf | check)
-    exec python "$here/roles.py" "$role"
+    exec python "$here/roles.py" "$role" "$@"
     ;;
 lakehouse)
     exec lakehouse "$@"

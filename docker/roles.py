@@ -2,13 +2,19 @@
 
     python docker/roles.py thrift   create the databases and metastore schema if missing, render
                                     the Spark conf, then become the Thrift server (foreground)
+    python docker/roles.py dashboard
+                                    set up Superset (metadata, admin, the Thrift server as its
+                                    database, dashboards/), then become its server (foreground)
+    python docker/roles.py dashboard-health
+                                    exit 0 when Superset answers /health, 1 otherwise
     python docker/roles.py conf     render the Spark conf directory and print where it is
-    python docker/roles.py check    print the versions; fail when something the image must carry
+    python docker/roles.py check [dashboard]
+                                    print the versions; fail when something the image must carry
                                     is missing (Java, spark-submit, lakehouse, a baked jar, the
-                                    Thrift auth provider)
+                                    Thrift auth provider; with `dashboard`, Superset's virtualenv)
 
 Everything comes from the environment (LAKEHOUSE_*), as for any lakehouse command. With
-LAKEHOUSE_DRY_RUN=1 the thrift role prints its command line and touches nothing.
+LAKEHOUSE_DRY_RUN=1 the thrift and dashboard roles print their command line and touch nothing.
 """
 
 from __future__ import annotations
@@ -21,9 +27,9 @@ import subprocess
 import sys
 from importlib import metadata
 
-from lakehouse.config import PASSWORD_ENV, Config, ConfigError, load_config
+from lakehouse.config import PASSWORD_ENV, Config, load_config
+from lakehouse.errors import LakehouseError
 from lakehouse.runtime.jars import jar_paths
-from lakehouse.services.process import ServiceError
 from lakehouse.serving import lockdown
 from lakehouse.serving.auth import provider_jar
 
@@ -31,8 +37,9 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 MIN_JAVA_MAJOR = 17
 JAVA_VERSION = re.compile(r'version "(\d+)')
 # `check` reads only where the jars are; it must not generate a local PostgreSQL password
-# (at build time that file would end up in the image), so it runs with this stand-in.
-CHECK_PASSWORD_STAND_IN = "not-used-by-check"
+# (at build time that file would end up in the image), and Superset's container has no
+# PostgreSQL to talk to: these roles run with this stand-in.
+POSTGRES_PASSWORD_STAND_IN = "not-used-by-this-role"
 
 
 class RoleError(RuntimeError):
@@ -90,10 +97,53 @@ def _java_major() -> int:
     return int(match.group(1))
 
 
-def check() -> int:
+def _config_without_postgres() -> Config:
     env = dict(os.environ)
-    env.setdefault(PASSWORD_ENV, CHECK_PASSWORD_STAND_IN)
-    config = load_config(env=env)
+    env.setdefault(PASSWORD_ENV, POSTGRES_PASSWORD_STAND_IN)
+    return load_config(env=env)
+
+
+def dashboard(config: Config) -> int:
+    from lakehouse.dashboards import install, superset
+
+    if dry_run():
+        print(shlex.join(superset.command(config)))
+        return 0
+    if not install.installed(config):
+        raise RoleError(
+            f"Superset's virtualenv is not in {install.venv_dir(config)}: build the image's `dashboard` target "
+            "(docker compose build superset)"
+        )
+    print(
+        f"dashboard: Superset on {config.dashboard.host}:{config.dashboard.port}, database "
+        f"{superset.sqlalchemy_uri(config)}; login {config.dashboard.admin_user}, password in "
+        f"{superset.admin_password_file(config)}",
+        flush=True,
+    )
+    superset.serve(config, lambda line: print(line, flush=True))
+    return 1  # not reached
+
+
+def dashboard_health(config: Config) -> int:
+    from lakehouse.dashboards import superset
+
+    return 0 if superset.healthy(config) else 1
+
+
+def _check_dashboard(config: Config) -> str:
+    from lakehouse.dashboards import install
+
+    gunicorn = install.venv_bin(config, "gunicorn")
+    if not install.installed(config) or not gunicorn.is_file():
+        raise RoleError(f"Superset's virtualenv is missing from {install.venv_dir(config)}: rebuild the image")
+    return f"Superset's virtualenv {install.venv_dir(config)}"
+
+
+def check(what: list[str]) -> int:
+    unknown = [part for part in what if part != "dashboard"]
+    if unknown:
+        raise RoleError(f"{unknown[0]!r} is not something check knows: choose from dashboard")
+    config = _config_without_postgres()
     major = _java_major()
     if major < MIN_JAVA_MAJOR:
         raise RoleError(f"Java {major} found, Spark 4 needs Java {MIN_JAVA_MAJOR} or newer")
@@ -117,21 +167,30 @@ def check() -> int:
     versions = ", ".join(f"{name} {metadata.version(name)}" for name in ("lakehouse", "pyspark", "delta-spark"))
     print(f"{versions}, java {major}, python {sys.version.split()[0]}")
     print(f"{len(jars)} Spark jars in {config.jar_dir}, Thrift auth provider {provider}, lockdown {extension}")
+    if "dashboard" in what:
+        print(_check_dashboard(config))
     return 0
 
 
 def main(argv: list[str]) -> int:
-    role = argv[0] if argv else ""
+    role, args = (argv[0], argv[1:]) if argv else ("", [])
     try:
         if role == "check":
-            return check()
+            return check(args)
         if role in ("thrift", "conf"):
             config = load_config()
             return thrift(config) if role == "thrift" else conf(config)
-    except (ConfigError, ServiceError, RoleError) as exc:
+        if role == "dashboard":
+            return dashboard(_config_without_postgres())
+        if role == "dashboard-health":
+            return dashboard_health(_config_without_postgres())
+    except (LakehouseError, RoleError) as exc:  # ConfigError, ServiceError, DashboardError, ...
         print(f"{role}: error: {exc}", file=sys.stderr)
         return 1
-    print(f"roles.py: unknown role {role!r}: choose from thrift, conf, check", file=sys.stderr)
+    print(
+        f"roles.py: unknown role {role!r}: choose from thrift, dashboard, dashboard-health, conf, check",
+        file=sys.stderr,
+    )
     return 2
 
 

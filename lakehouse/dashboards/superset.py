@@ -10,7 +10,8 @@ or its secrets file through ``SQLALCHEMY_CUSTOM_PASSWORD_STORE``, so Superset ne
 
 ``up`` = install (once) -> settings -> metadata upgrade, roles and admin (one Python process in
 Superset's virtualenv) -> import ``dashboards/`` (database, datasets, charts, dashboards, each
-overwritten) -> gunicorn on ``dashboard.host:dashboard.port`` -> wait for ``/health``.
+overwritten) -> gunicorn on ``dashboard.host:dashboard.port`` -> wait for ``/health``. ``serve``
+does the same and then becomes gunicorn in the foreground (the image's ``dashboard`` role).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 from urllib.parse import quote
 
 from lakehouse import processes
@@ -281,7 +283,7 @@ def command(config: Config) -> list[str]:
 def healthy(config: Config) -> bool:
     import urllib.request
 
-    if not port_open(config.dashboard.host, config.dashboard.port):
+    if not port_open(config.dashboard.connect_host, config.dashboard.port):
         return False
     try:
         with urllib.request.urlopen(config.dashboard.url + HEALTH_PATH, timeout=5) as response:
@@ -290,24 +292,39 @@ def healthy(config: Config) -> bool:
         return False
 
 
+def _ready_to_serve(config: Config, say: Callable[[str], None]) -> tuple[list[str], dict[str, str]]:
+    """The port is free, Superset is set up: the server's command line and environment.
+
+    What ``start`` (in the background) and ``serve`` (in the foreground) share."""
+    check_port_free(config.dashboard.connect_host, config.dashboard.port, "LAKEHOUSE_DASHBOARD_PORT")
+    prepare(config, say)
+    say(f"superset: starting on {config.dashboard.url}...")
+    return command(config), environment(config)
+
+
 def start(config: Config, say: Callable[[str], None]) -> bool:
-    """Set up and start Superset unless it runs; True when this call started it."""
+    """Set up and start Superset in the background unless it runs; True when this call started it."""
     if read_pid(pid_file(config)) is not None:
         prepare(config, say)  # the dashboards of this checkout, into the running server
         return False
-    check_port_free(config.dashboard.host, config.dashboard.port, "LAKEHOUSE_DASHBOARD_PORT")
-    prepare(config, say)
-    say(f"superset: starting on {config.dashboard.url}...")
+    line, env = _ready_to_serve(config, say)
     start_service(
-        command(config),
+        line,
         log_file=log_file(config),
         pid_file=pid_file(config),
-        env=environment(config),
+        env=env,
         ready=lambda: healthy(config),
         timeout=config.dashboard.startup_timeout_seconds,
         what="superset",
     )
     return True
+
+
+def serve(config: Config, say: Callable[[str], None]) -> NoReturn:
+    """Set up Superset, then become its server in the foreground (a container's main process:
+    no pid file, its log on stdout); ``start`` is the same with the server in the background."""
+    line, env = _ready_to_serve(config, say)
+    os.execve(line[0], line, env)
 
 
 def stop(config: Config) -> bool:

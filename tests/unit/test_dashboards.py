@@ -5,16 +5,28 @@ from __future__ import annotations
 
 import copy
 import json
+import re
+import socket
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 import yaml
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+from pyspark.testing import assertDataFrameEqual
 
-from lakehouse.config import ConfigError, load_config
+from lakehouse.config import PROJECT_ROOT, ConfigError, load_config
 from lakehouse.dashboards import bundle, install, superset
 from lakehouse.dashboards.export import stable_name
+from lakehouse.services.process import ServiceError
 
 DASHBOARD_TITLES = {"Platform KPIs", "Content", "Subscriptions", "Viewing patterns", "Data health"}
+# The "Plan changes per month" dataset repeats this dbt analysis over gold (plus two columns).
+PLAN_CHANGES_ANALYSIS = PROJECT_ROOT / "dbt" / "analyses" / "plan_changes.sql"
+PLAN_CHANGES_KEY = ["month_start_date", "previous_plan", "new_plan"]
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +146,9 @@ def test_dashboard_settings_from_yaml_and_environment(tmp_path: Path) -> None:
     env = {"LAKEHOUSE_HOME": str(tmp_path)}
     assert load_config(env=env).dashboard.url == "http://127.0.0.1:8088"
     assert load_config(env=env | {"LAKEHOUSE_DASHBOARD_PORT": "18088"}).dashboard.port == 18088
+    # Listening on every interface (the compose container): clients on the machine ask loopback.
+    everywhere = load_config(env=env | {"LAKEHOUSE_DASHBOARD_HOST": "0.0.0.0"})
+    assert everywhere.dashboard.url == "http://127.0.0.1:8088" and "--bind=0.0.0.0:8088" in superset.command(everywhere)
     with pytest.raises(ConfigError, match=r"dashboard\.port"):
         load_config(env=env | {"LAKEHOUSE_DASHBOARD_PORT": "0"})
 
@@ -162,3 +177,111 @@ def test_an_installed_virtualenv_is_not_installed_again(tmp_path: Path, monkeypa
     said: list[str] = []
     assert install.ensure_installed(config, said.append) == venv
     assert said == []
+
+
+class _Exec(Exception):
+    """os.execve, stopped before it replaces the test process."""
+
+
+def test_serve_runs_in_the_foreground_what_start_runs_in_the_background(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The image's dashboard role (serve) and `dashboard up` (start) share one path: the port
+    check, the set-up, then the same command line and environment; serve becomes the server."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = load_config(env={"LAKEHOUSE_HOME": str(tmp_path), "LAKEHOUSE_DASHBOARD_PORT": str(port)})
+    calls: list[object] = []
+    monkeypatch.setattr(superset, "prepare", lambda config, say: calls.append("prepare"))
+
+    def execve(path: str, argv: list[str], env: dict[str, str]) -> None:
+        calls.append((path, argv, env))
+        raise _Exec
+
+    monkeypatch.setattr(superset.os, "execve", execve)
+    with pytest.raises(_Exec):
+        superset.serve(config, lambda line: None)
+    assert calls[0] == "prepare"
+    path, argv, env = calls[1]
+    assert path == argv[0] == str(install.venv_bin(config, "gunicorn")) and argv == superset.command(config)
+    assert f"--bind=127.0.0.1:{port}" in argv
+    assert env["SUPERSET_CONFIG_PATH"] == str(tmp_path / "superset" / "superset_config.py")
+
+    started: dict[str, object] = {}
+    monkeypatch.setattr(superset, "start_service", lambda line, **kwargs: started.update(line=line, env=kwargs["env"]))
+    assert superset.start(config, lambda line: None)
+    assert started == {"line": argv, "env": env}
+
+    calls.clear()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", port))
+        busy.listen()
+        with pytest.raises(ServiceError, match=f"port {port} .* LAKEHOUSE_DASHBOARD_PORT"):
+            superset.serve(config, lambda line: None)
+    assert calls == [], "the set-up ran although the port is taken"
+
+
+def _dim_users(spark: SparkSession) -> DataFrame:
+    """A few users' versions: upgrades and a downgrade in one month, the same plan change going
+    up for two users and down for a third (the plan's price changed), a price change without a
+    plan change, a user with one version, and a first version without a plan (nulls)."""
+    schema = T.StructType(
+        [
+            T.StructField("user_id", T.StringType()),
+            T.StructField("version_number", T.IntegerType()),
+            T.StructField("changed_at", T.TimestampType()),
+            T.StructField("subscription_plan", T.StringType()),
+            T.StructField("monthly_price_usd", T.DecimalType(10, 2)),
+        ]
+    )
+    rows = [
+        ("u1", 1, "2026-01-05", "basic", "8.99"),
+        ("u1", 2, "2026-02-10", "standard", "13.99"),
+        ("u1", 3, "2026-02-20", "basic", "8.99"),
+        ("u2", 1, "2026-01-01", "standard", "13.99"),
+        ("u2", 2, "2026-02-03", "premium", "17.99"),
+        ("u3", 1, "2026-01-01", "basic", "8.99"),
+        ("u4", 1, "2026-01-01", "basic", "8.99"),
+        ("u4", 2, "2026-03-01", "basic", "9.99"),
+        ("u5", 1, "2026-01-01", "basic", "8.99"),
+        ("u5", 2, "2026-02-28", "standard", "12.99"),
+        ("u6", 1, "2026-01-01", "basic", "13.99"),
+        ("u6", 2, "2026-02-15", "standard", "12.99"),
+        ("u7", 1, "2026-01-01", None, None),
+        ("u7", 2, "2026-02-01", "basic", "8.99"),
+        ("u8", 1, "2026-03-31", "premium", "17.99"),
+        ("u8", 2, "2026-04-01", "basic", "8.99"),
+    ]
+    parsed = [
+        (u, v, datetime.fromisoformat(at), plan, None if price is None else Decimal(price))
+        for u, v, at, plan, price in rows
+    ]
+    return spark.createDataFrame(parsed, schema)
+
+
+def test_the_plan_changes_dataset_adds_up_to_the_dbt_analysis(committed: bundle.Bundle, spark: SparkSession) -> None:
+    """dashboards/ repeats dbt/analyses/plan_changes.sql over gold.dim_users, split further by a
+    direction (up or down in price): on the same versions, its rows summed per month and plan
+    change are the analysis's rows. Either side changing its logic alone fails this."""
+    _dim_users(spark).createOrReplaceTempView("plan_changes_dim_users")
+    analysis_sql, uses = re.subn(
+        r"\{\{\s*ref\('dim_users'\)\s*\}\}", "plan_changes_dim_users", PLAN_CHANGES_ANALYSIS.read_text()
+    )
+    assert uses == 1 and "{{" not in analysis_sql, "the analysis reads more than ref('dim_users'): extend this test"
+    dataset = next(d for d in committed.datasets.values() if d["table_name"] == "plan_changes")
+    without_comments = re.sub(r"--[^\n]*", "", dataset["sql"])
+    dataset_sql, uses = re.subn(r"\bgold\.dim_users\b", "plan_changes_dim_users", without_comments)
+    assert uses == 1 and "gold." not in dataset_sql, "the dataset reads more than gold.dim_users: extend this test"
+
+    analysis = spark.sql(analysis_sql)
+    split = spark.sql(dataset_sql)
+    totals = split.groupBy(*PLAN_CHANGES_KEY).agg(
+        F.sum("plan_changes").cast(analysis.schema["plan_changes"].dataType).alias("plan_changes"),
+        F.sum("mrr_change_usd").cast(analysis.schema["mrr_change_usd"].dataType).alias("mrr_change_usd"),
+    )
+    assertDataFrameEqual(totals.select(*analysis.columns), analysis)
+    # Not vacuous: several months and plan changes, and one of them split into up and down.
+    assert analysis.count() >= 4 and split.count() == analysis.count() + 1
+    # The dataset's columns are what its YAML declares (Superset's charts use them by name).
+    assert set(split.columns) == {c["column_name"] for c in dataset["columns"]}

@@ -6,16 +6,24 @@
   check-jsonschema), pins every image, takes every secret from the env file and commits none;
 - the image's entry point runs here, outside Docker: its non-server roles for real (check,
   conf, health, help), its server roles in dry-run mode with each compose service's environment.
+
+The Dockerfile has two targets, `lakehouse` (the default) and `dashboard` (the same plus
+Superset's virtualenv, for the compose service superset); no test here builds either.
 """
 
 from __future__ import annotations
 
+import http.server
 import os
 import re
+import shlex
 import shutil
+import socket
 import stat
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
@@ -25,6 +33,7 @@ import yaml
 from lakehouse_testing import skip_unless_ci
 
 from lakehouse.config import PROJECT_ROOT, load_config
+from lakehouse.dashboards import install, superset
 
 DOCKERFILE = PROJECT_ROOT / "Dockerfile"
 COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"
@@ -32,6 +41,10 @@ ENV_EXAMPLE = PROJECT_ROOT / ".env.example"
 DOCKERIGNORE = PROJECT_ROOT / ".dockerignore"
 ENTRYPOINT = PROJECT_ROOT / "docker" / "entrypoint.sh"
 LAKEHOUSE_SERVICES = ("spark-master", "spark-worker", "thrift", "pipeline")
+# The Dockerfile's target each service built here runs, and the image name it is tagged with.
+SERVICE_TARGETS = {name: "lakehouse" for name in LAKEHOUSE_SERVICES} | {"superset": "dashboard"}
+TARGET_IMAGES = {"lakehouse": "lakehouse", "dashboard": "lakehouse-dashboard"}
+STATE_DIR = "/var/lib/lakehouse"
 WAREHOUSE_PATH = "/var/lib/lakehouse/warehouse"
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|API_KEY", re.IGNORECASE)
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error}; $$ escapes a dollar.
@@ -129,6 +142,58 @@ def _instructions() -> list[tuple[str, str]]:
     return result
 
 
+def _stages() -> dict[str, tuple[str, list[tuple[str, str]]]]:
+    """Each stage of the Dockerfile by name: (what it is FROM, its instructions after the FROM)."""
+    stages: dict[str, tuple[str, list[tuple[str, str]]]] = {}
+    current: list[tuple[str, str]] | None = None
+    for word, args in _instructions():
+        if word == "FROM":
+            parts = args.split()
+            current = []
+            name = parts[2] if len(parts) == 3 and parts[1].upper() == "AS" else f"stage-{len(stages)}"
+            stages[name] = (parts[0], current)
+        elif current is not None:
+            current.append((word, args))
+    return stages
+
+
+def _target(name: str) -> list[tuple[str, str]]:
+    """What `docker build --target name` runs: the stages it is built FROM, then its own."""
+    stages = _stages()
+    assert name in stages, f"the Dockerfile has no stage {name!r}"
+    chain: list[tuple[str, str]] = []
+    while name in stages:
+        parent, instructions = stages[name]
+        chain = instructions + chain
+        name = parent
+    return chain
+
+
+def _build_args() -> dict[str, str]:
+    """The ARGs declared before the first FROM, with their defaults."""
+    values = {}
+    for word, args in _instructions():
+        if word == "FROM":
+            break
+        if word == "ARG":
+            name, _, default = args.partition("=")
+            values[name] = default
+    return values
+
+
+def _expand(text: str) -> str:
+    return re.sub(r"\$\{(\w+)\}", lambda m: _build_args()[m.group(1)], text)
+
+
+def _image_env(target: str) -> dict[str, str]:
+    """The ENV a container of the target starts with (`ENV A=1 B=2` and multi-line ENVs)."""
+    env = {}
+    for word, args in _target(target):
+        if word == "ENV":
+            env |= dict(pair.split("=", 1) for pair in shlex.split(_expand(args)))
+    return env
+
+
 def test_a_missing_lint_tool_fails_under_ci_and_skips_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match=r"no-such-linter is not installed .*CI=true needs it"):
@@ -154,19 +219,58 @@ def test_hadolint_would_catch_a_bad_dockerfile(tmp_path: Path) -> None:
     assert "DL3007" in result.stdout and "DL3008" in result.stdout
 
 
-def test_dockerfile_runs_as_non_root_with_a_healthcheck_and_the_entrypoint() -> None:
-    instructions = _instructions()
+@pytest.mark.parametrize("target", sorted(TARGET_IMAGES))
+def test_each_target_runs_as_non_root_with_a_healthcheck_and_the_entrypoint(target: str) -> None:
+    instructions = _target(target)
     words = [word for word, _ in instructions]
     user = [args for word, args in instructions if word == "USER"]
     assert user and user[-1].split(":")[0] not in ("0", "root")
-    assert words.index("USER") > max(i for i, w in enumerate(words) if w == "RUN"), "a RUN after USER runs as that user"
     healthcheck = next(args for word, args in instructions if word == "HEALTHCHECK")
     assert "docker/entrypoint.sh" in healthcheck and '"health"' in healthcheck
     entrypoint = next(args for word, args in instructions if word == "ENTRYPOINT")
     assert "docker/entrypoint.sh" in entrypoint
-    base = next(args for word, args in instructions if word == "FROM")
+    assert words.count("CMD") >= 1
+    base = next(args for word, args in _instructions() if word == "FROM")
     assert base.startswith("python:3.11-")
     assert any("openjdk-17-jre-headless" in args for word, args in instructions if word == "RUN")
+
+
+def test_the_lakehouse_image_installs_as_root_then_drops_to_its_user() -> None:
+    words = [word for word, _ in _target("lakehouse")]
+    assert words.index("USER") > max(i for i, w in enumerate(words) if w == "RUN"), "a RUN after USER runs as that user"
+
+
+def test_the_default_target_is_the_lakehouse_image_without_superset() -> None:
+    """A plain `docker build .` builds the last stage: the image without Superset's 825 MB."""
+    last = list(_stages())[-1]
+    assert last == "lakehouse"
+    assert not any("superset" in args.lower() for _word, args in _target("lakehouse"))
+    cmd = next(args for word, args in reversed(_target("lakehouse")) if word == "CMD")
+    assert yaml.safe_load(cmd) == ["thrift"]
+
+
+def test_the_dashboard_target_carries_the_virtualenv_where_the_code_looks_for_it() -> None:
+    """The stage that installs Superset, the copy into the dashboard target and the setting that
+    points lakehouse.dashboards.install at it name one directory (the ARG SUPERSET_VENV_ROOT)."""
+    root = _build_args()["SUPERSET_VENV_ROOT"]
+    assert root.startswith("/opt/lakehouse-cache/")
+    _parent, venv_stage = _stages()["superset-venv"]
+    bake = next(_expand(args) for word, args in venv_stage if word == "RUN" and "ensure_installed" in args)
+    assert f'LAKEHOUSE_DASHBOARD_VENV_ROOT="{root}"' in bake
+    assert any(w == "COPY" and a.split()[0] == "dashboards/requirements.lock" for w, a in venv_stage)
+    dashboard = _stages()["dashboard"][1]
+    copies = [_expand(args).split() for word, args in dashboard if word == "COPY"]
+    assert ["--link", "--from=superset-venv", root, root] in copies
+    assert _image_env("dashboard")["LAKEHOUSE_DASHBOARD_VENV_ROOT"] == root
+    assert "LAKEHOUSE_DASHBOARD_VENV_ROOT" not in _image_env("lakehouse")
+    # It checks itself at build time, and runs Superset unless told otherwise.
+    assert any(w == "RUN" and "entrypoint.sh check dashboard" in a for w, a in dashboard)
+    cmd = next(args for word, args in reversed(_target("dashboard")) if word == "CMD")
+    assert yaml.safe_load(cmd) == ["dashboard"]
+    # Its state directories exist in the image, so that new named volumes start owned by its user.
+    created = " ".join(a for w, a in dashboard if w == "RUN")
+    for path in (f"{STATE_DIR}/superset", f"{STATE_DIR}/secrets"):
+        assert path in created, path
 
 
 def test_dockerfile_installs_dependencies_and_jars_before_the_code() -> None:
@@ -182,6 +286,28 @@ def test_dockerfile_installs_dependencies_and_jars_before_the_code() -> None:
     assert any("entrypoint.sh check" in a for a in after_code)
 
 
+def _dockerignored(path: str, patterns: list[str]) -> bool:
+    """Whether the build context leaves path out: the last pattern that matches it or one of its
+    parent directories decides, and a `!pattern` brings it back (Docker's rule)."""
+    parts = path.split("/")
+    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    ignored = False
+    for pattern in patterns:
+        negated = pattern.startswith("!")
+        bare = pattern.removeprefix("!").strip("/")
+        if any(fnmatch(candidate, bare) for candidate in candidates):
+            ignored = not negated
+    return ignored
+
+
+def test_dockerignored_follows_dockers_rule() -> None:
+    patterns = ["tools", "!tools/thrift-auth", "**/__pycache__"]
+    assert _dockerignored("tools/ferretdb/x", patterns)
+    assert not _dockerignored("tools/thrift-auth/src/A.java", patterns)
+    assert _dockerignored("lakehouse/__pycache__/config.pyc", patterns)
+    assert not _dockerignored("lakehouse/config.py", patterns)
+
+
 def test_dockerignore_keeps_state_and_secrets_out_but_not_what_the_build_copies() -> None:
     patterns = [p.strip() for p in DOCKERIGNORE.read_text().splitlines() if p.strip() and not p.startswith("#")]
     for private in (".env", ".lakehouse", ".venv", ".git"):
@@ -189,11 +315,20 @@ def test_dockerignore_keeps_state_and_secrets_out_but_not_what_the_build_copies(
     # The real .env is git-ignored; its template is not.
     ignored = (PROJECT_ROOT / ".gitignore").read_text().splitlines()
     assert ".env" in ignored and ".env.example" not in ignored
-    needed = ["requirements.lock", "pyproject.toml", "README.md", "conf/lakehouse.yaml", "lakehouse/config.py"]
-    needed += ["docker/entrypoint.sh", "docker/roles.py", "jobs/extract.py", "dbt/dbt_project.yml"]
+    # What each COPY of the Dockerfile names (a missing one fails `docker build`), and what the
+    # code reads next to itself at run time (COPY . .).
+    needed = [
+        source
+        for word, args in _instructions()
+        if word == "COPY" and not args.startswith("--") and args != ". ."
+        for source in args.split()[:-1]
+    ]
+    assert "tools/thrift-lockdown" in needed and "dashboards/requirements.lock" in needed
+    needed += ["pyproject.toml", "README.md", "docker/entrypoint.sh", "docker/roles.py", "jobs/extract.py"]
+    needed += ["dbt/dbt_project.yml", "dashboards/dashboards/Platform_KPIs.yaml"]
     for path in needed:
         assert (PROJECT_ROOT / path).exists(), path
-        assert not any(fnmatch(path, p) or path.startswith(p.rstrip("/") + "/") for p in patterns), path
+        assert not _dockerignored(path, patterns), f"{path} is left out of the build context by .dockerignore"
 
 
 # ------------------------------------------------------------------ docker-compose.yml
@@ -211,14 +346,22 @@ def test_compose_file_validates_against_the_compose_spec(tmp_path: Path) -> None
     assert result.returncode != 0
 
 
-def test_every_image_is_pinned_and_the_lakehouse_image_is_built_here() -> None:
+def test_every_image_is_pinned_and_the_lakehouse_images_are_built_here() -> None:
+    built = {}
     for name, service in _compose()["services"].items():
         image = _interpolate(service["image"], _env_example())
         repository, _, tag = image.partition("@")[0].rpartition(":")
         assert repository and tag, f"{name}: image {image!r} has no tag"
         assert tag != "latest" and re.search(r"\d", tag), f"{name}: image {image!r} is not pinned to a version"
-        if name in LAKEHOUSE_SERVICES:
-            assert repository == "lakehouse" and service["build"]["context"] == "."
+        if "build" in service:
+            target = service["build"]["target"]
+            assert target == SERVICE_TARGETS[name] and service["build"]["context"] == ".", name
+            assert repository == TARGET_IMAGES[target], name
+            _target(target)  # the Dockerfile has that stage
+            built[image] = built.get(image, set()) | {target}
+    assert set(SERVICE_TARGETS) == {name for name, s in _compose()["services"].items() if "build" in s}
+    # Two targets under one image name would overwrite each other's tag.
+    assert all(len(targets) == 1 for targets in built.values()), built
     assert _compose()["services"]["mongodb"]["image"].startswith("mongo:7")
     assert _compose()["services"]["postgres"]["image"].startswith("postgres:16")
 
@@ -280,6 +423,27 @@ def test_compose_wiring_healthchecks_dependencies_volumes_and_ports() -> None:
     assert services["thrift"]["depends_on"]["postgres"]["condition"] == "service_healthy"
 
 
+def test_the_superset_service_reaches_thrift_with_the_password_and_keeps_its_state() -> None:
+    service = _compose()["services"]["superset"]
+    env = _service_env("superset")
+    assert service["depends_on"] == {"thrift": {"condition": "service_healthy"}}
+    assert service["profiles"] == ["dashboard"] and service["command"] == ["dashboard"]
+    # Superset talks to the lakehouse over Thrift only: no source or metastore credentials.
+    assert not any(key.startswith(("LAKEHOUSE_POSTGRES", "LAKEHOUSE_MONGODB")) for key in env)
+    assert env["LAKEHOUSE_DASHBOARD_HOST"] == "0.0.0.0"
+    assert service["ports"] == [f"127.0.0.1:${{SUPERSET_PORT:-8088}}:{env['LAKEHOUSE_DASHBOARD_PORT']}"]
+    config = load_config(env={**env, **_image_env("dashboard"), "LAKEHOUSE_POSTGRES_PASSWORD": "unused"})
+    assert config.home == Path(STATE_DIR)
+    assert config.thrift.auth_enabled and config.thrift.password == TEST_SECRETS["THRIFT_PASSWORD"]
+    assert superset.sqlalchemy_uri(config) == "hive+lakehouse://lakehouse@thrift:10000/gold?auth=CUSTOM"
+    # The metadata and the SECRET_KEY that encrypts it (and the admin's password) survive a new
+    # container, each on a named volume at the path the code uses.
+    mounts = dict(volume.split(":")[::-1] for volume in service["volumes"])
+    assert mounts == {str(superset.superset_dir(config)): "superset", str(config.secrets_dir): "superset-secrets"}
+    assert set(mounts.values()) <= set(_compose()["volumes"])
+    assert service["healthcheck"]["test"] == ["CMD", "/opt/lakehouse/docker/entrypoint.sh", "health"]
+
+
 def test_compose_refuses_to_start_without_the_secrets() -> None:
     with pytest.raises(AssertionError, match="POSTGRES_PASSWORD"):
         _service_env("thrift", {"POSTGRES_PASSWORD": ""})
@@ -299,9 +463,11 @@ def test_every_role_compose_uses_exists_in_the_entrypoint(tmp_path: Path) -> Non
     listed = _run_entrypoint(["help"], {}, tmp_path)
     assert listed.returncode == 0
     roles = {line.split()[0] for line in listed.stdout.splitlines() if re.match(r"^  [a-z]+ ", line)}
-    assert {"thrift", "pipeline", "master", "worker", "health", "check", "conf"} <= roles
-    for name in LAKEHOUSE_SERVICES:
+    assert {"thrift", "pipeline", "master", "worker", "dashboard", "health", "check", "conf"} <= roles
+    for name in SERVICE_TARGETS:
         assert _service_command(name)[0] in roles, name
+    unknown = _run_entrypoint(["serve"], {}, tmp_path)
+    assert set(unknown.stderr.split("choose from ")[1].strip().split(", ")) == roles
     cmd = next(args for word, args in _instructions() if word == "CMD")
     assert yaml.safe_load(cmd)[0] in roles
 
@@ -380,6 +546,93 @@ def test_server_roles_print_the_commands_the_containers_run(tmp_path: Path) -> N
     assert pipeline.returncode == 0, pipeline.stderr
     assert pipeline.stdout.strip() == "lakehouse pipeline --from sources --scale small --generate-sources"
     assert (tmp_path / "run" / "container-role").read_text().strip() == "pipeline"
+
+
+def _superset_container_env(**extra: str) -> dict[str, str]:
+    """The superset service's environment and what its image adds (where Superset is installed)."""
+    root = _image_env("dashboard")["LAKEHOUSE_DASHBOARD_VENV_ROOT"]
+    return {**_service_env("superset"), "LAKEHOUSE_DASHBOARD_VENV_ROOT": root, **extra}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_the_dashboard_role_prints_the_superset_server_the_container_runs(tmp_path: Path) -> None:
+    env = {**_superset_container_env(), "LAKEHOUSE_DRY_RUN": "1"}
+    result = _run_entrypoint(_service_command("superset"), env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    line = shlex.split(result.stdout)
+    assert line[0] == f"/opt/lakehouse-cache/superset/venv-{install.lock_digest()[:16]}/bin/gunicorn"
+    assert "--bind=0.0.0.0:8088" in line and "--workers=1" in line and "--access-logfile=-" in line
+    assert line[-1] == "superset.app:create_app()"
+    assert TEST_SECRETS["THRIFT_PASSWORD"] not in result.stdout + result.stderr
+    # A dry run touches nothing: no generated secret, no settings file.
+    assert not (tmp_path / "secrets").exists() and not (tmp_path / "superset").exists()
+    # The container's healthcheck now asks Superset (nothing listens: unhealthy, silently).
+    assert (tmp_path / "run" / "container-role").read_text().strip() == "dashboard"
+    health = _run_entrypoint(["health"], {**env, "LAKEHOUSE_DASHBOARD_PORT": str(_free_port())}, tmp_path)
+    assert health.returncode == 1 and health.stderr == ""
+
+
+def test_the_dashboard_role_without_superset_installed_fails_with_one_line(tmp_path: Path) -> None:
+    """The lakehouse target has no Superset: the role says which target to build, and installs nothing."""
+    env = _superset_container_env(LAKEHOUSE_DASHBOARD_VENV_ROOT=str(tmp_path / "venvs"))
+    result = _run_entrypoint(["dashboard"], env, tmp_path / "home")
+    assert result.returncode == 1
+    assert result.stderr.startswith("dashboard: error: Superset's virtualenv is not in ")
+    assert "build the image's `dashboard` target" in result.stderr and result.stderr.strip().count("\n") == 0
+    assert not (tmp_path / "venvs").exists()
+
+
+def test_check_dashboard_fails_the_build_without_the_virtualenv(tmp_path: Path) -> None:
+    env = {"LAKEHOUSE_DASHBOARD_VENV_ROOT": str(tmp_path / "venvs")}
+    missing = _run_entrypoint(["check", "dashboard"], env, tmp_path / "home")
+    assert missing.returncode == 1
+    assert "Superset's virtualenv is missing from" in missing.stderr and missing.stderr.strip().count("\n") == 0
+    config = load_config(env={**env, "LAKEHOUSE_HOME": str(tmp_path / "home"), "LAKEHOUSE_POSTGRES_PASSWORD": "x"})
+    venv = install.venv_dir(config)
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "gunicorn").write_text("")
+    (venv / install.STAMP).write_text(install.lock_digest())
+    found = _run_entrypoint(["check", "dashboard"], env, tmp_path / "home")
+    assert found.returncode == 0, found.stderr
+    assert f"Superset's virtualenv {venv}" in found.stdout
+
+
+@pytest.fixture
+def superset_health() -> Iterator[int]:
+    """A stand-in for Superset's /health on 127.0.0.1 (only the healthcheck's side is under test)."""
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == superset.HEALTH_PATH else 404)
+            self.end_headers()
+            self.wfile.write(b"OK")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Health)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("listen", ["0.0.0.0", "::"])
+def test_the_dashboard_healthcheck_asks_over_loopback(tmp_path: Path, superset_health: int, listen: str) -> None:
+    """Superset listens on every interface in its container; its healthcheck asks 127.0.0.1."""
+    env = {"LAKEHOUSE_DASHBOARD_HOST": listen, "LAKEHOUSE_DASHBOARD_PORT": str(superset_health)}
+    up = _run_entrypoint(["health", "dashboard"], env, tmp_path)
+    assert up.returncode == 0, up.stderr
+    down = _run_entrypoint(["health", "dashboard"], {**env, "LAKEHOUSE_DASHBOARD_PORT": str(_free_port())}, tmp_path)
+    assert down.returncode == 1 and down.stderr == ""
 
 
 def test_worker_role_without_a_master_url_fails_with_one_line(tmp_path: Path) -> None:
