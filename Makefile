@@ -7,6 +7,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DAGSTER_STAMP := $(VENV)/.installed-dagster
 LAKEHOUSE := $(BIN)/lakehouse
 PYTEST_ARGS ?=
 PIPELINE_ARGS ?=
@@ -16,7 +17,7 @@ DASHBOARD_REQUIREMENTS := apache-superset==6.1.0 flask-caching==2.3.1 rich cache
 DASHBOARD_LOCK_VENV := .lakehouse/dashboard-lock-venv
 
 .DEFAULT_GOAL := help
-.PHONY: help setup browser up down status test test-unit pipeline bench lint lint-deploy format lock clean dashboard dashboard-down dashboard-lock
+.PHONY: help setup dagster-extra browser up down status test test-unit pipeline bench lint lint-deploy format lock dagster-lock clean dashboard dashboard-down dashboard-lock
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -29,6 +30,12 @@ $(STAMP): $(BIN)/python requirements.lock pyproject.toml
 	$(BIN)/pip install --quiet -r requirements.lock
 	$(BIN)/pip install --quiet --no-deps -e .
 	@touch $@
+
+$(DAGSTER_STAMP): $(STAMP) requirements-dagster.lock
+	$(BIN)/pip install --quiet -r requirements-dagster.lock
+	@touch $@
+
+dagster-extra: $(DAGSTER_STAMP) ## install the optional Dagster code location's packages (requirements-dagster.lock) into .venv
 
 setup: $(STAMP) ## create .venv, install pinned deps, resolve Spark jars, build FerretDB (idempotent)
 	@$(LAKEHOUSE) setup
@@ -70,7 +77,7 @@ browser: ## headless Chromium for the dashboards' browser test (Debian's chromiu
 	  elif command -v sudo >/dev/null; then sudo -n apt-get update -qq && sudo -n apt-get install -y -qq chromium chromium-driver; \
 	  else false; fi; } || echo "make browser: install chromium and chromium-driver (apt-get install chromium chromium-driver): the dashboards' browser test needs them"
 
-test: setup browser ## the whole suite: unit, integration (two shards) and e2e side by side (any failure fails the run)
+test: setup dagster-extra browser ## the whole suite: unit, integration (two shards) and e2e side by side (any failure fails the run)
 	$(BIN)/python tests/run_layers.py $(PYTEST_ARGS)
 
 test-unit: setup ## only the tests that need no live service (plain local Spark, no network)
@@ -90,10 +97,17 @@ format: setup ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix lakehouse jobs tests docker
 	$(BIN)/ruff format lakehouse jobs tests docker
 
-lock: $(BIN)/python ## re-resolve requirements.lock from pyproject.toml
+lock: $(BIN)/python ## re-resolve requirements.lock from pyproject.toml (without the dagster extra's pins)
 	$(BIN)/pip install --quiet -e '.[dev]'
 	(echo "# Pinned dependency set used by make setup and CI (regenerate with: make lock)."; \
-	  $(BIN)/pip freeze --exclude-editable) > requirements.lock
+	  $(BIN)/pip freeze --exclude-editable | grep -vxF -f requirements-dagster.lock) > requirements.lock
+
+dagster-lock: $(STAMP) ## re-resolve requirements-dagster.lock: what the dagster extra adds to requirements.lock
+	$(BIN)/pip install --quiet -e '.[dagster]'
+	sed 's/_/-/g' requirements.lock > .dagster-lock-base  # pip spells some names with _ and some with -
+	(sed -n '/^#/p' requirements-dagster.lock; \
+	  $(BIN)/pip freeze --exclude-editable | sed 's/_/-/g' | grep -vixF -f .dagster-lock-base) > requirements-dagster.lock.new
+	rm .dagster-lock-base && mv requirements-dagster.lock.new requirements-dagster.lock
 
 clean: down ## remove the state directory (all local data!) and the virtualenv
 	rm -rf .lakehouse $(VENV)

@@ -104,11 +104,10 @@ class RunOutcome:
     results: list[StepResult] = field(default_factory=list)
 
 
-def _run(ctx: Context, results: list[StepResult], locks: contextlib.ExitStack) -> int:
+def _run(ctx: Context, results: list[StepResult], locks: contextlib.ExitStack, *, locked: bool = False) -> int:
     started_at = dt.datetime.now(dt.UTC)
     steps = [r.name for r in results]
     status = "succeeded"
-    locked = False
 
     def notify(message: str) -> None:
         ctx.event("output", "lock", f"  {message}")
@@ -149,11 +148,20 @@ def _run(ctx: Context, results: list[StepResult], locks: contextlib.ExitStack) -
     return 0 if status == "succeeded" else 1
 
 
-def execute(config: Config, options: Options, out: TextIO = sys.stdout, run_id: str | None = None) -> RunOutcome:
-    """Run the selected steps in order under the run lock; code 0 only when every step succeeded."""
+def execute(
+    config: Config, options: Options, out: TextIO = sys.stdout, run_id: str | None = None, *, locked: bool = False
+) -> RunOutcome:
+    """Run the selected steps in order under the run lock; code 0 only when every step succeeded.
+
+    ``locked``: the caller holds both writer locks already (lakehouse/pipeline/lock.py) for a
+    run of its own that this is a part of (Dagster's run: lakehouse/orchestration).
+    """
     steps = selected_steps(options)
     ctx = Context(config, options, run_id or new_run_id(), out, steps=tuple(steps))
     results = [StepResult(name) for name in steps]
+    if locked:
+        with contextlib.ExitStack() as locks:
+            return RunOutcome(_run(ctx, results, locks, locked=True), ctx.run_id, results)
     try:
         with (
             run_lock(config, wait=options.wait, notify=lambda m: ctx.event("output", "lock", f"  {m}")),

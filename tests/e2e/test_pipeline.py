@@ -22,6 +22,7 @@ from pathlib import Path
 
 import psycopg2
 import pytest
+from dagster_run import run_job
 from e2e_stack import Stack
 
 from lakehouse.config import PROJECT_ROOT
@@ -134,8 +135,9 @@ def test_the_first_run_says_where_its_time_went(stack: Stack, first_run: str) ->
 
 
 @pytest.mark.timeout(900)  # a pipeline to the failed gate, the CLI gate and two refusals (about 200 s in CI)
-def test_failing_gate_stops_before_transform_and_keeps_gold(stack: Stack, first_run: str) -> None:
-    """A failed gate stops the run, and `transform` (alone or `--only transform`) refuses after it."""
+def test_failing_gate_stops_before_transform_and_keeps_gold(stack: Stack, first_run: str, tmp_path: Path) -> None:
+    """A failed gate stops the run, and `transform` (alone or `--only transform`) refuses after it;
+    under Dagster it is a blocking check that stops everything downstream."""
     published = stack.published()
     dsn = stack.config.postgres.dsn()
     with psycopg2.connect(**dsn) as conn, conn.cursor() as cur:
@@ -184,6 +186,15 @@ def test_failing_gate_stops_before_transform_and_keeps_gold(stack: Stack, first_
             f"where run_id = '{_run_id(again.stdout)}' and step = 'pipeline'"
         )
         assert applications == "0"
+        # Dagster's run of the same state: the gate's verdict is a failed blocking check on
+        # bronze.viewing_sessions, and neither dbt nor publish starts.
+        blocked = run_job(stack, tmp_path / "dagster")
+        assert blocked.status == "FAILURE", blocked.output[-6000:]
+        assert blocked.checks["bronze/viewing_sessions:quality_gate"] is False, blocked.checks
+        assert blocked.checks["bronze/users:quality_gate"] is True, blocked.checks
+        assert "extract_and_validate" in blocked.steps and not blocked.steps & {"dbt_build", "publish"}
+        assert not [key for key in blocked.materialized if key.startswith(("silver", "gold"))]
+        assert stack.published() == published
     finally:
         # Repair the source so the later tests see clean data again.
         with psycopg2.connect(**dsn) as conn, conn.cursor() as cur:
@@ -191,6 +202,30 @@ def test_failing_gate_stops_before_transform_and_keeps_gold(stack: Stack, first_
                 "update viewing_sessions set watch_seconds = 60, updated_at = updated_at + interval '1 minute' "
                 "where watch_seconds = -60"
             )
+
+
+def test_dagster_runs_what_the_pipeline_runs(stack: Stack, first_run: str, tmp_path: Path) -> None:
+    """The code location (lakehouse/orchestration) as a user runs it, `dagster job execute`:
+    the sessions the previous test repaired are extracted and pass the gate, dbt builds every
+    model (assets) and runs every test (checks), and publish moves silver and gold; the audit
+    rows and the published build carry the project run id made from the Dagster run's id."""
+    before = stack.published()
+    run = run_job(stack, tmp_path / "dagster")
+    assert run.status == "SUCCESS", run.output[-6000:]
+    assert {"extract_and_validate", "dbt_build", "publish"} <= run.steps
+    assert len(run.checks) >= 30 and all(run.checks.values()), run.checks
+    sessions = run.materialized["bronze/viewing_sessions"]
+    assert sessions["rows_written"] > 100 and sessions["delta_version"] >= 1, sessions
+    project_run = sessions["lakehouse_run_id"]
+    assert project_run.endswith("-" + run.dagster_run_id.replace("-", "")[:8]), project_run
+    assert {"gold_build/fct_viewing_sessions", "gold/fct_viewing_sessions", "silver/snap_users"} <= set(
+        run.materialized
+    )
+    assert stack.published() != before
+    audit = {(step, table, status) for step, table, status, _rows in _audit(stack, project_run)}
+    assert {("extract", "viewing_sessions", "succeeded"), ("validate", None, "succeeded")} <= audit, audit
+    [(recorded,)] = stack.query(f"select count(*) from ops.published_builds where run_id = '{project_run}'")
+    assert recorded == 1
 
 
 def test_eight_concurrent_clients_query_gold(stack: Stack, first_run: str) -> None:
