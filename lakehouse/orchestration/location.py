@@ -13,7 +13,7 @@ from dagster_dbt import DbtCliResource
 
 from lakehouse.config import Config, load_config
 from lakehouse.modeling import runner
-from lakehouse.orchestration import assets
+from lakehouse.orchestration import bronze, run, transform
 from lakehouse.orchestration import manifest as dbt_manifest
 
 PIPELINE_JOB = "lakehouse_pipeline"
@@ -24,23 +24,23 @@ def build_definitions(config: Config | None = None) -> dg.Definitions:
     config = config or load_config()
     manifest_file = dbt_manifest.manifest_path(config)
     manifest = dbt_manifest.load(manifest_file)
-    sources = assets.source_specs()
-    bronze = assets.bronze_assets()
-    dbt_build = assets.dbt_build_assets(manifest_file)
-    published = assets.publish_assets(manifest)
+    sources = bronze.source_specs()
+    extract_and_validate = bronze.bronze_assets()
+    dbt_build = transform.dbt_build_assets(manifest_file)
+    published = transform.publish_assets(manifest)
     pipeline = dg.define_asset_job(
         PIPELINE_JOB,
-        selection=dg.AssetSelection.assets(bronze, dbt_build, published),
+        selection=dg.AssetSelection.assets(extract_and_validate, dbt_build, published),
         description="`lakehouse pipeline` without maintain: sources -> bronze (gate) -> dbt build -> publish.",
     )
-    maintain = dg.GraphDefinition(name=MAINTAIN_JOB, node_defs=[assets.maintain]).to_job(
+    maintain = dg.GraphDefinition(name=MAINTAIN_JOB, node_defs=[run.maintain]).to_job(
         description="`lakehouse maintain`: OPTIMIZE and VACUUM of the tables past their thresholds."
     )
     return dg.Definitions(
-        assets=[*sources, bronze, dbt_build, published],
+        assets=[*sources, extract_and_validate, dbt_build, published],
         jobs=[pipeline, maintain],
         resources={
-            "lakehouse": assets.LakehouseRun(),
+            "lakehouse": run.LakehouseRun(),
             "dbt": DbtCliResource(
                 project_dir=str(runner.DBT_PROJECT_DIR),
                 profiles_dir=str(runner.DBT_PROJECT_DIR),

@@ -22,7 +22,7 @@ import pytest
 from lakehouse.bronze.contracts import CONTRACTS
 from lakehouse.config import Config, load_config
 from lakehouse.modeling import publish
-from lakehouse.orchestration import assets, location
+from lakehouse.orchestration import bronze, location, run
 from lakehouse.orchestration import manifest as dbt_manifest
 
 
@@ -68,13 +68,13 @@ def test_the_graph_runs_sources_bronze_build_published(config: Config, graph) ->
 
 
 def test_the_gate_blocks_and_every_dbt_test_is_a_check(config: Config, graph) -> None:
-    gate = {c for c in graph.asset_check_keys if c.name == assets.GATE_CHECK}
-    assert gate == {dg.AssetCheckKey(_key("bronze", name), assets.GATE_CHECK) for name in CONTRACTS}
+    gate = {c for c in graph.asset_check_keys if c.name == bronze.GATE_CHECK}
+    assert gate == {dg.AssetCheckKey(_key("bronze", name), bronze.GATE_CHECK) for name in CONTRACTS}
     for check in gate:
         assert graph.get_check_spec(check).blocking, check
     manifest = dbt_manifest.load(dbt_manifest.manifest_path(config))
     tests = {n["name"] for n in manifest["nodes"].values() if n["resource_type"] == "test" and n.get("attached_node")}
-    dbt_checks = {c.name for c in graph.asset_check_keys if c.name != assets.GATE_CHECK}
+    dbt_checks = {c.name for c in graph.asset_check_keys if c.name != bronze.GATE_CHECK}
     assert tests and tests <= dbt_checks, sorted(tests - dbt_checks)
     assert dg.AssetCheckKey(_key("gold_build", "fct_viewing_sessions"), "fct_viewing_sessions_column_checks") in (
         graph.asset_check_keys
@@ -109,7 +109,7 @@ def test_a_failed_parse_says_so_in_one_line(config: Config, monkeypatch: pytest.
 
 def test_the_project_run_id_has_the_audits_shape_and_the_dagster_run_id() -> None:
     started = dt.datetime(2026, 12, 7, 4, 5, 6, tzinfo=dt.timezone(dt.timedelta(hours=-5)))
-    run_id = assets.project_run_id("9e52638e-1490-430c-bf2c-ba5071ba9df7", started)
+    run_id = run.project_run_id("9e52638e-1490-430c-bf2c-ba5071ba9df7", started)
     assert run_id == "20261207T090506Z-9e52638e"
     assert re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{8}", run_id)
 
@@ -118,13 +118,13 @@ def test_gate_verdicts_become_check_results() -> None:
     contracts = list(CONTRACTS.values())
     verdicts = {"users": ("passed", 3, 401), "viewing_sessions": ("failed", 5, 6000)}
     failed = {"viewing_sessions": ["watch_seconds: expect_column_values_to_be_between"]}
-    results = {r.asset_key.path[-1]: r for r in assets.gate_check_results(contracts, verdicts, failed, "R1")}
+    results = {r.asset_key.path[-1]: r for r in bronze.gate_check_results(contracts, verdicts, failed, "R1")}
     assert set(results) == set(CONTRACTS)
     assert results["users"].passed and results["users"].metadata["bronze_version"].value == 3
     sessions = results["viewing_sessions"]
-    assert not sessions.passed and sessions.check_name == assets.GATE_CHECK
+    assert not sessions.passed and sessions.check_name == bronze.GATE_CHECK
     assert sessions.metadata["failed_expectations"].value == failed["viewing_sessions"]
-    assert sessions.metadata[assets.RUN_ID_KEY].value == "R1"
+    assert sessions.metadata[run.RUN_ID_KEY].value == "R1"
     assert results["ratings"].passed and results["ratings"].metadata["verdict"].value == "none yet"
 
 
@@ -137,17 +137,17 @@ def test_every_bronze_table_is_materialised_with_its_delta_version_as_data_versi
         "content": {"rows_read": 3, "rows_written": 0, "rows_quarantined": 3, "status": "succeeded"},
     }
     versions = {"users": 7, "content": 2, "ratings": 4, "viewing_sessions": 9}
-    done = {m.asset_key.path[-1]: m for m in assets.bronze_materializations(contracts, rows, versions, "R2")}
+    done = {m.asset_key.path[-1]: m for m in bronze.bronze_materializations(contracts, rows, versions, "R2")}
     assert set(done) == set(CONTRACTS)
     assert done["users"].metadata["delta_version"] == 7 and done["users"].metadata["rows_written"] == 10
     assert done["users"].data_version == dg.DataVersion("7")
-    assert done["content"].metadata["rows_quarantined"] == 3 and done["content"].metadata[assets.RUN_ID_KEY] == "R2"
+    assert done["content"].metadata["rows_quarantined"] == 3 and done["content"].metadata[run.RUN_ID_KEY] == "R2"
     assert done["ratings"].metadata["rows_written"] == 0 and done["ratings"].data_version == dg.DataVersion("4")
 
 
 def test_the_pipelines_lines_go_to_dagsters_log(caplog: pytest.LogCaptureFixture) -> None:
     log = logging.getLogger("test-orchestration")
-    writer = assets.LogWriter(log)
+    writer = run.LogWriter(log)
     with caplog.at_level(logging.INFO, logger="test-orchestration"):
         writer.write("==> extract\n  extract users: read 3")
         writer.write(", merged 3\n\n")
