@@ -17,7 +17,7 @@ DASHBOARD_REQUIREMENTS := apache-superset==6.1.0 flask-caching==2.3.1 rich cache
 DASHBOARD_LOCK_VENV := .lakehouse/dashboard-lock-venv
 
 .DEFAULT_GOAL := help
-.PHONY: help setup dagster-extra browser up down status test test-unit pipeline bench lint lint-deploy format lock dagster-lock clean dashboard dashboard-down dashboard-lock
+.PHONY: help setup dagster-extra orchestrator browser up down status test test-unit pipeline bench lint lint-deploy format lock dagster-lock clean dashboard dashboard-down dashboard-lock
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -54,6 +54,9 @@ pipeline: setup ## run the whole pipeline end to end; leaves the Thrift endpoint
 
 dashboard: setup ## Superset on 127.0.0.1:8088 with the dashboards of dashboards/ (installed once; prints URL and login)
 	@$(LAKEHOUSE) dashboard up
+
+orchestrator: dagster-extra ## Dagster's UI and daemon on 127.0.0.1:3000 running the pipeline's assets (stop: lakehouse down)
+	@$(LAKEHOUSE) dagster up
 
 dashboard-down: ## stop Superset (its metadata and the dashboards stay)
 	@$(LAKEHOUSE) dashboard down

@@ -15,6 +15,7 @@
     lakehouse bench                 measure it (medium scale by default); --compare A B: two results
     lakehouse gold save|diff NAME   keep gold, then compare it row by row (a change keeps gold equal)
     lakehouse dashboard up|down|status|check|export   Superset with the dashboards of dashboards/
+    lakehouse dagster up|down|status   Dagster's webserver and daemon (the optional dagster extra)
 
 Errors are one line on stderr and a non-zero exit code; no stack traces for expected failures.
 """
@@ -97,8 +98,11 @@ def cmd_up(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_down(config: Config, args: argparse.Namespace) -> int:
     from lakehouse import services
+    from lakehouse.services import dagster
 
-    stopped = services.down(config, _service_names(args.services))
+    # Dagster runs the pipeline against the services: it stops first, with them all.
+    stopped = ["dagster"] if not args.services and dagster.stop(config) else []
+    stopped += services.down(config, _service_names(args.services))
     print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
     print(f"data kept in {config.home}")
     return EXIT_OK
@@ -323,6 +327,24 @@ def cmd_gold(config: Config, args: argparse.Namespace) -> int:
     return EXIT_OK if equal else EXIT_FAILURE
 
 
+def cmd_dagster(config: Config, args: argparse.Namespace) -> int:
+    from lakehouse.services import dagster
+
+    if args.action == "down":
+        print("dagster: stopped" if dagster.stop(config) else "dagster: was not running")
+        return EXIT_OK
+    if args.action == "up":
+        _say(f"dagster: starting its webserver and daemon on {config.orchestrator.url} ({dagster.home_dir(config)})")
+        if not dagster.start(config):
+            print("dagster: was already running")
+    s = dagster.status(config)
+    print(f"dagster: {s.state}, pid {s.pid or '-'}, log {s.log}")
+    if s.state != "stopped":
+        print(f"Dagster UI: {config.orchestrator.url} (jobs lakehouse_pipeline and lakehouse_maintain)")
+        print("stop it: lakehouse dagster down (or lakehouse down, with the services)")
+    return EXIT_OK
+
+
 def cmd_dashboard(config: Config, args: argparse.Namespace) -> int:
     from lakehouse.dashboards import superset
 
@@ -477,6 +499,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("gold", cmd_gold, "save gold, or compare it row by row with what was saved (a change keeps gold equal)")
     p.add_argument("action", choices=("save", "diff"))
     p.add_argument("name", metavar="NAME", help="the copy's name: gold_saved_NAME")
+
+    p = add("dagster", cmd_dagster, "Dagster's webserver and daemon for this lakehouse (needs: make dagster-extra)")
+    p.add_argument("action", choices=("up", "down", "status"), help="up: start them in the background on 127.0.0.1")
 
     p = add("dashboard", cmd_dashboard, "Apache Superset over the Thrift endpoint, with the dashboards of dashboards/")
     p.add_argument(

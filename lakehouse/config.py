@@ -414,6 +414,43 @@ class DashboardConfig:
 
 
 @dataclass(frozen=True)
+class OrchestratorConfig:
+    # Dagster (the optional code location, lakehouse/orchestration; `lakehouse dagster dev`).
+    # Its webserver listens here; its daemon runs the schedule and the sensor.
+    host: str = "127.0.0.1"
+    port: int = 3000
+    startup_timeout_seconds: int = 120
+    # The daily run of lakehouse_pipeline (shipped stopped: turn it on in the UI or with
+    # `dagster schedule start`), in this IANA time zone.
+    schedule_cron: str = "0 3 * * *"
+    timezone: str = "UTC"
+    # How often the sensor asks the sources whether anything changed (shipped stopped too).
+    sensor_interval_seconds: int = 300
+    # Run on every failed Dagster run of the lakehouse, with LAKEHOUSE_ALERT_* variables (job,
+    # run id, step, message); its output goes to Dagster's log. None: the failure is only
+    # appended to <home>/reports/alerts.jsonl.
+    alert_command: str | None = None
+
+    def validate(self) -> None:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        _check_port("orchestrator.port", self.port)
+        for name in ("startup_timeout_seconds", "sensor_interval_seconds"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"orchestrator.{name}: must be at least 1")
+        if len(self.schedule_cron.split()) != 5:
+            raise ConfigError(f"orchestrator.schedule_cron: {self.schedule_cron!r} is not a five-field cron expression")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"orchestrator.timezone: {self.timezone!r} is not an IANA time zone") from None
+
+    @property
+    def url(self) -> str:
+        return f"http://{'127.0.0.1' if self.host in ('0.0.0.0', '::') else self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
 class Config:
     home: Path
     cache_dir: Path
@@ -426,6 +463,7 @@ class Config:
     dbt: DbtConfig = field(default_factory=DbtConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     dashboard: DashboardConfig = field(default_factory=DashboardConfig)
+    orchestrator: OrchestratorConfig = field(default_factory=OrchestratorConfig)
     source_file: Path = DEFAULT_CONFIG_FILE
 
     # Locations under the state directory, in one place.
@@ -474,6 +512,7 @@ SECTIONS: dict[str, type] = {
     "dbt": DbtConfig,
     "pipeline": PipelineConfig,
     "dashboard": DashboardConfig,
+    "orchestrator": OrchestratorConfig,
 }
 TOP_LEVEL_KEYS = ("home", "cache_dir")
 SECRET_FIELDS = {("postgres", "password"), ("thrift", "password"), ("thrift", "keystore_password")}
@@ -673,7 +712,8 @@ def load_config(path: Path | None = None, env: dict[str, str] | None = None) -> 
     dbt = DbtConfig(**sections["dbt"])
     pipeline = PipelineConfig(**sections["pipeline"])
     dashboard = DashboardConfig(**sections["dashboard"])
-    for part in (spark, postgres, mongodb, thrift, bronze, quality, dbt, pipeline, dashboard):
+    orchestrator = OrchestratorConfig(**sections["orchestrator"])
+    for part in (spark, postgres, mongodb, thrift, bronze, quality, dbt, pipeline, dashboard, orchestrator):
         part.validate()
 
     password = env.get(PASSWORD_ENV) or url_password
@@ -696,5 +736,6 @@ def load_config(path: Path | None = None, env: dict[str, str] | None = None) -> 
         dbt=dbt,
         pipeline=pipeline,
         dashboard=dashboard,
+        orchestrator=orchestrator,
         source_file=source,
     )

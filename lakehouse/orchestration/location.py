@@ -13,7 +13,7 @@ from dagster_dbt import DbtCliResource
 
 from lakehouse.config import Config, load_config
 from lakehouse.modeling import runner
-from lakehouse.orchestration import bronze, run, transform
+from lakehouse.orchestration import automation, bronze, run, transform
 from lakehouse.orchestration import manifest as dbt_manifest
 
 PIPELINE_JOB = "lakehouse_pipeline"
@@ -32,13 +32,17 @@ def build_definitions(config: Config | None = None) -> dg.Definitions:
         PIPELINE_JOB,
         selection=dg.AssetSelection.assets(extract_and_validate, dbt_build, published),
         description="`lakehouse pipeline` without maintain: sources -> bronze (gate) -> dbt build -> publish.",
+        hooks={automation.alert_on_failure},
     )
     maintain = dg.GraphDefinition(name=MAINTAIN_JOB, node_defs=[run.maintain]).to_job(
-        description="`lakehouse maintain`: OPTIMIZE and VACUUM of the tables past their thresholds."
+        description="`lakehouse maintain`: OPTIMIZE and VACUUM of the tables past their thresholds.",
+        hooks={automation.alert_on_failure},
     )
     return dg.Definitions(
         assets=[*sources, extract_and_validate, dbt_build, published],
         jobs=[pipeline, maintain],
+        schedules=[automation.daily_schedule(pipeline, config)],
+        sensors=[automation.sources_sensor(pipeline, config)],
         resources={
             "lakehouse": run.LakehouseRun(),
             "dbt": DbtCliResource(

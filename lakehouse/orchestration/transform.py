@@ -92,7 +92,15 @@ def dbt_build_assets(manifest_file: Path) -> dg.AssetsDefinition:
             invocation = dbt.cli(args, context=context, target_path=target / "target", raise_on_error=False)
             yield from invocation.stream()
         if not invocation.is_successful():
-            raise dg.Failure("dbt build failed: nothing is published (see the failed models and checks)")
+            results = target / "target" / runner.RUN_RESULTS_FILE
+            failed, _warned = runner.read_run_results(results) if results.exists() else ([], [])
+            names = ", ".join(node.name for node in failed)
+            if failed and all(node.is_transient for node in failed):
+                # What `lakehouse transform` retries: the Thrift server's connection was lost.
+                raise dg.RetryRequested(
+                    max_retries=config.pipeline.step_retries, seconds_to_wait=config.pipeline.retry_backoff_seconds
+                )
+            raise dg.Failure(f"dbt build failed ({names or 'see its log'}): nothing is published")
 
     return dbt_build
 

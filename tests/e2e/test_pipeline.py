@@ -14,16 +14,19 @@ tests/unit/test_pipeline_steps.py.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import threading
+import urllib.request
 from pathlib import Path
 
 import psycopg2
 import pytest
-from dagster_run import run_job
+from dagster_run import run_job, sensor_tick
 from e2e_stack import Stack
+from lakehouse_testing import free_port
 
 from lakehouse.config import PROJECT_ROOT
 from lakehouse.profiling import read_profile
@@ -195,6 +198,11 @@ def test_failing_gate_stops_before_transform_and_keeps_gold(stack: Stack, first_
         assert "extract_and_validate" in blocked.steps and not blocked.steps & {"dbt_build", "publish"}
         assert not [key for key in blocked.materialized if key.startswith(("silver", "gold"))]
         assert stack.published() == published
+        alerts = [
+            json.loads(line) for line in (stack.config.home / "reports" / "alerts.jsonl").read_text().splitlines()
+        ]
+        assert {(a["run_id"], a["step"]) for a in alerts} == {(blocked.dagster_run_id, "extract_and_validate")}
+        assert "quality_gate" in alerts[0]["message"], alerts
     finally:
         # Repair the source so the later tests see clean data again.
         with psycopg2.connect(**dsn) as conn, conn.cursor() as cur:
@@ -204,12 +212,16 @@ def test_failing_gate_stops_before_transform_and_keeps_gold(stack: Stack, first_
             )
 
 
-def test_dagster_runs_what_the_pipeline_runs(stack: Stack, first_run: str, tmp_path: Path) -> None:
+def test_dagster_runs_what_the_pipeline_runs(
+    stack: Stack, first_run: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The code location (lakehouse/orchestration) as a user runs it, `dagster job execute`:
     the sessions the previous test repaired are extracted and pass the gate, dbt builds every
     model (assets) and runs every test (checks), and publish moves silver and gold; the audit
     rows and the published build carry the project run id made from the Dagster run's id."""
     before = stack.published()
+    sensor = sensor_tick(stack, monkeypatch)
+    assert sensor.run_requests and "viewing_sessions" in sensor.run_requests[0].tags["lakehouse/reason"], sensor
     run = run_job(stack, tmp_path / "dagster")
     assert run.status == "SUCCESS", run.output[-6000:]
     assert {"extract_and_validate", "dbt_build", "publish"} <= run.steps
@@ -226,6 +238,8 @@ def test_dagster_runs_what_the_pipeline_runs(stack: Stack, first_run: str, tmp_p
     assert {("extract", "viewing_sessions", "succeeded"), ("validate", None, "succeeded")} <= audit, audit
     [(recorded,)] = stack.query(f"select count(*) from ops.published_builds where run_id = '{project_run}'")
     assert recorded == 1
+    # The sensor's next tick: nothing new, no run (and no Spark: it asks the sources and Thrift).
+    assert sensor_tick(stack, monkeypatch).skip_message.startswith("nothing new"), run.output[-2000:]
 
 
 def test_eight_concurrent_clients_query_gold(stack: Stack, first_run: str) -> None:
@@ -297,3 +311,44 @@ def test_readme_commands_are_what_ci_runs() -> None:
     assert "make test" in readme
     assert "make test" in ci
     assert os.access(PROJECT_ROOT / ".ci" / "run", os.X_OK)
+
+
+def test_dagster_ui_shows_the_graph_and_stops_with_lakehouse_down(stack: Stack, tmp_path: Path) -> None:
+    """`lakehouse dagster up` (what `make orchestrator` runs): webserver and daemon on 127.0.0.1
+    with their state under the state directory, the asset graph loaded, the schedule and the
+    sensor there and stopped; `lakehouse down` stops them. In a state directory of its own: the
+    code location loads with no service running, and the e2e stack keeps its services."""
+    home = tmp_path / "home"
+    port = str(free_port())
+    env = {**stack.env, "LAKEHOUSE_HOME": str(home), "LAKEHOUSE_ORCHESTRATOR_PORT": port}
+    try:
+        up = stack.run("dagster", "up", timeout=300, env=env)
+        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+        assert f"Dagster UI: http://127.0.0.1:{port}" in up.stdout
+        assert "enabled: false" in (home / "dagster" / "dagster.yaml").read_text()  # telemetry
+        query = (
+            '{"query": "{ assetNodes { assetKey { path } } repositoriesOrError { ... on RepositoryConnection '
+            '{ nodes { schedules { name scheduleState { status } } sensors { name sensorState { status } } } } } }"}'
+        )
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/graphql", data=query.encode(), headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            data = json.load(response)["data"]
+        keys = {"/".join(node["assetKey"]["path"]) for node in data["assetNodes"]}
+        assert {
+            "sources/postgres/users",
+            "bronze/users",
+            "gold_build/fct_viewing_sessions",
+            "gold/mart_daily_kpis",
+        } <= keys
+        [repository] = data["repositoriesOrError"]["nodes"]
+        schedules = [(s["name"], s["scheduleState"]["status"]) for s in repository["schedules"]]
+        sensors = [(s["name"], s["sensorState"]["status"]) for s in repository["sensors"]]
+        assert schedules == [("lakehouse_daily", "STOPPED")] and sensors == [("lakehouse_sources_changed", "STOPPED")]
+        down = stack.run("down", env=env)
+        assert down.returncode == 0 and "stopped: dagster" in down.stdout, down.stdout
+        status = stack.run("dagster", "status", env=env)
+        assert "dagster: stopped" in status.stdout, status.stdout
+    finally:
+        stack.run("dagster", "down", env=env)

@@ -20,9 +20,9 @@ import dagster as dg
 import pytest
 
 from lakehouse.bronze.contracts import CONTRACTS
-from lakehouse.config import Config, load_config
+from lakehouse.config import Config, ConfigError, load_config
 from lakehouse.modeling import publish
-from lakehouse.orchestration import bronze, location, run
+from lakehouse.orchestration import automation, bronze, location, run
 from lakehouse.orchestration import manifest as dbt_manifest
 
 
@@ -166,3 +166,63 @@ def test_the_dbt_environment_leaves_the_paths_to_dagster_dbt(config: Config) -> 
     assert "DBT_TARGET_PATH" not in env and "DBT_LOG_PATH" not in env
     assert env["DBT_SPARK_PORT"] == "1" and env["DBT_SEND_ANONYMOUS_USAGE_STATS"] == "false"
     assert json.dumps(env)  # strings only
+
+
+def test_the_schedule_and_the_sensor_ship_stopped_and_follow_the_settings(config: Config) -> None:
+    config = load_config(
+        env={
+            "LAKEHOUSE_HOME": str(config.home),  # its manifest is parsed already
+            "LAKEHOUSE_ORCHESTRATOR_SCHEDULE_CRON": "30 5 * * 1-5",
+            "LAKEHOUSE_ORCHESTRATOR_TIMEZONE": "Europe/Berlin",
+            "LAKEHOUSE_ORCHESTRATOR_SENSOR_INTERVAL_SECONDS": "120",
+        }
+    )
+    defs = location.build_definitions(config)
+    [schedule] = defs.schedules
+    assert (schedule.cron_schedule, schedule.execution_timezone) == ("30 5 * * 1-5", "Europe/Berlin")
+    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED and schedule.job_name == location.PIPELINE_JOB
+    [sensor] = defs.sensors
+    assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
+    assert sensor.minimum_interval_seconds == 120 and sensor.job_name == location.PIPELINE_JOB
+
+
+def test_a_bad_time_zone_or_cron_names_the_setting(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^orchestrator.timezone: 'Mars/Base' is not an IANA time zone$"):
+        load_config(env={"LAKEHOUSE_HOME": str(tmp_path), "LAKEHOUSE_ORCHESTRATOR_TIMEZONE": "Mars/Base"})
+    with pytest.raises(ConfigError, match=r"^orchestrator.schedule_cron: 'daily' is not a five-field cron"):
+        load_config(env={"LAKEHOUSE_HOME": str(tmp_path), "LAKEHOUSE_ORCHESTRATOR_SCHEDULE_CRON": "daily"})
+
+
+def test_the_sensor_skips_with_one_line_when_the_services_are_down(
+    defs: dg.Definitions, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LAKEHOUSE_HOME", str(config.home))
+    monkeypatch.setenv("LAKEHOUSE_THRIFT_PORT", "1")
+    monkeypatch.setenv("LAKEHOUSE_POSTGRES_PORT", "1")
+    [sensor] = defs.sensors
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = sensor.evaluate_tick(dg.build_sensor_context(instance=instance))
+    assert not result.run_requests
+    assert result.skip_message.startswith("cannot ask the lakehouse: "), result.skip_message
+    assert "\n" not in result.skip_message
+
+
+def test_a_failure_is_recorded_and_the_alert_command_gets_it(tmp_path: Path) -> None:
+    out = tmp_path / "alert.txt"
+    config = load_config(
+        env={
+            "LAKEHOUSE_HOME": str(tmp_path),
+            "LAKEHOUSE_ORCHESTRATOR_ALERT_COMMAND": f'printf "%s|%s|%s" "$LAKEHOUSE_ALERT_JOB" '
+            f'"$LAKEHOUSE_ALERT_STEP" "$LAKEHOUSE_ALERT_MESSAGE" > {out}',
+        }
+    )
+    path = automation.record_failure(config, "lakehouse_pipeline", "r-1", "dbt_build", "dbt build failed (x)")
+    assert path == tmp_path / "reports" / automation.ALERTS_FILE
+    [line] = [json.loads(text) for text in path.read_text().splitlines()]
+    assert line["job"] == "lakehouse_pipeline" and line["step"] == "dbt_build" and line["run_id"] == "r-1"
+    assert out.read_text() == "lakehouse_pipeline|dbt_build|dbt build failed (x)"
+
+
+def test_both_jobs_alert_on_failure(defs: dg.Definitions) -> None:
+    for name in (location.PIPELINE_JOB, location.MAINTAIN_JOB):
+        assert automation.alert_on_failure in defs.resolve_job_def(name).hook_defs, name

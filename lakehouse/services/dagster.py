@@ -1,0 +1,132 @@
+"""Dagster's webserver and daemon for this state directory (``lakehouse dagster up``).
+
+``dagster dev`` runs both (and the code server of ``lakehouse.orchestration.definitions``) as
+one process group: started in the background, its pid in ``<home>/run/dagster.pid``, its log
+in ``<home>/logs/dagster.log``, stopped by ``lakehouse dagster down`` or ``lakehouse down``.
+Its instance (run history, schedules, sensors: SQLite) is ``<home>/dagster``
+(``DAGSTER_HOME``), with the ``dagster.yaml`` written here: telemetry off, one run at a time
+from the run queue, and one step at a time in the writers' pool (the writer lock still applies
+to anything else that writes). This module does not import Dagster: only the extra's
+executables are run.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import urllib.request
+from pathlib import Path
+
+from lakehouse.config import PROJECT_ROOT, Config
+from lakehouse.services.process import (
+    ServiceError,
+    ServiceStatus,
+    check_port_free,
+    port_open,
+    read_pid,
+    start_service,
+    stop_service,
+)
+
+NAME = "dagster"
+CODE_LOCATION = "lakehouse.orchestration.definitions"
+HEALTH_PATH = "/server_info"
+WRITER_POOL = "lakehouse_writer"  # lakehouse/orchestration/run.py
+
+INSTANCE_YAML = """\
+# Written by `lakehouse dagster up` (edits are overwritten): the Dagster instance of {home}.
+telemetry:
+  enabled: false
+concurrency:
+  runs:
+    max_concurrent_runs: 1
+  pools:
+    default_limit: 1
+"""
+
+
+def home_dir(config: Config) -> Path:
+    return config.home / "dagster"
+
+
+def pid_file(config: Config) -> Path:
+    return config.run_dir / "dagster.pid"
+
+
+def log_file(config: Config) -> Path:
+    return config.log_dir / "dagster.log"
+
+
+def executable() -> Path:
+    """``dagster`` next to this interpreter (the project's virtualenv with the extra)."""
+    found = Path(sys.executable).parent / "dagster"
+    if not found.exists():
+        raise ServiceError("Dagster is not installed in this environment: `make dagster-extra` installs it")
+    return found
+
+
+def write_instance(config: Config) -> Path:
+    home = home_dir(config)
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "dagster.yaml"
+    path.write_text(INSTANCE_YAML.format(home=config.home))
+    return path
+
+
+def command(config: Config) -> list[str]:
+    o = config.orchestrator
+    return [str(executable()), "dev", "-m", CODE_LOCATION, "--host", o.host, "--port", str(o.port)]
+
+
+def environment(config: Config) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "DAGSTER_HOME": str(home_dir(config)),
+            "LAKEHOUSE_HOME": str(config.home),
+            "PYTHONPATH": os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p),
+        }
+    )
+    return env
+
+
+def healthy(config: Config) -> bool:
+    host = "127.0.0.1" if config.orchestrator.host in ("0.0.0.0", "::") else config.orchestrator.host
+    if not port_open(host, config.orchestrator.port):
+        return False
+    try:
+        with urllib.request.urlopen(config.orchestrator.url + HEALTH_PATH, timeout=5) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def start(config: Config) -> bool:
+    """Start the webserver and daemon unless they run; True when this call started them."""
+    if read_pid(pid_file(config)) is not None:
+        return False
+    host = "127.0.0.1" if config.orchestrator.host in ("0.0.0.0", "::") else config.orchestrator.host
+    check_port_free(host, config.orchestrator.port, "LAKEHOUSE_ORCHESTRATOR_PORT")
+    write_instance(config)
+    start_service(
+        command(config),
+        log_file=log_file(config),
+        pid_file=pid_file(config),
+        env=environment(config),
+        ready=lambda: healthy(config),
+        timeout=config.orchestrator.startup_timeout_seconds,
+        what=f"Dagster at {config.orchestrator.url}",
+    )
+    return True
+
+
+def stop(config: Config) -> bool:
+    return stop_service(pid_file(config))
+
+
+def status(config: Config) -> ServiceStatus:
+    pid = read_pid(pid_file(config))
+    state = "stopped"
+    if pid is not None:
+        state = "running" if healthy(config) else "starting"
+    return ServiceStatus(NAME, state, config.orchestrator.url, pid=pid, log=log_file(config))
