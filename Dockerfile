@@ -2,7 +2,8 @@
 # The lakehouse image: Python 3.11, Java 17, the pinned Python dependencies (pyspark, dbt,
 # Great Expectations), and every Spark jar baked in at build time, so that nothing is downloaded
 # when a container runs. One image, one role per container (docker/entrypoint.sh):
-# thrift (default), pipeline, master, worker.
+# thrift (default), pipeline, master, worker, orchestrator (Dagster: the dagster extra,
+# requirements-dagster.lock, is in the image; about 55 small packages, so no target of its own).
 #
 #   docker build -t lakehouse:0.1.0 .
 #   docker run --rm lakehouse:0.1.0 check        # versions, and every baked jar is there
@@ -46,12 +47,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     LAKEHOUSE_CACHE_DIR=/opt/lakehouse-cache \
     LAKEHOUSE_SPARK_WAREHOUSE_DIR=file:///var/lib/lakehouse/warehouse
 
-# A non-root user owns the state directory. The warehouse and reports directories exist in the
-# image so that a new named volume mounted there starts owned by that user.
+# A non-root user owns the state directory. The warehouse, reports and dagster (Dagster's
+# instance, DAGSTER_HOME) directories exist in the image so that a new named volume mounted
+# there starts owned by that user.
 RUN groupadd --system --gid 10001 lakehouse \
     && useradd --system --uid 10001 --gid lakehouse --create-home --home-dir /home/lakehouse \
         --shell /usr/sbin/nologin lakehouse \
-    && mkdir -p /var/lib/lakehouse/warehouse /var/lib/lakehouse/reports \
+    && mkdir -p /var/lib/lakehouse/warehouse /var/lib/lakehouse/reports /var/lib/lakehouse/dagster \
     && chown -R lakehouse:lakehouse /var/lib/lakehouse
 
 WORKDIR /opt/lakehouse
@@ -103,22 +105,31 @@ from lakehouse.dashboards.install import ensure_installed; print(ensure_installe
 
 # The lakehouse image, the base of both targets.
 FROM base AS app
+# The dagster extra (requirements-dagster.lock: what dagster, dagster-webserver and dagster-dbt
+# add to requirements.lock) for the orchestrator role, in the main image rather than a target
+# of its own: it is small next to Spark and dbt, and every lakehouse container can then run
+# `dagster job execute` too. Its own layer, so the build stages above do not depend on it;
+# requirements.lock as constraints: it cannot move a pin of the main lock.
+COPY requirements-dagster.lock ./
+RUN pip install -r requirements-dagster.lock -c requirements.lock
 COPY --from=thrift-auth /opt/lakehouse-cache/thrift-auth /opt/lakehouse-cache/thrift-auth
 COPY --from=thrift-auth /opt/lakehouse-cache/thrift-lockdown /opt/lakehouse-cache/thrift-lockdown
 
 # 3. The project. Installed editable on purpose: the package finds conf/, jobs/, dbt/ and
 #    expectations/ next to itself (/opt/lakehouse), exactly as in a development checkout.
-#    `check` fails the build when Java, spark-submit, lakehouse, a jar or the auth provider is missing.
+#    `check` fails the build when Java, spark-submit, lakehouse, a jar, the auth provider or the
+#    dagster extra is missing.
 COPY . .
 RUN pip install --no-deps -e . \
     && chmod 0755 docker/entrypoint.sh \
-    && docker/entrypoint.sh check
+    && docker/entrypoint.sh check orchestrator
 
 USER 10001:10001
-# Thrift (JDBC/ODBC), Spark master RPC, master web UI, worker web UI.
-EXPOSE 10000 7077 8080 8081
+# Thrift (JDBC/ODBC), Spark master RPC, master web UI, worker web UI, Dagster's web UI.
+EXPOSE 10000 7077 8080 8081 3000
 # The healthcheck of the role this container runs: the Thrift server answers `select 1`, the
-# master is ALIVE, the worker is registered with a master, Superset answers /health.
+# master is ALIVE, the worker is registered with a master, Superset answers /health, Dagster's
+# webserver answers /server_info.
 HEALTHCHECK --interval=15s --timeout=30s --start-period=180s --retries=5 \
     CMD ["/opt/lakehouse/docker/entrypoint.sh", "health"]
 ENTRYPOINT ["/usr/bin/tini", "--", "/opt/lakehouse/docker/entrypoint.sh"]

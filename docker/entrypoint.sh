@@ -10,10 +10,13 @@
 #              SPARK_WORKER_WEBUI_PORT, SPARK_WORKER_DIR)
 #   dashboard  Apache Superset in the foreground (the image's `dashboard` target only): sets up its
 #              metadata, admin, the Thrift server as its database and the dashboards of dashboards/
+#   orchestrator Dagster in the foreground: `dagster dev` (webserver, daemon, the code location
+#              lakehouse.orchestration.definitions) on LAKEHOUSE_ORCHESTRATOR_HOST:PORT, its
+#              instance in $LAKEHOUSE_HOME/dagster (DAGSTER_HOME)
 #   health     the healthcheck of the role this container runs (or of the role named after it)
 #   conf       render the Spark conf directory from the environment and print where it is
 #   check      print the versions; fail when Java, spark-submit, lakehouse or a baked jar is missing
-#              (check dashboard: also Superset's virtualenv)
+#              (check dashboard: also Superset's virtualenv; check orchestrator: also the dagster extra)
 #   lakehouse  any lakehouse command, e.g.: lakehouse sql "show tables in gold"
 #   help       this list
 #
@@ -24,7 +27,7 @@ set -eu
 here="$(cd "$(dirname "$0")" && pwd)"
 state_dir="${LAKEHOUSE_HOME:-$here/../.lakehouse}"
 role_file="$state_dir/run/container-role"
-roles="thrift, pipeline, master, worker, dashboard, health, conf, check, lakehouse, help"
+roles="thrift, pipeline, master, worker, dashboard, orchestrator, health, conf, check, lakehouse, help"
 
 usage() {
     awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
@@ -57,6 +60,10 @@ dashboard)
     remember_role dashboard
     exec python "$here/roles.py" dashboard
     ;;
+orchestrator)
+    remember_role orchestrator
+    exec python "$here/roles.py" orchestrator
+    ;;
 master | worker)
     remember_role "$role"
     if [ "${LAKEHOUSE_DRY_RUN:-0}" = 1 ]; then
@@ -82,6 +89,10 @@ health)
     dashboard)
         # Superset's /health; on 0.0.0.0 (a container) asked over loopback (dashboard.connect_host).
         exec python "$here/roles.py" dashboard-health
+        ;;
+    orchestrator)
+        # Dagster's /server_info; on 0.0.0.0 (a container) asked over loopback (orchestrator.connect_host).
+        exec python "$here/roles.py" orchestrator-health
         ;;
     pipeline)
         exit 0

@@ -7,14 +7,21 @@
                                     database, dashboards/), then become its server (foreground)
     python docker/roles.py dashboard-health
                                     exit 0 when Superset answers /health, 1 otherwise
+    python docker/roles.py orchestrator
+                                    write Dagster's instance (dagster.yaml), then become `dagster
+                                    dev` (webserver, daemon, code server; foreground)
+    python docker/roles.py orchestrator-health
+                                    exit 0 when Dagster's webserver answers /server_info, 1 otherwise
     python docker/roles.py conf     render the Spark conf directory and print where it is
-    python docker/roles.py check [dashboard]
+    python docker/roles.py check [dashboard] [orchestrator]
                                     print the versions; fail when something the image must carry
                                     is missing (Java, spark-submit, lakehouse, a baked jar, the
-                                    Thrift auth provider; with `dashboard`, Superset's virtualenv)
+                                    Thrift auth provider; with `dashboard`, Superset's virtualenv;
+                                    with `orchestrator`, the dagster extra)
 
 Everything comes from the environment (LAKEHOUSE_*), as for any lakehouse command. With
-LAKEHOUSE_DRY_RUN=1 the thrift and dashboard roles print their command line and touch nothing.
+LAKEHOUSE_DRY_RUN=1 the thrift, dashboard and orchestrator roles print their command line and
+touch nothing.
 """
 
 from __future__ import annotations
@@ -40,6 +47,9 @@ JAVA_VERSION = re.compile(r'version "(\d+)')
 # (at build time that file would end up in the image), and Superset's container has no
 # PostgreSQL to talk to: these roles run with this stand-in.
 POSTGRES_PASSWORD_STAND_IN = "not-used-by-this-role"
+CHECK_PARTS = ("dashboard", "orchestrator")
+# What `check orchestrator` asks for: the dagster extra's server side (pyproject.toml).
+CHECKED_DAGSTER_PACKAGES = ("dagster", "dagster-webserver", "dagster-dbt")
 
 
 class RoleError(RuntimeError):
@@ -130,6 +140,35 @@ def dashboard_health(config: Config) -> int:
     return 0 if superset.healthy(config) else 1
 
 
+def orchestrator(config: Config) -> int:
+    from lakehouse.services import dagster
+
+    if dry_run():
+        print(shlex.join(dagster.command(config)))
+        return 0
+    print(
+        f"orchestrator: Dagster on {config.orchestrator.host}:{config.orchestrator.port}, instance "
+        f"{dagster.home_dir(config)}, code location {dagster.CODE_LOCATION}",
+        flush=True,
+    )
+    dagster.serve(config)
+    return 1  # not reached
+
+
+def orchestrator_health(config: Config) -> int:
+    from lakehouse.services import dagster
+
+    return 0 if dagster.healthy(config) else 1
+
+
+def _check_orchestrator() -> str:
+    from lakehouse.services import dagster
+
+    found = dagster.executable()  # ServiceError (one line) without the extra
+    versions = ", ".join(f"{name} {metadata.version(name)}" for name in CHECKED_DAGSTER_PACKAGES)
+    return f"{versions} ({found})"
+
+
 def _check_dashboard(config: Config) -> str:
     from lakehouse.dashboards import install
 
@@ -140,9 +179,9 @@ def _check_dashboard(config: Config) -> str:
 
 
 def check(what: list[str]) -> int:
-    unknown = [part for part in what if part != "dashboard"]
+    unknown = [part for part in what if part not in CHECK_PARTS]
     if unknown:
-        raise RoleError(f"{unknown[0]!r} is not something check knows: choose from dashboard")
+        raise RoleError(f"{unknown[0]!r} is not something check knows: choose from {', '.join(CHECK_PARTS)}")
     config = _config_without_postgres()
     major = _java_major()
     if major < MIN_JAVA_MAJOR:
@@ -169,6 +208,8 @@ def check(what: list[str]) -> int:
     print(f"{len(jars)} Spark jars in {config.jar_dir}, Thrift auth provider {provider}, lockdown {extension}")
     if "dashboard" in what:
         print(_check_dashboard(config))
+    if "orchestrator" in what:
+        print(_check_orchestrator())
     return 0
 
 
@@ -184,11 +225,16 @@ def main(argv: list[str]) -> int:
             return dashboard(_config_without_postgres())
         if role == "dashboard-health":
             return dashboard_health(_config_without_postgres())
+        if role == "orchestrator":
+            return orchestrator(load_config())
+        if role == "orchestrator-health":
+            return orchestrator_health(_config_without_postgres())
     except (LakehouseError, RoleError) as exc:  # ConfigError, ServiceError, DashboardError, ...
         print(f"{role}: error: {exc}", file=sys.stderr)
         return 1
     print(
-        f"roles.py: unknown role {role!r}: choose from thrift, dashboard, dashboard-health, conf, check",
+        f"roles.py: unknown role {role!r}: choose from thrift, dashboard, dashboard-health, orchestrator, "
+        "orchestrator-health, conf, check",
         file=sys.stderr,
     )
     return 2

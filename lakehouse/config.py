@@ -446,8 +446,14 @@ class OrchestratorConfig:
             raise ConfigError(f"orchestrator.timezone: {self.timezone!r} is not an IANA time zone") from None
 
     @property
+    def connect_host(self) -> str:
+        """Where a client on this machine reaches it: loopback when it listens on every interface
+        (``0.0.0.0`` in the compose stack's container)."""
+        return "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+
+    @property
     def url(self) -> str:
-        return f"http://{'127.0.0.1' if self.host in ('0.0.0.0', '::') else self.host}:{self.port}"
+        return f"http://{self.connect_host}:{self.port}"
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,9 @@ in ``<home>/logs/dagster.log``, stopped by ``lakehouse dagster down`` or ``lakeh
 Its instance (run history, schedules, sensors: SQLite) is ``<home>/dagster``
 (``DAGSTER_HOME``), with the ``dagster.yaml`` written here: telemetry off, one run at a time
 from the run queue, and one step at a time in the writers' pool (the writer lock still applies
-to anything else that writes). This module does not import Dagster: only the extra's
-executables are run.
+to anything else that writes). ``serve`` is the same run in the foreground (the image's
+``orchestrator`` role: the container's main process, its log on stdout, no pid file). This
+module does not import Dagster: only the extra's executables are run.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 import sys
 import urllib.request
 from pathlib import Path
+from typing import NoReturn
 
 from lakehouse.config import PROJECT_ROOT, Config
 from lakehouse.services.process import (
@@ -91,8 +93,7 @@ def environment(config: Config) -> dict[str, str]:
 
 
 def healthy(config: Config) -> bool:
-    host = "127.0.0.1" if config.orchestrator.host in ("0.0.0.0", "::") else config.orchestrator.host
-    if not port_open(host, config.orchestrator.port):
+    if not port_open(config.orchestrator.connect_host, config.orchestrator.port):
         return False
     try:
         with urllib.request.urlopen(config.orchestrator.url + HEALTH_PATH, timeout=5) as response:
@@ -101,23 +102,38 @@ def healthy(config: Config) -> bool:
         return False
 
 
+def _ready_to_serve(config: Config) -> tuple[list[str], dict[str, str]]:
+    """The port is free, the instance's dagster.yaml is written: the command line and environment.
+
+    What ``start`` (in the background) and ``serve`` (in the foreground) share."""
+    line = command(config)  # first: without the extra, say so before touching anything
+    check_port_free(config.orchestrator.connect_host, config.orchestrator.port, "LAKEHOUSE_ORCHESTRATOR_PORT")
+    write_instance(config)
+    return line, environment(config)
+
+
 def start(config: Config) -> bool:
-    """Start the webserver and daemon unless they run; True when this call started them."""
+    """Start the webserver and daemon in the background unless they run; True when this call started them."""
     if read_pid(pid_file(config)) is not None:
         return False
-    host = "127.0.0.1" if config.orchestrator.host in ("0.0.0.0", "::") else config.orchestrator.host
-    check_port_free(host, config.orchestrator.port, "LAKEHOUSE_ORCHESTRATOR_PORT")
-    write_instance(config)
+    line, env = _ready_to_serve(config)
     start_service(
-        command(config),
+        line,
         log_file=log_file(config),
         pid_file=pid_file(config),
-        env=environment(config),
+        env=env,
         ready=lambda: healthy(config),
         timeout=config.orchestrator.startup_timeout_seconds,
         what=f"Dagster at {config.orchestrator.url}",
     )
     return True
+
+
+def serve(config: Config) -> NoReturn:
+    """Become ``dagster dev`` in the foreground (a container's main process: no pid file, its log
+    on stdout); ``start`` is the same run in the background."""
+    line, env = _ready_to_serve(config)
+    os.execve(line[0], line, env)
 
 
 def stop(config: Config) -> bool:

@@ -7,8 +7,9 @@
 - the image's entry point runs here, outside Docker: its non-server roles for real (check,
   conf, health, help), its server roles in dry-run mode with each compose service's environment.
 
-The Dockerfile has two targets, `lakehouse` (the default) and `dashboard` (the same plus
-Superset's virtualenv, for the compose service superset); no test here builds either.
+The Dockerfile has two targets, `lakehouse` (the default, with the dagster extra for the compose
+service dagster) and `dashboard` (the same plus Superset's virtualenv, for the compose service
+superset); no test here builds either.
 """
 
 from __future__ import annotations
@@ -34,13 +35,14 @@ from lakehouse_testing import skip_unless_ci
 
 from lakehouse.config import PROJECT_ROOT, load_config
 from lakehouse.dashboards import install, superset
+from lakehouse.services import dagster
 
 DOCKERFILE = PROJECT_ROOT / "Dockerfile"
 COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"
 ENV_EXAMPLE = PROJECT_ROOT / ".env.example"
 DOCKERIGNORE = PROJECT_ROOT / ".dockerignore"
 ENTRYPOINT = PROJECT_ROOT / "docker" / "entrypoint.sh"
-LAKEHOUSE_SERVICES = ("spark-master", "spark-worker", "thrift", "pipeline")
+LAKEHOUSE_SERVICES = ("spark-master", "spark-worker", "thrift", "pipeline", "dagster")
 # The Dockerfile's target each service built here runs, and the image name it is tagged with.
 SERVICE_TARGETS = {name: "lakehouse" for name in LAKEHOUSE_SERVICES} | {"superset": "dashboard"}
 TARGET_IMAGES = {"lakehouse": "lakehouse", "dashboard": "lakehouse-dashboard"}
@@ -273,6 +275,24 @@ def test_the_dashboard_target_carries_the_virtualenv_where_the_code_looks_for_it
         assert path in created, path
 
 
+def test_every_target_carries_the_dagster_extra_and_checks_it_at_build_time() -> None:
+    """The orchestrator role runs in the lakehouse image: the app stage, which both targets are
+    built FROM, installs requirements-dagster.lock (constrained by the main lock) before the code,
+    and its build-time check fails without Dagster."""
+    for target in TARGET_IMAGES:
+        assert "app" in _stages() and any(args == "requirements-dagster.lock ./" for w, args in _target(target))
+    app = _stages()["app"][1]
+    copy_lock = app.index(("COPY", "requirements-dagster.lock ./"))
+    install_lock = next(i for i, (w, a) in enumerate(app) if w == "RUN" and "-r requirements-dagster.lock" in a)
+    assert "-c requirements.lock" in app[install_lock][1]
+    copy_all = app.index(("COPY", ". ."))
+    assert copy_lock < install_lock < copy_all
+    assert any(w == "RUN" and "entrypoint.sh check orchestrator" in a for w, a in app[copy_all:])
+    # Its instance directory exists in the image, so that a new named volume starts owned by its user.
+    created = " ".join(a for w, a in _target("lakehouse") if w == "RUN" and "chown" in a)
+    assert f"{STATE_DIR}/dagster" in created
+
+
 def test_dockerfile_installs_dependencies_and_jars_before_the_code() -> None:
     """A code change must not reinstall the dependencies nor download the jars again."""
     instructions = _instructions()
@@ -444,6 +464,32 @@ def test_the_superset_service_reaches_thrift_with_the_password_and_keeps_its_sta
     assert service["healthcheck"]["test"] == ["CMD", "/opt/lakehouse/docker/entrypoint.sh", "health"]
 
 
+def test_the_dagster_service_runs_the_pipelines_assets_on_the_stack_and_keeps_its_instance() -> None:
+    service = _compose()["services"]["dagster"]
+    env = _service_env("dagster")
+    assert service["build"]["target"] == "lakehouse" and service["command"] == ["orchestrator"]
+    assert service["profiles"] == ["orchestrator"]
+    # Its runs are what `lakehouse pipeline` runs: Spark drivers on the cluster and dbt over Thrift.
+    assert {k: v for k, v in env.items() if not k.startswith("LAKEHOUSE_ORCHESTRATOR_")} == _service_env("pipeline")
+    assert env["LAKEHOUSE_ORCHESTRATOR_HOST"] == "0.0.0.0"
+    assert service["ports"] == [f"127.0.0.1:${{DAGSTER_PORT:-3000}}:{env['LAKEHOUSE_ORCHESTRATOR_PORT']}"]
+    config = load_config(env={**env, **_image_env("lakehouse")})
+    assert config.home == Path(STATE_DIR) and config.orchestrator.port == 3000
+    assert config.orchestrator.url == "http://127.0.0.1:3000"
+    # The instance (DAGSTER_HOME: run history, schedules, sensors) survives a new container; the
+    # warehouse and the reports (alerts.jsonl, Data Docs) are the pipeline's volumes.
+    mounts = dict(volume.split(":")[::-1] for volume in service["volumes"])
+    assert mounts == {
+        str(dagster.home_dir(config)): "dagster",
+        WAREHOUSE_PATH: "warehouse",
+        str(config.home / "reports"): "reports",  # alerts.jsonl (lakehouse/orchestration/automation.py)
+    }
+    assert set(mounts.values()) <= set(_compose()["volumes"])
+    assert service["depends_on"]["thrift"] == {"condition": "service_healthy"}
+    assert service["depends_on"] == _compose()["services"]["pipeline"]["depends_on"]
+    assert service["healthcheck"]["test"] == ["CMD", "/opt/lakehouse/docker/entrypoint.sh", "health"]
+
+
 def test_compose_refuses_to_start_without_the_secrets() -> None:
     with pytest.raises(AssertionError, match="POSTGRES_PASSWORD"):
         _service_env("thrift", {"POSTGRES_PASSWORD": ""})
@@ -463,7 +509,7 @@ def test_every_role_compose_uses_exists_in_the_entrypoint(tmp_path: Path) -> Non
     listed = _run_entrypoint(["help"], {}, tmp_path)
     assert listed.returncode == 0
     roles = {line.split()[0] for line in listed.stdout.splitlines() if re.match(r"^  [a-z]+ ", line)}
-    assert {"thrift", "pipeline", "master", "worker", "dashboard", "health", "check", "conf"} <= roles
+    assert {"thrift", "pipeline", "master", "worker", "dashboard", "orchestrator", "health", "check", "conf"} <= roles
     for name in SERVICE_TARGETS:
         assert _service_command(name)[0] in roles, name
     unknown = _run_entrypoint(["serve"], {}, tmp_path)
@@ -602,13 +648,12 @@ def test_check_dashboard_fails_the_build_without_the_virtualenv(tmp_path: Path) 
     assert f"Superset's virtualenv {venv}" in found.stdout
 
 
-@pytest.fixture
-def superset_health() -> Iterator[int]:
-    """A stand-in for Superset's /health on 127.0.0.1 (only the healthcheck's side is under test)."""
+def _stand_in(path: str) -> Iterator[int]:
+    """A stand-in server on 127.0.0.1 that answers 200 on path only (only the healthcheck's side is under test)."""
 
     class Health(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            self.send_response(200 if self.path == superset.HEALTH_PATH else 404)
+            self.send_response(200 if self.path == path else 404)
             self.end_headers()
             self.wfile.write(b"OK")
 
@@ -625,6 +670,16 @@ def superset_health() -> Iterator[int]:
         server.server_close()
 
 
+@pytest.fixture
+def superset_health() -> Iterator[int]:
+    yield from _stand_in(superset.HEALTH_PATH)
+
+
+@pytest.fixture
+def dagster_health() -> Iterator[int]:
+    yield from _stand_in(dagster.HEALTH_PATH)
+
+
 @pytest.mark.parametrize("listen", ["0.0.0.0", "::"])
 def test_the_dashboard_healthcheck_asks_over_loopback(tmp_path: Path, superset_health: int, listen: str) -> None:
     """Superset listens on every interface in its container; its healthcheck asks 127.0.0.1."""
@@ -633,6 +688,72 @@ def test_the_dashboard_healthcheck_asks_over_loopback(tmp_path: Path, superset_h
     assert up.returncode == 0, up.stderr
     down = _run_entrypoint(["health", "dashboard"], {**env, "LAKEHOUSE_DASHBOARD_PORT": str(_free_port())}, tmp_path)
     assert down.returncode == 1 and down.stderr == ""
+
+
+def test_the_orchestrator_role_prints_the_dagster_server_the_container_runs(tmp_path: Path) -> None:
+    env = {**_service_env("dagster"), "LAKEHOUSE_DRY_RUN": "1"}
+    result = _run_entrypoint(_service_command("dagster"), env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    line = shlex.split(result.stdout)
+    # In the image `dagster` sits next to python in /usr/local/bin; here, next to this virtualenv's.
+    assert line[0] == str(Path(sys.executable).parent / "dagster")
+    assert line[1:] == ["dev", "-m", "lakehouse.orchestration.definitions", "--host", "0.0.0.0", "--port", "3000"]
+    for secret in TEST_SECRETS.values():
+        assert secret not in result.stdout + result.stderr
+    # A dry run touches nothing: no instance written.
+    assert not (tmp_path / "dagster").exists()
+    # The container's healthcheck now asks Dagster (nothing listens: unhealthy, silently).
+    assert (tmp_path / "run" / "container-role").read_text().strip() == "orchestrator"
+    health = _run_entrypoint(["health"], {**env, "LAKEHOUSE_ORCHESTRATOR_PORT": str(_free_port())}, tmp_path)
+    assert health.returncode == 1 and health.stderr == ""
+
+
+@pytest.mark.parametrize("listen", ["0.0.0.0", "::"])
+def test_the_orchestrator_healthcheck_asks_over_loopback(tmp_path: Path, dagster_health: int, listen: str) -> None:
+    """Dagster listens on every interface in its container; its healthcheck asks 127.0.0.1 for /server_info."""
+    env = {"LAKEHOUSE_ORCHESTRATOR_HOST": listen, "LAKEHOUSE_ORCHESTRATOR_PORT": str(dagster_health)}
+    up = _run_entrypoint(["health", "orchestrator"], env, tmp_path)
+    assert up.returncode == 0, up.stderr
+    port = str(_free_port())
+    down = _run_entrypoint(["health", "orchestrator"], {**env, "LAKEHOUSE_ORCHESTRATOR_PORT": port}, tmp_path)
+    assert down.returncode == 1 and down.stderr == ""
+
+
+def test_check_orchestrator_names_the_dagster_extra(tmp_path: Path) -> None:
+    result = _run_entrypoint(["check", "orchestrator"], {}, tmp_path / "home")
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"dagster \d+\.\d+\.\d+, dagster-webserver \d", result.stdout)
+    unknown = _run_entrypoint(["check", "scheduler"], {}, tmp_path / "home")
+    assert unknown.returncode == 1
+    assert "choose from dashboard, orchestrator" in unknown.stderr
+
+
+def test_serve_and_start_run_the_same_dagster_with_the_same_instance(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The container's foreground run is what `lakehouse dagster up` starts in the background."""
+    env = {"LAKEHOUSE_HOME": str(tmp_path / "home"), "LAKEHOUSE_POSTGRES_PASSWORD": "x"}
+    config = load_config(env={**env, "LAKEHOUSE_ORCHESTRATOR_PORT": str(_free_port())})
+    started: dict[str, Any] = {}
+    monkeypatch.setattr(dagster, "start_service", lambda line, **kw: started.update(line=line, env=kw["env"]))
+    assert dagster.start(config) is True
+    instance = (dagster.home_dir(config) / "dagster.yaml").read_text()
+    (dagster.home_dir(config) / "dagster.yaml").unlink()
+
+    class Became(Exception):
+        pass
+
+    def execve(path: str, line: list[str], environ: dict[str, str]) -> None:
+        raise Became(path, line, environ)
+
+    monkeypatch.setattr(dagster.os, "execve", execve)
+    with pytest.raises(Became) as became:
+        dagster.serve(config)
+    path, line, environ = became.value.args
+    assert path == line[0] and line == started["line"] == dagster.command(config)
+    assert environ == started["env"] and environ["DAGSTER_HOME"] == str(dagster.home_dir(config))
+    assert (dagster.home_dir(config) / "dagster.yaml").read_text() == instance
+    assert not dagster.pid_file(config).exists()
 
 
 def test_worker_role_without_a_master_url_fails_with_one_line(tmp_path: Path) -> None:
