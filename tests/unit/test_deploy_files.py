@@ -423,7 +423,7 @@ def test_compose_wiring_healthchecks_dependencies_volumes_and_ports() -> None:
         for port in service.get("ports", []):
             assert str(port).startswith("127.0.0.1:"), f"{name}: {port} is published beyond the host's loopback"
     # Every Spark driver and executor sees the warehouse at the same path as in its settings.
-    for name in ("spark-worker", "thrift", "pipeline"):
+    for name in ("spark-worker", "thrift", "pipeline", "dagster"):
         assert f"warehouse:{WAREHOUSE_PATH}" in services[name]["volumes"], name
     for name in ("thrift", "pipeline"):
         env = _service_env(name)
