@@ -33,7 +33,7 @@ import json
 import re
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +118,7 @@ class Publication:
     tables: int
     views: int
     seconds: float
+    versions: dict[str, int] = field(default_factory=dict)  # unique_id -> the build table's version pinned
 
     def describe(self) -> str:
         return f"published {self.tables} tables and {self.views} views in {self.seconds:.1f} s"
@@ -228,7 +229,7 @@ def publish(config: Config, target_dir: Path, unique_ids: set[str]) -> Publicati
         run_queries(config, statements(nodes, versions, existing), etl=True)
     except QueryError as exc:
         raise PublishError(f"publish: the build passed but was not published: {exc}") from None
-    return Publication(len(tables), len(nodes) - len(tables), time.monotonic() - started)
+    return Publication(len(tables), len(nodes) - len(tables), time.monotonic() - started, versions)
 
 
 # ------------------------------------------------------------------ what the last build read

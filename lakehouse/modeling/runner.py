@@ -29,7 +29,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -499,7 +499,14 @@ def _record(
         print(f"transform: warning: published, but not recorded in {publish.BUILDS_TABLE}: {exc}", file=err)
 
 
-def _publish(config: Config, target_dir: Path, built: set[str], out: TextIO, err: TextIO) -> int:
+def _publish(
+    config: Config,
+    target_dir: Path,
+    built: set[str],
+    out: TextIO,
+    err: TextIO,
+    on_publish: Callable[[publish.Publication], None] | None = None,
+) -> int:
     """Publish a build that passed (lakehouse/modeling/publish.py); the step's exit code."""
     try:
         publication = publish.publish(config, target_dir, built)
@@ -507,6 +514,8 @@ def _publish(config: Config, target_dir: Path, built: set[str], out: TextIO, err
         print(f"transform: error: {exc}", file=err)
         return EXIT_FAILURE
     print(f"transform: {publication.describe()}", file=out, flush=True)
+    if on_publish is not None:
+        on_publish(publication)
     return EXIT_OK
 
 
@@ -596,11 +605,13 @@ def conclude_transform(
     out: TextIO,
     err: TextIO,
     phases: profiling.Phases | None = None,
+    on_publish: Callable[[publish.Publication], None] | None = None,
 ) -> int:
     """After `dbt build`: name what failed, or publish what was built and record what it read.
 
     ``results`` is the build's run_results.json and ``target_dir`` the directory holding its
-    manifest; ``built`` the nodes that succeeded (possibly over a retry). Returns the exit code.
+    manifest; ``built`` the nodes that succeeded (possibly over a retry); ``on_publish`` is
+    given what was published (Dagster's metadata). Returns the exit code.
     """
     phases = phases or profiling.Phases()
     status = _report(config, code, results, err)
@@ -613,7 +624,7 @@ def conclude_transform(
             )
         return status
     with phases.timed("publish"):
-        status = _publish(config, target_dir, built, out, err)
+        status = _publish(config, target_dir, built, out, err, on_publish)
         if status == EXIT_OK and plan.versions is not None:
             _record(config, run_id, plan.versions, plan.project, select, err)
     return status

@@ -1,6 +1,7 @@
 """Sources and bronze: the pipeline's steps sources, extract and validate in one Spark
 application, each bronze table an asset and the gate a blocking check on it."""
 
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -44,16 +45,25 @@ def source_specs(contracts: Sequence[Contract] = tuple(CONTRACTS.values())) -> l
 
 
 def table_rows(config: Config, run_id: str) -> dict[str, dict[str, Any]]:
-    """This run's extract audit rows by table: rows read, written, quarantined, status."""
+    """This run's extract audit rows by table: rows read, written, quarantined, seconds, the
+    status and where the time went (the profile the summary prints, ``lakehouse profile``)."""
     result = run_query(
         config,
         "select source_table, rows_read, coalesce(rows_inserted, 0) + coalesce(rows_updated, 0), rows_quarantined, "
-        f"status from {RUNS_TABLE} where run_id = '{run_id}' and step = 'extract' and source_table is not null",
+        "(unix_micros(ended_at) - unix_micros(started_at)) / 1e6, status, profile "
+        f"from {RUNS_TABLE} where run_id = '{run_id}' and step = 'extract' and source_table is not null",
         etl=True,
     )
     return {
-        str(table): {"rows_read": read, "rows_written": written, "rows_quarantined": quarantined, "status": status}
-        for table, read, written, quarantined, status in result.rows
+        str(table): {
+            "rows_read": read,
+            "rows_written": written,
+            "rows_quarantined": quarantined,
+            "seconds": seconds,
+            "status": status,
+            "profile": profile,
+        }
+        for table, read, written, quarantined, seconds, status, profile in result.rows
     }
 
 
@@ -132,6 +142,10 @@ def bronze_materializations(
         table = rows.get(contract.source_name) or {}
         metadata: dict[str, Any] = {RUN_ID_KEY: run_id}
         metadata.update({k: int(table.get(k) or 0) for k in ("rows_read", "rows_written", "rows_quarantined")})
+        if table.get("seconds") is not None:
+            metadata["extract_seconds"] = round(float(table["seconds"]), 2)
+        if table.get("profile"):
+            metadata["profile"] = dg.MetadataValue.json(json.loads(table["profile"]))
         version = versions[contract.source_name]
         metadata["delta_version"] = version
         done.append(

@@ -10,7 +10,8 @@ fails naming the holder; Dagster does not retry it (the holder may run for long)
 
 Every run has a project run id (``ops.pipeline_runs.run_id``) made from the Dagster run's id:
 ``<UTC start>-<first 8 characters of the Dagster run id>``; every materialisation and check
-carries it as ``lakehouse_run_id``, and the audit rows carry the Dagster run's id prefix.
+carries it as ``lakehouse_run_id``, the Dagster run has it as its tag ``lakehouse/run_id``, and
+the audit rows carry the Dagster run's id prefix.
 """
 
 import contextlib
@@ -25,6 +26,7 @@ from lakehouse.config import Config, load_config
 from lakehouse.pipeline.context import Options, StepResult
 
 RUN_ID_KEY = "lakehouse_run_id"
+RUN_TAG = "lakehouse/run_id"  # the Dagster run's tag: ops.pipeline_runs.run_id of its audit rows
 WRITER_POOL = "lakehouse_writer"
 
 
@@ -50,6 +52,9 @@ class LakehouseRun(dg.ConfigurableResource):
             return
         config = self.config()
         log = context.log.info if context.log else print
+        if run is not None and context.instance is not None:  # the Dagster run names its audit rows
+            lakehouse_run = project_run_id(run.run_id, run_started_at(context.instance, run.run_id))
+            context.instance.add_run_tags(run.run_id, {RUN_TAG: lakehouse_run})
         started = services.up(config, report=log)
         if started:
             log(f"started {', '.join(started)}")
@@ -62,14 +67,14 @@ def project_run_id(run_id: str, started_at: dt.datetime) -> str:
     return f"{started_at.astimezone(dt.UTC):%Y%m%dT%H%M%SZ}-{run_id.replace('-', '')[:8]}"
 
 
-def run_started_at(context: dg.OpExecutionContext) -> dt.datetime:
-    record = context.instance.get_run_record_by_id(context.run_id)
+def run_started_at(instance: dg.DagsterInstance, run_id: str) -> dt.datetime:
+    record = instance.get_run_record_by_id(run_id)
     created = record.create_timestamp if record is not None else None
     return created.astimezone(dt.UTC) if created is not None else dt.datetime.now(dt.UTC)
 
 
 def run_id_of(context: dg.OpExecutionContext) -> str:
-    return project_run_id(context.run_id, run_started_at(context))
+    return project_run_id(context.run_id, run_started_at(context.instance, context.run_id))
 
 
 class LogWriter(io.TextIOBase):

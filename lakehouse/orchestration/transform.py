@@ -4,7 +4,7 @@ with the CLI's plan, command and conclusion (lakehouse/modeling/runner.py)."""
 import contextlib
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +109,23 @@ def published_key(node: Mapping[str, Any]) -> dg.AssetKey:
     return dg.AssetKey([str(node["schema"]).removesuffix(publish.BUILD_SCHEMA_SUFFIX), node["name"]])
 
 
+def published_materializations(
+    nodes: Sequence[Mapping[str, Any]], built: set[str], publication: publish.Publication | None, run_id: str
+) -> list[dg.MaterializeResult]:
+    """A materialisation of each published view this run built; a table's view says which Delta
+    version of its build table it pins (what analysts read until the next publish)."""
+    done = []
+    for node in nodes:
+        if node["unique_id"] not in built:
+            continue
+        metadata: dict[str, Any] = {RUN_ID_KEY: run_id}
+        version = publication.versions.get(node["unique_id"]) if publication else None
+        if version is not None:
+            metadata["delta_version"] = version
+        done.append(dg.MaterializeResult(asset_key=published_key(node), metadata=metadata))
+    return done
+
+
 def publish_assets(manifest: Mapping[str, Any]) -> dg.AssetsDefinition:
     nodes = dbt_manifest.published_nodes(manifest)
     specs = [
@@ -144,6 +161,7 @@ def publish_assets(manifest: Mapping[str, Any]) -> dg.AssetsDefinition:
         built = publish.succeeded(json.loads(results.read_text())) if results.exists() else set()
         plan = runner.TransformPlan(saved["versions"], saved["project"], full_refresh=False)
         out = LogWriter(context.log)
+        published: list[publish.Publication] = []
         code = runner.conclude_transform(
             config,
             plan,
@@ -155,12 +173,11 @@ def publish_assets(manifest: Mapping[str, Any]) -> dg.AssetsDefinition:
             select=saved["select"],
             out=out,
             err=out,
+            on_publish=published.append,
         )
         out.flush()
         if code != runner.EXIT_OK:
             raise dg.Failure("publish failed: silver and gold keep the last build that passed (see the log)")
-        for node in nodes:
-            if node["unique_id"] in built:
-                yield dg.MaterializeResult(asset_key=published_key(node), metadata={RUN_ID_KEY: saved["run_id"]})
+        yield from published_materializations(nodes, built, published[0] if published else None, saved["run_id"])
 
     return publish_build

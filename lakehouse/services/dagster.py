@@ -39,6 +39,8 @@ INSTANCE_YAML = """\
 # Written by `lakehouse dagster up` (edits are overwritten): the Dagster instance of {home}.
 telemetry:
   enabled: false
+nux:
+  enabled: false
 concurrency:
   runs:
     max_concurrent_runs: 1

@@ -23,6 +23,7 @@ class DagsterRun:
     materialized: dict[str, dict]  # asset key ("gold/fct_viewing_sessions") -> metadata values
     checks: dict[str, bool]  # "bronze/users:quality_gate" -> passed
     dagster_run_id: str
+    tags: dict[str, str]
 
 
 def run_job(stack: Stack, home: Path, job: str = "lakehouse_pipeline") -> DagsterRun:
@@ -58,7 +59,10 @@ def run_job(stack: Stack, home: Path, job: str = "lakehouse_pipeline") -> Dagste
     checks = {f"{c.asset_key.to_user_string()}:{c.check_name}": c.passed for c in evaluations}
     steps = {e.step_key for e in events if e.event_type == DagsterEventType.STEP_START}
     instance.dispose()
-    return DagsterRun(done.stdout + done.stderr, record.dagster_run.status.value, steps, materialized, checks, run_id)
+    tags = dict(record.dagster_run.tags)
+    return DagsterRun(
+        done.stdout + done.stderr, record.dagster_run.status.value, steps, materialized, checks, run_id, tags
+    )
 
 
 def sensor_tick(stack: Stack, monkeypatch: pytest.MonkeyPatch):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import threading
 import urllib.request
@@ -26,7 +27,7 @@ import psycopg2
 import pytest
 from dagster_run import run_job, sensor_tick
 from e2e_stack import Stack
-from lakehouse_testing import free_port
+from lakehouse_testing import free_port, skip_unless_ci
 
 from lakehouse.config import PROJECT_ROOT
 from lakehouse.profiling import read_profile
@@ -228,8 +229,11 @@ def test_dagster_runs_what_the_pipeline_runs(
     assert len(run.checks) >= 30 and all(run.checks.values()), run.checks
     sessions = run.materialized["bronze/viewing_sessions"]
     assert sessions["rows_written"] > 100 and sessions["delta_version"] >= 1, sessions
+    assert sessions["extract_seconds"] > 0 and "bronze commit" in sessions["profile"]["phases"], sessions
+    assert run.materialized["gold/fct_viewing_sessions"]["delta_version"] >= 1  # the version it pins
     project_run = sessions["lakehouse_run_id"]
     assert project_run.endswith("-" + run.dagster_run_id.replace("-", "")[:8]), project_run
+    assert run.tags["lakehouse/run_id"] == project_run, run.tags
     assert {"gold_build/fct_viewing_sessions", "gold/fct_viewing_sessions", "silver/snap_users"} <= set(
         run.materialized
     )
@@ -346,6 +350,25 @@ def test_dagster_ui_shows_the_graph_and_stops_with_lakehouse_down(stack: Stack, 
         schedules = [(s["name"], s["scheduleState"]["status"]) for s in repository["schedules"]]
         sensors = [(s["name"], s["sensorState"]["status"]) for s in repository["sensors"]]
         assert schedules == [("lakehouse_daily", "STOPPED")] and sensors == [("lakehouse_sources_changed", "STOPPED")]
+        # The lineage page in headless Chromium (docs/dagster-asset-graph.png is one of these).
+        chromium = shutil.which("chromium")
+        if chromium is None:
+            skip_unless_ci("Chromium is not installed (make browser)")
+        picture = stack.config.home / "reports" / "dagster-asset-graph.png"
+        picture.parent.mkdir(parents=True, exist_ok=True)
+        shot = subprocess.run(
+            [
+                chromium,
+                *("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"),
+                *("--window-size=1600,1000", "--virtual-time-budget=20000", f"--screenshot={picture}"),
+                f"http://127.0.0.1:{port}/asset-groups",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert shot.returncode == 0 and picture.stat().st_size > 20_000, shot.stderr[-2000:]
         down = stack.run("down", env=env)
         assert down.returncode == 0 and "stopped: dagster" in down.stdout, down.stdout
         status = stack.run("dagster", "status", env=env)

@@ -22,7 +22,7 @@ import pytest
 from lakehouse.bronze.contracts import CONTRACTS
 from lakehouse.config import Config, ConfigError, load_config
 from lakehouse.modeling import publish
-from lakehouse.orchestration import automation, bronze, location, run
+from lakehouse.orchestration import automation, bronze, location, run, transform
 from lakehouse.orchestration import manifest as dbt_manifest
 
 
@@ -133,7 +133,14 @@ def test_every_bronze_table_is_materialised_with_its_delta_version_as_data_versi
     table changed, so every table is reported, unchanged ones with the same data version."""
     contracts = list(CONTRACTS.values())
     rows = {
-        "users": {"rows_read": 10, "rows_written": 10, "rows_quarantined": 0, "status": "succeeded"},
+        "users": {
+            "rows_read": 10,
+            "rows_written": 10,
+            "rows_quarantined": 0,
+            "seconds": 9.6283,
+            "status": "succeeded",
+            "profile": json.dumps({"phases": {"bronze commit": 8.13}, "spark_jobs": 26}),
+        },
         "content": {"rows_read": 3, "rows_written": 0, "rows_quarantined": 3, "status": "succeeded"},
     }
     versions = {"users": 7, "content": 2, "ratings": 4, "viewing_sessions": 9}
@@ -141,8 +148,25 @@ def test_every_bronze_table_is_materialised_with_its_delta_version_as_data_versi
     assert set(done) == set(CONTRACTS)
     assert done["users"].metadata["delta_version"] == 7 and done["users"].metadata["rows_written"] == 10
     assert done["users"].data_version == dg.DataVersion("7")
+    assert done["users"].metadata["extract_seconds"] == 9.63
+    assert done["users"].metadata["profile"].value == {"phases": {"bronze commit": 8.13}, "spark_jobs": 26}
     assert done["content"].metadata["rows_quarantined"] == 3 and done["content"].metadata[run.RUN_ID_KEY] == "R2"
     assert done["ratings"].metadata["rows_written"] == 0 and done["ratings"].data_version == dg.DataVersion("4")
+
+
+def test_published_views_say_which_build_version_they_pin() -> None:
+    nodes = [
+        {"unique_id": "model.lakehouse.fct", "schema": "gold_build", "name": "fct"},
+        {"unique_id": "model.lakehouse.stg", "schema": "silver_build", "name": "stg"},
+        {"unique_id": "model.lakehouse.skipped", "schema": "gold_build", "name": "skipped"},
+    ]
+    publication = publish.Publication(1, 1, 0.5, {"model.lakehouse.fct": 12})
+    built = {"model.lakehouse.fct", "model.lakehouse.stg"}
+    done = {
+        m.asset_key.to_user_string(): m.metadata
+        for m in transform.published_materializations(nodes, built, publication, "R3")
+    }
+    assert done == {"gold/fct": {run.RUN_ID_KEY: "R3", "delta_version": 12}, "silver/stg": {run.RUN_ID_KEY: "R3"}}
 
 
 def test_the_pipelines_lines_go_to_dagsters_log(caplog: pytest.LogCaptureFixture) -> None:
