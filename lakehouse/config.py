@@ -380,8 +380,26 @@ class PipelineConfig:
                 raise ConfigError(f"pipeline.maintain_schemas: {schema!r} is not a schema name")
 
 
+class _HttpServer:
+    """A web server this project starts (``host``, ``port``): where a client on this machine
+    reaches it."""
+
+    host: str
+    port: int
+
+    @property
+    def connect_host(self) -> str:
+        """Where a client on this machine reaches it: loopback when it listens on every interface
+        (``0.0.0.0`` in the compose stack's container)."""
+        return "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.connect_host}:{self.port}"
+
+
 @dataclass(frozen=True)
-class DashboardConfig:
+class DashboardConfig(_HttpServer):
     # Apache Superset (`lakehouse dashboard up`): where it listens and how long it may take to start.
     host: str = "127.0.0.1"
     port: int = 8088
@@ -402,19 +420,9 @@ class DashboardConfig:
             if getattr(self, name) < 1:
                 raise ConfigError(f"dashboard.{name}: must be at least 1")
 
-    @property
-    def connect_host(self) -> str:
-        """Where a client on this machine reaches it: loopback when it listens on every interface
-        (``0.0.0.0`` in the compose stack's container)."""
-        return "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.connect_host}:{self.port}"
-
 
 @dataclass(frozen=True)
-class OrchestratorConfig:
+class OrchestratorConfig(_HttpServer):
     # Dagster (the optional code location, lakehouse/orchestration; `lakehouse dagster dev`).
     # Its webserver listens here; its daemon runs the schedule and the sensor.
     host: str = "127.0.0.1"
@@ -444,16 +452,6 @@ class OrchestratorConfig:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise ConfigError(f"orchestrator.timezone: {self.timezone!r} is not an IANA time zone") from None
-
-    @property
-    def connect_host(self) -> str:
-        """Where a client on this machine reaches it: loopback when it listens on every interface
-        (``0.0.0.0`` in the compose stack's container)."""
-        return "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.connect_host}:{self.port}"
 
 
 @dataclass(frozen=True)

@@ -29,9 +29,10 @@ from lakehouse.dashboards import bundle, install
 from lakehouse.dashboards.install import DashboardError
 from lakehouse.services.process import (
     ServiceStatus,
+    answers_http,
     check_port_free,
-    port_open,
     read_pid,
+    server_status,
     start_service,
     stop_service,
 )
@@ -281,15 +282,8 @@ def command(config: Config) -> list[str]:
 
 
 def healthy(config: Config) -> bool:
-    import urllib.request
-
-    if not port_open(config.dashboard.connect_host, config.dashboard.port):
-        return False
-    try:
-        with urllib.request.urlopen(config.dashboard.url + HEALTH_PATH, timeout=5) as response:
-            return response.status == 200
-    except OSError:
-        return False
+    server = config.dashboard
+    return answers_http(server.connect_host, server.port, server.url + HEALTH_PATH)
 
 
 def _ready_to_serve(config: Config, say: Callable[[str], None]) -> tuple[list[str], dict[str, str]]:
@@ -332,11 +326,7 @@ def stop(config: Config) -> bool:
 
 
 def status(config: Config) -> ServiceStatus:
-    pid = read_pid(pid_file(config))
-    state = "stopped"
-    if pid is not None:
-        state = "running" if healthy(config) else "starting"
-    return ServiceStatus(NAME, state, config.dashboard.url, pid=pid, log=log_file(config))
+    return server_status(NAME, pid_file(config), config.dashboard.url, lambda: healthy(config), log_file(config))
 
 
 def running_url(config: Config) -> str | None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import sys
-import urllib.request
 from pathlib import Path
 from typing import NoReturn
 
@@ -23,9 +22,10 @@ from lakehouse.config import PROJECT_ROOT, Config
 from lakehouse.services.process import (
     ServiceError,
     ServiceStatus,
+    answers_http,
     check_port_free,
-    port_open,
     read_pid,
+    server_status,
     start_service,
     stop_service,
 )
@@ -95,13 +95,8 @@ def environment(config: Config) -> dict[str, str]:
 
 
 def healthy(config: Config) -> bool:
-    if not port_open(config.orchestrator.connect_host, config.orchestrator.port):
-        return False
-    try:
-        with urllib.request.urlopen(config.orchestrator.url + HEALTH_PATH, timeout=5) as response:
-            return response.status == 200
-    except OSError:
-        return False
+    server = config.orchestrator
+    return answers_http(server.connect_host, server.port, server.url + HEALTH_PATH)
 
 
 def _ready_to_serve(config: Config) -> tuple[list[str], dict[str, str]]:
@@ -143,8 +138,4 @@ def stop(config: Config) -> bool:
 
 
 def status(config: Config) -> ServiceStatus:
-    pid = read_pid(pid_file(config))
-    state = "stopped"
-    if pid is not None:
-        state = "running" if healthy(config) else "starting"
-    return ServiceStatus(NAME, state, config.orchestrator.url, pid=pid, log=log_file(config))
+    return server_status(NAME, pid_file(config), config.orchestrator.url, lambda: healthy(config), log_file(config))

@@ -42,6 +42,19 @@ def port_open(host: str, port: int) -> bool:
         return False
 
 
+def answers_http(host: str, port: int, url: str) -> bool:
+    """True when a web server listens at host:port and ``url`` answers 200 (a health endpoint)."""
+    import urllib.request
+
+    if not port_open(host, port):
+        return False
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
 def check_port_free(host: str, port: int, setting: str) -> None:
     """Fail with a one-line message naming the port and the setting to change."""
     if port_open(host, port):
@@ -110,6 +123,15 @@ def start_service(
     pid = start_background(command, log_file=log_file, pid_file=pid_file, env=env)
     wait_until(ready, timeout=timeout, what=what, alive=lambda: read_pid(pid_file) is not None, log_file=log_file)
     return pid
+
+
+def server_status(
+    name: str, pid_file: Path, address: str, healthy: Callable[[], bool], log_file: Path
+) -> ServiceStatus:
+    """A server started with :func:`start_service`: stopped, starting (alive, not healthy yet) or running."""
+    pid = read_pid(pid_file)
+    state = "stopped" if pid is None else "running" if healthy() else "starting"
+    return ServiceStatus(name, state, address, pid=pid, log=log_file)
 
 
 def stop_service(pid_file: Path) -> bool:
