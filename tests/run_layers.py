@@ -8,8 +8,10 @@ machine's idle time in each (JVM start-up, dbt's per-node round trips, service s
 is the others' working time. The integration layer is split because one process of it was the
 longest of the suite by minutes: the extract's own tests (test_bronze.py: every source table's
 full load, crash points, late and future rows; test_cluster.py: a standalone cluster;
-test_ingest.py: extract and validate in one session) form one shard, every other file of
-tests/integration the second (a new file lands there by default).
+test_ingest.py: extract and validate in one session; test_orchestration.py: the Dagster graph in
+process and its gold against the CLI's, placed here because this shard ends minutes before the
+others) form one shard, every other file of tests/integration the second (a new file lands there
+by default).
 
 A failure in tests/unit is printed as soon as that layer ends and fails the run, but does not
 interrupt the others (a process stopped in the middle of a fixture can leave its servers
@@ -43,6 +45,7 @@ EXTRACT_SHARD = (
     "tests/integration/test_bronze.py",
     "tests/integration/test_cluster.py",
     "tests/integration/test_ingest.py",
+    "tests/integration/test_orchestration.py",
 )
 
 

@@ -9,19 +9,13 @@ import dagster as dg
 
 from lakehouse.audit import RUNS_TABLE
 from lakehouse.bronze.contracts import CONTRACTS, Contract
-from lakehouse.config import Config
 from lakehouse.orchestration.run import RUN_ID_KEY, WRITER_POOL, LakehouseRun, LogWriter, run_id_of, step_result
-from lakehouse.pipeline.context import Options, StepResult
+from lakehouse.pipeline.context import Options
 from lakehouse.quality.results import DQ_RESULTS_TABLE
 from lakehouse.quality.verdicts import PASSED, VERDICTS_TABLE
-from lakehouse.serving.sql_client import run_query
+from lakehouse.serving.sql_client import QueryResult, newest_version, newest_version_sql, run_queries
 
 GATE_CHECK = "quality_gate"
-
-
-def _scalar(config: Config, sql: str) -> Any:
-    rows = run_query(config, sql, etl=True).rows
-    return rows[0][0] if rows else None
 
 
 def source_key(contract: Contract) -> dg.AssetKey:
@@ -44,16 +38,18 @@ def source_specs(contracts: Sequence[Contract] = tuple(CONTRACTS.values())) -> l
     ]
 
 
-def table_rows(config: Config, run_id: str) -> dict[str, dict[str, Any]]:
-    """This run's extract audit rows by table: rows read, written, quarantined, seconds, the
-    status and where the time went (the profile the summary prints, ``lakehouse profile``)."""
-    result = run_query(
-        config,
+def table_rows_sql(run_id: str) -> str:
+    """This run's extract audit rows by table (read by :func:`table_rows`)."""
+    return (
         "select source_table, rows_read, coalesce(rows_inserted, 0) + coalesce(rows_updated, 0), rows_quarantined, "
         "(unix_micros(ended_at) - unix_micros(started_at)) / 1e6, status, profile "
-        f"from {RUNS_TABLE} where run_id = '{run_id}' and step = 'extract' and source_table is not null",
-        etl=True,
+        f"from {RUNS_TABLE} where run_id = '{run_id}' and step = 'extract' and source_table is not null"
     )
+
+
+def table_rows(answer: QueryResult) -> dict[str, dict[str, Any]]:
+    """Rows read, written, quarantined, seconds, the status and where the time went (the profile
+    the summary prints, ``lakehouse profile``) by table, from the answer to :func:`table_rows_sql`."""
     return {
         str(table): {
             "rows_read": read,
@@ -63,32 +59,35 @@ def table_rows(config: Config, run_id: str) -> dict[str, dict[str, Any]]:
             "status": status,
             "profile": profile,
         }
-        for table, read, written, quarantined, seconds, status, profile in result.rows
+        for table, read, written, quarantined, seconds, status, profile in answer.rows
     }
 
 
-def gate_verdicts(config: Config, run_id: str) -> dict[str, tuple[str, int | None, int | None]]:
-    """This run's gate verdict per table (verdict, bronze version, rows validated); or, for a
-    table this run did not validate, its newest verdict (what downstream reads is covered by)."""
-    result = run_query(
-        config,
-        "select source_table, verdict, bronze_version, rows_validated from (select *, row_number() over "
-        f"(partition by source_table order by decided_at desc) as newest from {VERDICTS_TABLE}) where newest = 1",
-        etl=True,
-    )
-    return {str(t): (str(v), version, rows) for t, v, version, rows in result.rows}
+# Each table's newest verdict: this run's where it validated the table, else the one that covers
+# what downstream reads.
+GATE_VERDICTS_SQL = (
+    "select source_table, verdict, bronze_version, rows_validated from (select *, row_number() over "
+    f"(partition by source_table order by decided_at desc) as newest from {VERDICTS_TABLE}) where newest = 1"
+)
 
 
-def failed_expectations(config: Config, run_id: str) -> dict[str, list[str]]:
-    """The critical expectations of this run that failed, by table (``column: expectation``)."""
-    result = run_query(
-        config,
+def gate_verdicts(answer: QueryResult) -> dict[str, tuple[str, int | None, int | None]]:
+    """(verdict, bronze version, rows validated) by table, from the answer to GATE_VERDICTS_SQL."""
+    return {str(t): (str(v), version, rows) for t, v, version, rows in answer.rows}
+
+
+def failed_expectations_sql(run_id: str) -> str:
+    return (
         f"select table_name, coalesce(`column`, ''), expectation from {DQ_RESULTS_TABLE} "
-        f"where run_id = '{run_id}' and not success and severity = 'critical'",
-        etl=True,
+        f"where run_id = '{run_id}' and not success and severity = 'critical'"
     )
+
+
+def failed_expectations(answer: QueryResult) -> dict[str, list[str]]:
+    """The critical expectations of this run that failed, by table (``column: expectation``),
+    from the answer to :func:`failed_expectations_sql`."""
     failed: dict[str, list[str]] = {}
-    for table, column, expectation in result.rows:
+    for table, column, expectation in answer.rows:
         failed.setdefault(str(table).removeprefix("bronze."), []).append(
             f"{column}: {expectation}" if column else expectation
         )
@@ -187,7 +186,6 @@ def bronze_assets(contracts: Sequence[Contract] = tuple(CONTRACTS.values())) -> 
     )
     def extract_and_validate(context: dg.AssetExecutionContext, lakehouse: LakehouseRun) -> Iterator[Any]:
         from lakehouse.pipeline.run import execute
-        from lakehouse.pipeline.steps import GATE_FAILED_MESSAGE
 
         config = lakehouse.config()
         run_id = run_id_of(context)
@@ -202,21 +200,17 @@ def bronze_assets(contracts: Sequence[Contract] = tuple(CONTRACTS.values())) -> 
         for result in outcome.results:
             if result.status == "failed" and result.name != "validate":
                 raise dg.Failure(f"{result.name} failed: {result.detail}", metadata={RUN_ID_KEY: run_id})
-        if validate is not None and validate.status == "failed" and not _gate_said_no(validate, GATE_FAILED_MESSAGE):
+        if validate is not None and validate.status == "failed" and not validate.gate_failed:
             raise dg.Failure(f"validate failed: {validate.detail}", metadata={RUN_ID_KEY: run_id})
-        rows = table_rows(config, run_id) if extract is not None and extract.status != "skipped" else {}
-        versions = {
-            c.source_name: int(_scalar(config, f"describe history {c.table} limit 1"))  # column 1: version
-            for c in contracts
-        }
-        yield from bronze_materializations(contracts, rows, versions, run_id)
-        yield from gate_check_results(
-            contracts, gate_verdicts(config, run_id), failed_expectations(config, run_id), run_id
-        )
+        extracted = extract is not None and extract.status != "skipped"
+        # What the materialisations and checks carry, in one Thrift session.
+        queries = [newest_version_sql(c.table) for c in contracts]
+        queries += [GATE_VERDICTS_SQL, failed_expectations_sql(run_id)]
+        queries += [table_rows_sql(run_id)] if extracted else []
+        answers = run_queries(config, queries, etl=True)
+        versions = {c.source_name: newest_version(answer) for c, answer in zip(contracts, answers, strict=False)}
+        verdicts, failed, *rows = answers[len(contracts) :]
+        yield from bronze_materializations(contracts, table_rows(rows[0]) if rows else {}, versions, run_id)
+        yield from gate_check_results(contracts, gate_verdicts(verdicts), failed_expectations(failed), run_id)
 
     return extract_and_validate
-
-
-def _gate_said_no(validate: StepResult, failed_message: str) -> bool:
-    """The validate step failed because the gate failed (now, or still on the same inputs)."""
-    return validate.detail == failed_message or "still failed" in validate.detail

@@ -21,6 +21,10 @@ class PipelineError(LakehouseError):
     """A step failed for a reason that retrying will not fix."""
 
 
+class GateFailed(PipelineError):
+    """The quality gate said no (now, or still on the same inputs): the data, not a fault."""
+
+
 class TransientError(LakehouseError):
     """A step failed because something was not reachable yet; worth retrying."""
 
@@ -41,6 +45,7 @@ class StepResult:
     # Epoch seconds of the step's own work when it is not the step function's whole call: the
     # extract's part of the extract-and-validate application, and the validate part of it.
     span: tuple[float, float] | None = None
+    gate_failed: bool = False  # failed because the quality gate said no (GateFailed)
 
 
 @dataclass

@@ -14,7 +14,7 @@ from typing import TextIO
 from lakehouse import errors
 from lakehouse.audit import new_run_id
 from lakehouse.config import Config
-from lakehouse.pipeline.context import STEPS, Context, Options, PipelineError, StepResult, TransientError
+from lakehouse.pipeline.context import STEPS, Context, GateFailed, Options, PipelineError, StepResult, TransientError
 from lakehouse.pipeline.lock import LockedError, run_lock, shared_lock
 from lakehouse.pipeline.maintain import step_maintain
 from lakehouse.pipeline.steps import step_extract, step_sources, step_transform, step_up, step_validate
@@ -123,6 +123,7 @@ def _run(ctx: Context, results: list[StepResult], locks: contextlib.ExitStack, *
         except Exception as exc:
             result.status = "failed"
             result.detail = errors.first_line(exc)
+            result.gate_failed = isinstance(exc, GateFailed)
             ctx.event("error", result.name, f"lakehouse pipeline: {result.name} failed: {result.detail}")
             status = "failed"
             break

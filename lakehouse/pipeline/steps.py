@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lakehouse.audit import RUNS_TABLE
 from lakehouse.config import Config
-from lakehouse.pipeline.context import Context, Options, PipelineError, StepResult, TransientError
+from lakehouse.pipeline.context import Context, GateFailed, Options, PipelineError, StepResult, TransientError
 from lakehouse.pipeline.decisions import SourcesDown, gate_decision, still_failed_message, tables_to_extract
 from lakehouse.pipeline.jobs import StepPart, check_exit, spark_job
 
@@ -126,7 +126,7 @@ def step_validate(ctx: Context, result: StepResult) -> None:
     if not ctx.options.no_skip:
         decision = gate_decision(ctx.config)
         if decision.failed_run is not None:
-            raise PipelineError(still_failed_message(decision.failed_run))
+            raise GateFailed(still_failed_message(decision.failed_run))
         if decision.reason is None:
             for warning in decision.warnings:
                 ctx.event("output", "validate", f"  warning: {warning}")
@@ -136,7 +136,7 @@ def step_validate(ctx: Context, result: StepResult) -> None:
         ctx.event("output", "validate", f"  the gate runs: {decision.reason}")
     run = spark_job(ctx, result, "validate_bronze.py", ["--run-id", ctx.run_id])
     if run.code == GATE_FAILED:
-        raise PipelineError(GATE_FAILED_MESSAGE)
+        raise GateFailed(GATE_FAILED_MESSAGE)
     check_exit(run.code, run.output, "validate could not run")
     result.rows_read = audit_counts(ctx, "validate")[0]
 
@@ -156,9 +156,9 @@ def _gate_part(ctx: Context, result: StepResult, code: int, part: StepPart) -> N
         **part.announced,
     }
     if outcome == "still_failed":
-        raise PipelineError(detail)
+        raise GateFailed(detail)
     if outcome == "failed":
-        raise PipelineError(GATE_FAILED_MESSAGE)
+        raise GateFailed(GATE_FAILED_MESSAGE)
     if outcome == "skipped":
         result.status = "skipped"
         result.detail = _nothing_to_validate(warnings)

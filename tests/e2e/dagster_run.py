@@ -8,7 +8,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 from e2e_stack import Stack
 from lakehouse_testing import skip_unless_ci
 
@@ -63,17 +62,3 @@ def run_job(stack: Stack, home: Path, job: str = "lakehouse_pipeline") -> Dagste
     return DagsterRun(
         done.stdout + done.stderr, record.dagster_run.status.value, steps, materialized, checks, run_id, tags
     )
-
-
-def sensor_tick(stack: Stack, monkeypatch: pytest.MonkeyPatch):
-    """One evaluation of the sensor lakehouse_sources_changed against the stack, in this process."""
-    import dagster as dg
-
-    from lakehouse.orchestration.location import build_definitions
-
-    for key, value in stack.env.items():
-        if key.startswith("LAKEHOUSE_"):
-            monkeypatch.setenv(key, value)
-    [sensor] = build_definitions(stack.config).sensors
-    with dg.DagsterInstance.ephemeral() as instance:
-        return sensor.evaluate_tick(dg.build_sensor_context(instance=instance))

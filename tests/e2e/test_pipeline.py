@@ -9,7 +9,9 @@ Each expensive path runs once in the suite, here or in a cheaper place: the firs
 and gold numbers, the next day's incremental pipeline (the second transform on this server) and
 a full refresh are in tests/e2e/test_dbt.py, on this stack; the run lock (a second pipeline
 fails fast, a killed run's lock is taken over, --wait queues) is in
-tests/unit/test_pipeline_steps.py.
+tests/unit/test_pipeline_steps.py; the whole Dagster asset graph run in process, with gold equal
+to the CLI's build, is in tests/integration/test_orchestration.py. Here Dagster is run as a user
+runs it: `dagster job execute` blocked by the failing gate, and the webserver.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pathlib import Path
 
 import psycopg2
 import pytest
-from dagster_run import run_job, sensor_tick
+from dagster_run import run_job
 from e2e_stack import Stack
 from lakehouse_testing import free_port, skip_unless_ci
 
@@ -211,39 +213,6 @@ def test_failing_gate_stops_before_transform_and_keeps_gold(stack: Stack, first_
                 "update viewing_sessions set watch_seconds = 60, updated_at = updated_at + interval '1 minute' "
                 "where watch_seconds = -60"
             )
-
-
-def test_dagster_runs_what_the_pipeline_runs(
-    stack: Stack, first_run: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The code location (lakehouse/orchestration) as a user runs it, `dagster job execute`:
-    the sessions the previous test repaired are extracted and pass the gate, dbt builds every
-    model (assets) and runs every test (checks), and publish moves silver and gold; the audit
-    rows and the published build carry the project run id made from the Dagster run's id."""
-    before = stack.published()
-    sensor = sensor_tick(stack, monkeypatch)
-    assert sensor.run_requests and "viewing_sessions" in sensor.run_requests[0].tags["lakehouse/reason"], sensor
-    run = run_job(stack, tmp_path / "dagster")
-    assert run.status == "SUCCESS", run.output[-6000:]
-    assert {"extract_and_validate", "dbt_build", "publish"} <= run.steps
-    assert len(run.checks) >= 30 and all(run.checks.values()), run.checks
-    sessions = run.materialized["bronze/viewing_sessions"]
-    assert sessions["rows_written"] > 100 and sessions["delta_version"] >= 1, sessions
-    assert sessions["extract_seconds"] > 0 and "bronze commit" in sessions["profile"]["phases"], sessions
-    assert run.materialized["gold/fct_viewing_sessions"]["delta_version"] >= 1  # the version it pins
-    project_run = sessions["lakehouse_run_id"]
-    assert project_run.endswith("-" + run.dagster_run_id.replace("-", "")[:8]), project_run
-    assert run.tags["lakehouse/run_id"] == project_run, run.tags
-    assert {"gold_build/fct_viewing_sessions", "gold/fct_viewing_sessions", "silver/snap_users"} <= set(
-        run.materialized
-    )
-    assert stack.published() != before
-    audit = {(step, table, status) for step, table, status, _rows in _audit(stack, project_run)}
-    assert {("extract", "viewing_sessions", "succeeded"), ("validate", None, "succeeded")} <= audit, audit
-    [(recorded,)] = stack.query(f"select count(*) from ops.published_builds where run_id = '{project_run}'")
-    assert recorded == 1
-    # The sensor's next tick: nothing new, no run (and no Spark: it asks the sources and Thrift).
-    assert sensor_tick(stack, monkeypatch).skip_message.startswith("nothing new"), run.output[-2000:]
 
 
 def test_eight_concurrent_clients_query_gold(stack: Stack, first_run: str) -> None:

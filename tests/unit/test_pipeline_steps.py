@@ -14,7 +14,7 @@ import pytest
 
 from lakehouse.config import PROJECT_ROOT, Config, load_config
 from lakehouse.pipeline import decisions, jobs, steps
-from lakehouse.pipeline.context import Context, Options, PipelineError, StepResult, TransientError
+from lakehouse.pipeline.context import Context, GateFailed, Options, PipelineError, StepResult, TransientError
 from lakehouse.pipeline.lock import LockedError, run_lock
 from lakehouse.pipeline.run import STEP_FUNCTIONS, selected_steps
 from lakehouse.serving.sql_client import sql_literal
@@ -252,7 +252,7 @@ def test_the_gate_runs_when_bronze_holds_rows_no_passed_gate_covers_or_when_in_d
 
 def test_a_gate_that_failed_on_unchanged_inputs_fails_again_without_spark(validate_run) -> None:
     pending = "bronze.users holds 3 row(s) that no passed quality gate covers"
-    with pytest.raises(PipelineError) as failed:
+    with pytest.raises(GateFailed) as failed:  # the gate's no, not a fault (Dagster's check reads it)
         validate_run(lambda config: pending, failed_run="run-7")
     assert str(failed.value).startswith("gate still failed (run run-7): no bronze or quarantine commit")
     assert "--no-skip" in str(failed.value)
@@ -483,14 +483,16 @@ def test_the_gate_done_in_the_extracts_application_ends_the_validate_step_as_its
     }
     skipped = ingested(0, _gate_part({"gate": "skipped", "warnings": ["bronze.users: newest row 40 h ago"]}))
     assert skipped.status == "skipped" and skipped.detail == "no unvalidated batch in the 4 bronze tables; 1 warning(s)"
-    with pytest.raises(PipelineError, match=r"^quality gate failed: transform skipped"):
+    with pytest.raises(GateFailed, match=r"^quality gate failed: transform skipped"):
         ingested(3, _gate_part({"gate": "failed", "gate_detail": "quality gate FAILED"}))
-    with pytest.raises(PipelineError, match=r"^gate still failed \(run run-7\)"):
+    with pytest.raises(GateFailed, match=r"^gate still failed \(run run-7\)"):
         ingested(
             3, _gate_part({"gate": "still_failed", "gate_detail": "gate still failed (run run-7): nothing changed"})
         )
-    with pytest.raises(PipelineError, match=r"^validate could not run: validate: error: bronze\.users is missing$"):
+    missing = r"^validate could not run: validate: error: bronze\.users is missing$"
+    with pytest.raises(PipelineError, match=missing) as error:
         ingested(4, _gate_part({"gate": "error"}, lines=["validate: error: bronze.users is missing"]))
+    assert not isinstance(error.value, GateFailed)
     with pytest.raises(TransientError, match=r"^validate could not run: .*Connection refused"):
         ingested(4, _gate_part({}, lines=["ingest: error: Connection refused by 127.0.0.1:10010"]))
 
