@@ -218,6 +218,8 @@ def _filter_problems(
         ):
             problems.append(f"{path}: filter {name!r} pre-filters on column {prefilter!r} that {table} does not have")
         for chart_id in in_scope:
+            if not layout[chart_id]:
+                continue  # a layout chart that charts/ does not have: reported with the layout
             chart_dataset = datasets.get(layout[chart_id].get("dataset_uuid", "")) or {}
             if column not in _dataset_columns(chart_dataset):
                 chart = layout[chart_id].get("slice_name")
