@@ -83,12 +83,20 @@ class Client:
     def dashboards(self) -> list[dict[str, Any]]:
         return self.call("GET", "/api/v1/dashboard/?q=(columns:!(id,dashboard_title,slug),page_size:100)")["result"]
 
-    def chart_data(self, chart: dict[str, Any]) -> ChartResult:
-        """The chart's saved query context, run by Superset: rows, or the error it shows."""
+    def chart_data(self, chart: dict[str, Any], filters: list[dict[str, Any]] | None = None) -> ChartResult:
+        """The chart's saved query context, run by Superset: rows, or the error it shows.
+
+        ``filters`` (``{"col": ..., "op": "IN", "val": [...]}``) are added as a dashboard's native
+        filters add theirs: to every query's filters and to the form data's ``extra_form_data``."""
         saved = self.call("GET", f"/api/v1/chart/{chart['id']}")["result"]
         context = json.loads(saved.get("query_context") or "null")
         if not context:
             return ChartResult(chart["id"], chart["slice_name"], 0, "no saved query context", [])
+        if filters:
+            for query in context.get("queries") or []:
+                query["filters"] = [*(query.get("filters") or []), *filters]
+            form_data = context.setdefault("form_data", {})
+            form_data["extra_form_data"] = {**(form_data.get("extra_form_data") or {}), "filters": filters}
         try:
             answer = self.call("POST", "/api/v1/chart/data", context)
         except DashboardError as exc:

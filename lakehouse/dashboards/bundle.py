@@ -13,7 +13,8 @@ YAML mapping instead of a JSON string, and the database's URI is a placeholder. 
 turns the folder into what Superset's importers take; :func:`normalise_export` turns an export
 (charts or dashboards a person built in Superset) back into the folder's form. :func:`check`
 finds what would break a dashboard without a server: unknown uuids, columns a dataset does not
-have, a dataset outside gold/ops, a chart missing from every layout.
+have, a dataset outside gold/ops, a chart missing from every layout, a native filter on a column
+its dataset (or a chart in its scope) does not have.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ COLUMN_LIST_KEYS = ("groupby", "columns", "all_columns")
 ORDER_BY_KEY = "order_by_cols"
 METRIC_KEYS = ("metric", "x", "y", "size", "secondary_metric", "timeseries_limit_metric")
 METRIC_LIST_KEYS = ("metrics", "percent_metrics")
+# Native filters that filter the rows on a column of their target dataset (a time range needs none).
+COLUMN_FILTER_TYPES = ("filter_select", "filter_range")
 
 
 @dataclass(frozen=True)
@@ -181,6 +184,63 @@ def _dashboard_problems(path: str, data: dict[str, Any], charts: dict[str, dict[
     return problems
 
 
+def _dataset_columns(dataset: dict[str, Any]) -> set[str]:
+    return {c["column_name"] for c in dataset.get("columns") or []}
+
+
+def _filter_problems(
+    path: str, native_filter: dict[str, Any], datasets: dict[str, dict[str, Any]], layout: dict[int, dict[str, Any]]
+) -> list[str]:
+    """A native filter's target (a dataset of the bundle, a column it has) and its scope: the charts
+    it reaches read that column (Superset drops a filter on a column the chart's dataset lacks)."""
+    name = native_filter.get("name") or native_filter.get("id")
+    in_scope = sorted(set(layout) - set((native_filter.get("scope") or {}).get("excluded") or []))
+    if sorted(native_filter.get("chartsInScope") or []) != in_scope:
+        return [f"{path}: filter {name!r} has chartsInScope that are not its layout's charts minus scope.excluded"]
+    if native_filter.get("filterType") not in COLUMN_FILTER_TYPES:
+        return []
+    targets = native_filter.get("targets") or [{}]
+    problems = []
+    for target in targets:
+        dataset = datasets.get(target.get("datasetUuid", ""))
+        column = (target.get("column") or {}).get("name")
+        if dataset is None:
+            problems.append(
+                f"{path}: filter {name!r} targets dataset {target.get('datasetUuid')}, not one of datasets/"
+            )
+            continue
+        table = dataset["table_name"]
+        if column not in _dataset_columns(dataset):
+            problems.append(f"{path}: filter {name!r} targets column {column!r} that {table} does not have")
+            continue
+        for prefilter in sorted(
+            set(_column_names(native_filter.get("adhoc_filters") or [])) - _dataset_columns(dataset)
+        ):
+            problems.append(f"{path}: filter {name!r} pre-filters on column {prefilter!r} that {table} does not have")
+        for chart_id in in_scope:
+            if not layout[chart_id]:
+                continue  # a layout chart that charts/ does not have: reported with the layout
+            chart_dataset = datasets.get(layout[chart_id].get("dataset_uuid", "")) or {}
+            if column not in _dataset_columns(chart_dataset):
+                chart = layout[chart_id].get("slice_name")
+                problems.append(
+                    f"{path}: filter {name!r} reaches chart {chart!r}, whose dataset has no column {column!r}"
+                )
+    return problems
+
+
+def _native_filters_problems(
+    path: str, data: dict[str, Any], datasets: dict[str, dict[str, Any]], charts: dict[str, dict[str, Any]]
+) -> list[str]:
+    layout = {
+        meta.get("chartId"): charts.get(meta.get("uuid")) or {} for meta in layout_charts(data.get("position") or {})
+    }
+    problems = []
+    for native_filter in (data.get("metadata") or {}).get("native_filter_configuration") or []:
+        problems += _filter_problems(path, native_filter, datasets, layout)
+    return problems
+
+
 def check(bundle: Bundle) -> list[str]:
     """What would break an import or a chart, one line each; empty when the folder is sound."""
     problems = []
@@ -205,6 +265,7 @@ def check(bundle: Bundle) -> list[str]:
     placed: list[str] = []
     for path, data in bundle.dashboards.items():
         problems += _dashboard_problems(path, data, charts)
+        problems += _native_filters_problems(path, data, datasets, charts)
         placed += [meta.get("uuid") for meta in layout_charts(data.get("position") or {})]
     chart_ids = [meta.get("chartId") for d in bundle.dashboards.values() for meta in layout_charts(d.get("position"))]
     if len(chart_ids) != len(set(chart_ids)):

@@ -222,7 +222,7 @@ def environment(config: Config) -> dict[str, str]:
     """The environment of every Superset process: its settings file, its home, no analytics."""
     return {
         **os.environ,
-        "SUPERSET_CONFIG_PATH": str(superset_dir(config) / "superset_config.py"),
+        "SUPERSET_CONFIG_PATH": str(settings_file(config)),
         "SUPERSET_HOME": str(superset_dir(config)),
         "FLASK_APP": "superset",
         "SCARF_ANALYTICS": "false",
@@ -230,21 +230,33 @@ def environment(config: Config) -> dict[str, str]:
     }
 
 
-def prepare(config: Config, say: Callable[[str], None]) -> Path:
-    """Install (once), write the settings, upgrade the metadata, set the admin, import dashboards/."""
-    install.ensure_installed(config, say)
+def settings_file(config: Config) -> Path:
+    return superset_dir(config) / "superset_config.py"
+
+
+def write_setup_files(config: Config) -> tuple[Path, int]:
+    """What the set-up writes before Superset runs: the secrets (once), the settings file and the
+    checked, rendered import of dashboards/; the import file and the number of dashboards in it."""
     home = superset_dir(config)
     home.mkdir(parents=True, exist_ok=True)
     generated_secret(config.secrets_dir, SECRET_KEY_FILE)
     admin_password(config)
-    (home / "superset_config.py").write_text(settings(config))
+    settings_file(config).write_text(settings(config))
     dashboards = bundle.load()
     problems = bundle.check(dashboards)
     if problems:
         raise DashboardError(f"dashboards/: {problems[0]} ({len(problems)} problem(s) in all)")
     import_file = home / "import.json"
     import_file.write_text(json.dumps(bundle.render(dashboards, sqlalchemy_uri(config))))
-    say(f"superset: metadata, admin and the import of {len(dashboards.dashboards)} dashboards...")
+    return import_file, len(dashboards.dashboards)
+
+
+def prepare(config: Config, say: Callable[[str], None]) -> Path:
+    """Install (once), write the settings, upgrade the metadata, set the admin, import dashboards/."""
+    install.ensure_installed(config, say)
+    home = superset_dir(config)
+    import_file, dashboards = write_setup_files(config)
+    say(f"superset: metadata, admin and the import of {dashboards} dashboards...")
     env = {
         **environment(config),
         "LAKEHOUSE_SUPERSET_ADMIN": config.dashboard.admin_user,

@@ -2,9 +2,10 @@
 
 `lakehouse dashboard up` as a user runs it (Superset's virtualenv from the cache, installed
 there once from dashboards/requirements.lock), then: every chart's saved query context through
-``POST /api/v1/chart/data``; the numbers of three charts against the same query over Thrift;
-the five dashboards in headless Chromium (screenshots under the stack's state directory) with
-no chart error; a second `up` that installs nothing.
+``POST /api/v1/chart/data``; the numbers of three charts against the same query over Thrift, and
+of a Platform KPIs and a Content chart with a native filter's value added; the five dashboards
+in headless Chromium (screenshots under the stack's state directory) with no chart error; a
+second `up` that installs nothing.
 """
 
 from __future__ import annotations
@@ -114,6 +115,74 @@ def test_chart_numbers_equal_the_same_query_over_thrift(stack: Stack, charts: di
     assert {country: row["Sessions"] for country, row in table.items()} == {c: s for c, s, _ in by_country}
     for country, _, hours in by_country:
         assert math.isclose(table[country]["Watch hours"], hours, rel_tol=1e-9)
+
+
+def test_the_per_day_rates_added_up_from_the_finest_grain_equal_the_overall_rows(
+    stack: Stack, charts: dict[str, api.ChartResult]
+) -> None:
+    """The Platform KPIs charts a Device or Country filter reaches read grain device_country and add
+    it up; with no filter they show the overall rows' numbers."""
+    daily = stack.query(
+        "select activity_date, completion_rate, avg_session_minutes from gold.mart_daily_kpis where grain = 'overall'"
+    )
+    completion = {row["activity_date"]: row["Completion rate"] for row in charts["Completion rate per day"].data}
+    minutes = {
+        row["activity_date"]: row["Average session minutes"] for row in charts["Average session length (minutes)"].data
+    }
+    assert set(completion) == set(minutes) == {_epoch_ms(day) for day, _, _ in daily}
+    for day, rate, length in daily:
+        assert math.isclose(completion[_epoch_ms(day)], rate, rel_tol=1e-9)
+        assert math.isclose(minutes[_epoch_ms(day)], length, rel_tol=1e-9)
+
+
+def _chart(session: api.Client, name: str) -> dict:
+    return next(chart for chart in session.charts() if chart["slice_name"] == name)
+
+
+def _filter_of(dashboard_title: str, filter_name: str) -> dict:
+    [dashboard] = [d for d in bundle.load().dashboards.values() if d["dashboard_title"] == dashboard_title]
+    configuration = dashboard["metadata"]["native_filter_configuration"]
+    return next(native for native in configuration if native["name"] == filter_name)
+
+
+def test_a_device_filter_gives_the_numbers_of_the_same_filtered_query_over_thrift(
+    stack: Stack, dashboards: Dashboards
+) -> None:
+    column = _filter_of("Platform KPIs", "Device")["targets"][0]["column"]["name"]
+    [(device, sessions)] = stack.query(
+        f"select {column}, sum(sessions) from gold.mart_daily_kpis where grain = 'device' "
+        f"group by {column} order by sum(sessions) limit 1"
+    )
+    session = api.client(dashboards.config)
+    chart = _chart(session, "Sessions (all days)")
+    filtered = session.chart_data(chart, [{"col": column, "op": "IN", "val": [device]}])
+    [(over_thrift,)] = stack.query(
+        f"select sum(sessions) from gold.mart_daily_kpis where grain = 'device_country' and {column} = '{device}'"
+    )
+    assert filtered.error is None
+    assert filtered.data == [{"Sessions": over_thrift}]
+    assert over_thrift == sessions  # the finest grain adds up to the device's own rows
+    assert over_thrift < session.chart_data(chart).data[0]["Sessions"]
+
+
+def test_a_content_type_filter_gives_the_titles_of_the_same_filtered_query_over_thrift(
+    stack: Stack, dashboards: Dashboards
+) -> None:
+    column = _filter_of("Content", "Content type")["targets"][0]["column"]["name"]
+    [(content_type, _)] = stack.query(
+        f"select {column}, count(*) from gold.mart_content_performance group by {column} order by count(*) limit 1"
+    )
+    session = api.client(dashboards.config)
+    filtered = session.chart_data(
+        _chart(session, "Top titles by watch hours"), [{"col": column, "op": "IN", "val": [content_type]}]
+    )
+    over_thrift = stack.query(
+        f"select watch_hours from gold.mart_content_performance where {column} = '{content_type}' "
+        "order by watch_hours desc limit 20"
+    )
+    assert filtered.error is None
+    assert {row["content_type"] for row in filtered.data} == {content_type}
+    assert [row["watch_hours"] for row in filtered.data] == [hours for (hours,) in over_thrift]
 
 
 @pytest.mark.timeout(600)

@@ -3,9 +3,10 @@
 A second Thrift server runs next to the session's one, with ``thrift.auth: password`` and its
 own state directory and port, on the session's PostgreSQL metastore and warehouse. It is
 started by ``lakehouse up thrift`` as a user would, with the password generated into its
-state directory. Then: the right password works (PyHive, beeline, ``lakehouse sql``, dbt), a
-wrong one and none are refused, and neither the password nor its hash shows up in the
-server's log, the world-readable conf files, any process's command line or any output.
+state directory. Then: the right password works (PyHive, beeline, ``lakehouse sql``, dbt, and
+Superset's way: the settings file and database URI the dashboards' set-up writes), a wrong one
+and none are refused, and neither the password nor its hash shows up in the server's log, the
+world-readable conf files, any process's command line, any output or a file the set-up writes.
 
 A third server adds TLS, with a keystore made by keytool: the clients connect over TLS and
 ``lakehouse sql`` verifies the certificate; a plain-text client and one without the CA fail.
@@ -13,6 +14,8 @@ A third server adds TLS, with a keystore made by keytool: the clients connect ov
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import secrets
 import shutil
@@ -22,14 +25,17 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from urllib.parse import quote
 
 import pytest
+import yaml
 from lakehouse_testing import free_port, skip_unless_ci
 from pyhive import hive
 from thrift.transport.TTransport import TTransportException
 
-from lakehouse.config import PROJECT_ROOT, Config, load_config
+from lakehouse.config import PROJECT_ROOT, THRIFT_PASSWORD_ENV, Config, load_config
+from lakehouse.dashboards import superset
 from lakehouse.modeling import runner
 from lakehouse.runtime.distribution import beeline_path
 from lakehouse.services import thrift as thrift_service
@@ -169,6 +175,82 @@ def test_sqlalchemy_url_with_credentials_as_superset_uses_it(stack: AuthStack) -
             pass
     finally:
         anonymous.dispose()
+
+
+@pytest.fixture(scope="module")
+def superset_settings(stack: AuthStack) -> ModuleType:
+    """The dashboards' set-up files for this server (settings, import, secrets) as `lakehouse
+    dashboard up` writes them, and the settings module loaded as Superset loads it (superset/config.py:
+    module ``superset_config`` from SUPERSET_CONFIG_PATH). In the project's virtualenv: the file needs
+    SQLAlchemy, PyHive and the project's dialect, not Superset, so this neither waits for nor races
+    the e2e layer's install of Superset's virtualenv."""
+    superset.write_setup_files(stack.config)
+    spec = importlib.util.spec_from_file_location("superset_config", superset.settings_file(stack.config))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _as_superset_connects(settings: ModuleType, uri: str) -> str:
+    """What Superset 6.1 does with a database's URI when SQLALCHEMY_CUSTOM_PASSWORD_STORE is set
+    (superset/models/core.py, Database.sqlalchemy_uri_decrypted: the URL with the store's answer as
+    its password), then one query over it: the database the connection is in."""
+    from sqlalchemy import create_engine, make_url, text
+
+    url = make_url(uri)
+    decrypted = url.set(password=settings.SQLALCHEMY_CUSTOM_PASSWORD_STORE(url)).render_as_string(hide_password=False)
+    engine = create_engine(decrypted)
+    try:
+        with engine.connect() as connection:
+            return connection.execute(text("select current_database()")).scalar()
+    finally:
+        engine.dispose()
+
+
+def test_superset_connects_with_the_password_from_its_settings_store(
+    stack: AuthStack, superset_settings: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy import make_url
+
+    uri = superset.sqlalchemy_uri(stack.config)
+    assert make_url(uri).username == "lakehouse" and make_url(uri).password is None
+    imported = json.loads((superset.superset_dir(stack.config) / "import.json").read_text())
+    [database] = [yaml.safe_load(text) for name, text in imported["databases"].items() if name.startswith("databases/")]
+    assert database["sqlalchemy_uri"] == uri  # what the import registers
+    # The URI's schema (gold) on this server's metastore, which a pipeline may not have built yet.
+    _query_one_statement(stack, "create database if not exists gold")
+    # The password file in the secrets directory, as on a local stack.
+    monkeypatch.delenv(THRIFT_PASSWORD_ENV, raising=False)
+    assert superset_settings.SQLALCHEMY_CUSTOM_PASSWORD_STORE(make_url(uri)) == stack.password
+    assert _as_superset_connects(superset_settings, uri) == "gold"
+    # LAKEHOUSE_THRIFT_PASSWORD, as in compose, wins over the file: a wrong one is refused.
+    monkeypatch.setenv(THRIFT_PASSWORD_ENV, WRONG_PASSWORD)
+    with pytest.raises(Exception, match="Error validating the login"):
+        _as_superset_connects(superset_settings, uri)
+    monkeypatch.setenv(THRIFT_PASSWORD_ENV, stack.password)
+    assert _as_superset_connects(superset_settings, uri) == "gold"
+
+
+def test_no_file_the_dashboard_setup_writes_outside_the_secrets_holds_the_password(
+    stack: AuthStack, superset_settings: ModuleType
+) -> None:
+    secrets_dir = stack.config.secrets_dir
+    written = [path for path in superset.superset_dir(stack.config).rglob("*") if path.is_file()]
+    assert {path.name for path in written} >= {"superset_config.py", "import.json"}
+    assert [path for path in written if stack.password.encode() in path.read_bytes()] == []
+    # Nor anything else in the state directory but the secrets.
+    others = [p for p in stack.config.home.rglob("*") if p.is_file() and secrets_dir not in p.parents]
+    assert [path for path in others if stack.password.encode() in path.read_bytes()] == []
+    assert stack.password in (secrets_dir / "thrift.password").read_text()
+
+
+def _query_one_statement(stack: AuthStack, statement: str) -> None:
+    connection = _pyhive(stack, username="lakehouse", password=stack.password, auth="CUSTOM")
+    try:
+        connection.cursor().execute(statement)
+    finally:
+        connection.close()
 
 
 def _beeline(stack: AuthStack, *credentials: str, url_options: str = ""):

@@ -89,6 +89,79 @@ def test_check_finds_a_repeated_uuid_and_a_chart_without_query_context(committed
     assert any(p.startswith(f"{first}: query_context is missing") for p in problems)
 
 
+def _native_filter(files: dict, dashboard: str, name: str) -> dict:
+    configuration = files[_one(files, f"dashboards/{dashboard}")]["metadata"]["native_filter_configuration"]
+    return next(native for native in configuration if native["name"] == name)
+
+
+def test_the_day_one_filters_are_there(committed: bundle.Bundle) -> None:
+    filters = {
+        d["dashboard_title"]: {f["name"] for f in d["metadata"]["native_filter_configuration"]}
+        for d in committed.dashboards.values()
+    }
+    assert filters["Platform KPIs"] == {"Days", "Device", "Country"}
+    assert filters["Content"] == {"Content type", "Primary genre", "Viewer country"}
+
+
+def test_check_names_the_dashboard_filter_and_column_of_a_native_filter_on_a_missing_column(
+    committed: bundle.Bundle,
+) -> None:
+    files = copy.deepcopy(committed.files)
+    _native_filter(files, "Platform_KPIs", "Device")["targets"][0]["column"]["name"] = "device"
+    path = _one(files, "dashboards/Platform_KPIs")
+    assert bundle.check(bundle.Bundle(files)) == [
+        f"{path}: filter 'Device' targets column 'device' that mart_daily_kpis does not have"
+    ]
+
+
+def test_check_finds_a_native_filter_on_a_dataset_outside_the_bundle(committed: bundle.Bundle) -> None:
+    files = copy.deepcopy(committed.files)
+    _native_filter(files, "Content", "Content type")["targets"][0]["datasetUuid"] = (
+        "00000000-0000-0000-0000-000000000002"
+    )
+    [problem] = bundle.check(bundle.Bundle(files))
+    assert problem.startswith(f"{_one(files, 'dashboards/Content')}: filter 'Content type' targets dataset 00000000-")
+
+
+def test_check_finds_a_native_filter_that_reaches_a_chart_without_its_column(committed: bundle.Bundle) -> None:
+    """Superset drops a native filter on a chart whose dataset lacks the column: the chart would
+    look filtered and not be."""
+    files = copy.deepcopy(committed.files)
+    genre = _native_filter(files, "Content", "Primary genre")
+    heatmap = next(c for c in files.values() if c.get("slice_name") == "Genre popularity by age band (watch hours)")
+    layout = bundle.layout_charts(files[_one(files, "dashboards/Content")]["position"])
+    [chart_id] = [meta["chartId"] for meta in layout if meta["uuid"] == heatmap["uuid"]]
+    genre["scope"]["excluded"].remove(chart_id)
+    genre["chartsInScope"] = sorted([*genre["chartsInScope"], chart_id])
+    assert bundle.check(bundle.Bundle(files)) == [
+        f"{_one(files, 'dashboards/Content')}: filter 'Primary genre' reaches chart "
+        "'Genre popularity by age band (watch hours)', whose dataset has no column 'primary_genre'"
+    ]
+    genre["chartsInScope"].remove(chart_id)
+    assert bundle.check(bundle.Bundle(files))[0].endswith(
+        "filter 'Primary genre' has chartsInScope that are not its layout's charts minus scope.excluded"
+    )
+
+
+def test_the_device_and_country_filters_reach_only_charts_on_the_finest_grain(committed: bundle.Bundle) -> None:
+    """mart_daily_kpis holds four grains; a device filter on an 'overall' row would empty the chart.
+    The charts in the filters' scope add up grain device_country; the ones outside keep theirs."""
+    [kpis] = [d for d in committed.dashboards.values() if d["dashboard_title"] == "Platform KPIs"]
+    by_uuid = {c["uuid"]: c for c in committed.charts.values()}
+    layout = {meta["chartId"]: by_uuid[meta["uuid"]] for meta in bundle.layout_charts(kpis["position"])}
+
+    def grains(chart_ids: list[int]) -> set[str]:
+        filters = [f for i in chart_ids for f in layout[i]["params"]["adhoc_filters"] if f["subject"] == "grain"]
+        return {f["comparator"] for f in filters}
+
+    for native in kpis["metadata"]["native_filter_configuration"]:
+        if native["name"] in ("Device", "Country"):
+            assert grains(native["chartsInScope"]) == {"device_country"}
+            assert len(native["chartsInScope"]) == len(layout) - 2
+            assert "device_country" not in grains(native["scope"]["excluded"])
+            assert native["adhoc_filters"][0]["comparator"] == "device_country"  # 'all' is not offered
+
+
 def test_render_sets_the_uri_and_gives_each_importer_what_it_needs(committed: bundle.Bundle) -> None:
     uri = "hive+lakehouse://127.0.0.1:12345/gold"
     steps = bundle.render(committed, uri)
