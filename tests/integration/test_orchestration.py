@@ -57,7 +57,7 @@ def dagster_run(services: Config, tiny_bronze) -> InProcessRun:
     definitions = build_definitions(services)
     with dg.DagsterInstance.ephemeral() as instance:
         before = _sensor_tick(definitions, instance)
-        result = definitions.get_job_def(PIPELINE_JOB).execute_in_process(instance=instance, raise_on_error=False)
+        result = definitions.resolve_job_def(PIPELINE_JOB).execute_in_process(instance=instance, raise_on_error=False)
         after = _sensor_tick(definitions, instance)
         materialized = {
             event.asset_key.to_user_string(): {
