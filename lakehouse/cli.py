@@ -98,10 +98,14 @@ def cmd_up(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_down(config: Config, args: argparse.Namespace) -> int:
     from lakehouse import services
+    from lakehouse.dashboards import superset
     from lakehouse.services import dagster
 
-    # Dagster runs the pipeline against the services: it stops first, with them all.
-    stopped = ["dagster"] if not args.services and dagster.stop(config) else []
+    # Dagster runs the pipeline against the services and Superset queries them: with them all,
+    # both stop first (named services stop alone).
+    stopped = []
+    if not args.services:
+        stopped += [name for name, stop in (("dagster", dagster.stop), (superset.NAME, superset.stop)) if stop(config)]
     stopped += services.down(config, _service_names(args.services))
     print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
     print(f"data kept in {config.home}")

@@ -30,7 +30,8 @@ def up(config: Config, services: tuple[str, ...] = SERVICES, report: Callable[[s
         if name == "thrift":
             if metastore.ensure_schema(config):
                 report("metastore: created the Hive metastore schema in PostgreSQL")
-            report("thrift: starting the Spark Thrift Server (takes ~20 s)...")
+            if not thrift.running(config):
+                report("thrift: starting the Spark Thrift Server (takes ~20 s)...")
         if _MODULES[name].start(config):
             started.append(name)
     return started

@@ -115,8 +115,13 @@ def check_prerequisites(config: Config) -> None:
         )
 
 
+def running(config: Config) -> bool:
+    """This state directory's server process is alive (it may still be starting)."""
+    return read_pid(pid_file(config)) is not None
+
+
 def start(config: Config) -> bool:
-    if read_pid(pid_file(config)) is not None:
+    if running(config):
         return False
     check_prerequisites(config)
     check_port_free(config.thrift.host, config.thrift.port, "LAKEHOUSE_THRIFT_PORT")

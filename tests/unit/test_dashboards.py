@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import socket
 from datetime import datetime
@@ -358,3 +359,40 @@ def test_the_plan_changes_dataset_adds_up_to_the_dbt_analysis(committed: bundle.
     assert analysis.count() >= 4 and split.count() == analysis.count() + 1
     # The dataset's columns are what its YAML declares (Superset's charts use them by name).
     assert set(split.columns) == {c["column_name"] for c in dataset["columns"]}
+
+
+def test_lakehouse_down_stops_superset_and_dagster_with_the_services(tmp_path: Path) -> None:
+    """`lakehouse down` (no names) stops the dashboards and the orchestrator too: both query or
+    drive the services it stops. Stand-in processes hold their pid files."""
+    import subprocess
+    import sys
+
+    from lakehouse.services import dagster
+    from lakehouse.services.process import pid_alive
+
+    config = load_config(env={"LAKEHOUSE_HOME": str(tmp_path / "home")})
+    sleepers = {}
+    for pid_file in (superset.pid_file(config), dagster.pid_file(config)):
+        sleeper = subprocess.Popen(["sleep", "300"], start_new_session=True)
+        pid_file.parent.mkdir(parents=True, exist_ok=True)
+        pid_file.write_text(f"{sleeper.pid}\n")
+        sleepers[pid_file] = sleeper
+    try:
+        down = subprocess.run(
+            [sys.executable, "-m", "lakehouse.cli", "down"],
+            env={**os.environ, "LAKEHOUSE_HOME": str(config.home)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=PROJECT_ROOT,
+            check=False,
+        )
+        assert down.returncode == 0, down.stderr
+        assert down.stdout.splitlines()[0] == "stopped: dagster, superset", down.stdout
+        for pid_file, sleeper in sleepers.items():
+            assert sleeper.wait(timeout=30) is not None and not pid_file.exists()
+            assert not pid_alive(sleeper.pid)
+    finally:
+        for sleeper in sleepers.values():
+            sleeper.kill()
+            sleeper.wait()
