@@ -1,7 +1,8 @@
 # The two commands a person needs: `make pipeline` and `make test`. Both set themselves up.
 # Caches that make repeated runs fast: pip (~/.cache/pip), Go modules and builds
 # (~/go/pkg/mod, ~/.cache/go-build), Spark jars and the FerretDB binary
-# (<state>/cache, default .lakehouse/cache).
+# (<state>/cache, default .lakehouse/cache); the S3A jars, SeaweedFS and Superset
+# (~/.cache/lakehouse, shared by every clone).
 
 PYTHON ?= python3.11
 VENV := .venv
@@ -17,7 +18,7 @@ DASHBOARD_REQUIREMENTS := apache-superset==6.1.0 flask-caching==2.3.1 rich cache
 DASHBOARD_LOCK_VENV := .lakehouse/dashboard-lock-venv
 
 .DEFAULT_GOAL := help
-.PHONY: help setup dagster-extra orchestrator browser up down status test test-unit pipeline bench lint lint-deploy format lock dagster-lock clean dashboard dashboard-down dashboard-lock
+.PHONY: help setup dagster-extra object-store orchestrator browser up down status test test-unit pipeline bench lint lint-deploy format lock dagster-lock clean dashboard dashboard-down dashboard-lock
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -39,6 +40,9 @@ dagster-extra: $(DAGSTER_STAMP) ## install the optional Dagster code location's 
 
 setup: $(STAMP) ## create .venv, install pinned deps, resolve Spark jars, build FerretDB (idempotent)
 	@$(LAKEHOUSE) setup
+
+object-store: $(STAMP) ## for an s3a:// warehouse: the S3A jars and SeaweedFS (built once into ~/.cache/lakehouse, ~4 min)
+	@$(LAKEHOUSE) setup --object-store
 
 up: setup ## start PostgreSQL, FerretDB and the Spark Thrift Server
 	@$(LAKEHOUSE) up
@@ -80,7 +84,7 @@ browser: ## headless Chromium for the dashboards' browser test (Debian's chromiu
 	  elif command -v sudo >/dev/null; then sudo -n apt-get update -qq && sudo -n apt-get install -y -qq chromium chromium-driver; \
 	  else false; fi; } || echo "make browser: install chromium and chromium-driver (apt-get install chromium chromium-driver): the dashboards' browser test needs them"
 
-test: setup dagster-extra browser ## the whole suite: unit, integration (two shards) and e2e side by side (any failure fails the run)
+test: setup dagster-extra object-store browser ## the whole suite: unit, integration (two shards) and e2e side by side (any failure fails the run)
 	$(BIN)/python tests/run_layers.py $(PYTEST_ARGS)
 
 test-unit: setup ## only the tests that need no live service (plain local Spark, no network)

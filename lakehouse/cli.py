@@ -67,6 +67,13 @@ def cmd_setup(config: Config, args: argparse.Namespace) -> int:
     print(f"spark jars: {len(jars)} in {config.jar_dir}")
     if config.mongodb.embedded:
         print(f"ferretdb: {mongodb.build_ferretdb(config)}")
+    if args.object_store or config.on_object_store:
+        from lakehouse.runtime.jars import resolve_s3a_jars, s3a_jar_dir
+        from lakehouse.services import objectstore
+
+        print(f"s3a jars: {len(resolve_s3a_jars(config))} in {s3a_jar_dir(config)}")
+        if args.object_store or config.object_store.embedded:
+            print(f"seaweedfs: {objectstore.build_seaweedfs(config)}")
     from lakehouse.serving import lockdown
 
     print(f"thrift lockdown extension: {lockdown.build_extension(config)}")
@@ -118,10 +125,15 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_sql(config: Config, args: argparse.Namespace) -> int:
-    from lakehouse.serving.sql_client import format_result, run_query
+    """A read runs at once; a statement that may write holds the writer lock, like every writer
+    (on object storage Delta's commits are safe among the writers of one driver only)."""
+    from lakehouse.serving.sql_client import format_result, run_query, writes
 
-    print(format_result(run_query(config, args.query, database=args.database), args.format))
-    return EXIT_OK
+    def run() -> int:
+        print(format_result(run_query(config, args.query, database=args.database), args.format))
+        return EXIT_OK
+
+    return _as_writer(config, "sql", run) if writes(args.query) else run()
 
 
 def cmd_generate(config: Config, args: argparse.Namespace) -> int:
@@ -323,9 +335,13 @@ def cmd_gold(config: Config, args: argparse.Namespace) -> int:
 
     query = gold_diff.thrift_query(config)
     if args.action == "save":
-        saved = gold_diff.save(query, args.name)
-        print(f"gold: saved {len(saved)} relations as {gold_diff.saved_schema(args.name)}")
-        return EXIT_OK
+
+        def save() -> int:
+            saved = gold_diff.save(query, args.name)
+            print(f"gold: saved {len(saved)} relations as {gold_diff.saved_schema(args.name)}")
+            return EXIT_OK
+
+        return _as_writer(config, "gold save", save)
     equal, text = gold_diff.report(gold_diff.compare(query, args.name))
     print(text)
     return EXIT_OK if equal else EXIT_FAILURE
@@ -403,7 +419,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
-    add("setup", cmd_setup, "resolve the Spark jars, build FerretDB and the Thrift auth provider (idempotent)")
+    p = add("setup", cmd_setup, "resolve the Spark jars, build FerretDB and the Thrift auth provider (idempotent)")
+    p.add_argument(
+        "--object-store",
+        action="store_true",
+        help="also fetch the S3A jars and build SeaweedFS (done anyway when spark.warehouse_dir is s3a://)",
+    )
     for name, handler, text in (
         ("up", cmd_up, "start the local services and wait until they are healthy"),
         ("down", cmd_down, "stop the services that `up` started; data stays"),

@@ -40,12 +40,14 @@ ENV_PREFIX = "LAKEHOUSE_"
 PASSWORD_ENV = "LAKEHOUSE_POSTGRES_PASSWORD"
 THRIFT_PASSWORD_ENV = "LAKEHOUSE_THRIFT_PASSWORD"
 KEYSTORE_PASSWORD_ENV = "LAKEHOUSE_THRIFT_KEYSTORE_PASSWORD"
+OBJECT_STORE_SECRET_ENV = "LAKEHOUSE_OBJECT_STORE_SECRET_KEY"
 CONFIG_FILE_ENV = "LAKEHOUSE_CONFIG"
 # Environment variables with the prefix that are not config keys.
 NON_CONFIG_ENV = {
     PASSWORD_ENV,
     THRIFT_PASSWORD_ENV,
     KEYSTORE_PASSWORD_ENV,
+    OBJECT_STORE_SECRET_ENV,
     CONFIG_FILE_ENV,
     "LAKEHOUSE_TEST_HOME",
     "LAKEHOUSE_TEST_PORT_OFFSET",
@@ -54,6 +56,8 @@ MEMORY_PATTERN = re.compile(r"^\d+[kmgt]?$", re.IGNORECASE)
 MASTER_PATTERN = re.compile(r"^(local(\[(\*|\d+)(,\d+)?\])?|spark://.+|yarn|k8s://.+|mesos://.+)$")
 LOG_LEVELS = ("ALL", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF")
 MAX_PORT = 65535
+# SeaweedFS serves gRPC on each HTTP port + 10000 (object_store.port).
+GRPC_PORT_SHIFT = 10000
 THRIFT_AUTH_MODES = ("auto", "none", "password")
 USER_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 
@@ -98,6 +102,57 @@ class SparkConfig:
     @property
     def is_local(self) -> bool:
         return self.master.startswith("local")
+
+
+# A bucket name as S3 accepts it (3-63 lower-case letters, digits, dots and hyphens).
+BUCKET_PATTERN = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+S3A_SCHEME = "s3a://"
+
+
+@dataclass(frozen=True)
+class ObjectStoreConfig:
+    """The S3-compatible object store of an ``s3a://`` warehouse (``spark.warehouse_dir``).
+
+    Used only when the warehouse is on s3a: the bucket is the warehouse URL's host. With no
+    ``endpoint``, ``lakehouse up`` runs the project's own SeaweedFS on ``host``:``port`` (its S3
+    gateway; the master, volume and filer servers take the next three ports, and each of those
+    its port + 10000 for gRPC) with the access key below and a secret key generated into
+    ``<home>/secrets``. With an ``endpoint`` that server is used, and the secret key comes from
+    LAKEHOUSE_OBJECT_STORE_SECRET_KEY.
+    """
+
+    endpoint: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 18333
+    path_style_access: bool = True
+    region: str = "us-east-1"
+    access_key: str = "lakehouse"
+    # Resolved at load time; never printed.
+    secret_key: str = field(default="", repr=False)
+
+    def validate(self) -> None:
+        _check_port("object_store.port", self.port)
+        if self.port + 3 + GRPC_PORT_SHIFT > MAX_PORT:
+            raise ConfigError(
+                f"object_store.port: {self.port} leaves no room for the embedded server's gRPC ports "
+                f"(port + 1..3 + {GRPC_PORT_SHIFT} must be at most {MAX_PORT})"
+            )
+        if self.endpoint is not None and not re.match(r"^https?://[^/\s]+/?$", self.endpoint):
+            raise ConfigError(
+                f"object_store.endpoint: {self.endpoint!r} is not an http(s)://host:port URL of an S3 endpoint"
+            )
+        if not self.access_key.strip():
+            raise ConfigError("object_store.access_key: a value is required")
+
+    @property
+    def embedded(self) -> bool:
+        """True when the project runs its own SeaweedFS (no object_store.endpoint)."""
+        return self.endpoint is None
+
+    @property
+    def url(self) -> str:
+        """The S3 endpoint the Spark applications use."""
+        return (self.endpoint or f"http://{self.host}:{self.port}").rstrip("/")
 
 
 @dataclass(frozen=True)
@@ -468,7 +523,12 @@ class Config:
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     dashboard: DashboardConfig = field(default_factory=DashboardConfig)
     orchestrator: OrchestratorConfig = field(default_factory=OrchestratorConfig)
+    object_store: ObjectStoreConfig = field(default_factory=ObjectStoreConfig)
     source_file: Path = DEFAULT_CONFIG_FILE
+    # Downloads and builds shared by every clone and state directory of this user
+    # ($XDG_CACHE_HOME/lakehouse, ~/.cache/lakehouse): Superset's virtualenvs, the S3A jars and
+    # the SeaweedFS binary, which a clean clone should not fetch or build again.
+    user_cache_dir: Path = field(default_factory=lambda: user_cache_dir(os.environ))
 
     # Locations under the state directory, in one place.
     @property
@@ -488,6 +548,16 @@ class Config:
         return self.spark.warehouse_dir or (self.home / "warehouse").resolve().as_uri()
 
     @property
+    def on_object_store(self) -> bool:
+        """True when the warehouse is an s3a:// bucket (object_store), False on a file system."""
+        return self.warehouse_dir.startswith(S3A_SCHEME)
+
+    @property
+    def warehouse_bucket(self) -> str | None:
+        """The bucket of an s3a:// warehouse."""
+        return urlsplit(self.warehouse_dir).netloc if self.on_object_store else None
+
+    @property
     def jar_dir(self) -> Path:
         return self.cache_dir / "jars"
 
@@ -498,7 +568,12 @@ class Config:
     @property
     def secret_values(self) -> tuple[str, ...]:
         """Every password this config holds: what no message may show (see lakehouse.errors)."""
-        values = (self.postgres.password, self.thrift.password, self.thrift.keystore_password)
+        values = (
+            self.postgres.password,
+            self.thrift.password,
+            self.thrift.keystore_password,
+            self.object_store.secret_key,
+        )
         return tuple(v for v in values if v)
 
     @property
@@ -517,9 +592,20 @@ SECTIONS: dict[str, type] = {
     "pipeline": PipelineConfig,
     "dashboard": DashboardConfig,
     "orchestrator": OrchestratorConfig,
+    "object_store": ObjectStoreConfig,
 }
 TOP_LEVEL_KEYS = ("home", "cache_dir")
-SECRET_FIELDS = {("postgres", "password"), ("thrift", "password"), ("thrift", "keystore_password")}
+SECRET_FIELDS = {
+    ("postgres", "password"),
+    ("thrift", "password"),
+    ("thrift", "keystore_password"),
+    ("object_store", "secret_key"),
+}
+
+
+def user_cache_dir(env: typing.Mapping[str, str]) -> Path:
+    """$XDG_CACHE_HOME/lakehouse, or ~/.cache/lakehouse (see Config.user_cache_dir)."""
+    return Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lakehouse"
 
 
 def _check_port(key: str, port: int) -> None:
@@ -669,6 +755,32 @@ def _thrift_secrets(thrift: ThriftConfig, env: dict[str, str], home: Path) -> Th
     return dataclasses.replace(thrift, password=password, keystore_password=keystore_password)
 
 
+def _check_warehouse(warehouse_dir: str | None) -> None:
+    """An object-store warehouse is s3a://<bucket>/<path> (Hadoop's S3A client; s3:// and s3n://
+    are other clients Spark does not ship)."""
+    if warehouse_dir is None:
+        return
+    scheme = urlsplit(warehouse_dir).scheme
+    if scheme in ("s3", "s3n"):
+        raise ConfigError(
+            f"spark.warehouse_dir: {warehouse_dir!r}: use s3a:// (Hadoop's S3A client) for an S3-compatible bucket"
+        )
+    if scheme == "s3a":
+        bucket = urlsplit(warehouse_dir).netloc
+        if not BUCKET_PATTERN.fullmatch(bucket) or ".." in bucket:
+            raise ConfigError(f"spark.warehouse_dir: {bucket!r} in {warehouse_dir!r} is not an S3 bucket name")
+
+
+def _object_store_secret(store: ObjectStoreConfig, env: dict[str, str], home: Path) -> ObjectStoreConfig:
+    """The S3 secret key: from the environment, or generated for the embedded SeaweedFS."""
+    secret = env.get(OBJECT_STORE_SECRET_ENV)
+    if not secret:
+        if not store.embedded:
+            raise ConfigError(f"object_store.endpoint: {OBJECT_STORE_SECRET_ENV} is not set (its secret key)")
+        secret = generated_secret(home / "secrets", "object-store.secret-key")
+    return dataclasses.replace(store, secret_key=secret)
+
+
 def load_config(path: Path | None = None, env: dict[str, str] | None = None) -> Config:
     """Read the YAML defaults, apply environment overrides, validate, resolve secrets."""
     env = dict(os.environ if env is None else env)
@@ -717,8 +829,11 @@ def load_config(path: Path | None = None, env: dict[str, str] | None = None) -> 
     pipeline = PipelineConfig(**sections["pipeline"])
     dashboard = DashboardConfig(**sections["dashboard"])
     orchestrator = OrchestratorConfig(**sections["orchestrator"])
-    for part in (spark, postgres, mongodb, thrift, bronze, quality, dbt, pipeline, dashboard, orchestrator):
+    object_store = ObjectStoreConfig(**sections["object_store"])
+    parts = (spark, postgres, mongodb, thrift, bronze, quality, dbt, pipeline, dashboard, orchestrator, object_store)
+    for part in parts:
         part.validate()
+    _check_warehouse(spark.warehouse_dir)
 
     password = env.get(PASSWORD_ENV) or url_password
     if password is None:
@@ -727,6 +842,8 @@ def load_config(path: Path | None = None, env: dict[str, str] | None = None) -> 
         password = _embedded_password(home / "secrets")
     postgres = dataclasses.replace(postgres, password=password)
     thrift = _thrift_secrets(thrift, env, home)
+    if spark.warehouse_dir and spark.warehouse_dir.startswith(S3A_SCHEME):
+        object_store = _object_store_secret(object_store, env, home)
 
     return Config(
         home=home,
@@ -741,5 +858,7 @@ def load_config(path: Path | None = None, env: dict[str, str] | None = None) -> 
         pipeline=pipeline,
         dashboard=dashboard,
         orchestrator=orchestrator,
+        object_store=object_store,
         source_file=source,
+        user_cache_dir=user_cache_dir(env),
     )

@@ -24,7 +24,7 @@ from xml.sax.saxutils import escape
 
 from lakehouse.config import PROJECT_ROOT, Config
 from lakehouse.runtime.distribution import spark_home
-from lakehouse.runtime.jars import jar_paths
+from lakehouse.runtime.jars import spark_jars
 from lakehouse.serving import auth
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ LOOPBACK = "127.0.0.1"
 
 def spark_properties(config: Config) -> dict[str, str]:
     """Settings shared by every Spark application of the project (spark-defaults.conf)."""
-    jars = [str(p) for p in jar_paths(config.jar_dir, config.spark.packages)]
+    jars = [str(p) for p in spark_jars(config)]
     classpath = os.pathsep.join(jars)
     props = {
         "spark.master": config.spark.master,
@@ -70,6 +70,7 @@ def spark_properties(config: Config) -> dict[str, str]:
         "spark.pyspark.python": sys.executable,
         "spark.pyspark.driver.python": sys.executable,
     }
+    props |= s3a_properties(config)
     if config.spark.java_options:
         props["spark.driver.extraJavaOptions"] = config.spark.java_options
         props["spark.executor.extraJavaOptions"] = config.spark.java_options
@@ -81,6 +82,33 @@ def spark_properties(config: Config) -> dict[str, str]:
         # On a cluster the executors fetch the jars from the driver.
         props["spark.jars"] = ",".join(jars)
     return props
+
+
+def s3a_properties(config: Config) -> dict[str, str]:
+    """Hadoop's S3A client for an s3a:// warehouse (object_store), none on a file system.
+
+    The secret key is not here (spark-defaults.conf is readable by all): it is in
+    hive-site.xml, owner-only, like the metastore password (:func:`s3a_secret_properties`).
+    Delta picks its S3SingleDriverLogStore for s3a:// paths by itself: a table's commits are
+    atomic only among the writers of one driver, so every writer holds the writer lock
+    (lakehouse/pipeline/lock.py; docs/deployment.md).
+    """
+    if not config.on_object_store:
+        return {}
+    store = config.object_store
+    return {
+        "spark.hadoop.fs.s3a.endpoint": store.url,
+        "spark.hadoop.fs.s3a.endpoint.region": store.region,
+        "spark.hadoop.fs.s3a.path.style.access": str(store.path_style_access).lower(),
+        "spark.hadoop.fs.s3a.connection.ssl.enabled": str(store.url.startswith("https://")).lower(),
+        "spark.hadoop.fs.s3a.aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
+        "spark.hadoop.fs.s3a.access.key": store.access_key,
+    }
+
+
+def s3a_secret_properties(config: Config) -> dict[str, str]:
+    """The S3 secret key (hive-site.xml, owner-only; Hadoop reads it from there too)."""
+    return {"fs.s3a.secret.key": config.object_store.secret_key} if config.on_object_store else {}
 
 
 def hive_site_properties(config: Config) -> dict[str, str]:
@@ -98,7 +126,7 @@ def hive_site_properties(config: Config) -> dict[str, str]:
         "datanucleus.identifierFactory": "datanucleus1",
         "hive.server2.enable.doAs": "false",
     }
-    return props | thrift_auth_properties(config)
+    return props | thrift_auth_properties(config) | s3a_secret_properties(config)
 
 
 def thrift_auth_properties(config: Config) -> dict[str, str]:
@@ -226,9 +254,9 @@ def build_session(config: Config, app_name: str) -> SparkSession:
     Under spark-submit the JVM already runs with the rendered conf directory; from plain
     Python (tests, notebooks) this renders it and starts the JVM with the same settings.
     """
-    missing = [p for p in jar_paths(config.jar_dir, config.spark.packages) if not p.exists()]
+    missing = [p for p in spark_jars(config) if not p.exists()]
     if missing:
-        raise RuntimeError(f"Spark jar {missing[0].name} is missing from {config.jar_dir}: run `make setup`")
+        raise RuntimeError(f"Spark jar {missing[0].name} is missing from {missing[0].parent}: run `make setup`")
     write_spark_conf(config)
     os.environ.update({k: v for k, v in spark_env(config).items() if k != "PYTHONPATH"})
 

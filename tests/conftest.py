@@ -59,6 +59,7 @@ FIXTURE_TIMEOUT_SECONDS = 600
 FIXTURE_TIMEOUTS = {
     "tiny_state": 900,  # the tiny sources loaded and one `lakehouse extract`
     "cluster_extract": 900,  # tests/integration/test_cluster.py: the extract on a standalone cluster
+    "s3_stack": 900,  # tests/integration/test_object_store.py: the tiny pipeline on SeaweedFS, from nothing
     "first_run": 1800,  # e2e: the first `lakehouse pipeline` of an empty stack, beside the integration layer
     "simulated": 1800,  # e2e: a simulated day, corrections and the next day's pipeline
     "dashboards": 900,  # e2e: `lakehouse dashboard up`, with Superset's install (~1 min) when the cache has none

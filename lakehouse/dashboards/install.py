@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import os
 import shutil
 import sys
 from collections.abc import Callable
@@ -45,8 +44,7 @@ def venv_root(config: Config) -> Path:
     if config.dashboard.venv_root:
         root = Path(config.dashboard.venv_root).expanduser()
         return root if root.is_absolute() else PROJECT_ROOT / root
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "lakehouse" / "superset"
+    return config.user_cache_dir / "superset"
 
 
 def venv_dir(config: Config) -> Path:

@@ -1,4 +1,5 @@
-"""Local services: PostgreSQL, the MongoDB-wire server, the Hive metastore schema, the Thrift server.
+"""Local services: PostgreSQL, the MongoDB-wire server, the Hive metastore schema, the object
+store of an s3a:// warehouse (SeaweedFS), the Thrift server.
 
 ``up`` starts what is not running (in dependency order) and waits for health; ``down`` stops
 only what ``up`` started (pid files), in reverse order, and leaves all data in place.
@@ -9,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from lakehouse.config import Config
-from lakehouse.services import metastore, mongodb, postgres, thrift
+from lakehouse.services import metastore, mongodb, objectstore, postgres, thrift
 from lakehouse.services.process import ServiceError, ServiceStatus
 
-SERVICES = ("postgres", "mongodb", "thrift")
-_MODULES = {"postgres": postgres, "mongodb": mongodb, "thrift": thrift}
+SERVICES = ("postgres", "mongodb", "objectstore", "thrift")
+_MODULES = {"postgres": postgres, "mongodb": mongodb, "objectstore": objectstore, "thrift": thrift}
 
 __all__ = ["SERVICES", "ServiceError", "ServiceStatus", "down", "status", "up"]
 
@@ -22,16 +23,20 @@ def up(config: Config, services: tuple[str, ...] = SERVICES, report: Callable[[s
     """Start the given services (and what they need); return the names this call started."""
     wanted = set(services)
     if "thrift" in wanted:
-        wanted.add("postgres")
+        wanted |= {"postgres", "objectstore"}
     started = []
+    checked = False
     for name in SERVICES:
         if name not in wanted:
             continue
-        if name == "thrift":
+        if name in ("objectstore", "thrift") and "thrift" in wanted and not checked:
+            # Before the object store starts: a lakehouse built on another store is refused first.
             if metastore.ensure_schema(config):
                 report("metastore: created the Hive metastore schema in PostgreSQL")
-            if not thrift.running(config):
-                report("thrift: starting the Spark Thrift Server (takes ~20 s)...")
+            metastore.check_warehouse(config)
+            checked = True
+        if name == "thrift" and not thrift.running(config):
+            report("thrift: starting the Spark Thrift Server (takes ~20 s)...")
         if _MODULES[name].start(config):
             started.append(name)
     return started
@@ -47,4 +52,5 @@ def down(config: Config, services: tuple[str, ...] = SERVICES) -> list[str]:
 
 
 def status(config: Config) -> list[ServiceStatus]:
-    return [_MODULES[name].status(config) for name in SERVICES]
+    """Every service's state; the object store only when the warehouse is on one."""
+    return [_MODULES[name].status(config) for name in SERVICES if name != "objectstore" or config.on_object_store]

@@ -13,10 +13,11 @@ import subprocess
 import tempfile
 import zipfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from lakehouse.config import Config
 from lakehouse.runtime.distribution import spark_home
-from lakehouse.runtime.jars import jar_paths
+from lakehouse.runtime.jars import spark_jars
 from lakehouse.services import postgres
 from lakehouse.services.process import ServiceError
 
@@ -79,7 +80,7 @@ def ensure_schema(config: Config) -> bool:
     if schema_exists(config):
         widen_comment_columns(config)
         return False
-    postgres_jar = next(p for p in jar_paths(config.jar_dir, config.spark.packages) if "postgresql" in p.name)
+    postgres_jar = next(p for p in spark_jars(config) if "postgresql" in p.name)
     pg = config.postgres
     with tempfile.TemporaryDirectory(prefix="metastore-") as work:
         workdir = Path(work)
@@ -126,3 +127,36 @@ def ensure_schema(config: Config) -> bool:
         raise ServiceError(f"metastore: creating the schema failed: {lines[0] if lines else 'no tables created'}")
     widen_comment_columns(config)
     return True
+
+
+def _store_of(location: str) -> str:
+    """Where a location lives, as far as moving a lakehouse goes: the bucket for s3a://, else its
+    file system's scheme (file, hdfs, ...)."""
+    parts = urlsplit(location)
+    return f"s3a://{parts.netloc}" if parts.scheme == "s3a" else (parts.scheme or "file")
+
+
+def check_warehouse(config: Config) -> None:
+    """Refuse a metastore whose databases live elsewhere than spark.warehouse_dir says.
+
+    A lakehouse built on local disk cannot be used with an s3a:// warehouse (or the other way
+    round): its tables' files would stay where they are, and new ones would go to the other
+    store. Moving it is a full re-extract into a fresh state directory (docs/deployment.md).
+    """
+    if not schema_exists(config):
+        return
+    wanted = _store_of(config.warehouse_dir)
+    conn = postgres.connect(config, config.postgres.metastore_database, retry_seconds=10)
+    try:
+        with conn.cursor() as cur:
+            cur.execute('select "NAME", "DB_LOCATION_URI" from "DBS" order by "NAME"')
+            databases = cur.fetchall()
+    finally:
+        conn.close()
+    for name, location in databases:
+        if _store_of(location) != wanted:
+            raise ServiceError(
+                f"metastore: database {name} is at {location}, but spark.warehouse_dir is {config.warehouse_dir}: "
+                "this lakehouse was built on another store; to move it, re-extract it into a fresh state "
+                "directory (docs/deployment.md, 'Moving a lakehouse to object storage')"
+            )

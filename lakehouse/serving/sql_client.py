@@ -211,6 +211,27 @@ def sql_literal(value: object) -> str:
     return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+# Statements that only read: `lakehouse sql` runs them without the writer lock.
+READ_ONLY_KEYWORDS = ("select", "show", "describe", "desc", "explain", "values", "list")
+WRITE_KEYWORDS = re.compile(
+    r"\b(insert|merge|update|delete|create|drop|alter|truncate|overwrite|replace|optimize|vacuum|restore|"
+    r"msck|refresh|load|cache|uncache|analyze)\b",
+    re.IGNORECASE,
+)
+
+
+def writes(query: str) -> bool:
+    """Whether a statement may write the lakehouse (or change the session): anything but a plain
+    read. A ``with`` query reads unless it names a write; when unsure, it counts as a write."""
+    text = re.sub(r"--[^\n]*|/\*.*?\*/", " ", query, flags=re.DOTALL).strip().lstrip("(").lower()
+    first = text.split(None, 1)[0] if text else ""
+    if first in READ_ONLY_KEYWORDS:
+        return False
+    if first == "with":
+        return WRITE_KEYWORDS.search(text) is not None
+    return True
+
+
 def run_query(config: Config, query: str, database: str = "default", *, etl: bool = False) -> QueryResult:
     """Run one statement in a session of its own; ``etl`` as in connect()."""
     return run_queries(config, [query], database, etl=etl)[0]

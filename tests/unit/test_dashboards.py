@@ -227,10 +227,13 @@ def test_dashboard_settings_from_yaml_and_environment(tmp_path: Path) -> None:
         load_config(env=env | {"LAKEHOUSE_DASHBOARD_PORT": "0"})
 
 
-def test_the_virtualenv_is_in_the_users_cache_unless_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_virtualenv_is_in_the_users_cache_unless_set(tmp_path: Path) -> None:
     """Outside the clone and its state directory: a clean clone finds it installed."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    env = {"LAKEHOUSE_HOME": str(tmp_path / "home"), "LAKEHOUSE_CACHE_DIR": str(tmp_path / "cache")}
+    env = {
+        "LAKEHOUSE_HOME": str(tmp_path / "home"),
+        "LAKEHOUSE_CACHE_DIR": str(tmp_path / "cache"),
+        "XDG_CACHE_HOME": str(tmp_path / "xdg"),
+    }
     venv = install.venv_dir(load_config(env=env))
     assert venv.parent == tmp_path / "xdg" / "lakehouse" / "superset" and install.lock_digest()[:16] in venv.name
     chosen = load_config(env=env | {"LAKEHOUSE_DASHBOARD_VENV_ROOT": str(tmp_path / "venvs")})
