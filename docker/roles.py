@@ -79,6 +79,7 @@ def thrift(config: Config) -> int:
     postgres.ensure_databases(config)
     if metastore.ensure_schema(config):
         print("thrift: created the Hive metastore schema", file=sys.stderr)
+    metastore.check_warehouse(config)
     write_spark_conf(config, thrift_server=True)
     auth = f"user {config.thrift.user} with a password" if config.thrift.auth_enabled else "no authentication"
     tls = ", TLS" if config.thrift.ssl else ""

@@ -76,7 +76,7 @@ class BenchError(LakehouseError):
     """A measured run failed; the message names the step and where its full output is."""
 
 
-def _cli(env: dict[str, str], *args: str, timeout: float = COMMAND_TIMEOUT_SECONDS) -> subprocess.CompletedProcess:
+def stack_cli(env: dict[str, str], *args: str, timeout: float = COMMAND_TIMEOUT_SECONDS) -> subprocess.CompletedProcess:
     """`lakehouse ARGS` in the bench's stack, its output (stdout and stderr) in ``stdout``."""
     try:
         return processes.run(
@@ -91,13 +91,13 @@ def _cli(env: dict[str, str], *args: str, timeout: float = COMMAND_TIMEOUT_SECON
         raise BenchError(str(exc)) from None
 
 
-def _pipeline(env: dict[str, str], log: Path, *args: str) -> dict[str, Any]:
+def timed_pipeline(env: dict[str, str], log: Path, *args: str) -> dict[str, Any]:
     """Run the pipeline with JSON events; return wall time, run id and per-step results.
 
     The whole output is kept in `log`; a failed run raises with its failing step.
     """
     started = time.monotonic()
-    result = _cli(env, "pipeline", "--log-format", "json", *args, timeout=PIPELINE_TIMEOUT_SECONDS)
+    result = stack_cli(env, "pipeline", "--log-format", "json", *args, timeout=PIPELINE_TIMEOUT_SECONDS)
     seconds = time.monotonic() - started
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text(result.stdout)
@@ -181,7 +181,7 @@ def _fresh_state(env: dict[str, str], home: Path) -> None:
     scale's sources, bronze or dbt snapshot would be measured or tested instead."""
     if not home.exists():
         return
-    _cli(env, "down")
+    stack_cli(env, "down")
     for child in home.iterdir():
         if child.name != "secrets":
             shutil.rmtree(child) if child.is_dir() else child.unlink()
@@ -201,7 +201,7 @@ def run_bench(config: Config, scale: str = "medium", progress=print) -> dict[str
 
     progress(f"bench: starting an isolated stack from an empty state in {bench_config.home}")
     _fresh_state(env, bench_config.home)
-    up = _cli(env, "up")
+    up = stack_cli(env, "up")
     if up.returncode != 0:
         raise BenchError(f"bench: could not start the services: {(up.stdout.strip().splitlines() or ['?'])[-1]}")
     logs = bench_config.home / "reports"
@@ -210,14 +210,14 @@ def run_bench(config: Config, scale: str = "medium", progress=print) -> dict[str
         report["sources"] = bench_sources(bench_config, scale)
         # The pipeline's own sources get the same files, whatever an earlier bench left there
         # (its `sources` step fills them only when they are empty).
-        loaded = _cli(env, "load-sources", "--data", report["sources"]["data_dir"], "--replace")
+        loaded = stack_cli(env, "load-sources", "--data", report["sources"]["data_dir"], "--replace")
         if loaded.returncode != 0:
             last = (loaded.stdout + loaded.stderr).strip().splitlines() or ["?"]
             raise BenchError(f"bench: could not load the {scale} sources for the pipeline: {last[-1]}")
 
         progress(f"bench: full pipeline at {scale} scale from empty bronze (output: {logs / 'full.log'})")
-        _cli(env, "sql", "drop database if exists bronze cascade")
-        report["full"] = _pipeline(env, logs / "full.log", "--scale", scale, "--full-refresh")
+        stack_cli(env, "sql", "drop database if exists bronze cascade")
+        report["full"] = timed_pipeline(env, logs / "full.log", "--scale", scale, "--full-refresh")
         report["full"]["extract_tables"] = _extract_rates(bench_config, report["full"]["run_id"])
         report["full"]["profile"] = _profile(bench_config, report["full"]["run_id"])
 
@@ -227,15 +227,15 @@ def run_bench(config: Config, scale: str = "medium", progress=print) -> dict[str
 
         progress(f"bench: simulate one day, then the incremental pipeline (output: {logs / 'incremental.log'})")
         started = time.monotonic()
-        _cli(env, "simulate", "--days", "1")
+        stack_cli(env, "simulate", "--days", "1")
         report["simulate_seconds"] = time.monotonic() - started
-        report["incremental"] = _pipeline(env, logs / "incremental.log", "--scale", scale)
+        report["incremental"] = timed_pipeline(env, logs / "incremental.log", "--scale", scale)
         report["incremental"]["extract_tables"] = _extract_rates(bench_config, report["incremental"]["run_id"])
         report["incremental"]["profile"] = _profile(bench_config, report["incremental"]["run_id"])
 
         progress(f"bench: the pipeline again with nothing new (output: {logs / 'no-change.log'})")
         before = delta_versions(bench_config, TABLE_SCHEMAS)
-        report["no_change"] = _pipeline(env, logs / "no-change.log", "--scale", scale)
+        report["no_change"] = timed_pipeline(env, logs / "no-change.log", "--scale", scale)
         report["no_change"]["tables_unchanged"] = delta_versions(bench_config, TABLE_SCHEMAS) == before
         report["no_change"]["profile"] = _profile(bench_config, report["no_change"]["run_id"])
         report["no_change"]["spark_applications"] = next(
@@ -247,7 +247,7 @@ def run_bench(config: Config, scale: str = "medium", progress=print) -> dict[str
             None,
         )
     finally:
-        _cli(env, "down")
+        stack_cli(env, "down")
 
     sessions = report["full"]["extract_tables"].get("viewing_sessions", {})
     content = report["full"]["extract_tables"].get("content", {})

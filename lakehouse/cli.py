@@ -319,8 +319,19 @@ def cmd_bench(config: Config, args: argparse.Namespace) -> int:
     if args.compare:
         print(compare_reports(*(_read_json(Path(path)) for path in args.compare)))
         return EXIT_OK
+    if args.cluster:
+        from lakehouse.bench_cluster import format_cluster_report, run_cluster_bench, write_cluster_report
+
+        try:
+            cluster_report = run_cluster_bench(config, args.scale or "small", progress=lambda m: print(m, flush=True))
+        except BenchError as exc:
+            print(f"lakehouse bench --cluster: error: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+        print(format_cluster_report(cluster_report))
+        print(f"\nresults: {write_cluster_report(config, cluster_report)}")
+        return EXIT_OK
     try:
-        report = run_bench(config, args.scale, progress=lambda m: print(m, flush=True))
+        report = run_bench(config, args.scale or "medium", progress=lambda m: print(m, flush=True))
     except BenchError as exc:
         print(f"lakehouse bench: error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
@@ -516,9 +527,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_id", metavar="RUN_ID", help="the run id the pipeline's summary starts with")
 
     p = add("bench", cmd_bench, "benchmark the pipeline in an isolated stack; JSON under <state>/reports")
-    p.add_argument("--scale", choices=("tiny", "small", "medium", "large"), default="medium")
+    p.add_argument("--scale", choices=("tiny", "small", "medium", "large"), default=None)
     p.add_argument(
         "--compare", nargs=2, metavar=("BEFORE", "AFTER"), help="compare two bench JSON files step by step instead"
+    )
+    p.add_argument(
+        "--cluster",
+        action="store_true",
+        help="the pipeline on a standalone cluster with 1, then 2 workers, warehouse on s3a (default scale: small)",
     )
 
     p = add("gold", cmd_gold, "save gold, or compare it row by row with what was saved (a change keeps gold equal)")

@@ -77,6 +77,10 @@ class SparkConfig:
     log_level: str = "WARN"
     java_options: str = "-XX:+UseParallelGC"  # conf/lakehouse.yaml says why
     warehouse_dir: str | None = None
+    # The Python the executors run (spark.pyspark.python); None: this interpreter. On a cluster,
+    # the workers' Python with the project's dependencies; the project's code is shipped to the
+    # executors with each job (--py-files), as it would be to another host.
+    executor_python: str | None = None
     packages: tuple[str, ...] = ()
     maven_repo: str = "https://repo1.maven.org/maven2"
 
@@ -237,6 +241,9 @@ def is_loopback(host: str) -> bool:
 class ThriftConfig:
     host: str = "127.0.0.1"
     port: int = 10000
+    # The server's Spark UI and REST API, on a cluster only (in local mode the UI is off unless
+    # spark.ui_enabled): `lakehouse bench --cluster` reads each executor's tasks there.
+    ui_port: int = 4050
     driver_memory: str = "2g"
     startup_timeout_seconds: int = 180
     # `lakehouse status` waits this long for the server to answer `select 1`.
@@ -269,6 +276,7 @@ class ThriftConfig:
 
     def validate(self) -> None:
         _check_port("thrift.port", self.port)
+        _check_port("thrift.ui_port", self.ui_port)
         if not MEMORY_PATTERN.match(self.driver_memory):
             raise ConfigError(f"thrift.driver_memory: {self.driver_memory!r} is not a JVM memory size")
         for name in ("startup_timeout_seconds", "status_timeout_seconds", "query_timeout_seconds"):

@@ -103,6 +103,50 @@ class Phases:
             self.seconds[name] = round(self.seconds.get(name, 0.0) + time.monotonic() - started, 2)
 
 
+EXECUTORS_KEY = "executors"
+REST_TIMEOUT_SECONDS = 10
+
+
+def rest_executors(ui_url: str, app_id: str | None = None) -> list[dict[str, Any]] | None:
+    """Every executor of an application, from its REST API (``/allexecutors``: removed ones too):
+    id, host:port, cores, tasks run (and failed), task seconds, added and removed at. ``app_id``
+    None: the one application that UI serves (a Thrift server's). None when it does not answer."""
+    import urllib.error
+    import urllib.request
+
+    def get(path: str) -> Any:
+        with urllib.request.urlopen(f"{ui_url.rstrip('/')}/api/v1/{path}", timeout=REST_TIMEOUT_SECONDS) as response:
+            return json.loads(response.read())
+
+    try:
+        app_id = app_id or get("applications")[0]["id"]
+        executors = get(f"applications/{app_id}/allexecutors")
+    except (urllib.error.URLError, OSError, ValueError, IndexError, KeyError):
+        return None
+    return [
+        {
+            "id": e["id"],
+            "host_port": e.get("hostPort"),
+            "cores": e.get("totalCores"),
+            "tasks": e.get("totalTasks"),
+            "failed_tasks": e.get("failedTasks"),
+            "task_s": round(e.get("totalDuration", 0) / 1000, 1),
+            "added": e.get("addTime"),
+            "removed": e.get("removeTime"),
+        }
+        for e in executors
+    ]
+
+
+def executor_summary(spark: SparkSession) -> list[dict[str, Any]] | None:
+    """This application's executors (:func:`rest_executors`); None in local mode or when the UI
+    (and with it the REST API) is off."""
+    context = spark.sparkContext
+    if context.master.startswith("local") or not context.uiWebUrl:
+        return None
+    return rest_executors(context.uiWebUrl, context.applicationId)
+
+
 def announce(**values: Any) -> None:
     """Print one profile line for the pipeline that started this job (a no-op for a person)."""
     print(f"{PROFILE_MARK} {json.dumps(values, default=str)}", flush=True)

@@ -67,7 +67,7 @@ def spark_properties(config: Config) -> dict[str, str]:
         "spark.sql.adaptive.coalescePartitions.enabled": "true",
         "spark.ui.enabled": str(config.spark.ui_enabled).lower(),
         "spark.ui.showConsoleProgress": "false",
-        "spark.pyspark.python": sys.executable,
+        "spark.pyspark.python": config.spark.executor_python or sys.executable,
         "spark.pyspark.driver.python": sys.executable,
     }
     props |= s3a_properties(config)
@@ -79,8 +79,10 @@ def spark_properties(config: Config) -> dict[str, str]:
         props["spark.driver.bindAddress"] = LOOPBACK
         props["spark.driver.host"] = LOOPBACK
     else:
-        # On a cluster the executors fetch the jars from the driver.
+        # On a cluster the executors fetch the jars from the driver, and the UI is on: its REST
+        # API is where a job reads what each executor ran (profiling.executor_summary).
         props["spark.jars"] = ",".join(jars)
+        props["spark.ui.enabled"] = "true"
     return props
 
 
@@ -180,6 +182,8 @@ def thrift_spark_conf(config: Config) -> dict[str, str]:
     from lakehouse.serving import lockdown, pools
 
     props = {**THRIFT_SPARK_CONF, **pools.server_conf(config)}
+    if not config.spark.is_local:
+        props["spark.ui.port"] = str(config.thrift.ui_port)
     if config.thrift.lockdown:
         props["spark.sql.extensions"] = f"{DELTA_EXTENSION},{lockdown.EXTENSION_CLASS}"
     return props
@@ -264,7 +268,28 @@ def build_session(config: Config, app_name: str) -> SparkSession:
 
     session = SparkSession.builder.appName(app_name).enableHiveSupport().getOrCreate()
     session.sparkContext.setLogLevel(config.spark.log_level)
+    if not config.spark.is_local:
+        ship_code(session, config)
     return session
+
+
+def ship_code(session: SparkSession, config: Config) -> None:
+    """Give the executors the project's code from the driver, as on another host (the MongoDB
+    reader runs in their tasks), not from a copy on the worker.
+
+    ``addPyFile`` also puts the archive on the driver's own ``sys.path``, ahead of the checkout;
+    that entry is taken out again: the driver keeps importing the checkout, whose package sits
+    next to conf/, dbt/ and jobs/ (``PROJECT_ROOT``). For the same reason not ``--py-files``.
+    """
+    from pyspark import SparkFiles
+
+    from lakehouse.runtime.code_archive import code_archive
+
+    archive = code_archive(config)
+    session.sparkContext.addPyFile(str(archive))
+    shipped = os.path.join(SparkFiles.getRootDirectory(), archive.name)
+    while shipped in sys.path:
+        sys.path.remove(shipped)
 
 
 def ensure_database(spark: SparkSession, name: str) -> None:

@@ -168,6 +168,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ingest: error: {errors.one_line(exc, config.secret_values)}", file=sys.stderr, flush=True)
         return EXIT_GATE_ERROR
     finally:
+        # On a cluster: what each executor ran, for the profile and `lakehouse bench --cluster`.
+        executors = profiling.executor_summary(spark)
+        if executors is not None:
+            profiling.announce(**{profiling.EXECUTORS_KEY: executors})
         spark.stop()
     for record in result.extract_failed:
         print(f"extract: error: {record.source_system}.{record.source_table}: {record.error_message}", file=sys.stderr)

@@ -187,6 +187,37 @@ def _worker_registered(settings: ClusterSettings, webui_port: int) -> bool:
 # ------------------------------------------------------------------ background start / stop (one machine)
 
 
+def dependencies_only_python(config: Config) -> Path:
+    """A Python for this machine's executors with the project's dependencies but not the project.
+
+    A virtualenv (no pip) whose site-packages names this interpreter's site-packages in a
+    ``.pth`` line: the dependencies import, but that directory's own ``.pth`` files are not run,
+    and the project's editable install is one of them, so ``import lakehouse`` fails unless the
+    job shipped the code (``--py-files``). That is what a worker host with the dependencies
+    installed looks like; set it as ``spark.executor_python``.
+    """
+    import site
+    import subprocess
+    import sysconfig
+
+    venv = config.home / "executor-python"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    purelib = Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout.strip()
+    )
+    ours = [Path(p) for p in site.getsitepackages()] or [Path(sysconfig.get_paths()["purelib"])]
+    (purelib / "lakehouse-dependencies.pth").write_text("".join(f"{p}\n" for p in ours))
+    return python
+
+
 def conf_dir(config: Config) -> Path:
     """The daemons' own conf directory (logging only)."""
     return config.home / "spark-cluster-conf"

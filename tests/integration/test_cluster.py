@@ -1,14 +1,21 @@
-"""Cluster Spark for real: a standalone master and worker on 127.0.0.1, the extract job and the
-Thrift server on it, and the results equal to a ``local[2]`` run on the same sources.
+"""Cluster Spark for real: a standalone master and two workers on 127.0.0.1 sharing nothing but
+the object store (SeaweedFS, an s3a:// warehouse) and the metastore, the extract-and-validate
+job and the Thrift server on them, and the results equal to a ``local[2]`` run on the same
+sources.
 
 The cluster run is set up the way the compose stack is: PostgreSQL and MongoDB as external
 servers (``LAKEHOUSE_POSTGRES_URL``, ``LAKEHOUSE_MONGODB_URI``), its own metastore database and
-warehouse, the Thrift server started by the image's entry point (``docker/entrypoint.sh
-thrift``) in the foreground, and an extract job submitted while that server holds its share of
-the cluster (``spark.deploy.defaultCores`` keeps it from taking every core). The local run is
-the tests' usual stack; the two catalogs and warehouses are separate. On the local side this
-module uses the run's tiny bronze (``tiny_bronze``: tiny sources of seed 42 and the bronze a
-local[2] extract made of them), and dbt rebuilds the content models of silver and gold from it.
+warehouse (a bucket of its own SeaweedFS), the Thrift server started by the image's entry point
+(``docker/entrypoint.sh thrift``) in the foreground, and the job submitted while that server
+holds its share of the cluster (``spark.deploy.defaultCores`` keeps it from taking every core).
+Each worker is a process of its own with its own cores, memory and work directory; the
+executors run a Python that has the project's dependencies but not the project
+(``cluster.dependencies_only_python``), so the code they run is the archive the job shipped
+(``SparkContext.addPyFile``), as it would be on another host. The local run is the tests' usual stack; the
+two catalogs and warehouses are separate. On the local side this module uses the run's tiny
+bronze (``tiny_bronze``: tiny sources of seed 42 and the bronze a local[2] extract made of
+them), and dbt rebuilds the content models of silver and gold from it. The two sides are
+compared by a fingerprint each computes in its own Spark (row count and two sums of row hashes).
 """
 
 from __future__ import annotations
@@ -23,14 +30,13 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
+from pyspark.sql import SparkSession
 
+from lakehouse import profiling
 from lakehouse.config import PROJECT_ROOT, Config, load_config
-from lakehouse.services import cluster, postgres
+from lakehouse.services import cluster, objectstore, postgres
 from lakehouse.services import thrift as thrift_service
 from lakehouse.services.process import read_pid, start_background, stop_pid, wait_until
 from lakehouse.serving.sql_client import run_query
@@ -40,7 +46,11 @@ pytestmark = pytest.mark.integration
 
 ENTRYPOINT = PROJECT_ROOT / "docker" / "entrypoint.sh"
 CLUSTER_METASTORE = "metastore_cluster"
-EXTRACT_APP = "lakehouse-extract-all"
+EXTRACT_APP = "lakehouse-ingest"  # the name jobs/ingest.py gives its session
+WORKERS = 2
+CLUSTER_BUCKET = "lakehouse-cluster"
+# The cluster's SeaweedFS: this plus the run's port offset (test_object_store.py uses 18383).
+OBJECT_STORE_BASE_PORT = 18433
 THRIFT_STARTUP_SECONDS = 240
 JOB_TIMEOUT_SECONDS = 600
 # Columns that differ between two runs by design: when and in which batch a row was written.
@@ -81,7 +91,8 @@ def _drop_database(config: Config, name: str) -> None:
 
 @pytest.fixture(scope="module")
 def stack(services: Config, tiny_bronze) -> Iterator[ClusterStack]:
-    """A master and one worker on 127.0.0.1, and the cluster run's config; all stopped at the end."""
+    """A master, two workers and a SeaweedFS on 127.0.0.1, and the cluster run's config; all
+    stopped at the end."""
     home = services.home / "cluster"
     shutil.rmtree(home, ignore_errors=True)
     _drop_database(services, CLUSTER_METASTORE)
@@ -90,8 +101,8 @@ def stack(services: Config, tiny_bronze) -> Iterator[ClusterStack]:
         master_port=master_port,
         master_webui_port=master_ui,
         worker_webui_port=worker_ui,
-        worker_cores=4,
-        worker_memory="3g",
+        worker_cores=2,
+        worker_memory="2g",
         default_cores=2,
     )
     pg = services.postgres
@@ -100,7 +111,8 @@ def stack(services: Config, tiny_bronze) -> Iterator[ClusterStack]:
         "LAKEHOUSE_CACHE_DIR": str(services.cache_dir),
         "LAKEHOUSE_SPARK_MASTER": settings.master_url,
         "LAKEHOUSE_SPARK_EXECUTOR_MEMORY": "1g",
-        "LAKEHOUSE_SPARK_WAREHOUSE_DIR": (home / "warehouse").as_uri(),
+        "LAKEHOUSE_SPARK_WAREHOUSE_DIR": f"s3a://{CLUSTER_BUCKET}/warehouse",
+        "LAKEHOUSE_OBJECT_STORE_PORT": str(OBJECT_STORE_BASE_PORT + services.thrift.port - 10010),
         "LAKEHOUSE_POSTGRES_URL": f"postgresql://{pg.user}@{pg.host}:{pg.port}/{pg.database}",
         "LAKEHOUSE_POSTGRES_PASSWORD": pg.password,
         "LAKEHOUSE_POSTGRES_METASTORE_DATABASE": CLUSTER_METASTORE,
@@ -112,14 +124,18 @@ def stack(services: Config, tiny_bronze) -> Iterator[ClusterStack]:
         # The entry point runs `python` and `lakehouse` from the PATH, as in the image.
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
-    # Not the local run's conf directory (the session fixture exported it): each launch sets its own.
-    env = {**{k: v for k, v in os.environ.items() if k != "SPARK_CONF_DIR"}, **overrides}
+    # Not the local run's conf directory (the session fixture exported it): each launch sets its
+    # own. Nor its PYTHONPATH: the executors get the project's code from the job only.
+    env = {**{k: v for k, v in os.environ.items() if k not in ("SPARK_CONF_DIR", "PYTHONPATH")}, **overrides}
+    env["LAKEHOUSE_SPARK_EXECUTOR_PYTHON"] = str(cluster.dependencies_only_python(load_config(env=env)))
     config = load_config(env=env)
     try:
-        cluster.start(config, settings)
+        objectstore.start(config)
+        cluster.start(config, settings, workers=WORKERS)
         yield ClusterStack(config, env, settings)
     finally:
         cluster.stop(config)
+        objectstore.stop(config)
 
 
 @pytest.fixture(scope="module")
@@ -149,11 +165,12 @@ def cluster_thrift(stack: ClusterStack) -> Iterator[int]:
 
 @pytest.fixture(scope="module")
 def cluster_extract(stack: ClusterStack, cluster_thrift: int) -> subprocess.CompletedProcess:
-    """`spark-submit jobs/extract.py` against the cluster master, while the Thrift server runs on it."""
+    """`spark-submit jobs/ingest.py` (extract, then the gate) against the cluster master, while
+    the Thrift server runs on it."""
     config = stack.config
     write_spark_conf(config)
     command = spark_submit_command(
-        config, str(PROJECT_ROOT / "jobs" / "extract.py"), ["--run-id", "cluster"], app_name=EXTRACT_APP
+        config, str(PROJECT_ROOT / "jobs" / "ingest.py"), ["--run-id", "cluster"], app_name=EXTRACT_APP
     )
     return subprocess.run(
         command,
@@ -165,45 +182,53 @@ def cluster_extract(stack: ClusterStack, cluster_thrift: int) -> subprocess.Comp
     )
 
 
-def _comparable(frame: DataFrame) -> DataFrame:
-    return frame.drop(*[c for c in RUN_COLUMNS if c in frame.columns])
+def _columns(spark: SparkSession, table: str) -> list[str]:
+    """The table's columns in the local catalog, without those that differ between runs by design."""
+    return [c for c in spark.table(table).columns if c not in RUN_COLUMNS]
 
 
-def _fingerprint(frame: DataFrame) -> tuple:
+def _fingerprint_sql(table: str, columns: list[str]) -> str:
     """Row count and two sums of per-row hashes: equal for equal multisets of rows (one pass)."""
-    row = F.struct(*frame.columns)
-    return tuple(
-        frame.agg(
-            F.count(F.lit(1)),
-            F.sum(F.xxhash64(row).cast(HASH_SUM)),
-            F.sum(F.hash(row).cast(HASH_SUM)),
-        ).first()
+    row = f"struct({', '.join(f'`{c}`' for c in columns)})"
+    return (
+        f"select count(1), sum(cast(xxhash64({row}) as {HASH_SUM})), sum(cast(hash({row}) as {HASH_SUM})) from {table}"
     )
 
 
-def _assert_same_rows(actual: DataFrame, expected: DataFrame, what: str) -> None:
-    """Equal as multisets of rows; only when they differ are the differing rows computed and shown."""
-    assert actual.schema == expected.schema, what
-    if _fingerprint(actual) != _fingerprint(expected):
-        extra, missing = actual.exceptAll(expected), expected.exceptAll(actual)
-        pytest.fail(f"{what}: only on the cluster {extra.limit(3).collect()}, only local {missing.limit(3).collect()}")
+def _assert_same_rows(spark: SparkSession, stack: ClusterStack, local: str, remote: str | None = None) -> None:
+    """The local table and the cluster's (read by the cluster's Thrift server from the bucket)
+    hold the same rows, apart from the run columns."""
+    columns = _columns(spark, local)
+    mine = tuple(spark.sql(_fingerprint_sql(local, columns)).first())
+    assert mine[0] > 0, local
+    detail = run_query(stack.config, f"describe detail {remote or local}")
+    location = str(detail.rows[0][detail.columns.index("location")])
+    assert location.startswith(f"{stack.config.warehouse_dir}/"), location
+    theirs = tuple(run_query(stack.config, _fingerprint_sql(remote or local, columns)).rows[0])
+    assert tuple(int(v) for v in theirs) == tuple(int(v) for v in mine), f"{local}: cluster {theirs}, local {mine}"
 
 
-def _cluster_table(spark: SparkSession, stack: ClusterStack, table: str) -> DataFrame:
-    """A table of the cluster run, read by its location in the cluster's own catalog."""
-    detail = run_query(stack.config, f"describe detail {table}")
-    location = detail.rows[0][detail.columns.index("location")]
-    warehouse = Path(urlsplit(stack.config.warehouse_dir).path)
-    assert Path(urlsplit(str(location)).path).is_relative_to(warehouse), location
-    return spark.read.format("delta").load(location)
+def _executors_of(stack: ClusterStack, app_name: str) -> dict[int, set[str]]:
+    """Worker index -> the executor ids it ran for the application (from each worker's JSON)."""
+    found = {}
+    for index in range(1, WORKERS + 1):
+        state = cluster.worker_state(stack.settings.host, stack.settings.worker_webui_port + index - 1)
+        assert state is not None, f"worker {index} does not answer"
+        found[index] = {
+            str(e["id"]) for e in state["executors"] + state["finishedexecutors"] if e["appdesc"]["name"] == app_name
+        }
+    return found
 
 
-def test_master_and_worker_listen_on_loopback_and_the_worker_registered(stack: ClusterStack) -> None:
+def test_master_and_two_workers_listen_on_loopback_and_registered(stack: ClusterStack) -> None:
     settings = stack.settings
     state = cluster.master_state(settings.host, settings.master_webui_port)
     assert state is not None and state["status"] == "ALIVE"
-    assert [w["host"] for w in state["workers"] if w["state"] == "ALIVE"] == ["127.0.0.1"]
-    assert state["cores"] == settings.worker_cores
+    assert [w["host"] for w in state["workers"] if w["state"] == "ALIVE"] == ["127.0.0.1"] * WORKERS
+    assert state["cores"] == settings.worker_cores * WORKERS
+    # Separate processes, each with its own work directory.
+    pids = {read_pid(cluster.worker_pid_file(stack.config, i)) for i in range(1, WORKERS + 1)}
+    assert None not in pids and len(pids) == WORKERS
     # The image's healthchecks, run here against these daemons.
     env = {
         **stack.env,
@@ -217,28 +242,54 @@ def test_master_and_worker_listen_on_loopback_and_the_worker_registered(stack: C
         assert result.returncode == 0, (role, result.stderr)
 
 
-def test_extract_on_the_cluster_writes_the_same_bronze_as_local(
+def test_the_executors_python_has_the_dependencies_but_not_the_project(stack: ClusterStack) -> None:
+    python = stack.config.spark.executor_python
+    assert python is not None and python != sys.executable
+    deps = subprocess.run([python, "-c", "import pymongo, pyspark"], capture_output=True, text=True, check=False)
+    assert deps.returncode == 0, deps.stderr
+    code = subprocess.run(
+        [python, "-c", "import lakehouse"], capture_output=True, text=True, cwd="/", env={}, check=False
+    )
+    assert "No module named 'lakehouse'" in code.stderr
+
+
+def test_extract_and_gate_on_the_cluster_write_the_same_bronze_as_local(
     spark: SparkSession, stack: ClusterStack, cluster_extract: subprocess.CompletedProcess
 ) -> None:
-    assert cluster_extract.returncode == 0, cluster_extract.stderr[-3000:]
-    # The job was an application of the cluster and its tasks ran in executors on the worker.
+    assert cluster_extract.returncode == 0, cluster_extract.stdout[-2000:] + cluster_extract.stderr[-3000:]
+    # The job was an application of the cluster.
     master = cluster.master_state(stack.settings.host, stack.settings.master_webui_port)
     assert master is not None and EXTRACT_APP in [a["name"] for a in master["completedapps"]]
-    worker = cluster.worker_state(stack.settings.host, stack.settings.worker_webui_port)
-    assert worker is not None
-    executors = worker["executors"] + worker["finishedexecutors"]
-    assert EXTRACT_APP in [e["appdesc"]["name"] for e in executors]
-
     tables = sorted(t.name for t in spark.catalog.listTables("bronze") if not t.isTemporary)
     assert {"users", "viewing_sessions", "ratings", "content", "quarantine"} <= set(tables)
     for table in tables:
-        local = _comparable(spark.table(f"bronze.{table}"))
-        assert not local.isEmpty(), table
-        _assert_same_rows(_comparable(_cluster_table(spark, stack, f"bronze.{table}")), local, f"bronze.{table}")
-
+        _assert_same_rows(spark, stack, f"bronze.{table}")
     marks = ("source_system", "source_table", "watermark")
-    local_marks = spark.table("ops.watermarks").select(*marks)
-    _assert_same_rows(_cluster_table(spark, stack, "ops.watermarks").select(*marks), local_marks, "ops.watermarks")
+    mine = {tuple(r) for r in spark.table("ops.watermarks").select(*marks).collect()}
+    theirs = {tuple(r) for r in run_query(stack.config, f"select {', '.join(marks)} from ops.watermarks").rows}
+    assert theirs == mine
+    # The gate ran in the same application, on the cluster's bronze.
+    [(verdicts,)] = run_query(
+        stack.config, "select count(*) from ops.pipeline_runs where run_id = 'cluster' and step = 'validate'"
+    ).rows
+    assert verdicts >= 4
+
+
+def test_both_workers_ran_tasks_of_the_job_with_the_code_it_shipped(
+    stack: ClusterStack, cluster_extract: subprocess.CompletedProcess
+) -> None:
+    """What the job read from its own REST API before it stopped (profiling.executor_summary),
+    matched to the worker that ran each executor. The MongoDB reader runs in the executors'
+    Python, which cannot import the project: its rows in bronze came from the shipped archive."""
+    assert cluster_extract.returncode == 0, cluster_extract.stderr[-3000:]
+    announced = [profiling.parse_line(line) for line in cluster_extract.stdout.splitlines()]
+    [executors] = [a[profiling.EXECUTORS_KEY] for a in announced if a and profiling.EXECUTORS_KEY in a]
+    tasks = {e["id"]: e["tasks"] for e in executors if e["id"] != "driver"}
+    by_worker = _executors_of(stack, EXTRACT_APP)
+    for index, ids in by_worker.items():
+        assert ids, f"worker {index} ran no executor of {EXTRACT_APP}: {by_worker}"
+        assert sum(tasks.get(i, 0) for i in ids) > 0, f"worker {index}'s executors {ids} ran no task: {executors}"
+    assert all(e["cores"] >= 1 for e in executors if e["id"] != "driver")
 
 
 def test_thrift_server_from_the_entrypoint_serves_the_cluster_tables(
@@ -255,6 +306,8 @@ def test_thrift_server_from_the_entrypoint_serves_the_cluster_tables(
     for table in ("viewing_sessions", "users", "content"):
         served = run_query(stack.config, f"select count(*) from bronze.{table}").rows[0][0]
         assert served == spark.table(f"bronze.{table}").count(), table
+    # The server's executors are on both workers too.
+    assert all(_executors_of(stack, thrift_service.APP_NAME).values())
 
     health = subprocess.run([str(ENTRYPOINT), "health"], env=stack.env, capture_output=True, text=True, check=False)
     assert health.returncode == 0, health.stderr
@@ -294,8 +347,6 @@ def test_dbt_on_the_cluster_thrift_server_builds_the_same_gold_as_local(
     assert local_build[0] == 0, local_build[1][-3000:]
     assert cluster_build[0] == 0, cluster_build[1][-3000:]
     for table in GOLD_TABLES:
-        local = spark.table(f"gold.{table}")
-        assert not local.isEmpty(), table
         # Published gold is a view pinned to the build table's tested version: the build table
         # itself is what lies in the cluster's warehouse.
-        _assert_same_rows(_cluster_table(spark, stack, f"gold_build.{table}"), local, f"gold.{table}")
+        _assert_same_rows(spark, stack, f"gold.{table}", f"gold_build.{table}")

@@ -57,3 +57,39 @@ def test_the_test_jvms_keep_a_full_size_code_cache() -> None:
     """C1 alone reserves 48 MB of code cache, which a long-lived Thrift server fills."""
     if "-XX:TieredStopAtLevel=1" in TEST_JAVA_OPTIONS:
         assert "-XX:ReservedCodeCacheSize=240m" in TEST_JAVA_OPTIONS
+
+
+def test_on_a_cluster_the_executors_python_is_set_and_the_ui_serves_the_rest_api(tmp_path: Path) -> None:
+    env = {"LAKEHOUSE_HOME": str(tmp_path), "LAKEHOUSE_SPARK_MASTER": "spark://10.0.0.5:7077"}
+    config = load_config(env=env | {"LAKEHOUSE_SPARK_EXECUTOR_PYTHON": "/opt/workers/bin/python"})
+    props = spark_properties(config)
+    assert props["spark.ui.enabled"] == "true"
+    assert props["spark.pyspark.python"] == "/opt/workers/bin/python"
+    assert props["spark.pyspark.driver.python"] != "/opt/workers/bin/python"
+    local = load_config(env={"LAKEHOUSE_HOME": str(tmp_path)})
+    assert spark_properties(local)["spark.ui.enabled"] == "false"
+
+
+def test_the_code_archive_holds_the_packages_and_is_rebuilt_only_on_change(tmp_path: Path) -> None:
+    import zipfile
+
+    from lakehouse.runtime.code_archive import code_archive
+
+    config = load_config(env={"LAKEHOUSE_HOME": str(tmp_path)})
+    archive = code_archive(config)
+    names = set(zipfile.ZipFile(archive).namelist())
+    assert {"lakehouse/__init__.py", "lakehouse/bronze/__init__.py", "expectations/__init__.py"} <= names
+    assert not any("__pycache__" in n for n in names)
+    stamp = archive.stat().st_mtime_ns
+    assert code_archive(config) == archive and archive.stat().st_mtime_ns == stamp
+
+
+def test_executor_summary_is_only_for_a_cluster() -> None:
+    from types import SimpleNamespace
+
+    from lakehouse.profiling import executor_summary
+
+    local = SimpleNamespace(sparkContext=SimpleNamespace(master="local[2]", uiWebUrl="http://127.0.0.1:4040"))
+    assert executor_summary(local) is None
+    no_ui = SimpleNamespace(sparkContext=SimpleNamespace(master="spark://h:7077", uiWebUrl=None))
+    assert executor_summary(no_ui) is None
