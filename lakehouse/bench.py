@@ -350,8 +350,9 @@ def compare_reports(before: dict[str, Any], after: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_report(config: Config, report: dict[str, Any]) -> Path:
-    out = config.home / "reports" / f"bench-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
+def write_report(config: Config, report: dict[str, Any], kind: str = "bench") -> Path:
+    """The report as JSON in <home>/reports/<kind>-<UTC time>.json."""
+    out = config.home / "reports" / f"{kind}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, default=str))
     return out

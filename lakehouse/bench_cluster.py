@@ -21,13 +21,12 @@ shuffle over the network stack. Nothing here is a test.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
-from lakehouse.bench import BenchError, stack_cli, timed_pipeline
+from lakehouse.bench import BenchError, stack_cli, timed_pipeline, write_report
 from lakehouse.config import Config, load_config
 
 PORT_OFFSET = 2000
@@ -151,7 +150,8 @@ def _one_run(config: Config, workers: int, data: Path, progress) -> dict[str, An
             ),
             None,
         )
-        thrift_rest = f"http://{stack.thrift.connect_host}:{stack.thrift.ui_port}"
+        host = "127.0.0.1" if stack.thrift.host in ("0.0.0.0", "::") else stack.thrift.host
+        thrift_rest = f"http://{host}:{stack.thrift.ui_port}"
         from lakehouse.services.thrift import APP_NAME as THRIFT_APP
 
         run["executors"] = {
@@ -187,6 +187,10 @@ def run_cluster_bench(config: Config, scale: str = "small", workers: tuple[int, 
     return report
 
 
+def write_cluster_report(config: Config, report: dict[str, Any]) -> Path:
+    return write_report(config, report, kind="bench-cluster")
+
+
 def format_cluster_report(report: dict[str, Any]) -> str:
     lines = [
         f"cluster benchmark at {report['scale']} scale on a {report['cpus']}-core machine "
@@ -205,10 +209,3 @@ def format_cluster_report(report: dict[str, Any]) -> str:
         )
         lines.append(f"{run['workers']:<8} {run.get('seconds', 0):>8.1f} {' '.join(cells)}  {spread}")
     return "\n".join(lines)
-
-
-def write_cluster_report(config: Config, report: dict[str, Any]) -> Path:
-    out = config.home / "reports" / f"bench-cluster-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, default=str))
-    return out

@@ -8,8 +8,6 @@ By default FerretDB v1 with its SQLite backend, built from source with Go by ``m
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from pathlib import Path
 
 from pymongo import MongoClient
@@ -51,29 +49,18 @@ def data_dir(config: Config) -> Path:
 
 def build_ferretdb(config: Config) -> Path:
     """Build FerretDB with Go into the cache (once). The Go module cache makes rebuilds fast."""
-    target = binary_path(config)
-    if target.exists():
-        return target
-    go = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None)
-    if go is None:
-        raise ServiceError("mongodb: Go is needed to build FerretDB (or set LAKEHOUSE_MONGODB_URI to a MongoDB server)")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
-    env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=readonly")
-    result = subprocess.run(
-        [go, "build", "-trimpath", "-o", str(partial), "."],
-        cwd=FERRETDB_SOURCE,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=BUILD_TIMEOUT_SECONDS,
-        check=False,
-    )
-    if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["unknown error"])[-1]
-        raise ServiceError(f"mongodb: building FerretDB {FERRETDB_VERSION} failed: {last}")
-    os.replace(partial, target)
-    return target
+    from lakehouse.runtime.go_build import GoBuildError, go_build
+
+    try:
+        return go_build(
+            FERRETDB_SOURCE,
+            binary_path(config),
+            what=f"mongodb: FerretDB {FERRETDB_VERSION}",
+            timeout=BUILD_TIMEOUT_SECONDS,
+            missing="or set LAKEHOUSE_MONGODB_URI to a MongoDB server",
+        )
+    except GoBuildError as exc:
+        raise ServiceError(str(exc)) from None
 
 
 def client(config: Config, timeout_ms: int = PING_TIMEOUT_MS) -> MongoClient:

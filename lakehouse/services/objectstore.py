@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -69,38 +68,22 @@ def ports(config: Config) -> dict[str, int]:
 
 def build_seaweedfs(config: Config, say=print) -> Path:
     """Build SeaweedFS with Go into the user's cache (once). The Go caches make rebuilds fast."""
+    from lakehouse.runtime.go_build import GoBuildError, go_build
+
     target = binary_path(config)
-    if target.exists():
-        return target
-    go = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None)
-    if go is None:
-        raise ServiceError(
-            "objectstore: Go is needed to build SeaweedFS for an s3a:// warehouse "
-            "(or set object_store.endpoint to an S3-compatible server)"
-        )
-    say(f"objectstore: building SeaweedFS {SEAWEEDFS_VERSION} into {target.parent} (once; about 4 minutes)...")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
-    env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=readonly")
+    if not target.exists():
+        say(f"objectstore: building SeaweedFS {SEAWEEDFS_VERSION} into {target.parent} (once; about 4 minutes)...")
     try:
-        result = subprocess.run(
-            [go, "build", "-trimpath", "-o", str(partial), SEAWEEDFS_PACKAGE],
-            cwd=SEAWEEDFS_SOURCE,
-            env=env,
-            capture_output=True,
-            text=True,
+        return go_build(
+            SEAWEEDFS_SOURCE,
+            target,
+            what=f"objectstore: SeaweedFS {SEAWEEDFS_VERSION}",
+            package=SEAWEEDFS_PACKAGE,
             timeout=BUILD_TIMEOUT_SECONDS,
-            check=False,
+            missing="or set object_store.endpoint to an S3-compatible server",
         )
-    except subprocess.TimeoutExpired:
-        partial.unlink(missing_ok=True)
-        raise ServiceError(f"objectstore: building SeaweedFS took over {BUILD_TIMEOUT_SECONDS} s") from None
-    if result.returncode != 0:
-        partial.unlink(missing_ok=True)
-        last = (result.stderr.strip().splitlines() or ["unknown error"])[-1]
-        raise ServiceError(f"objectstore: building SeaweedFS {SEAWEEDFS_VERSION} failed: {last}")
-    os.replace(partial, target)
-    return target
+    except GoBuildError as exc:
+        raise ServiceError(str(exc)) from None
 
 
 def write_identities(config: Config) -> Path:
