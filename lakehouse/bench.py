@@ -56,15 +56,16 @@ class _NullSink:
         return len(data)
 
 
-def bench_environment(config: Config) -> dict[str, str]:
+def bench_environment(config: Config, name: str = "bench", port_offset: int = PORT_OFFSET) -> dict[str, str]:
+    """An isolated stack: its state in <home>/<name>, its servers on the default ports + port_offset."""
     env = dict(os.environ)
     env.update(
         {
-            "LAKEHOUSE_HOME": str(config.home / "bench"),
+            "LAKEHOUSE_HOME": str(config.home / name),
             "LAKEHOUSE_CACHE_DIR": str(config.cache_dir),
-            "LAKEHOUSE_POSTGRES_PORT": str(config.postgres.port + PORT_OFFSET),
-            "LAKEHOUSE_MONGODB_PORT": str(config.mongodb.port + PORT_OFFSET),
-            "LAKEHOUSE_THRIFT_PORT": str(config.thrift.port + PORT_OFFSET),
+            "LAKEHOUSE_POSTGRES_PORT": str(config.postgres.port + port_offset),
+            "LAKEHOUSE_MONGODB_PORT": str(config.mongodb.port + port_offset),
+            "LAKEHOUSE_THRIFT_PORT": str(config.thrift.port + port_offset),
         }
     )
     for name in ("LAKEHOUSE_POSTGRES_URL", "LAKEHOUSE_MONGODB_URI", "LAKEHOUSE_POSTGRES_PASSWORD"):

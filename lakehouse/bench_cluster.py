@@ -26,7 +26,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from lakehouse.bench import BenchError, stack_cli, timed_pipeline, write_report
+from lakehouse.bench import BenchError, bench_environment, stack_cli, timed_pipeline, write_report
 from lakehouse.config import Config, load_config
 
 PORT_OFFSET = 2000
@@ -42,17 +42,12 @@ INGEST_APP = "lakehouse-ingest"
 
 
 def cluster_environment(config: Config) -> dict[str, str]:
-    """The bench cluster's stack: its own state directory and ports, the warehouse on s3a."""
-    env = dict(os.environ)
-    for name in ("LAKEHOUSE_POSTGRES_URL", "LAKEHOUSE_MONGODB_URI", "LAKEHOUSE_POSTGRES_PASSWORD", "PYTHONPATH"):
-        env.pop(name, None)
+    """The bench cluster's stack (bench_environment's, in <home>/bench-cluster on ports +2000),
+    with the warehouse on s3a and nothing of the checkout on the executors' path."""
+    env = bench_environment(config, "bench-cluster", PORT_OFFSET)
+    env.pop("PYTHONPATH", None)
     env.update(
         {
-            "LAKEHOUSE_HOME": str(config.home / "bench-cluster"),
-            "LAKEHOUSE_CACHE_DIR": str(config.cache_dir),
-            "LAKEHOUSE_POSTGRES_PORT": str(config.postgres.port + PORT_OFFSET),
-            "LAKEHOUSE_MONGODB_PORT": str(config.mongodb.port + PORT_OFFSET),
-            "LAKEHOUSE_THRIFT_PORT": str(config.thrift.port + PORT_OFFSET),
             "LAKEHOUSE_THRIFT_UI_PORT": str(config.thrift.ui_port + PORT_OFFSET),
             "LAKEHOUSE_OBJECT_STORE_PORT": str(config.object_store.port + PORT_OFFSET),
             "LAKEHOUSE_SPARK_WAREHOUSE_DIR": f"s3a://{BUCKET}/warehouse",
