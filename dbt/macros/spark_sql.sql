@@ -84,3 +84,18 @@
 {% macro seconds_to_minutes(seconds_expression) -%}
     (cast({{ seconds_expression }} as double) / 60)
 {%- endmacro %}
+
+
+{#- One bigint for a pair of numbers below 2^31 (first in the high 32 bits): an aggregation
+    grouped on one bigint is cheaper than on two columns. pair_key_first/second take it apart. -#}
+{% macro pair_key(first_column, second_column) -%}
+    shiftleft(cast({{ first_column }} as bigint), 32) + cast({{ second_column }} as bigint)
+{%- endmacro %}
+
+{% macro pair_key_first(key_column) -%}
+    shiftright({{ key_column }}, 32)
+{%- endmacro %}
+
+{% macro pair_key_second(key_column) -%}
+    ({{ key_column }} & 4294967295)
+{%- endmacro %}

@@ -42,14 +42,16 @@ title_viewers as (
 ),
 
 -- The pairs come from a self-join of every viewer's titles: about k * (k - 1) / 2 rows for a
--- viewer of k titles (7.5M at the small scale), joined and grouped on an integer number per
--- title rather than its string id, which costs about a fifth less. Numbered in content_id
--- order, so title_no_a < title_no_b exactly when content_id_a < content_id_b.
+-- viewer of k titles (7.5M at the small scale, 103M at medium), joined on an integer number per
+-- title rather than its string id, which costs about a fifth less, and grouped on one bigint
+-- per pair (pair_key), which costs about a sixth less than grouping on the two numbers
+-- (measured at medium: 23 s against 28 s). Numbered in content_id order, so title_no_a <
+-- title_no_b exactly when content_id_a < content_id_b.
 title_numbers as (
 
     select
         content_id,
-        row_number() over (order by content_id) as title_no
+        cast(row_number() over (order by content_id) as bigint) as title_no
 
     from title_viewers
 
@@ -75,19 +77,29 @@ all_viewers as (
 
 ),
 
-numbered_pairs as (
+pair_supports as (
 
     select
-        title_a.title_no as title_no_a,
-        title_b.title_no as title_no_b,
+        {{ pair_key('title_a.title_no', 'title_b.title_no') }} as pair_key,
         count(*) as support_users
 
     from numbered_user_titles as title_a
     inner join numbered_user_titles as title_b
         on title_a.user_id = title_b.user_id
         and title_a.title_no < title_b.title_no
-    group by title_a.title_no, title_b.title_no
+    group by pair_key
     having count(*) >= {{ var('co_watched_min_support') }}
+
+),
+
+numbered_pairs as (
+
+    select
+        {{ pair_key_first('pair_key') }} as title_no_a,
+        {{ pair_key_second('pair_key') }} as title_no_b,
+        support_users
+
+    from pair_supports
 
 ),
 
