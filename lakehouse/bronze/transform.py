@@ -261,10 +261,20 @@ def with_held(df: DataFrame, moved: DataFrame, contract: Contract) -> DataFrame:
 
 def filter_latest_per_key(df: DataFrame, contract: Contract) -> DataFrame:
     """Keep one row per key: the newest ``updated_at``; ties broken by a hash of the payload,
-    so the same batch always keeps the same row."""
+    so the same batch always keeps the same row.
+
+    The rows come out in key ranges (one range per partition, so one per file written), not
+    hashed over every partition: a later MERGE rewrites only the files holding a key it
+    updates, and the source's updates are mostly of recent keys (a session completed or
+    corrected). With hashed files every update touched every file (measured at medium: the
+    day's MERGE into bronze.viewing_sessions 10.7-14.5 s on 16 hashed files, 4.3-4.7 s on 16
+    ranges, the same rows). The window needs its rows clustered by key, which the ranges are:
+    one shuffle, as before.
+    """
     order = Window.partitionBy(*contract.key).orderBy(F.col(UPDATED_AT).desc(), F.col(ORDER_HASH).desc())
     return (
-        df.withColumn(ORDER_HASH, F.xxhash64(PAYLOAD))
+        df.repartitionByRange(*contract.key)
+        .withColumn(ORDER_HASH, F.xxhash64(PAYLOAD))
         .withColumn("_rank", F.row_number().over(order))
         .filter(F.col("_rank") == 1)
         .drop("_rank", ORDER_HASH)
