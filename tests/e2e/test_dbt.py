@@ -752,14 +752,16 @@ def test_the_days_merges_keep_column_comments_without_re_committing_them(simulat
     assert comments["session_id"], "the fact lost its column comments"
 
 
-def test_daily_kpis_recompute_only_the_days_the_fact_changed(simulated: Simulated, stack: Stack) -> None:
-    """mart_daily_kpis is incremental: the days its run recomputed come from the fact's change
-    data feed: the new day, the day the moved session left and the one it joined, the day of
-    the invalidated session; not the whole history. (That the result equals a full rebuild is
+@pytest.mark.parametrize("mart", ["mart_daily_kpis", "mart_hourly_activity"])
+def test_daily_marts_recompute_only_the_days_the_fact_changed(simulated: Simulated, stack: Stack, mart: str) -> None:
+    """mart_daily_kpis and mart_hourly_activity are incremental: the days their run recomputed
+    come from the fact's change data feed: the new day, the day the moved session left and the
+    one it joined, the day of the invalidated session; not the whole history. (That the result
+    equals a full rebuild is
     test_bronze_that_lost_rows_is_rebuilt_and_gives_the_fact_of_the_incremental_merges.)"""
     assert simulated.code == EXIT_OK, _tail(simulated.log)
     compiled = dbt_target_dir(stack.config) / "compiled" / "lakehouse" / "models" / "marts" / "analytics"
-    days_filter = re.search(r"where session_date in \(([^)]*)\)", (compiled / "mart_daily_kpis.sql").read_text())
+    days_filter = re.search(r"where session_date in \(([^)]*)\)", (compiled / f"{mart}.sql").read_text())
     assert days_filter, "the day's run recomputed every day"
     recomputed = set(re.findall(r"date'(\d{4}-\d{2}-\d{2})'", days_filter.group(1)))
     fixed = simulated.corrections
@@ -772,14 +774,14 @@ def test_daily_kpis_recompute_only_the_days_the_fact_changed(simulated: Simulate
     assert {fixed.moved_to.isoformat(), left_day, invalidated_day} <= recomputed, sorted(recomputed)
     newest_day = _value(stack, "select cast(max(session_date) as string) from gold.fct_viewing_sessions")
     assert newest_day in recomputed
-    all_days = _value(stack, "select count(distinct activity_date) from gold.mart_daily_kpis")
+    all_days = _value(stack, f"select count(distinct activity_date) from gold.{mart}")
     assert len(recomputed) < all_days / 4, (len(recomputed), all_days)
 
     # One write replaced those days (incremental_strategy='replace_where'), not the table.
-    history = _frame(stack, "describe history gold_build.mart_daily_kpis")
+    history = _frame(stack, f"describe history gold_build.{mart}")
     writes = history[history["operation"] == "WRITE"]["operationParameters"].astype(str)
     assert writes.str.contains("activity_date IN").any(), list(history["operation"])
-    properties = dict(stack.query("show tblproperties gold_build.mart_daily_kpis"))
+    properties = dict(stack.query(f"show tblproperties gold_build.{mart}"))
     recorded = int(properties["lakehouse.upstream_version.fct_viewing_sessions"])
     assert recorded <= _build_version(stack, "gold_build.fct_viewing_sessions")
 
@@ -891,7 +893,12 @@ def test_a_build_that_fails_a_test_publishes_nothing(simulated: Simulated, stack
         stack.query(f"delete from bronze.content where content_id = '{PODCAST_ID}'")
 
 
-KPI_KEY = "activity_date, device_type, country_code"
+# The marts built from the fact incrementally, or from such a mart, with their keys.
+DAILY_MARTS = (
+    ("mart_daily_kpis", "activity_date, device_type, country_code"),
+    ("mart_hourly_activity", "activity_date, started_hour, device_type"),
+    ("mart_viewing_patterns", "day_of_week_number, started_hour, device_type"),
+)
 
 
 @pytest.mark.timeout(900)  # a whole --full-refresh build (about 180 s in CI)
@@ -900,11 +907,11 @@ def test_bronze_that_lost_rows_is_rebuilt_and_gives_the_fact_of_the_incremental_
 ) -> None:
     """The podcast's removal from bronze.content (above) is a DELETE since the last published
     build: incremental models would keep what bronze lost, so transform rebuilds from scratch,
-    and the fact and the daily KPIs it rebuilds are row for row the ones the incremental
+    and the fact and the daily marts it rebuilds are row for row the ones the incremental
     merges made."""
     assert simulated.code == EXIT_OK, _tail(simulated.log)
     merged = _frame(stack, "select * from gold.fct_viewing_sessions order by session_id")
-    merged_kpis = _frame(stack, f"select * from gold.mart_daily_kpis order by {KPI_KEY}")
+    merged_marts = {mart: _frame(stack, f"select * from gold.{mart} order by {key}") for mart, key in DAILY_MARTS}
 
     code, log, _seconds = _transform(simulated.config, run_id="e2e-dbt-rebuild")
     assert code == EXIT_OK, _tail(log)
@@ -913,8 +920,9 @@ def test_bronze_that_lost_rows_is_rebuilt_and_gives_the_fact_of_the_incremental_
     rebuilt = _frame(stack, "select * from gold.fct_viewing_sessions order by session_id")
     assert list(rebuilt.columns) == list(merged.columns)
     pd.testing.assert_frame_equal(merged, rebuilt, check_exact=True)
-    rebuilt_kpis = _frame(stack, f"select * from gold.mart_daily_kpis order by {KPI_KEY}")
-    pd.testing.assert_frame_equal(merged_kpis, rebuilt_kpis, check_exact=True)
+    for mart, key in DAILY_MARTS:
+        rebuilt_mart = _frame(stack, f"select * from gold.{mart} order by {key}")
+        pd.testing.assert_frame_equal(merged_marts[mart], rebuilt_mart, check_exact=True, obj=mart)
 
 
 def test_a_transform_with_nothing_new_is_skipped_and_rewrites_nothing(simulated: Simulated, stack: Stack) -> None:

@@ -1,19 +1,15 @@
 -- Question: when do people watch, and on which devices: hour of day by day of week?
 -- Hours and days are UTC (the platform's reference time zone). avg_sessions_per_day divides by
 -- the number of such weekdays in the data, so a Friday 21:00 reads as "sessions in a typical
--- Friday's 21:00 hour".
+-- Friday's 21:00 hour". Built from the daily hours of mart_hourly_activity (incremental), not
+-- from the fact: a day's run reads a few thousand rows instead of every session. Counts and
+-- second totals add up exactly over days, so the result is the same.
 
 with
 
-sessions as (
+hourly as (
 
-    select * from {{ ref('fct_viewing_sessions') }}
-
-),
-
-devices as (
-
-    select * from {{ ref('dim_device') }}
+    select * from {{ ref('mart_hourly_activity') }}
 
 ),
 
@@ -28,16 +24,15 @@ joined as (
     select
         dates.day_of_week_number,
         dates.day_name,
-        sessions.session_date,
-        sessions.started_hour,
-        devices.device_type,
-        sessions.watch_seconds
+        hourly.activity_date,
+        hourly.started_hour,
+        hourly.device_type,
+        hourly.sessions,
+        hourly.watch_seconds
 
-    from sessions
+    from hourly
     inner join dates
-        on sessions.session_date = dates.date_day
-    inner join devices
-        on sessions.device_sk = devices.device_sk
+        on hourly.activity_date = dates.date_day
 
 ),
 
@@ -45,7 +40,7 @@ weekday_counts as (
 
     select
         day_of_week_number,
-        count(distinct session_date) as days_in_data
+        count(distinct activity_date) as days_in_data
 
     from joined
     group by day_of_week_number
@@ -60,7 +55,7 @@ aggregated as (
         started_hour,
         device_type,
         grouping(device_type) as is_all_devices,
-        count(*) as sessions,
+        sum(sessions) as sessions,
         sum(watch_seconds) as watch_seconds
 
     from joined
