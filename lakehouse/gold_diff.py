@@ -12,7 +12,13 @@ incremental run than after a full one) can differ in its last binary digits. A r
 rows differ only there is compared again with those columns at ``SIGNIFICANT_DIGITS`` digits
 (``format_string('%.Ne')``: relative, whatever the magnitude) and reported as equal to that
 precision, with how many rows differ beyond it; anything else (an integer, a string, a date, a
-double off by more) is a difference.
+double off by more) is a difference. Rounding puts two values a last bit apart on either side of
+a rounding boundary now and then (...4999999 and ...5000001); a relation that is not equal at
+``SIGNIFICANT_DIGITS`` is tried once more at one digit less, whose boundaries lie elsewhere,
+and the report says to how many digits it is equal.
+
+Columns of :data:`RUN_CLOCK_COLUMNS` (``_ingested_at``: when the extract read a row) are not
+compared: two loads of the same sources differ there on every row, as they must.
 
     lakehouse gold save before          # on main, after a full run
     ...                                 # the change, the same sources, a full run
@@ -35,6 +41,10 @@ GOLD = "gold"
 SAVED_PREFIX = "gold_saved_"
 SIGNIFICANT_DIGITS = 12
 FLOATING = ("double", "float")
+# Columns that say when a run read the rows, not what it computed from them: two loads of the
+# same sources differ there on every row (fct_viewing_sessions._ingested_at), so they are not
+# compared, and the report says so.
+RUN_CLOCK_COLUMNS = ("_ingested_at",)
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,40}")
 
 Query = Callable[[str], list[tuple]]
@@ -54,6 +64,8 @@ class Difference:
     only_saved: int  # rows of the copy that gold no longer has
     # rows (each side) that differ only beyond SIGNIFICANT_DIGITS digits of a floating-point column
     rounding_only: int = 0
+    not_compared: tuple[str, ...] = ()  # RUN_CLOCK_COLUMNS the relation has
+    digits: int = SIGNIFICANT_DIGITS  # the precision of a rounding_only equality
 
     @property
     def equal(self) -> bool:
@@ -62,16 +74,17 @@ class Difference:
     def describe(self) -> str:
         if self.rows is None:
             return f"{self.relation}: missing from gold now (the copy has it)"
+        skipped = f"; {', '.join(self.not_compared)} not compared" if self.not_compared else ""
         if self.equal and self.rounding_only:
             return (
-                f"{self.relation}: equal to {SIGNIFICANT_DIGITS} significant digits ({_rows(self.rows)}; "
-                f"{_rows(self.rounding_only)} differing beyond that in a floating-point column)"
+                f"{self.relation}: equal to {self.digits} significant digits ({_rows(self.rows)}; "
+                f"{_rows(self.rounding_only)} differing beyond that in a floating-point column{skipped})"
             )
         if self.equal:
-            return f"{self.relation}: equal ({_rows(self.rows)})"
+            return f"{self.relation}: equal ({_rows(self.rows)}{skipped})"
         return (
             f"{self.relation}: DIFFERS: {_rows(self.only_now)} only in gold now, "
-            f"{_rows(self.only_saved)} only in the saved copy ({_rows(self.rows)} now)"
+            f"{_rows(self.only_saved)} only in the saved copy ({_rows(self.rows)} now{skipped})"
         )
 
 
@@ -118,28 +131,34 @@ def _columns(query: Query, relation: str) -> list[tuple[str, str]]:
     return columns
 
 
-def _rounded(relation: str, columns: list[tuple[str, str]]) -> str:
-    """A select of the relation with its floating-point columns at SIGNIFICANT_DIGITS digits."""
+def _selected(relation: str, columns: list[tuple[str, str]], *, digits: int | None = None) -> str:
+    """A select of the relation's columns; with ``digits``, its floating-point columns rounded
+    to that many significant digits."""
     shown = [
-        f"format_string('%.{SIGNIFICANT_DIGITS - 1}e', `{name}`) as `{name}`" if kind in FLOATING else f"`{name}`"
+        f"format_string('%.{digits - 1}e', `{name}`) as `{name}`" if digits and kind in FLOATING else f"`{name}`"
         for name, kind in columns
     ]
     return f"select {', '.join(shown)} from {relation}"
 
 
 def _relation_difference(query: Query, relation: str, here: str, saved: str) -> Difference:
-    rows = _count(query, f"select * from {here}")
-    only_now = _count(query, f"select * from {here} except all select * from {saved}")
-    only_saved = _count(query, f"select * from {saved} except all select * from {here}")
-    columns = _columns(query, here) if only_now or only_saved else []
-    if not any(kind in FLOATING for _, kind in columns):
-        return Difference(relation, rows, only_now, only_saved)
-    here_rounded, saved_rounded = _rounded(here, columns), _rounded(saved, columns)
-    rounded_now = _count(query, f"{here_rounded} except all {saved_rounded}")
-    rounded_saved = _count(query, f"{saved_rounded} except all {here_rounded}")
-    if rounded_now or rounded_saved:
-        return Difference(relation, rows, only_now, only_saved)
-    return Difference(relation, rows, 0, 0, rounding_only=max(only_now, only_saved))
+    described = _columns(query, here)
+    columns = [(name, kind) for name, kind in described if name not in RUN_CLOCK_COLUMNS]
+    skipped = tuple(name for name, _ in described if name in RUN_CLOCK_COLUMNS)
+    here_rows, saved_rows = _selected(here, columns), _selected(saved, columns)
+    rows = _count(query, here_rows)
+    only_now = _count(query, f"{here_rows} except all {saved_rows}")
+    only_saved = _count(query, f"{saved_rows} except all {here_rows}")
+    if not (only_now or only_saved) or not any(kind in FLOATING for _, kind in columns):
+        return Difference(relation, rows, only_now, only_saved, not_compared=skipped)
+    for digits in (SIGNIFICANT_DIGITS, SIGNIFICANT_DIGITS - 1):
+        here_rounded, saved_rounded = _selected(here, columns, digits=digits), _selected(saved, columns, digits=digits)
+        rounded_now = _count(query, f"{here_rounded} except all {saved_rounded}")
+        rounded_saved = _count(query, f"{saved_rounded} except all {here_rounded}")
+        if not (rounded_now or rounded_saved):
+            rounding_only = max(only_now, only_saved)
+            return Difference(relation, rows, 0, 0, rounding_only, not_compared=skipped, digits=digits)
+    return Difference(relation, rows, only_now, only_saved, not_compared=skipped)
 
 
 def compare(query: Query, name: str, source: str = GOLD) -> list[Difference]:
@@ -165,7 +184,8 @@ def report(differences: Sequence[Difference]) -> tuple[bool, str]:
     equal = all(d.equal for d in differences)
     lines = [d.describe() for d in differences]
     rounded = sum(d.equal and d.rounding_only > 0 for d in differences)
-    precision = f" ({rounded} to {SIGNIFICANT_DIGITS} significant digits of a floating-point column)" if rounded else ""
+    digits = min((d.digits for d in differences if d.equal and d.rounding_only > 0), default=SIGNIFICANT_DIGITS)
+    precision = f" ({rounded} to {digits} significant digits of a floating-point column)" if rounded else ""
     lines.append(
         f"gold: all {len(differences)} relations equal, row for row{precision}"
         if equal

@@ -90,3 +90,36 @@ def test_two_bench_results_are_compared_step_by_step() -> None:
     assert "  transform       150.0       60.0  -90.0 s (-60%)" in text
     assert "  total           300.0      200.0  -100.0 s (-33%)" in text
     assert "  dbt test        222.0       43.5  -178.5 s (-80%), nodes 148 -> 29 (thread seconds)" in text
+
+
+def test_two_doubles_either_side_of_a_rounding_boundary_are_equal_to_eleven_digits(query) -> None:
+    """0.12345678901249997 and ...50003 are four binary digits apart, but at 12 significant
+    digits they round to ...012 and ...013: compared again at 11 they are equal, and said so."""
+    query("create table golddiff.shares as select * from values (1, 0.12345678901249997D) as t(id, share)")
+    gold_diff.save(query, "unit", source="golddiff")
+    query("insert overwrite golddiff.shares select * from values (1, 0.12345678901250003D) as t(id, share)")
+    equal, text = gold_diff.report(gold_diff.compare(query, "unit", source="golddiff"))
+    assert equal, text
+    assert "shares: equal to 11 significant digits (1 row; 1 row differing beyond that in a floating-point column)" in (
+        text
+    )
+    assert text.splitlines()[-1].endswith("(1 to 11 significant digits of a floating-point column)")
+
+
+def test_when_a_run_read_the_rows_is_not_compared_and_the_report_says_so(query) -> None:
+    """Two loads of the same sources stamp every row with their own _ingested_at: equal anyway;
+    any other column still counts."""
+    query("create table golddiff.facts as select 1 as id, timestamp'2026-01-01 00:00:00' as _ingested_at")
+    gold_diff.save(query, "unit", source="golddiff")
+    query("insert overwrite golddiff.facts select 1 as id, timestamp'2026-01-02 00:00:00' as _ingested_at")
+    equal, text = gold_diff.report(gold_diff.compare(query, "unit", source="golddiff"))
+    assert equal, text
+    assert "facts: equal (1 row; _ingested_at not compared)" in text
+
+    query("insert overwrite golddiff.facts select 2 as id, timestamp'2026-01-01 00:00:00' as _ingested_at")
+    equal, text = gold_diff.report(gold_diff.compare(query, "unit", source="golddiff"))
+    assert not equal
+    assert (
+        "facts: DIFFERS: 1 row only in gold now, 1 row only in the saved copy (1 row now; _ingested_at not compared)"
+        in (text)
+    )
