@@ -9,7 +9,12 @@ history (one ``describe history`` each, all in one Thrift session) decides:
   A whole rewrite (dbt's table models, a full refresh) is as compact as its writer made it
   and an OPTIMIZE of it would find nothing to merge (one file per partition), so it starts the
   count again; a table written in a few large files, or a small table that changes rarely, is
-  left alone.
+  left alone. A bronze table is OPTIMIZEd ``ZORDER BY`` the first column of its key into files
+  of about :data:`OPTIMIZE_FILE_BYTES`: the extract MERGEs a batch by key and rewrites every
+  file that holds a key it updates, and a source's updates are mostly of its recent keys, so a
+  table laid out in key ranges has them in a file or two (Delta's default, one file of up to
+  1 GiB, would make the whole table that file). It rewrites the whole table, which a plain
+  compaction would not: once every ``optimize_min_small_files`` small files.
 - **VACUUM** at most every ``pipeline.vacuum_interval_hours`` per table (and not before the
   table is that old: nothing in it is old enough to delete before that), keeping
   ``pipeline.vacuum_retain_hours`` of removed files for time travel (the table property
@@ -36,6 +41,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from lakehouse import profiling
+from lakehouse.bronze.contracts import BRONZE_SCHEMA, CONTRACTS
 from lakehouse.config import PipelineConfig
 from lakehouse.modeling.publish import BUILD_SCHEMA_SUFFIX, removes_rows
 from lakehouse.pipeline.context import Context, StepResult
@@ -47,6 +53,10 @@ REWRITE_OPERATIONS = frozenset(
 )
 # A data file under this size is small: OPTIMIZE (whose target is 1 GiB) would merge it.
 SMALL_FILE_BYTES = 32 * 1024 * 1024
+# The files an OPTIMIZE of a bronze table writes, each one range of its key (the module's
+# docstring): what a day's MERGE rewrites for an updated key, about 800k sessions at most.
+OPTIMIZE_FILE_BYTES = SMALL_FILE_BYTES
+MAX_FILE_SIZE_CONF = "spark.databricks.delta.optimize.maxFileSize"
 # Per operation, the metrics naming the files and bytes a commit added (WRITE and CTAS, MERGE,
 # UPDATE and DELETE).
 ADDED_FILES_METRICS = ("numFiles", "numTargetFilesAdded", "numAddedFiles")
@@ -205,15 +215,38 @@ def _delta_tables(sql: Callable[[str], QueryResult], schema: str) -> list[str]:
     return table_names(listed, views)
 
 
+def key_order(table: str) -> str | None:
+    """The column an OPTIMIZE sorts a table by: the first of its key for a bronze table, else None."""
+    schema, name = table.lower().split(".", 1)
+    contract = CONTRACTS.get(name) if schema == BRONZE_SCHEMA else None
+    return contract.key[0] if contract else None
+
+
+def _optimize(sql: Callable[[str], QueryResult], table: str, order_by: str | None, file_bytes: int) -> None:
+    if order_by is None:
+        sql(f"optimize {table}")
+        return
+    sql(f"set {MAX_FILE_SIZE_CONF} = {file_bytes}")
+    try:
+        sql(f"optimize {table} zorder by ({order_by})")
+    finally:
+        sql(f"reset {MAX_FILE_SIZE_CONF}")
+
+
 def maintain_table(
     sql: Callable[[str], QueryResult],
     table: str,
     now: dt.datetime,
     settings: PipelineConfig,
     pinned: int | None = None,
+    *,
+    order_by: str | None = None,
+    file_bytes: int = OPTIMIZE_FILE_BYTES,
 ) -> Plan:
     """Decide, then run what is due: VACUUM first (see the module docstring), then OPTIMIZE.
-    ``pinned``: the oldest version of the table that a published view reads (:func:`pinned_versions`)."""
+    ``pinned``: the oldest version of the table that a published view reads (:func:`pinned_versions`);
+    ``order_by``: the column an OPTIMIZE lays the table out by, in files of ``file_bytes``
+    (:func:`key_order`), none for a plain compaction."""
     history = commits(sql(f"describe history {table} limit {HISTORY_COMMITS}"))
     view = published_view(table)
     decided = plan(
@@ -235,7 +268,7 @@ def maintain_table(
     if decided.vacuum:
         sql(f"vacuum {table}")
     if decided.optimize:
-        sql(f"optimize {table}")
+        _optimize(sql, table, order_by, file_bytes)
     return decided
 
 
@@ -288,7 +321,9 @@ def step_maintain(ctx: Context, result: StepResult) -> None:
             for table in _delta_tables(sql, schema):
                 name = f"{schema}.{table}"
                 with phases.timed(name):
-                    decided = maintain_table(sql, name, now, settings, pinned.get(name.lower()))
+                    decided = maintain_table(
+                        sql, name, now, settings, pinned.get(name.lower()), order_by=key_order(name)
+                    )
                 checked += 1
                 if decided.optimize or decided.vacuum:
                     done = " and ".join(

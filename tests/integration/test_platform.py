@@ -382,3 +382,47 @@ def test_maintain_never_vacuums_a_table_whose_published_view_reads_an_older_vers
         sql("drop database mt cascade")
         sql("drop database mt_build cascade")
         sql("drop database mt_src cascade")
+
+
+def test_maintain_lays_a_bronze_table_out_in_ranges_of_its_key(services: Config) -> None:
+    """An OPTIMIZE of a bronze table that is due sorts it by its key into files of about the given
+    size, each one range of keys: a later MERGE of recent keys rewrites one file, not all of them
+    (before it, every file of the hashed inserts spans every key). The session's file size is
+    reset afterwards."""
+    import dataclasses
+
+    from lakehouse.pipeline.maintain import MAX_FILE_SIZE_CONF, key_order, maintain_table, server_now
+    from lakehouse.serving.sql_client import session
+
+    assert key_order("bronze.viewing_sessions") == "session_id"
+    assert key_order("BRONZE.ratings") == "user_id"
+    assert key_order("bronze.quarantine") is None
+    assert key_order("gold_build.fct_viewing_sessions") is None
+    settings = dataclasses.replace(services.pipeline, vacuum_interval_hours=100_000, optimize_min_small_files=3)
+    with session(services, etl=True) as sql:
+
+        def spans() -> tuple[int, int]:
+            """(sum of the files' key spans, the table's key span)."""
+            files = sql("select min(id), max(id) from (select id, _metadata.file_path as f from mk.events) group by f")
+            lows, highs = [low for low, _ in files.rows], [high for _, high in files.rows]
+            return sum(highs) - sum(lows), max(highs) - min(lows)
+
+        sql("drop database if exists mk cascade")
+        sql("create database mk")
+        sql("create table mk.events (id bigint, payload string) using delta")
+        for part in range(4):  # four commits, a file each, every one across all the keys
+            sql(f"insert into mk.events select id, sha2(cast(id as string), 256) from range({part}, 120000, 4)")
+        hashed, span = spans()
+        assert hashed > 3 * span
+
+        decided = maintain_table(sql, "mk.events", server_now(sql), settings, order_by="id", file_bytes=1024 * 1024)
+        assert decided.optimize
+        history = sql("describe history mk.events limit 1")
+        operation = dict(zip(history.columns, history.rows[0], strict=True))
+        parameters = str(operation["operationParameters"])
+        assert operation["operation"] == "OPTIMIZE" and "id" in parameters.split("zOrderBy", 1)[1][:12], parameters
+        files = sql("select count(distinct _metadata.file_path) from mk.events").rows[0][0]
+        ranged, span = spans()
+        assert files >= 3 and ranged < 1.1 * span, (files, ranged, span)
+        assert sql(f"set {MAX_FILE_SIZE_CONF}").rows[0][1] != str(1024 * 1024)
+        sql("drop database mk cascade")
