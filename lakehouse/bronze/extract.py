@@ -70,10 +70,14 @@ class ReconciliationError(LakehouseError):
     """Rows read from a source do not equal rows merged plus rows quarantined."""
 
 
-def _read_batch(spark: SparkSession, config: Config, contract: Contract, since: dt.datetime | None) -> DataFrame:
+def _read_batch(
+    spark: SparkSession, config: Config, contract: Contract, since: dt.datetime | None, rows: int
+) -> DataFrame:
+    """The batch of the window from `since`, of which the fingerprint taken just before counted `rows`."""
     if contract.source_system == POSTGRES:
         return transform.with_postgres_fields(readers.read_postgres(spark, config, contract, since), contract)
-    return transform.with_document_fields(readers.read_mongodb(spark, config, contract, since), contract)
+    documents = readers.read_mongodb(spark, config, contract, since, expected_documents=rows)
+    return transform.with_document_fields(documents, contract)
 
 
 def _batch_stats(checked: DataFrame, contract: Contract, latest: Column) -> Row:
@@ -123,7 +127,7 @@ def extract_table(
     tolerance = config.bronze.future_tolerance_minutes
     latest = F.lit(record.started_at + dt.timedelta(minutes=tolerance)).cast("timestamp")
     checked = transform.with_errors(
-        _read_batch(spark, config, contract, since), contract, latest=latest, tolerance_minutes=tolerance
+        _read_batch(spark, config, contract, since, before.rows), contract, latest=latest, tolerance_minutes=tolerance
     )
     if held:
         checked = transform.with_held(checked, writer.moved_by_operator(spark, contract), contract)

@@ -138,6 +138,41 @@ def test_documents_stay_nested_and_drift_is_rescued(spark, sources: dict, first_
     assert {r._source_system for r in content.select("_source_system").distinct().collect()} == {"mongodb"}
 
 
+def test_a_small_batch_read_on_the_driver_equals_the_partitioned_read(
+    spark, services: Config, first_load: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A MongoDB batch the fingerprint counted as small is read by one cursor on the driver
+    (readers.DRIVER_READ_MAX_DOCUMENTS), without the bounds queries and the updated_at ranges
+    that split a larger one across Spark partitions. The same documents either way, for the
+    whole collection and for a window."""
+    from lakehouse.bronze import readers
+
+    content = CONTRACTS["content"]
+    with MongoClient(services.mongodb.connection_uri, serverSelectionTimeoutMS=5000) as mongo:
+        collection = mongo[services.mongodb.database]["content"]
+        stamps = sorted(d["updated_at"] for d in collection.find({"updated_at": {"$type": "date"}}, {"updated_at": 1}))
+        everything = collection.count_documents({})
+    middle = stamps[len(stamps) // 2].replace(tzinfo=dt.UTC)
+    split_ranges = readers.mongo_ranges
+    ranges_taken: list[int] = []
+
+    def counted_ranges(*args, **kwargs):
+        ranges_taken.append(1)
+        return split_ranges(*args, **kwargs)
+
+    monkeypatch.setattr(readers, "mongo_ranges", counted_ranges)
+    for since in (None, middle):
+        split = sorted(readers.read_mongodb(spark, services, content, since).collect())
+        assert len(ranges_taken) == 1
+        driver = readers.read_mongodb(spark, services, content, since, expected_documents=len(split)).collect()
+        assert len(ranges_taken) == 1  # no bounds, no ranges
+        ranges_taken.clear()
+        assert sorted(driver) == split, since
+        assert len(split) == everything if since is None else 0 < len(split) < everything
+    readers.read_mongodb(spark, services, content, None, expected_documents=readers.DRIVER_READ_MAX_DOCUMENTS + 1)
+    assert ranges_taken == [1]
+
+
 def test_bronze_columns_are_visible_over_thrift(first_load: str, cli) -> None:
     result = cli("sql", "describe bronze.viewing_sessions", "--format", "csv")
     assert result.returncode == 0, result.stderr

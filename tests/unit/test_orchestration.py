@@ -54,7 +54,7 @@ def test_the_graph_runs_sources_bronze_build_published(config: Config, graph) ->
         assert graph.get(bronze).parent_keys == {_key("sources", contract.source_system, contract.source_name)}
     # Every model and snapshot is an asset keyed by the relation it builds, and is published.
     nodes = dbt_manifest.published_nodes(manifest)
-    assert len(nodes) == 23, [n["name"] for n in nodes]
+    assert len(nodes) == 24, [n["name"] for n in nodes]
     for node in nodes:
         built = _key(node["schema"], node["name"])
         published = _key(node["schema"].removesuffix(publish.BUILD_SCHEMA_SUFFIX), node["name"])
