@@ -16,9 +16,11 @@
 
     It returns none when the mart must be recomputed whole: no version recorded (a mart built
     before this), a fact without a change feed, or a fact that went through anything but
-    MERGE, appends, OPTIMIZE and column comments since, or whose log no longer reaches back to
-    that version (a replace, VACUUM, log clean-up: the feed of the range may be incomplete or
-    gone). A full recompute gives the same rows; it only costs more.
+    MERGE, appends, OPTIMIZE, column comments and a VACUUM that kept the range's change files
+    since, or whose log no longer reaches back to that version (a replace, a VACUUM whose
+    retention reached into the range, log clean-up: the feed of the range may be incomplete or
+    gone). A full recompute gives the same rows; it only costs more. (maintain VACUUMs a table
+    at most daily with a week's retention: the day after a VACUUM still reads the feed.)
 -#}
 
 {% macro upstream_version_property(upstream) -%}
@@ -80,6 +82,27 @@
 {% endmacro %}
 
 
+{#- A VACUUM deletes the files that no version it keeps reads once they are older than its
+    retention, the change-data files of versions after `since` among them. Its commits leave the
+    feed complete when the first of those versions was committed less than the retention before
+    the VACUUM started (`first_unread_at`): every change-data file of the range was younger. -#}
+{% macro _vacuum_kept_feed(row, first_unread_at) %}
+    {%- if row['operation'] == 'VACUUM END' -%}
+        {{ return(true) }}
+    {%- endif -%}
+    {%- if row['operation'] != 'VACUUM START' or first_unread_at is none or first_unread_at is string -%}
+        {{ return(false) }}
+    {%- endif -%}
+    {%- set parameters = row['operationParameters'] | string -%}
+    {%- set retention = modules.re.findall('specifiedRetentionMillis[^0-9]+([0-9]+)', parameters)
+        or modules.re.findall('defaultRetentionMillis[^0-9]+([0-9]+)', parameters) -%}
+    {%- if not retention or row['timestamp'] is string -%}
+        {{ return(false) }}
+    {%- endif -%}
+    {{ return(row['timestamp'] - modules.datetime.timedelta(milliseconds=retention[0] | int) < first_unread_at) }}
+{% endmacro %}
+
+
 {#- The newest version of `upstream` when it has a change data feed that holds every change
     after version `since` (see the top of this file), else none, with the reason in the log (as
     seen from `reader`). -#}
@@ -93,8 +116,13 @@
     {%- if current == since -%}
         {{ return(current) }}
     {%- endif -%}
+    {%- set unread = namespace(first_at=none) -%}
+    {%- for row in history if row['version'] == since + 1 -%}
+        {%- set unread.first_at = row['timestamp'] -%}
+    {%- endfor -%}
     {%- for row in history if row['version'] > since -%}
-        {%- if not _feed_complete_after(row['operation'], row['operationParameters']) -%}
+        {%- if not _feed_complete_after(row['operation'], row['operationParameters'])
+               and not _vacuum_kept_feed(row, unread.first_at) -%}
             {{ log(reader ~ ": " ~ upstream ~ " version " ~ row['version'] ~ " is a " ~ row['operation']
                    ~ ": every partition read", info=true) }}
             {{ return(none) }}
