@@ -325,8 +325,9 @@ class BronzeConfig:
     # A source that is down is retried this many times with exponential backoff.
     source_retries: int = 3
     retry_backoff_seconds: float = 2.0
-    # Tables extracted at once in the one Spark application. Overlapping one table's driver
-    # work (Delta log, planning, metastore) with another's tasks keeps both cores busy.
+    # Tables extracted at once in the one Spark application, and validated at once by the gate.
+    # Overlapping one table's driver work (Delta log, planning, metastore) with another's tasks
+    # keeps both cores busy.
     parallel_tables: int = 2
 
     def validate(self) -> None:

@@ -1,6 +1,6 @@
 """The quality gate: run the suites of ``expectations/`` on the newest bronze batch of each table.
 
-For every bronze table, in one Spark application:
+For every bronze table, in one Spark application (``bronze.parallel_tables`` tables at once):
 
 1. the batch (its ``_batch_id``; see :mod:`lakehouse.quality.batches`) is read with only the
    columns the suites use, foreign keys are resolved against the referenced bronze tables
@@ -26,6 +26,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Collection, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -288,17 +289,12 @@ def run_gate(
     parameters = _parameters(config)
     runner = GxRunner(data_docs_dir(config), run_id, example_keys=config.quality.example_keys)
 
-    runs: dict[str, TableRun] = {}
-    outcomes: list[Outcome] = []
-    records: list[StepRecord] = []
-    verdicts: list[Verdict] = []
-    for ref in refs:
-        run = runs.setdefault(ref.table, TableRun(ref))
+    def validate_ref(ref: BatchRef) -> tuple[TableRun, list[Outcome], StepRecord]:
+        run = TableRun(ref)
         if ref.pending and ref.table not in written and not batches.has_pending(spark, ref):
             run.skipped, run.rows = True, 0
             report(f"validate bronze.{ref.table}: nothing new since the last passed gate")
-            records.append(_step_record(run_id, run, [], None))
-            continue
+            return run, [], _step_record(run_id, run, [], None)
         table_started = time.monotonic()
         report(f"validate bronze.{ref.table}: batch {ref.batch_id}...")
         error = None
@@ -311,16 +307,32 @@ def run_gate(
             log.warning("validating bronze.%s failed: %s", ref.table, error)
             table_outcomes = [results.gate_error(ref.table, ref.batch_id, error)]
         run.seconds = time.monotonic() - table_started
-        outcomes += table_outcomes
-        records.append(_step_record(run_id, run, table_outcomes, error))
-        records[-1].profile.update({**work.as_profile(), "expectations": len(table_outcomes)})
-        if ref.pending:
-            passed = not any(o.failed_critical for o in table_outcomes)
-            verdicts.append(Verdict(ref.table, passed, ref.version, run.high_water_us, run.rows))
+        record = _step_record(run_id, run, table_outcomes, error)
+        record.profile.update({**work.as_profile(), "expectations": len(table_outcomes)})
         failed = sum(o.failed_critical for o in table_outcomes)
         report(
             f"validate bronze.{ref.table}: {run.rows or 0:,} rows, {failed} critical failure(s), {run.seconds:.1f} s"
         )
+        return run, table_outcomes, record
+
+    # Tables run side by side (bronze.parallel_tables, as in the extract): each is a few small
+    # Spark jobs that wait on one another, so two at once use the cores the other leaves idle.
+    with ThreadPoolExecutor(max_workers=config.bronze.parallel_tables, thread_name_prefix="validate") as pool:
+        done = list(pool.map(validate_ref, refs))
+    runs = {run.batch.table: run for run, _, _ in done}
+    outcomes = [o for _, table_outcomes, _ in done for o in table_outcomes]
+    records = [record for _, _, record in done]
+    verdicts = [
+        Verdict(
+            run.batch.table,
+            not any(o.failed_critical for o in table_outcomes),
+            run.batch.version,
+            run.high_water_us,
+            run.rows,
+        )
+        for run, table_outcomes, _ in done
+        if run.batch.pending and not run.skipped
+    ]
 
     notes = []
     docs_path: Path | None = None

@@ -13,6 +13,7 @@ the reference that tests/unit/test_gate_evaluate.py compares the one-pass result
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,8 @@ class GxRunner:
         )
         self.context = gx.get_context(mode="ephemeral", project_config=project_config)
         self._datasources: dict[str, Any] = {}
+        # The gate validates tables side by side; the context's stores are not thread-safe.
+        self._lock = threading.Lock()
 
     def _datasource(self, table: str) -> Any:
         """One Spark datasource per bronze table (``bronze.<table>``), holding its three assets."""
@@ -100,7 +103,11 @@ class GxRunner:
         )
 
     def record(self, suite: gx.ExpectationSuite, result: ExpectationSuiteValidationResult) -> None:
-        """Keep a suite's result computed outside GE's validator, for the Data Docs."""
+        """Keep a suite's result computed outside GE's validator, for the Data Docs (thread-safe)."""
+        with self._lock:
+            self._record(suite, result)
+
+    def _record(self, suite: gx.ExpectationSuite, result: ExpectationSuiteValidationResult) -> None:
         self.context.suites.add(suite)
         suite_id = ExpectationSuiteIdentifier(name=suite.name)
         result.meta.update(
