@@ -133,7 +133,7 @@ def extract_table(
         checked = transform.with_held(checked, writer.moved_by_operator(spark, contract), contract)
     else:
         checked = checked.withColumn(transform.HELD, F.lit(False))
-    checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
+    checked = transform.for_the_writes(checked, contract).persist(StorageLevel.MEMORY_AND_DISK)
     commits = 0
     try:
         with phases.timed("read and type"):

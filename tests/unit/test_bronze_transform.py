@@ -121,6 +121,38 @@ def test_latest_row_per_key_wins_deterministically(spark) -> None:
     assert forward == backward
 
 
+def test_the_narrowed_batch_writes_the_same_rows_and_quarantines_the_same_payloads(spark) -> None:
+    older, newer = dt.datetime(2026, 1, 1), dt.datetime(2026, 1, 2)
+    rows = [
+        (1, "c1", 3, older, older),
+        (1, "c1", 5, newer, newer),
+        (2, "c1", 4, older, older),
+        (2, "c1", 1, older, older),  # a tie: the payload's hash decides
+        (3, "c1", 2, older, None),  # no updated_at: quarantined
+        (None, "c1", 2, older, older),  # no key: quarantined
+    ]
+    checked = X.with_errors(
+        X.with_postgres_fields(spark.createDataFrame(rows, RATINGS_RAW).repartition(2), C.RATINGS), C.RATINGS
+    )
+    narrow = X.for_the_writes(checked, C.RATINGS)
+    assert not [
+        c for c in narrow.columns if c.startswith(X.RAW_PREFIX) and c not in ("__raw_user_id", "__raw_content_id")
+    ]
+    assert narrow.filter(F.size(X.ERRORS) == 0).filter(F.col(X.PAYLOAD).isNotNull()).count() == 0
+
+    def written(frame):
+        latest = X.filter_latest_per_key(X.filter_valid(frame), C.RATINGS)
+        return X.with_ingest_metadata(latest, C.RATINGS, "b1", F.lit(TS))
+
+    assert_df_equality(written(narrow), written(checked), ignore_row_order=True)
+    assert_df_equality(
+        X.to_quarantine(narrow, C.RATINGS, "b1", F.lit(TS)),
+        X.to_quarantine(checked, C.RATINGS, "b1", F.lit(TS)),
+        ignore_row_order=True,
+    )
+    assert X.to_quarantine(narrow, C.RATINGS, "b1", F.lit(TS)).count() == 2
+
+
 def test_a_version_an_operator_moved_is_held_and_a_newer_version_or_an_edit_is_not(spark) -> None:
     stamp = dt.datetime(2026, 1, 2, 3, 4, 5, 123456)
     moved_rows = [(1, "c1", 3, stamp, stamp), (2, "c1", 4, stamp, stamp), (3, "c1", 1, stamp, stamp)]
