@@ -71,13 +71,13 @@ class ReconciliationError(LakehouseError):
 
 
 def _read_batch(
-    spark: SparkSession, config: Config, contract: Contract, since: dt.datetime | None, rows: int
+    spark: SparkSession, config: Config, contract: Contract, since: dt.datetime | None, documents: list[str] | None
 ) -> DataFrame:
-    """The batch of the window from `since`, of which the fingerprint taken just before counted `rows`."""
+    """The batch of the window from `since`; `documents`: its documents, if the fingerprint kept them."""
     if contract.source_system == POSTGRES:
         return transform.with_postgres_fields(readers.read_postgres(spark, config, contract, since), contract)
-    documents = readers.read_mongodb(spark, config, contract, since, expected_documents=rows)
-    return transform.with_document_fields(documents, contract)
+    frame = readers.read_mongodb(spark, config, contract, since, documents=documents)
+    return transform.with_document_fields(frame, contract)
 
 
 def _batch_stats(checked: DataFrame, contract: Contract, latest: Column) -> Row:
@@ -122,12 +122,12 @@ def extract_table(
     ingested_at = F.lit(record.started_at).cast("timestamp")
     phases = profiling.Phases()
     with phases.timed("fingerprint"):
-        (before,) = fingerprints.take(config, contract, [since])
+        before, documents = fingerprints.take_with_documents(config, contract, since)
 
     tolerance = config.bronze.future_tolerance_minutes
     latest = F.lit(record.started_at + dt.timedelta(minutes=tolerance)).cast("timestamp")
     checked = transform.with_errors(
-        _read_batch(spark, config, contract, since, before.rows), contract, latest=latest, tolerance_minutes=tolerance
+        _read_batch(spark, config, contract, since, documents), contract, latest=latest, tolerance_minutes=tolerance
     )
     if held:
         checked = transform.with_held(checked, writer.moved_by_operator(spark, contract), contract)

@@ -7,11 +7,12 @@ runs, so only changed rows cross the wire.
 MongoDB: pymongo cursors inside Spark partitions, one per ``updated_at`` range (ranges come
 from the min/max that MongoDB returns for the batch: no ``$sample`` or ``$bucketAuto``, which
 FerretDB lacks). Each document travels as JSON text and is typed by the contract in Spark. A
-batch known to be small (at most :data:`DRIVER_READ_MAX_DOCUMENTS`: the extract's fingerprint
-of the window counted it) is read by one cursor on the driver instead: FerretDB answers each
-query of a collection in about the same time whatever it returns (2.5-2.7 s for 13, 48 or
-8,016 of the medium catalogue's documents), and the partitioned read costs two queries for
-the bounds and one per range.
+small batch (at most :data:`DRIVER_READ_MAX_DOCUMENTS`) is not queried again at all: the
+extract's fingerprint of the window read it, and hands its documents over
+(:func:`lakehouse.bronze.fingerprints.take_with_documents`). FerretDB answers each query of a
+collection in about the same time whatever it returns (2.5-2.7 s for 13, 48 or 8,016 of the
+medium catalogue's documents), and the partitioned read costs two queries for the bounds and
+one per range.
 Documents whose ``updated_at`` is not a date (a defect) cannot be compared with a watermark,
 so every batch reads them too: they are quarantined again, idempotently, until fixed.
 """
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 POSTGRES_SCHEMA = "public"
 MONGO_COLLECTION_OF = {"content": "content"}
 DOCUMENT_SCHEMA = T.StructType([T.StructField(DOCUMENT, T.StringType())])
-# A MongoDB batch of at most this many documents is read on the driver, in one query.
+# A MongoDB batch of at most this many documents is kept by the fingerprint that read it.
 DRIVER_READ_MAX_DOCUMENTS = 20_000
 NOT_A_DATE = {UPDATED_AT: {"$not": {"$type": "date"}}}
 SERVER_SELECTION_TIMEOUT_MS = 10_000
@@ -219,32 +220,20 @@ def _read_partition(uri: str, database: str, collection: str, batch_size: int) -
     return read
 
 
-def _read_on_driver(config: Config, contract: Contract, since: dt.datetime | None) -> list[tuple[str]]:
-    from lakehouse.services.mongodb import client
-
-    def attempt() -> list[tuple[str]]:
-        with client(config, SERVER_SELECTION_TIMEOUT_MS) as mongo:
-            collection = mongo[config.mongodb.database][MONGO_COLLECTION_OF[contract.source_name]]
-            found = collection.find(mongo_batch_filter(since), batch_size=config.bronze.mongodb_batch_size)
-            return [(document_json(document),) for document in found]
-
-    return with_retries(config, f"mongodb source {config.mongodb.display()}", attempt)
-
-
 def read_mongodb(
     spark: SparkSession,
     config: Config,
     contract: Contract,
     since: dt.datetime | None,
-    expected_documents: int | None = None,
+    documents: list[str] | None = None,
 ) -> DataFrame:
     """The batch of one collection as a one-column frame of JSON documents (``_document``).
 
-    ``expected_documents``: how many the batch holds, when known (a fingerprint of its window);
-    up to :data:`DRIVER_READ_MAX_DOCUMENTS` they are read on the driver in one query.
+    ``documents``: the batch's documents as JSON when the fingerprint of its window kept them
+    (a small window): the frame is made of them, without a query.
     """
-    if expected_documents is not None and expected_documents <= DRIVER_READ_MAX_DOCUMENTS:
-        return spark.createDataFrame(_read_on_driver(config, contract, since), DOCUMENT_SCHEMA)
+    if documents is not None:
+        return spark.createDataFrame([(document,) for document in documents], DOCUMENT_SCHEMA)
     filters = mongo_ranges(config, contract, since)
     read = _read_partition(
         config.mongodb.connection_uri,

@@ -138,14 +138,14 @@ def test_documents_stay_nested_and_drift_is_rescued(spark, sources: dict, first_
     assert {r._source_system for r in content.select("_source_system").distinct().collect()} == {"mongodb"}
 
 
-def test_a_small_batch_read_on_the_driver_equals_the_partitioned_read(
+def test_a_small_batch_kept_by_the_fingerprint_equals_the_partitioned_read(
     spark, services: Config, first_load: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A MongoDB batch the fingerprint counted as small is read by one cursor on the driver
-    (readers.DRIVER_READ_MAX_DOCUMENTS), without the bounds queries and the updated_at ranges
-    that split a larger one across Spark partitions. The same documents either way, for the
-    whole collection and for a window."""
-    from lakehouse.bronze import readers
+    """A small MongoDB batch (at most readers.DRIVER_READ_MAX_DOCUMENTS) is the documents the
+    fingerprint of its window read: no bounds queries, no updated_at ranges split across Spark
+    partitions, no query at all. The same documents either way, for the whole collection and
+    for a window; a bigger window is read in ranges."""
+    from lakehouse.bronze import fingerprints, readers
 
     content = CONTRACTS["content"]
     with MongoClient(services.mongodb.connection_uri, serverSelectionTimeoutMS=5000) as mongo:
@@ -164,13 +164,16 @@ def test_a_small_batch_read_on_the_driver_equals_the_partitioned_read(
     for since in (None, middle):
         split = sorted(readers.read_mongodb(spark, services, content, since).collect())
         assert len(ranges_taken) == 1
-        driver = readers.read_mongodb(spark, services, content, since, expected_documents=len(split)).collect()
+        fingerprint, documents = fingerprints.take_with_documents(services, content, since)
+        assert documents is not None and fingerprint.rows == len(documents) == len(split)
+        kept = readers.read_mongodb(spark, services, content, since, documents=documents).collect()
         assert len(ranges_taken) == 1  # no bounds, no ranges
         ranges_taken.clear()
-        assert sorted(driver) == split, since
+        assert sorted(kept) == split, since
         assert len(split) == everything if since is None else 0 < len(split) < everything
-    readers.read_mongodb(spark, services, content, None, expected_documents=readers.DRIVER_READ_MAX_DOCUMENTS + 1)
-    assert ranges_taken == [1]
+    monkeypatch.setattr(readers, "DRIVER_READ_MAX_DOCUMENTS", everything - 1)
+    fingerprint, documents = fingerprints.take_with_documents(services, content, None)
+    assert documents is None and fingerprint.rows == everything
 
 
 def test_bronze_columns_are_visible_over_thrift(first_load: str, cli) -> None:
