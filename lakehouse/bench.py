@@ -11,7 +11,11 @@ the data of a running `make pipeline`. In order it measures:
 5. the pipeline once more with nothing new (what a scheduler polling every few minutes pays),
    with the number of Spark applications it started.
 
-Each run's profile (lakehouse/profiling.py) and the machine's load average are kept too.
+At the large scale only 1-3 run (:data:`FULL_ONLY_SCALES`): the question there is whether the
+full run completes on the machine, and in what memory. Each run's profile
+(lakehouse/profiling.py), each step's peak resident memory (VmHWM of the Spark application's
+JVM, where its executors run too in local mode, and of the Thrift server's) and the machine's
+load average are kept too.
 
 Results are written as JSON to ``<home>/reports/bench-<timestamp>.json`` and printed as a
 table with the ratios the issues ask about (extract vs COPY, validate vs extract, incremental
@@ -42,6 +46,8 @@ TABLE_SCHEMAS = ("bronze", "silver_build", "gold_build")
 # pipeline run (the large scale takes hours on two cores).
 COMMAND_TIMEOUT_SECONDS = 1800
 PIPELINE_TIMEOUT_SECONDS = 6 * 3600
+# Scales the bench runs the full pipeline of only (no simulated day, no run with nothing new).
+FULL_ONLY_SCALES = ("large",)
 NULL_SINK_CHUNK = 1 << 20
 
 
@@ -221,11 +227,15 @@ def run_bench(config: Config, scale: str = "medium", progress=print) -> dict[str
         report["full"] = timed_pipeline(env, logs / "full.log", "--scale", scale, "--full-refresh")
         report["full"]["extract_tables"] = _extract_rates(bench_config, report["full"]["run_id"])
         report["full"]["profile"] = _profile(bench_config, report["full"]["run_id"])
+        report["full"]["peak_rss_mb"] = peak_memory(report["full"]["profile"])
 
         progress("bench: baselines (COPY TO STDOUT, pymongo cursor)")
         report["copy_viewing_sessions"] = copy_baseline(bench_config)
         report["cursor_content"] = cursor_baseline(bench_config)
 
+        if scale in FULL_ONLY_SCALES:
+            progress(f"bench: at {scale} scale the full run only (no simulated day, no run with nothing new)")
+            return _finish(report)
         progress(f"bench: simulate one day, then the incremental pipeline (output: {logs / 'incremental.log'})")
         started = time.monotonic()
         stack_cli(env, "simulate", "--days", "1")
@@ -233,6 +243,7 @@ def run_bench(config: Config, scale: str = "medium", progress=print) -> dict[str
         report["incremental"] = timed_pipeline(env, logs / "incremental.log", "--scale", scale)
         report["incremental"]["extract_tables"] = _extract_rates(bench_config, report["incremental"]["run_id"])
         report["incremental"]["profile"] = _profile(bench_config, report["incremental"]["run_id"])
+        report["incremental"]["peak_rss_mb"] = peak_memory(report["incremental"]["profile"])
 
         progress(f"bench: the pipeline again with nothing new (output: {logs / 'no-change.log'})")
         before = delta_versions(bench_config, TABLE_SCHEMAS)
@@ -249,7 +260,31 @@ def run_bench(config: Config, scale: str = "medium", progress=print) -> dict[str
         )
     finally:
         stack_cli(env, "down")
+    return _finish(report)
 
+
+def peak_memory(profile: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Each step's peak resident memory in MiB, from its profile row: ``jvm`` (the Spark
+    application it ran in, so far) and ``thrift`` (the Thrift server, so far)."""
+    from lakehouse import profiling
+
+    peaks: dict[str, dict[str, float]] = {}
+    for row in profile:
+        values = row.get("profile") or {}
+        if row.get("table") is not None:
+            continue
+        found = {
+            name: values[key]
+            for name, key in (("jvm", profiling.JVM_PEAK_KEY), ("thrift", profiling.THRIFT_PEAK_KEY))
+            if isinstance(values.get(key), int | float)
+        }
+        if found:
+            peaks[str(row.get("step"))] = found
+    return peaks
+
+
+def _finish(report: dict[str, Any]) -> dict[str, Any]:
+    """The ratios of a report's runs, and its end."""
     sessions = report["full"]["extract_tables"].get("viewing_sessions", {})
     content = report["full"]["extract_tables"].get("content", {})
     extract_rate = _ratio(sessions.get("rows"), sessions.get("seconds"))
@@ -261,7 +296,7 @@ def run_bench(config: Config, scale: str = "medium", progress=print) -> dict[str
         "validate_vs_extract": _ratio(
             full_steps.get("validate", {}).get("seconds"), full_steps.get("extract", {}).get("seconds")
         ),
-        "incremental_vs_full": _ratio(report["incremental"]["seconds"], report["full"]["seconds"]),
+        "incremental_vs_full": _ratio((report.get("incremental") or {}).get("seconds"), report["full"]["seconds"]),
     }
     report["ended_at"] = dt.datetime.now(dt.UTC).isoformat()
     report["load_average_at_end"] = os.getloadavg()
@@ -270,7 +305,8 @@ def run_bench(config: Config, scale: str = "medium", progress=print) -> dict[str
 
 def format_report(report: dict[str, Any]) -> str:
     lines = [f"benchmark at {report['scale']} scale on {report['cpus']} cores", ""]
-    runs = [report[name] for name in ("full", "incremental", "no_change")]
+    empty: dict[str, Any] = {"steps": {}, "seconds": 0.0}
+    runs = [report.get(name) or empty for name in ("full", "incremental", "no_change")]
     header = (
         f"{'step':<10} {'full s':>9} {'incr s':>9} {'no-change s':>12} {'full rows read':>15} {'incr rows read':>15}"
     )
@@ -282,8 +318,15 @@ def format_report(report: dict[str, Any]) -> str:
             f"{idle.get('seconds') or 0:>12.1f} {full.get('rows_read') or 0:>15,} {incr.get('rows_read') or 0:>15,}"
         )
     lines.append(f"{'total':<10} {runs[0]['seconds']:>9.1f} {runs[1]['seconds']:>9.1f} {runs[2]['seconds']:>12.1f}")
-    lines.append(f"Spark applications started by the no-change run: {report['no_change'].get('spark_applications')}")
-    lines.append(f"Delta tables left unchanged by the no-change run: {report['no_change'].get('tables_unchanged')}")
+    if "no_change" in report:
+        lines.append(f"Spark applications started by the no-change run: {runs[2].get('spark_applications')}")
+        lines.append(f"Delta tables left unchanged by the no-change run: {runs[2].get('tables_unchanged')}")
+    else:
+        lines.append(f"at {report['scale']} scale the full run only")
+    for name in ("full", "incremental"):
+        for step, peaks in (report.get(name) or {}).get("peak_rss_mb", {}).items():
+            shown = ", ".join(f"{who} {mb:,.0f} MiB" for who, mb in peaks.items())
+            lines.append(f"peak resident memory, {name} {step}: {shown}")
     start, end = report.get("load_average_at_start"), report.get("load_average_at_end")
     lines.append(f"load average (1, 5, 15 min) at start {start}, at end {end}")
     lines.append("")

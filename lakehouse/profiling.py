@@ -25,6 +25,7 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -150,6 +151,37 @@ def executor_summary(spark: SparkSession) -> list[dict[str, Any]] | None:
 def announce(**values: Any) -> None:
     """Print one profile line for the pipeline that started this job (a no-op for a person)."""
     print(f"{PROFILE_MARK} {json.dumps(values, default=str)}", flush=True)
+
+
+# Peak resident memory (VmHWM) of a JVM so far, in MiB: the application's (its driver; in local
+# mode its executors run in it too) and the Thrift server's (dbt, maintain and BI queries).
+JVM_PEAK_KEY = "jvm_peak_rss_mb"
+THRIFT_PEAK_KEY = "thrift_peak_rss_mb"
+
+
+def peak_rss_mb(pid: int | None) -> float | None:
+    """A process's peak resident memory so far (``VmHWM`` of /proc/<pid>/status) in MiB; None
+    where that is unknown (no such process, not Linux)."""
+    if pid is None:
+        return None
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def announce_jvm_peak(spark: SparkSession) -> None:
+    """Announce this application's JVM peak resident memory so far (for the step it is in)."""
+    try:
+        pid = int(spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid())  # type: ignore[union-attr]
+    except Exception:  # no JVM to ask (stopped, or not a py4j gateway): nothing to announce
+        return
+    peak = peak_rss_mb(pid)
+    if peak is not None:
+        announce(**{JVM_PEAK_KEY: peak})
 
 
 def announce_session_ready() -> None:

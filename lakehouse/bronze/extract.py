@@ -359,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
             spark, config, sources=sources, tables=args.table, full_refresh=args.full_refresh, run_id=args.run_id
         )
     finally:
+        profiling.announce_jvm_peak(spark)
         spark.stop()
     failed = [r for r in records if r.status != "succeeded"]
     for record in failed:

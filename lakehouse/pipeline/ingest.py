@@ -102,6 +102,7 @@ def extract_and_validate(
     result = IngestResult(records)
     if result.extract_failed:
         return result
+    profiling.announce_jvm_peak(spark)  # the extract's
     profiling.announce_step_begins("validate")
     written = sum((r.rows_inserted or 0) + (r.rows_updated or 0) for r in records)
     if written and not always_validate:
@@ -172,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         executors = profiling.executor_summary(spark)
         if executors is not None:
             profiling.announce(**{profiling.EXECUTORS_KEY: executors})
+        profiling.announce_jvm_peak(spark)  # the application's, at its end
         spark.stop()
     for record in result.extract_failed:
         print(f"extract: error: {record.source_system}.{record.source_table}: {record.error_message}", file=sys.stderr)

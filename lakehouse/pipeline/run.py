@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TextIO
 
-from lakehouse import errors
+from lakehouse import errors, profiling
 from lakehouse.audit import new_run_id
 from lakehouse.config import Config
 from lakehouse.pipeline.context import STEPS, Context, GateFailed, Options, PipelineError, StepResult, TransientError
@@ -74,11 +74,27 @@ def run_step(ctx: Context, result: StepResult) -> None:
     finally:
         result.seconds = time.monotonic() - started
         result.ended_at = dt.datetime.now(dt.UTC)
+        if result.name in THRIFT_STEPS:
+            _record_thrift_peak(ctx, result)
         if result.span is not None:  # its work ran (partly) in another step's Spark application
             begun, ended = result.span
             result.started_at = dt.datetime.fromtimestamp(begun, dt.UTC)
             result.ended_at = dt.datetime.fromtimestamp(ended, dt.UTC)
             result.seconds = max(0.0, ended - begun)
+
+
+# Steps whose work runs in the Thrift server's JVM (dbt's statements; maintain's).
+THRIFT_STEPS = ("transform", "maintain")
+
+
+def _record_thrift_peak(ctx: Context, result: StepResult) -> None:
+    """The Thrift server's peak resident memory so far, when it runs on this machine."""
+    from lakehouse.services import thrift
+    from lakehouse.services.process import read_pid
+
+    peak = profiling.peak_rss_mb(read_pid(thrift.pid_file(ctx.config)))
+    if peak is not None:
+        result.profile[profiling.THRIFT_PEAK_KEY] = peak
 
 
 def selected_steps(options: Options) -> list[str]:

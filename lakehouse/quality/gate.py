@@ -403,6 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"validate: error: the gate could not run: {errors.one_line(exc, config.secret_values)}", file=sys.stderr)
         return EXIT_ERROR
     finally:
+        profiling.announce_jvm_peak(spark)
         spark.stop()
     print(result.summary(), flush=True)
     if not result.passed:

@@ -191,3 +191,56 @@ def test_the_bench_table_has_the_no_change_run_its_spark_applications_and_the_lo
     assert next(line for line in lines if line.startswith("total")).split() == ["total", "300.0", "250.0", "60.0"]
     assert "Spark applications started by the no-change run: 1" in lines
     assert "load average (1, 5, 15 min) at start (0.5, 0.4, 0.3), at end (1.5, 1.0, 0.6)" in lines
+
+
+def test_a_jvms_peak_resident_memory_is_announced_from_its_vmhwm(spark, capsys) -> None:
+    assert profiling.peak_rss_mb(os.getpid()) > 1  # this Python process
+    assert profiling.peak_rss_mb(None) is None
+    assert profiling.peak_rss_mb(2**22 + 12345) is None  # above Linux's pid_max: no such process
+    profiling.announce_jvm_peak(spark)
+    announced = [profiling.parse_line(line) for line in capsys.readouterr().out.splitlines()]
+    peaks = [values[profiling.JVM_PEAK_KEY] for values in announced if values and profiling.JVM_PEAK_KEY in values]
+    assert len(peaks) == 1 and peaks[0] > 100  # a Spark JVM holds more than 100 MiB
+
+
+def test_a_large_bench_is_the_full_run_only_with_each_steps_peak_memory() -> None:
+    from lakehouse.bench import format_report, peak_memory
+
+    profile = [
+        {"step": "extract", "table": None, "profile": {profiling.JVM_PEAK_KEY: 2048.5}},
+        {"step": "extract", "table": "users", "profile": {profiling.JVM_PEAK_KEY: 1.0}},  # a table's row: not a step's
+        {"step": "transform", "table": None, "profile": {profiling.THRIFT_PEAK_KEY: 3072.0}},
+        {"step": "sources", "table": None, "profile": {}},
+    ]
+    peaks = peak_memory(profile)
+    assert peaks == {"extract": {"jvm": 2048.5}, "transform": {"thrift": 3072.0}}
+    report = {
+        "scale": "large",
+        "cpus": 2,
+        "full": {"seconds": 900.0, "steps": {"extract": {"seconds": 400.0, "rows_read": 10}}, "peak_rss_mb": peaks},
+        "ratios": {"incremental_vs_full": None},
+    }
+    lines = format_report(report).splitlines()
+    assert next(line for line in lines if line.startswith("total")).split() == ["total", "900.0", "0.0", "0.0"]
+    assert "at large scale the full run only" in lines
+    assert "peak resident memory, full extract: jvm 2,048 MiB" in lines
+    assert "peak resident memory, full transform: thrift 3,072 MiB" in lines
+
+
+def test_the_steps_in_the_thrift_server_record_its_peak_memory(monkeypatch, tmp_path) -> None:
+    from lakehouse.pipeline import run
+    from lakehouse.services import thrift
+
+    config = load_config(env={"LAKEHOUSE_HOME": str(tmp_path)})
+    ctx = context.Context(config, context.Options(quiet=True), "r1")
+    monkeypatch.setitem(run.STEP_FUNCTIONS, "transform", lambda _ctx, _result: None)
+    monkeypatch.setitem(run.STEP_FUNCTIONS, "sources", lambda _ctx, _result: None)
+    transform, sources = context.StepResult("transform"), context.StepResult("sources")
+    run.run_step(ctx, transform)  # no server running: nothing recorded
+    assert profiling.THRIFT_PEAK_KEY not in transform.profile
+    thrift.pid_file(config).parent.mkdir(parents=True, exist_ok=True)
+    thrift.pid_file(config).write_text(str(os.getpid()))  # a live process stands in for the server
+    run.run_step(ctx, transform)
+    run.run_step(ctx, sources)
+    assert transform.profile[profiling.THRIFT_PEAK_KEY] == pytest.approx(profiling.peak_rss_mb(os.getpid()), rel=0.5)
+    assert profiling.THRIFT_PEAK_KEY not in sources.profile
