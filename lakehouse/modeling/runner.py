@@ -165,7 +165,6 @@ def dbt_environment(config: Config, base: dict[str, str] | None = None) -> dict[
             "DBT_POLL_INTERVAL": str(config.dbt.poll_interval_seconds),
             "DBT_SPARK_SCHEDULER_POOL": etl[pools.POOL_KEY],
             "DBT_SPARK_QUERY_TIMEOUT": etl[pools.QUERY_TIMEOUT_KEY],
-            "DBT_SPARK_ASYNC": etl[pools.ASYNC_KEY],
             # Nothing leaves the machine: no usage statistics, no version check.
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
             "DBT_VERSION_CHECK": "false",

@@ -24,10 +24,6 @@ BI_POOL = "bi"
 ETL_POOL = "etl"
 POOL_KEY = "spark.sql.thriftserver.scheduler.pool"
 QUERY_TIMEOUT_KEY = "spark.sql.thriftServer.queryTimeout"
-# false: the server runs the session's statements in the request (ExecuteStatement returns when
-# the statement is done). A client that polls (dbt-spark, in whole seconds) then finds it finished
-# at its first poll instead of sleeping up to a second per statement.
-ASYNC_KEY = "spark.sql.hive.thriftServer.async"
 # HiveServer2 applies only session configuration keys with this prefix to the Spark session.
 SESSION_CONF_PREFIX = "set:hiveconf:"
 
@@ -45,12 +41,8 @@ def server_conf(config: Config) -> dict[str, str]:
 
 
 def etl_session_settings() -> dict[str, str]:
-    """The settings of an ETL session: the etl pool, no per-query limit on the server, statements in the request.
-
-    Synchronous statements cannot be cancelled by the client while they run (it has no handle
-    yet); BI sessions keep the server's default (asynchronous) for that reason.
-    """
-    return {POOL_KEY: ETL_POOL, QUERY_TIMEOUT_KEY: "0", ASYNC_KEY: "false"}
+    """The settings of an ETL session: the etl pool, no per-query limit on the server."""
+    return {POOL_KEY: ETL_POOL, QUERY_TIMEOUT_KEY: "0"}
 
 
 def etl_session_configuration() -> dict[str, str]:

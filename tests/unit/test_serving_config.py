@@ -82,7 +82,6 @@ def test_dbt_and_the_pipeline_open_etl_sessions(env: dict[str, str]) -> None:
     assert configuration == {
         f"set:hiveconf:{pools.POOL_KEY}": pools.ETL_POOL,
         f"set:hiveconf:{pools.QUERY_TIMEOUT_KEY}": "0",
-        f"set:hiveconf:{pools.ASYNC_KEY}": "false",
     }
     profile = yaml.safe_load((runner.DBT_PROJECT_DIR / "profiles.yml").read_text())
     parameters = profile["lakehouse"]["outputs"]["thrift"]["server_side_parameters"]
@@ -90,11 +89,9 @@ def test_dbt_and_the_pipeline_open_etl_sessions(env: dict[str, str]) -> None:
     dbt_env = runner.dbt_environment(load_config(env=env), base={})
     assert dbt_env["DBT_SPARK_SCHEDULER_POOL"] == pools.ETL_POOL
     assert dbt_env["DBT_SPARK_QUERY_TIMEOUT"] == "0"
-    assert dbt_env["DBT_SPARK_ASYNC"] == "false"
     for key, variable in (
         (pools.POOL_KEY, "DBT_SPARK_SCHEDULER_POOL"),
         (pools.QUERY_TIMEOUT_KEY, "DBT_SPARK_QUERY_TIMEOUT"),
-        (pools.ASYNC_KEY, "DBT_SPARK_ASYNC"),
     ):
         assert variable in parameters[f"set:hiveconf:{key}"]
 
