@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lakehouse import processes
+from lakehouse import processes, profiling
 from lakehouse.config import PROJECT_ROOT, Config, load_config
 from lakehouse.errors import LakehouseError
 from lakehouse.serving.sql_client import delta_versions
@@ -266,13 +266,11 @@ def run_bench(config: Config, scale: str = "medium", progress=print) -> dict[str
 def peak_memory(profile: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Each step's peak resident memory in MiB, from its profile row: ``jvm`` (the Spark
     application it ran in, so far) and ``thrift`` (the Thrift server, so far)."""
-    from lakehouse import profiling
-
     peaks: dict[str, dict[str, float]] = {}
     for row in profile:
-        values = row.get("profile") or {}
-        if row.get("table") is not None:
+        if row.get("table") is not None:  # a table's row: the step's row has the peaks
             continue
+        values = row.get("profile") or {}
         found = {
             name: values[key]
             for name, key in (("jvm", profiling.JVM_PEAK_KEY), ("thrift", profiling.THRIFT_PEAK_KEY))
