@@ -59,6 +59,9 @@ MAX_PORT = 65535
 # SeaweedFS serves gRPC on each HTTP port + 10000 (object_store.port).
 GRPC_PORT_SHIFT = 10000
 THRIFT_AUTH_MODES = ("auto", "none", "password")
+# How the S3A client authenticates: object_store.access_key and its secret key, or the AWS SDK's
+# default credential chain in every JVM (an instance or pod role on AWS: no key to hand out).
+OBJECT_STORE_CREDENTIALS = ("keys", "default")
 USER_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 
 
@@ -122,7 +125,10 @@ class ObjectStoreConfig:
     gateway; the master, volume and filer servers take the next three ports, and each of those
     its port + 10000 for gRPC) with the access key below and a secret key generated into
     ``<home>/secrets``. With an ``endpoint`` that server is used, and the secret key comes from
-    LAKEHOUSE_OBJECT_STORE_SECRET_KEY.
+    LAKEHOUSE_OBJECT_STORE_SECRET_KEY; or, with ``credentials: default``, every Spark JVM finds
+    its own credentials through the AWS SDK's default chain (environment variables, the shared
+    profile file, a web identity token, the container's or the instance's role), and neither key
+    is set anywhere.
     """
 
     endpoint: str | None = None
@@ -131,11 +137,23 @@ class ObjectStoreConfig:
     path_style_access: bool = True
     region: str = "us-east-1"
     access_key: str = "lakehouse"
+    # keys: access_key and LAKEHOUSE_OBJECT_STORE_SECRET_KEY; default: the AWS SDK's default
+    # credential chain of each JVM (OBJECT_STORE_CREDENTIALS).
+    credentials: str = "keys"
     # Resolved at load time; never printed.
     secret_key: str = field(default="", repr=False)
 
     def validate(self) -> None:
         _check_port("object_store.port", self.port)
+        if self.credentials not in OBJECT_STORE_CREDENTIALS:
+            raise ConfigError(
+                f"object_store.credentials: {self.credentials!r} is not one of {', '.join(OBJECT_STORE_CREDENTIALS)}"
+            )
+        if self.default_chain and self.embedded:
+            raise ConfigError(
+                "object_store.credentials: default needs object_store.endpoint (the embedded SeaweedFS "
+                "accepts only its own keys: use credentials: keys)"
+            )
         if self.port + 3 + GRPC_PORT_SHIFT > MAX_PORT:
             raise ConfigError(
                 f"object_store.port: {self.port} leaves no room for the embedded server's gRPC ports "
@@ -152,6 +170,11 @@ class ObjectStoreConfig:
     def embedded(self) -> bool:
         """True when the project runs its own SeaweedFS (no object_store.endpoint)."""
         return self.endpoint is None
+
+    @property
+    def default_chain(self) -> bool:
+        """True when the JVMs find their credentials themselves (``credentials: default``)."""
+        return self.credentials == "default"
 
     @property
     def url(self) -> str:
@@ -781,7 +804,10 @@ def _check_warehouse(warehouse_dir: str | None) -> None:
 
 
 def _object_store_secret(store: ObjectStoreConfig, env: dict[str, str], home: Path) -> ObjectStoreConfig:
-    """The S3 secret key: from the environment, or generated for the embedded SeaweedFS."""
+    """The S3 secret key: from the environment, or generated for the embedded SeaweedFS; none
+    with the default credential chain."""
+    if store.default_chain:
+        return store
     secret = env.get(OBJECT_STORE_SECRET_ENV)
     if not secret:
         if not store.embedded:

@@ -34,6 +34,10 @@ THRIFT_SERVER_CLASS = "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2"
 LOG4J_TEMPLATE = PROJECT_ROOT / "conf" / "log4j2.properties"
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+# object_store.credentials: default. The AWS SDK v2's chain: the AWS_* environment variables,
+# JVM system properties, a web identity token (EKS; the sts module), the shared profile file,
+# the container's (ECS) and the instance's (EC2) role, in that order.
+DEFAULT_CREDENTIALS_PROVIDER = "software.amazon.awssdk.auth.credentials.DefaultCredentialsProvider"
 LOOPBACK = "127.0.0.1"
 
 
@@ -98,11 +102,16 @@ def s3a_properties(config: Config) -> dict[str, str]:
     if not config.on_object_store:
         return {}
     store = config.object_store
-    return {
+    props = {
         "spark.hadoop.fs.s3a.endpoint": store.url,
         "spark.hadoop.fs.s3a.endpoint.region": store.region,
         "spark.hadoop.fs.s3a.path.style.access": str(store.path_style_access).lower(),
         "spark.hadoop.fs.s3a.connection.ssl.enabled": str(store.url.startswith("https://")).lower(),
+    }
+    if store.default_chain:
+        # Each JVM (driver, executors on other hosts, the Thrift server) asks the chain itself.
+        return props | {"spark.hadoop.fs.s3a.aws.credentials.provider": DEFAULT_CREDENTIALS_PROVIDER}
+    return props | {
         "spark.hadoop.fs.s3a.aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
         "spark.hadoop.fs.s3a.access.key": store.access_key,
     }
@@ -110,7 +119,9 @@ def s3a_properties(config: Config) -> dict[str, str]:
 
 def s3a_secret_properties(config: Config) -> dict[str, str]:
     """The S3 secret key (hive-site.xml, owner-only; Hadoop reads it from there too)."""
-    return {"fs.s3a.secret.key": config.object_store.secret_key} if config.on_object_store else {}
+    if not config.on_object_store or config.object_store.default_chain:
+        return {}
+    return {"fs.s3a.secret.key": config.object_store.secret_key}
 
 
 def hive_site_properties(config: Config) -> dict[str, str]:

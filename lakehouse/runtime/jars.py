@@ -32,10 +32,12 @@ CHUNK_BYTES = 1 << 20
 
 # Hadoop's S3A client for pyspark 4.2's Hadoop 3.5.0, with the AWS SDK v2 modules it uses, in
 # place of the SDK's bundle jar that hadoop-aws declares (software.amazon.awssdk:bundle:2.35.4,
-# 686 MB): these 35 jars are 12.3 MB. Measured with Delta 4.4.0 on SeaweedFS: writes, appends
+# 686 MB): these 36 jars are 12.9 MB. Measured with Delta 4.4.0 on SeaweedFS: writes, appends
 # past a checkpoint, MERGE, DELETE, time travel, OPTIMIZE and VACUUM. analyticsaccelerator-s3
 # is a compile dependency of hadoop-aws (S3AFileSystem does not start without it); Spark
-# already ships the SDK's other dependencies (httpclient, netty, slf4j, commons-codec).
+# already ships the SDK's other dependencies (httpclient, netty, slf4j, commons-codec). sts is
+# what the default credential chain (object_store.credentials: default) needs for a web
+# identity token (a Kubernetes service account's role on EKS).
 AWS_SDK_VERSION = "2.35.4"
 AWS_SDK_MODULES = (
     "annotations",
@@ -66,6 +68,7 @@ AWS_SDK_MODULES = (
     "s3-transfer-manager",
     "s3",
     "sdk-core",
+    "sts",
     "third-party-jackson-core",
     "utils-lite",
     "utils",

@@ -17,6 +17,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -168,6 +169,43 @@ def test_a_lakehouse_built_on_local_disk_is_refused_on_the_bucket(services: Conf
     assert len(lines) == 1, refused.stderr
     assert "is at file:" in lines[0] and f"spark.warehouse_dir is {WAREHOUSE}" in lines[0], lines[0]
     assert not objectstore.pid_file(services).exists()  # refused before SeaweedFS started
+
+
+def _default_chain_probe(s3_stack: S3Stack, home: str, secret: str) -> subprocess.CompletedProcess:
+    """probe_job.py writing and reading a path table in the bucket with ``credentials: default``
+    and the keys only in the AWS SDK's environment variables (a home of its own: no metastore)."""
+    store = s3_stack.config.object_store
+    env = {k: v for k, v in s3_stack.env.items() if k != "LAKEHOUSE_OBJECT_STORE_SECRET_KEY"} | {
+        "LAKEHOUSE_HOME": home,
+        "LAKEHOUSE_OBJECT_STORE_ENDPOINT": store.url,
+        "LAKEHOUSE_OBJECT_STORE_CREDENTIALS": "default",
+        "AWS_ACCESS_KEY_ID": store.access_key,
+        "AWS_SECRET_ACCESS_KEY": secret,
+    }
+    probe = Path(__file__).with_name("probe_job.py")
+    return subprocess.run(
+        [sys.executable, str(probe), f"s3a://{BUCKET}/probes/default-chain", "12"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT_SECONDS,
+        check=False,
+    )
+
+
+def test_the_default_credential_chain_reaches_the_bucket_with_no_key_in_the_config(
+    s3_stack: S3Stack, tmp_path: Path
+) -> None:
+    done = _default_chain_probe(s3_stack, str(tmp_path / "home"), s3_stack.config.object_store.secret_key)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "rows 12" in done.stdout
+    conf = tmp_path / "home" / "spark-conf"
+    assert "DefaultCredentialsProvider" in (conf / "spark-defaults.conf").read_text()
+    assert "fs.s3a.secret.key" not in (conf / "hive-site.xml").read_text()
+    # The chain's keys are the ones used: a wrong secret in the environment is refused by the store.
+    wrong = _default_chain_probe(s3_stack, str(tmp_path / "wrong"), "not-the-secret")
+    assert wrong.returncode != 0, wrong.stdout[-2000:]
+    assert "403" in wrong.stderr or "SignatureDoesNotMatch" in wrong.stderr, wrong.stderr[-3000:]
 
 
 def test_down_stops_seaweedfs_and_keeps_the_bucket(s3_stack: S3Stack) -> None:

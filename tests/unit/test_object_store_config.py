@@ -39,7 +39,7 @@ def test_s3a_warehouse_adds_the_s3a_client_and_its_cached_jars(env: dict[str, st
     assert props["spark.hadoop.fs.s3a.access.key"] == "lakehouse"
     assert props["spark.sql.warehouse.dir"] == WAREHOUSE
     jars = spark_jars(config)
-    assert len(jars) == len(config.spark.packages) + len(S3A_PACKAGES) == len(config.spark.packages) + 35
+    assert len(jars) == len(config.spark.packages) + len(S3A_PACKAGES) == len(config.spark.packages) + 36
     assert all(p.parent == tmp_path / "xdg" / "lakehouse" / "jars" for p in jars[len(config.spark.packages) :])
     assert "hadoop-aws-3.5.0.jar" in props["spark.driver.extraClassPath"]
 
@@ -67,9 +67,37 @@ def test_an_external_endpoint_needs_its_secret_from_the_environment(env: dict[st
     assert props["spark.hadoop.fs.s3a.connection.ssl.enabled"] == "true"
 
 
+def test_the_default_credential_chain_puts_no_key_anywhere(env: dict[str, str]) -> None:
+    env |= {
+        "LAKEHOUSE_SPARK_WAREHOUSE_DIR": WAREHOUSE,
+        "LAKEHOUSE_OBJECT_STORE_ENDPOINT": "https://s3.eu-west-1.amazonaws.com",
+        "LAKEHOUSE_OBJECT_STORE_CREDENTIALS": "default",
+        "LAKEHOUSE_OBJECT_STORE_PATH_STYLE_ACCESS": "false",
+    }
+    config = load_config(env=env)  # no LAKEHOUSE_OBJECT_STORE_SECRET_KEY needed
+    assert config.object_store.default_chain and config.object_store.secret_key == ""
+    props = spark_properties(config)
+    provider = props["spark.hadoop.fs.s3a.aws.credentials.provider"]
+    assert provider == "software.amazon.awssdk.auth.credentials.DefaultCredentialsProvider"
+    assert "spark.hadoop.fs.s3a.access.key" not in props
+    assert props["spark.hadoop.fs.s3a.path.style.access"] == "false"
+    conf_dir = write_spark_conf(config)
+    assert "fs.s3a.secret.key" not in (conf_dir / "hive-site.xml").read_text()
+    assert "fs.s3a.access.key" not in (conf_dir / "spark-defaults.conf").read_text()
+    # A web identity token (EKS) needs the SDK's sts module: it is among the cached jars.
+    assert "sts-2.35.4.jar" in props["spark.driver.extraClassPath"]
+
+
+def test_the_default_credential_chain_is_refused_for_the_embedded_store(env: dict[str, str]) -> None:
+    env |= {"LAKEHOUSE_SPARK_WAREHOUSE_DIR": WAREHOUSE, "LAKEHOUSE_OBJECT_STORE_CREDENTIALS": "default"}
+    with pytest.raises(ConfigError, match=r"object_store\.credentials: default needs object_store\.endpoint"):
+        load_config(env=env)
+
+
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
+        ("LAKEHOUSE_OBJECT_STORE_CREDENTIALS", "iam", "object_store.credentials: 'iam' is not one of keys, default"),
         ("LAKEHOUSE_SPARK_WAREHOUSE_DIR", "s3://bucket/w", "use s3a://"),
         ("LAKEHOUSE_SPARK_WAREHOUSE_DIR", "s3a://Bad_Bucket/w", "not an S3 bucket name"),
         ("LAKEHOUSE_OBJECT_STORE_ENDPOINT", "s3.example:9000", "object_store.endpoint"),
