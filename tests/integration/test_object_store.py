@@ -171,20 +171,16 @@ def test_a_lakehouse_built_on_local_disk_is_refused_on_the_bucket(services: Conf
     assert not objectstore.pid_file(services).exists()  # refused before SeaweedFS started
 
 
-def _default_chain_probe(s3_stack: S3Stack, home: str, secret: str) -> subprocess.CompletedProcess:
-    """probe_job.py writing and reading a path table in the bucket with ``credentials: default``
-    and the keys only in the AWS SDK's environment variables (a home of its own: no metastore)."""
-    store = s3_stack.config.object_store
+def _probe(s3_stack: S3Stack, home: Path, settings: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """probe_job.py on a path table in the bucket, as a job against this endpoint with `settings`
+    (a state directory of its own: no metastore, the stack's conf left alone)."""
     env = {k: v for k, v in s3_stack.env.items() if k != "LAKEHOUSE_OBJECT_STORE_SECRET_KEY"} | {
-        "LAKEHOUSE_HOME": home,
-        "LAKEHOUSE_OBJECT_STORE_ENDPOINT": store.url,
-        "LAKEHOUSE_OBJECT_STORE_CREDENTIALS": "default",
-        "AWS_ACCESS_KEY_ID": store.access_key,
-        "AWS_SECRET_ACCESS_KEY": secret,
+        "LAKEHOUSE_HOME": str(home),
+        "LAKEHOUSE_OBJECT_STORE_ENDPOINT": s3_stack.config.object_store.url,
+        **settings,
     }
-    probe = Path(__file__).with_name("probe_job.py")
     return subprocess.run(
-        [sys.executable, str(probe), f"s3a://{BUCKET}/probes/default-chain", "12"],
+        [sys.executable, str(Path(__file__).with_name("probe_job.py")), *args],
         env=env,
         capture_output=True,
         text=True,
@@ -193,19 +189,45 @@ def _default_chain_probe(s3_stack: S3Stack, home: str, secret: str) -> subproces
     )
 
 
+def _default_chain_probe(s3_stack: S3Stack, home: Path, secret: str) -> subprocess.CompletedProcess:
+    """``credentials: default`` with the keys only in the AWS SDK's environment variables."""
+    settings = {
+        "LAKEHOUSE_OBJECT_STORE_CREDENTIALS": "default",
+        "AWS_ACCESS_KEY_ID": s3_stack.config.object_store.access_key,
+        "AWS_SECRET_ACCESS_KEY": secret,
+    }
+    return _probe(s3_stack, home, settings, f"s3a://{BUCKET}/probes/default-chain", "12")
+
+
 def test_the_default_credential_chain_reaches_the_bucket_with_no_key_in_the_config(
     s3_stack: S3Stack, tmp_path: Path
 ) -> None:
-    done = _default_chain_probe(s3_stack, str(tmp_path / "home"), s3_stack.config.object_store.secret_key)
+    done = _default_chain_probe(s3_stack, tmp_path / "home", s3_stack.config.object_store.secret_key)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert "rows 12" in done.stdout
     conf = tmp_path / "home" / "spark-conf"
     assert "DefaultCredentialsProvider" in (conf / "spark-defaults.conf").read_text()
     assert "fs.s3a.secret.key" not in (conf / "hive-site.xml").read_text()
     # The chain's keys are the ones used: a wrong secret in the environment is refused by the store.
-    wrong = _default_chain_probe(s3_stack, str(tmp_path / "wrong"), "not-the-secret")
+    wrong = _default_chain_probe(s3_stack, tmp_path / "wrong", "not-the-secret")
     assert wrong.returncode != 0, wrong.stdout[-2000:]
     assert "403" in wrong.stderr or "SignatureDoesNotMatch" in wrong.stderr, wrong.stderr[-3000:]
+
+
+def test_a_file_past_the_multipart_threshold_is_uploaded_in_parts_and_read_back(
+    s3_stack: S3Stack, tmp_path: Path
+) -> None:
+    # The S3A client uploads a file past fs.s3a.multipart.threshold (128 MB by default: a large
+    # bronze file) in parts; lowered here to S3's smallest part, 5 MB, for a ~20 MB file.
+    keys = {"LAKEHOUSE_OBJECT_STORE_SECRET_KEY": s3_stack.config.object_store.secret_key}
+    done = _probe(s3_stack, tmp_path / "home", keys, f"s3a://{BUCKET}/probes/multipart", "10000", "5")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "rows 10000" in done.stdout
+    lines = [line.split() for line in done.stdout.splitlines()]
+    [size] = [int(line[2]) for line in lines if line[0] == "file"]
+    assert size > 4 * 5 * 1024 * 1024, done.stdout  # at least four parts
+    [completed] = [line[1] for line in lines if line[0] == "multipart"]
+    assert completed.isdigit() and int(completed) >= 1, done.stdout
 
 
 def test_down_stops_seaweedfs_and_keeps_the_bucket(s3_stack: S3Stack) -> None:
