@@ -34,9 +34,9 @@ THRIFT_SERVER_CLASS = "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2"
 LOG4J_TEMPLATE = PROJECT_ROOT / "conf" / "log4j2.properties"
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
-# object_store.credentials: default. The AWS SDK v2's chain: the AWS_* environment variables,
-# JVM system properties, a web identity token (EKS; the sts module), the shared profile file,
-# the container's (ECS) and the instance's (EC2) role, in that order.
+# object_store.credentials: default. The AWS SDK v2's chain, in its order: JVM system properties,
+# the AWS_* environment variables, a web identity token (EKS; the sts module), the shared profile
+# file, the container's (ECS) and the instance's (EC2) role.
 DEFAULT_CREDENTIALS_PROVIDER = "software.amazon.awssdk.auth.credentials.DefaultCredentialsProvider"
 LOOPBACK = "127.0.0.1"
 
