@@ -51,15 +51,12 @@ class S3Stack:
         return [result.rows for result in run_queries(self.config, list(queries))]
 
 
+def _run(env: dict[str, str], argv: list[str], timeout: float) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
 def _cli(env: dict[str, str], *args: str, timeout: float) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "lakehouse.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return _run(env, [sys.executable, "-m", "lakehouse.cli", *args], timeout)
 
 
 def _stack_env(session: Config) -> dict[str, str]:
@@ -179,14 +176,7 @@ def _probe(s3_stack: S3Stack, home: Path, settings: dict[str, str], *args: str) 
         "LAKEHOUSE_OBJECT_STORE_ENDPOINT": s3_stack.config.object_store.url,
         **settings,
     }
-    return subprocess.run(
-        [sys.executable, str(Path(__file__).with_name("probe_job.py")), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=COMMAND_TIMEOUT_SECONDS,
-        check=False,
-    )
+    return _run(env, [sys.executable, str(Path(__file__).with_name("probe_job.py")), *args], COMMAND_TIMEOUT_SECONDS)
 
 
 def _default_chain_probe(s3_stack: S3Stack, home: Path, secret: str) -> subprocess.CompletedProcess:
@@ -218,7 +208,7 @@ def test_a_file_past_the_multipart_threshold_is_uploaded_in_parts_and_read_back(
     s3_stack: S3Stack, tmp_path: Path
 ) -> None:
     # The S3A client uploads a file past fs.s3a.multipart.threshold (128 MB by default: a large
-    # bronze file) in parts; lowered here to S3's smallest part, 5 MB, for a ~20 MB file.
+    # bronze file) in parts; lowered here to S3's smallest part, 5 MB, for a ~40 MB file.
     keys = {"LAKEHOUSE_OBJECT_STORE_SECRET_KEY": s3_stack.config.object_store.secret_key}
     done = _probe(s3_stack, tmp_path / "home", keys, f"s3a://{BUCKET}/probes/multipart", "10000", "5")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
