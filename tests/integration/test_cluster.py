@@ -1,7 +1,12 @@
-"""Cluster Spark for real: a standalone master and two workers on 127.0.0.1 sharing nothing but
-the object store (SeaweedFS, an s3a:// warehouse) and the metastore, the extract-and-validate
-job and the Thrift server on them, and the results equal to a ``local[2]`` run on the same
-sources.
+"""Cluster Spark for real: a standalone master with one, then two workers on 127.0.0.1 sharing
+nothing but the object store (SeaweedFS, an s3a:// warehouse) and the metastore, the
+extract-and-validate job and the Thrift server on them, and the results equal to a ``local[2]``
+run on the same sources.
+
+The job runs twice: the first load on a master with one worker (that worker runs every task),
+then a second worker registers and the job runs again with ``--full-refresh`` beside the Thrift
+server, its tasks on both workers. Both runs' bronze equals the local run's (the first load's
+is read back at its Delta version, 1, through the Thrift server).
 
 The cluster run is set up the way the compose stack is: PostgreSQL and MongoDB as external
 servers (``LAKEHOUSE_POSTGRES_URL``, ``LAKEHOUSE_MONGODB_URI``), its own metastore database and
@@ -36,7 +41,7 @@ from pyspark.sql import SparkSession
 
 from lakehouse import profiling
 from lakehouse.config import PROJECT_ROOT, Config, load_config
-from lakehouse.services import cluster, objectstore, postgres
+from lakehouse.services import cluster, metastore, objectstore, postgres
 from lakehouse.services import thrift as thrift_service
 from lakehouse.services.process import read_pid, start_background, stop_pid, wait_until
 from lakehouse.serving.sql_client import run_query
@@ -47,7 +52,9 @@ pytestmark = pytest.mark.integration
 ENTRYPOINT = PROJECT_ROOT / "docker" / "entrypoint.sh"
 CLUSTER_METASTORE = "metastore_cluster"
 EXTRACT_APP = "lakehouse-ingest"  # the name jobs/ingest.py gives its session
-WORKERS = 2
+WORKERS = 2  # the first load runs while only the first has registered
+# The Delta version of a bronze source table that the first load wrote (0 is its creation).
+FIRST_LOAD_VERSION = 1
 CLUSTER_BUCKET = "lakehouse-cluster"
 # The cluster's SeaweedFS: this plus the run's port offset (test_object_store.py uses 18383).
 OBJECT_STORE_BASE_PORT = 18433
@@ -91,8 +98,8 @@ def _drop_database(config: Config, name: str) -> None:
 
 @pytest.fixture(scope="module")
 def stack(services: Config, tiny_bronze) -> Iterator[ClusterStack]:
-    """A master, two workers and a SeaweedFS on 127.0.0.1, and the cluster run's config; all
-    stopped at the end."""
+    """A master, its first worker and a SeaweedFS on 127.0.0.1, and the cluster run's config;
+    all stopped at the end (the second worker too: ``two_workers``)."""
     home = services.home / "cluster"
     shutil.rmtree(home, ignore_errors=True)
     _drop_database(services, CLUSTER_METASTORE)
@@ -131,15 +138,49 @@ def stack(services: Config, tiny_bronze) -> Iterator[ClusterStack]:
     config = load_config(env=env)
     try:
         objectstore.start(config)
-        cluster.start(config, settings, workers=WORKERS)
+        cluster.start(config, settings, workers=1)
         yield ClusterStack(config, env, settings)
     finally:
         cluster.stop(config)
         objectstore.stop(config)
 
 
+def _submit_ingest(stack: ClusterStack, run_id: str, *options: str) -> subprocess.CompletedProcess:
+    """`spark-submit jobs/ingest.py` (extract, then the gate) against the cluster master."""
+    config = stack.config
+    write_spark_conf(config)
+    command = spark_submit_command(
+        config, str(PROJECT_ROOT / "jobs" / "ingest.py"), ["--run-id", run_id, *options], app_name=EXTRACT_APP
+    )
+    return subprocess.run(
+        command,
+        env={**spark_env(config), **stack.env, "SPARK_CONF_DIR": str(config.spark_conf_dir)},
+        capture_output=True,
+        text=True,
+        timeout=JOB_TIMEOUT_SECONDS,
+        check=False,
+    )
+
+
 @pytest.fixture(scope="module")
-def cluster_thrift(stack: ClusterStack) -> Iterator[int]:
+def one_worker_extract(stack: ClusterStack) -> subprocess.CompletedProcess:
+    """The first load into the cluster's empty bronze, on the master with one worker (no Thrift
+    server yet: the job has the worker's cores to itself). The metastore is prepared first, as
+    `lakehouse up` or the image's thrift role does."""
+    postgres.ensure_databases(stack.config)
+    metastore.ensure_schema(stack.config)
+    return _submit_ingest(stack, "cluster-1-worker")
+
+
+@pytest.fixture(scope="module")
+def two_workers(stack: ClusterStack, one_worker_extract: subprocess.CompletedProcess) -> int:
+    """The second worker registers with the running master, after the one-worker run."""
+    cluster.start_worker(stack.config, stack.settings, index=WORKERS)
+    return WORKERS
+
+
+@pytest.fixture(scope="module")
+def cluster_thrift(stack: ClusterStack, two_workers: int) -> Iterator[int]:
     """The image's thrift role, run here: prepares the metastore, then becomes the server."""
     config = stack.config
     pid_file = config.run_dir / "thrift.pid"
@@ -165,21 +206,10 @@ def cluster_thrift(stack: ClusterStack) -> Iterator[int]:
 
 @pytest.fixture(scope="module")
 def cluster_extract(stack: ClusterStack, cluster_thrift: int) -> subprocess.CompletedProcess:
-    """`spark-submit jobs/ingest.py` (extract, then the gate) against the cluster master, while
-    the Thrift server runs on it."""
-    config = stack.config
-    write_spark_conf(config)
-    command = spark_submit_command(
-        config, str(PROJECT_ROOT / "jobs" / "ingest.py"), ["--run-id", "cluster"], app_name=EXTRACT_APP
-    )
-    return subprocess.run(
-        command,
-        env={**spark_env(config), **stack.env, "SPARK_CONF_DIR": str(config.spark_conf_dir)},
-        capture_output=True,
-        text=True,
-        timeout=JOB_TIMEOUT_SECONDS,
-        check=False,
-    )
+    """The job again on both workers, while the Thrift server runs on them: a full refresh (the
+    sources have not changed since the first load: an incremental run would find nothing to
+    extract)."""
+    return _submit_ingest(stack, "cluster", "--full-refresh")
 
 
 def _columns(spark: SparkSession, table: str) -> list[str]:
@@ -195,32 +225,73 @@ def _fingerprint_sql(table: str, columns: list[str]) -> str:
     )
 
 
-def _assert_same_rows(spark: SparkSession, stack: ClusterStack, local: str, remote: str | None = None) -> None:
-    """The local table and the cluster's (read by the cluster's Thrift server from the bucket)
-    hold the same rows, apart from the run columns."""
+def _assert_same_rows(
+    spark: SparkSession, stack: ClusterStack, local: str, remote: str | None = None, *, version: int | None = None
+) -> None:
+    """The local table and the cluster's (read by the cluster's Thrift server from the bucket;
+    at Delta version `version` if given) hold the same rows, apart from the run columns."""
     columns = _columns(spark, local)
     mine = tuple(spark.sql(_fingerprint_sql(local, columns)).first())
     assert mine[0] > 0, local
     detail = run_query(stack.config, f"describe detail {remote or local}")
     location = str(detail.rows[0][detail.columns.index("location")])
     assert location.startswith(f"{stack.config.warehouse_dir}/"), location
-    theirs = tuple(run_query(stack.config, _fingerprint_sql(remote or local, columns)).rows[0])
-    assert tuple(int(v) for v in theirs) == tuple(int(v) for v in mine), f"{local}: cluster {theirs}, local {mine}"
+    read = remote or local
+    if version is not None:
+        read = f"{read} version as of {version}"
+    theirs = tuple(run_query(stack.config, _fingerprint_sql(read, columns)).rows[0])
+    assert tuple(int(v) for v in theirs) == tuple(int(v) for v in mine), f"{read}: cluster {theirs}, local {mine}"
 
 
-def _executors_of(stack: ClusterStack, app_name: str) -> dict[int, set[str]]:
-    """Worker index -> the executor ids it ran for the application (from each worker's JSON)."""
+def _ingest_app_ids(stack: ClusterStack) -> list[str]:
+    """The ids of the ingest job's applications the master has seen end, the first first."""
+    state = cluster.master_state(stack.settings.host, stack.settings.master_webui_port)
+    assert state is not None
+    apps = sorted((a for a in state["completedapps"] if a["name"] == EXTRACT_APP), key=lambda a: a["starttime"])
+    return [a["id"] for a in apps]
+
+
+def _executors_of(
+    stack: ClusterStack, app_name: str | None = None, *, app_id: str | None = None, workers: int = WORKERS
+) -> dict[int, set[str]]:
+    """Worker index -> the executor ids it ran for the application named `app_name` or with id
+    `app_id` (from each worker's JSON)."""
     found = {}
-    for index in range(1, WORKERS + 1):
+    for index in range(1, workers + 1):
         state = cluster.worker_state(stack.settings.host, stack.settings.worker_webui_port + index - 1)
         assert state is not None, f"worker {index} does not answer"
         found[index] = {
-            str(e["id"]) for e in state["executors"] + state["finishedexecutors"] if e["appdesc"]["name"] == app_name
+            str(e["id"])
+            for e in state["executors"] + state["finishedexecutors"]
+            if (e["appid"] == app_id if app_id else e["appdesc"]["name"] == app_name)
         }
     return found
 
 
-def test_master_and_two_workers_listen_on_loopback_and_registered(stack: ClusterStack) -> None:
+def _tasks_by_executor(job: subprocess.CompletedProcess) -> dict[str, int]:
+    """Tasks per executor (not the driver), as the job read them from its own REST API before it
+    stopped (profiling.executor_summary)."""
+    announced = [profiling.parse_line(line) for line in job.stdout.splitlines()]
+    [executors] = [a[profiling.EXECUTORS_KEY] for a in announced if a and profiling.EXECUTORS_KEY in a]
+    assert all(e["cores"] >= 1 for e in executors if e["id"] != "driver"), executors
+    return {e["id"]: e["tasks"] for e in executors if e["id"] != "driver"}
+
+
+def test_the_first_load_ran_every_task_on_the_one_worker(
+    stack: ClusterStack, one_worker_extract: subprocess.CompletedProcess
+) -> None:
+    assert one_worker_extract.returncode == 0, one_worker_extract.stdout[-2000:] + one_worker_extract.stderr[-3000:]
+    state = cluster.master_state(stack.settings.host, stack.settings.master_webui_port)
+    assert state is not None
+    assert len([w for w in state["workers"] if w["state"] == "ALIVE"]) == 1
+    tasks = _tasks_by_executor(one_worker_extract)
+    first_app = _ingest_app_ids(stack)[0]
+    [on_worker] = _executors_of(stack, app_id=first_app, workers=1).values()
+    assert on_worker and on_worker == set(tasks), (on_worker, tasks)
+    assert sum(tasks.values()) > 0, tasks
+
+
+def test_master_and_two_workers_listen_on_loopback_and_registered(stack: ClusterStack, two_workers: int) -> None:
     settings = stack.settings
     state = cluster.master_state(settings.host, settings.master_webui_port)
     assert state is not None and state["status"] == "ALIVE"
@@ -275,21 +346,31 @@ def test_extract_and_gate_on_the_cluster_write_the_same_bronze_as_local(
     assert verdicts >= 4
 
 
+def test_the_first_load_on_one_worker_wrote_the_same_bronze_as_local(
+    spark: SparkSession, stack: ClusterStack, one_worker_extract: subprocess.CompletedProcess, cluster_thrift: int
+) -> None:
+    assert one_worker_extract.returncode == 0, one_worker_extract.stderr[-3000:]
+    for table in ("users", "viewing_sessions", "ratings", "content"):
+        _assert_same_rows(spark, stack, f"bronze.{table}", version=FIRST_LOAD_VERSION)
+    [(verdicts,)] = run_query(
+        stack.config, "select count(*) from ops.pipeline_runs where run_id = 'cluster-1-worker' and step = 'validate'"
+    ).rows
+    assert verdicts >= 4
+
+
 def test_both_workers_ran_tasks_of_the_job_with_the_code_it_shipped(
     stack: ClusterStack, cluster_extract: subprocess.CompletedProcess
 ) -> None:
-    """What the job read from its own REST API before it stopped (profiling.executor_summary),
-    matched to the worker that ran each executor. The MongoDB reader runs in the executors'
-    Python, which cannot import the project: its rows in bronze came from the shipped archive."""
+    """What the job read from its own REST API, matched to the worker that ran each executor.
+    The MongoDB reader runs in the executors' Python, which cannot import the project: its rows
+    in bronze came from the shipped archive."""
     assert cluster_extract.returncode == 0, cluster_extract.stderr[-3000:]
-    announced = [profiling.parse_line(line) for line in cluster_extract.stdout.splitlines()]
-    [executors] = [a[profiling.EXECUTORS_KEY] for a in announced if a and profiling.EXECUTORS_KEY in a]
-    tasks = {e["id"]: e["tasks"] for e in executors if e["id"] != "driver"}
-    by_worker = _executors_of(stack, EXTRACT_APP)
+    tasks = _tasks_by_executor(cluster_extract)
+    _, second_app = _ingest_app_ids(stack)
+    by_worker = _executors_of(stack, app_id=second_app)
     for index, ids in by_worker.items():
-        assert ids, f"worker {index} ran no executor of {EXTRACT_APP}: {by_worker}"
-        assert sum(tasks.get(i, 0) for i in ids) > 0, f"worker {index}'s executors {ids} ran no task: {executors}"
-    assert all(e["cores"] >= 1 for e in executors if e["id"] != "driver")
+        assert ids, f"worker {index} ran no executor of {second_app}: {by_worker}"
+        assert sum(tasks.get(i, 0) for i in ids) > 0, f"worker {index}'s executors {ids} ran no task: {tasks}"
 
 
 def test_thrift_server_from_the_entrypoint_serves_the_cluster_tables(
