@@ -86,6 +86,29 @@ def _free_ports(count: int) -> list[int]:
             s.close()
 
 
+def _free_port_run(count: int, taken: list[int]) -> int:
+    """The first of `count` consecutive free ports, none of them in `taken`: worker i's web UI
+    listens on the first plus i - 1 (cluster.start_worker)."""
+    for _ in range(100):
+        sockets = []
+        try:
+            [base] = _free_ports(1)
+            for port in range(base, base + count):
+                if port in taken:
+                    break
+                s = socket.socket()
+                s.bind(("127.0.0.1", port))
+                sockets.append(s)
+            else:
+                return base
+        except OSError:
+            pass  # a port of the run is in use: try another base
+        finally:
+            for s in sockets:
+                s.close()
+    raise RuntimeError(f"no {count} consecutive free ports on 127.0.0.1")
+
+
 def _drop_database(config: Config, name: str) -> None:
     conn = postgres.connect(config, "postgres")
     try:
@@ -103,7 +126,8 @@ def stack(services: Config, tiny_bronze) -> Iterator[ClusterStack]:
     home = services.home / "cluster"
     shutil.rmtree(home, ignore_errors=True)
     _drop_database(services, CLUSTER_METASTORE)
-    master_port, master_ui, worker_ui, thrift_port = _free_ports(4)
+    master_port, master_ui, thrift_port = _free_ports(3)
+    worker_ui = _free_port_run(WORKERS, [master_port, master_ui, thrift_port])
     settings = cluster.ClusterSettings(
         master_port=master_port,
         master_webui_port=master_ui,
