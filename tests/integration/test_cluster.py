@@ -43,7 +43,7 @@ from lakehouse import profiling
 from lakehouse.config import PROJECT_ROOT, Config, load_config
 from lakehouse.services import cluster, metastore, objectstore, postgres
 from lakehouse.services import thrift as thrift_service
-from lakehouse.services.process import read_pid, start_background, stop_pid, wait_until
+from lakehouse.services.process import port_open, read_pid, start_background, stop_pid, wait_until
 from lakehouse.serving.sql_client import run_query
 from lakehouse.spark import spark_env, spark_submit_command, write_spark_conf
 
@@ -88,24 +88,12 @@ def _free_ports(count: int) -> list[int]:
 
 def _free_port_run(count: int, taken: list[int]) -> int:
     """The first of `count` consecutive free ports, none of them in `taken`: worker i's web UI
-    listens on the first plus i - 1 (cluster.start_worker)."""
+    listens on the first plus i - 1, and cluster.start_worker refuses a port that answers."""
     for _ in range(100):
-        sockets = []
-        try:
-            [base] = _free_ports(1)
-            for port in range(base, base + count):
-                if port in taken:
-                    break
-                s = socket.socket()
-                s.bind(("127.0.0.1", port))
-                sockets.append(s)
-            else:
-                return base
-        except OSError:
-            pass  # a port of the run is in use: try another base
-        finally:
-            for s in sockets:
-                s.close()
+        [base] = _free_ports(1)
+        run = range(base, base + count)
+        if not set(run) & set(taken) and not any(port_open("127.0.0.1", port) for port in run):
+            return base
     raise RuntimeError(f"no {count} consecutive free ports on 127.0.0.1")
 
 
