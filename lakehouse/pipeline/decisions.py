@@ -106,16 +106,16 @@ def freshness_warnings(config: Config) -> list[str]:
     ]
 
 
-def still_failed(config: Config) -> str | None:
-    """The newest gate run's id when it failed and nothing it read has changed since: no commit
-    to a bronze table or to the quarantine, the same rules. Asked over the Thrift server."""
+def last_failure(config: Config) -> tuple[str | None, list[str]]:
+    """The newest gate run's id when it failed (else None), and what changed among its inputs
+    since (:func:`lakehouse.quality.verdicts.failed_run_changes`). Asked over the Thrift server."""
     from lakehouse.bronze.contracts import CONTRACTS, QUARANTINE_TABLE
     from lakehouse.quality import verdicts
     from lakehouse.serving.sql_client import newest_version, newest_version_sql, run_queries
 
     newest = run_queries(config, [verdicts.newest_gate_run_sql()], etl=True)[0].rows
     if all(verdict == verdicts.PASSED for verdict, _run, _inputs in newest):
-        return None
+        return None, []
     schema, quarantine = QUARANTINE_TABLE.split(".")
     tables = [c.table for c in CONTRACTS.values()]
     if quarantine in {row[1] for row in run_queries(config, [f"show tables in {schema}"], etl=True)[0].rows}:
@@ -127,7 +127,7 @@ def still_failed(config: Config) -> str | None:
         versions.get(QUARANTINE_TABLE),
         verdicts.rules_fingerprint(config),
     )
-    return verdicts.still_failed_run(newest, current)
+    return verdicts.failed_run_changes(newest, current)
 
 
 @dataclass(frozen=True)
@@ -150,10 +150,16 @@ def gate_decision(config: Config) -> GateDecision:
         return GateDecision(f"cannot tell without Spark: {exc}")
     if reason is not None:
         try:
-            failed_run = processes.within(seconds, "the last gate's inputs", setting, lambda: still_failed(config))
-        except (QueryError, TimeoutError):
-            failed_run = None  # the gate runs and decides again
-        return GateDecision(reason, failed_run=failed_run)
+            failed_run, changes = processes.within(
+                seconds, "the last gate's inputs", setting, lambda: last_failure(config)
+            )
+        except (QueryError, TimeoutError) as exc:  # the gate runs and decides again, and says why
+            return GateDecision(f"{reason}; whether the last failed gate's inputs changed is unknown: {exc}")
+        if failed_run is not None and not changes:
+            return GateDecision(reason, failed_run=failed_run)
+        if failed_run is not None:
+            reason = f"{reason}; the last gate (run {failed_run}) failed, and since then: {', '.join(changes)}"
+        return GateDecision(reason)
     try:
         return GateDecision(
             None, processes.within(seconds, "the freshness check", setting, lambda: freshness_warnings(config))

@@ -105,11 +105,27 @@ def newest_gate_run_sql() -> str:
 
 def still_failed_run(newest_run: list[tuple], current_inputs: str) -> str | None:
     """The run id when the newest gate run failed and its stored inputs equal the current ones."""
+    run_id, changes = failed_run_changes(newest_run, current_inputs)
+    return run_id if run_id is not None and not changes else None
+
+
+def failed_run_changes(newest_run: list[tuple], current_inputs: str) -> tuple[str | None, list[str]]:
+    """The newest gate run's id when it failed (else None), and what changed among its inputs
+    since (empty: nothing did, it would fail again), each change named for the operator."""
     if not newest_run or all(verdict == PASSED for verdict, _run, _inputs in newest_run):
-        return None
+        return None, []
+    run_id = newest_run[0][1]
     stored = {inputs for _verdict, _run, inputs in newest_run}
     if len(stored) != 1 or None in stored:
-        return None
-    if json.loads(stored.pop()) != json.loads(current_inputs):
-        return None
-    return newest_run[0][1]
+        return run_id, ["its inputs were not stored"]
+    before, now = json.loads(stored.pop()), json.loads(current_inputs)
+    changes = [
+        f"bronze.{table} version {before['bronze_versions'].get(table)} -> {version}"
+        for table, version in sorted(now["bronze_versions"].items())
+        if before["bronze_versions"].get(table) != version
+    ]
+    if before["quarantine_version"] != now["quarantine_version"]:
+        changes.append(f"the quarantine version {before['quarantine_version']} -> {now['quarantine_version']}")
+    if before["rules"] != now["rules"]:
+        changes.append("the rules (quality settings, suites, gate code or the UTC day)")
+    return run_id, changes

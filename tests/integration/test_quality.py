@@ -53,7 +53,7 @@ from lakehouse.bronze.contracts import (
 from lakehouse.bronze.extract import run_extract
 from lakehouse.config import Config
 from lakehouse.modeling.runner import EXIT_REFUSED, GateNotPassed, validated_bronze_versions
-from lakehouse.pipeline.decisions import freshness_warnings, ingest_age_hours, still_failed, unvalidated
+from lakehouse.pipeline.decisions import freshness_warnings, ingest_age_hours, last_failure, unvalidated
 from lakehouse.quality.batches import GateError, current_version, has_pending, resolve_batches, tables_of_batch
 from lakehouse.quality.gate import GateResult, run_gate
 from lakehouse.quality.quarantine import QuarantineError, accept_quarantined, move_to_quarantine
@@ -435,8 +435,8 @@ def test_transform_refuses_while_bronze_holds_rows_no_passed_gate_covers(
     # Nothing changed since that gate failed: run again with its settings, it would fail again,
     # and the pipeline says so without Spark. Other settings (the defaults here) may pass: it runs.
     sticky = dataclasses.replace(services, quality=dataclasses.replace(services.quality, max_batch_rows=MAX_BATCH_ROWS))
-    assert still_failed(sticky) == "q-sticky"
-    assert still_failed(services) is None
+    assert last_failure(sticky) == ("q-sticky", [])
+    assert last_failure(services) == ("q-sticky", ["the rules (quality settings, suites, gate code or the UTC day)"])
     assert "(and 3 more tables: viewing_sessions, ratings, content)" in message
     assert "lakehouse quarantine" in message
     versions = {name: current_version(spark, name) for name in CONTRACTS}
@@ -459,7 +459,11 @@ def released_gate(spark, services: Config, injected: dict, sticky_gate: GateResu
     }
     accepted = accept_quarantined(services, "viewing_sessions", "unreadable start times", run_id="q-op")
     # What the operator did is pending for the pipeline too: its next gate runs, not "still failed".
-    assert unvalidated(services) is not None and still_failed(services) is None
+    assert unvalidated(services) is not None
+    last_run, changes = last_failure(services)
+    assert last_run == "q-sticky", changes
+    for moved_to in ("bronze.content version ", "bronze.users version ", "the quarantine version "):
+        assert any(change.startswith(moved_to) for change in changes), (moved_to, changes)
     return run_gate(spark, services, run_id="q-released"), {"moved": moved, "accepted": accepted}
 
 
@@ -489,7 +493,7 @@ def test_after_the_operator_the_gate_passes_and_transform_may_read_bronze(
 ) -> None:
     result, _done = released_gate
     assert result.passed, result.summary()
-    assert still_failed(services) is None  # the newest gate passed
+    assert last_failure(services) == (None, [])  # the newest gate passed
     versions = validated_bronze_versions(services)
     assert versions == {name: current_version(spark, name) for name in CONTRACTS}
     # Nothing new since: the pipeline skips the gate without Spark, and says when bronze is stale.

@@ -216,9 +216,9 @@ def validate_run(monkeypatch, lock_config: Config):
     monkeypatch.setattr(steps, "audit_counts", lambda ctx, step: (0, None, None))
     monkeypatch.setattr(decisions, "freshness_warnings", lambda config: [])
 
-    def run(decision, options: Options | None = None, config: Config | None = None, failed_run=None):
+    def run(decision, options: Options | None = None, config: Config | None = None, failed_run=None, last=None):
         monkeypatch.setattr(decisions, "unvalidated", decision)
-        monkeypatch.setattr(decisions, "still_failed", lambda config: failed_run)
+        monkeypatch.setattr(decisions, "last_failure", last or (lambda config: (failed_run, [])))
         out = io.StringIO()
         ctx = Context(config or lock_config, options or Options(), "r1", out)
         result = StepResult("validate")
@@ -260,8 +260,38 @@ def test_a_gate_that_failed_on_unchanged_inputs_fails_again_without_spark(valida
     assert submitted == ["validate_bronze.py"]  # --no-skip runs it anyway
 
 
+def test_a_gate_that_failed_runs_again_and_says_what_changed_or_what_could_not_be_asked(validate_run) -> None:
+    from lakehouse.serving.sql_client import QueryError
+
+    pending = "bronze.viewing_sessions holds 6,728 row(s) that no passed quality gate covers"
+    changed = ["bronze.users version 4 -> 5", "the rules (quality settings, suites, gate code or the UTC day)"]
+    _result, submitted, said = validate_run(lambda config: pending, last=lambda config: ("run-7", changed))
+    assert submitted == ["validate_bronze.py"]
+    assert (
+        f"the gate runs: {pending}; the last gate (run run-7) failed, and since then: "
+        "bronze.users version 4 -> 5, the rules (quality settings, suites, gate code or the UTC day)"
+    ) in said
+
+    def no_answer(config: Config) -> tuple:
+        raise TimeoutError("the last gate's inputs got no answer within 60 s (pipeline.decision_timeout_seconds)")
+
+    _result, submitted, said = validate_run(lambda config: pending, last=no_answer)
+    assert submitted == ["validate_bronze.py"] * 2  # when in doubt, the gate runs: never a skip
+    assert (
+        f"the gate runs: {pending}; whether the last failed gate's inputs changed is unknown: the last gate's "
+        "inputs got no answer within 60 s (pipeline.decision_timeout_seconds)"
+    ) in said
+
+    def unreachable(config: Config) -> tuple:
+        raise QueryError("cannot reach the Thrift server")
+
+    _result, submitted, said = validate_run(lambda config: pending, last=unreachable)
+    assert submitted == ["validate_bronze.py"] * 3
+    assert "changed is unknown: cannot reach the Thrift server" in said
+
+
 def test_the_last_gate_counts_as_still_failed_only_when_every_input_is_unchanged() -> None:
-    from lakehouse.quality.verdicts import gate_inputs, still_failed_run
+    from lakehouse.quality.verdicts import failed_run_changes, gate_inputs, still_failed_run
 
     inputs = gate_inputs({"users": 3, "content": 5}, 9, "rules-a")
     failed = [("passed", "run-7", inputs), ("failed", "run-7", inputs)]
@@ -275,6 +305,18 @@ def test_the_last_gate_counts_as_still_failed_only_when_every_input_is_unchanged
     assert still_failed_run([("passed", "run-7", inputs)], inputs) is None
     assert still_failed_run([("failed", "run-6", None)], inputs) is None  # stored before inputs were kept
     assert still_failed_run([], inputs) is None
+    # What changed is named, for the "the gate runs" line.
+    assert failed_run_changes(failed, gate_inputs({"users": 4, "content": 5}, 10, "rules-b")) == (
+        "run-7",
+        [
+            "bronze.users version 3 -> 4",
+            "the quarantine version 9 -> 10",
+            "the rules (quality settings, suites, gate code or the UTC day)",
+        ],
+    )
+    assert failed_run_changes(failed, inputs) == ("run-7", [])
+    assert failed_run_changes([("failed", "run-6", None)], inputs) == ("run-6", ["its inputs were not stored"])
+    assert failed_run_changes([("passed", "run-7", inputs)], inputs) == (None, [])
 
 
 def test_the_rules_fingerprint_follows_the_quality_settings_and_the_day(lock_config: Config) -> None:
