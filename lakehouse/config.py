@@ -449,11 +449,22 @@ class PipelineConfig:
     # Deciding without Spark whether a step has work (queries to the Thrift server) takes at
     # most this long; past it the step runs (when in doubt, it runs).
     decision_timeout_seconds: int = 60
+    # The pipeline's extract and validate in a Spark application that stays up between runs
+    # (lakehouse/pipeline/ingest_server.py; a local Spark master only): later runs skip the JVM
+    # start and warm-up. It exits after this many idle minutes.
+    ingest_server: bool = False
+    ingest_server_idle_minutes: int = 60
 
     def validate(self) -> None:
         if self.step_retries < 0 or self.retry_backoff_seconds < 0:
             raise ConfigError("pipeline.step_retries and pipeline.retry_backoff_seconds: must not be negative")
-        for name in ("job_timeout_seconds", "lock_wait_seconds", "decision_timeout_seconds", "ops_vacuum_commits"):
+        for name in (
+            "job_timeout_seconds",
+            "lock_wait_seconds",
+            "decision_timeout_seconds",
+            "ops_vacuum_commits",
+            "ingest_server_idle_minutes",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"pipeline.{name}: must be at least 1")
         if self.vacuum_retain_hours < 1:

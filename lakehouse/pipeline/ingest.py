@@ -155,6 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     spark = build_session(config, "lakehouse-ingest")
     print(f"extract: Spark session ready in {time.monotonic() - started:.1f} s", flush=True)
     profiling.announce_session_ready()
+    return run_job(spark, config, args, stop_session=True)
+
+
+def run_job(spark: SparkSession, config: Config, args: argparse.Namespace, *, stop_session: bool) -> int:
+    """jobs/ingest.py's work in ``spark``'s application: its output, its profile marks, its exit
+    code. ``stop_session``: the application ends with it (the ingest server's stays up)."""
     try:
         result = extract_and_validate(
             spark,
@@ -174,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         if executors is not None:
             profiling.announce(**{profiling.EXECUTORS_KEY: executors})
         profiling.announce_jvm_peak(spark)  # the application's, at its end
-        spark.stop()
+        if stop_session:
+            spark.stop()
     for record in result.extract_failed:
         print(f"extract: error: {record.source_system}.{record.source_table}: {record.error_message}", file=sys.stderr)
     if result.gate is None:

@@ -16,6 +16,7 @@ from typing import Any
 from lakehouse import processes, profiling, spark
 from lakehouse.config import PROJECT_ROOT, Config
 from lakehouse.pipeline.context import Context, PipelineError, StepResult, TransientError
+from lakehouse.services.process import ServiceError
 
 # Output of Spark and the JVM that says nothing to a person running the pipeline.
 NOISE = re.compile(r"^(\d\d/\d\d/\d\d \d\d:\d\d:\d\d (INFO|WARN)|WARNING: Using incubator|\s+at |\s*$)")
@@ -63,33 +64,46 @@ class JobRun:
         return min((part.began_at for part in self.later.values()), default=None)
 
 
-def stream_job(ctx: Context, step: str, command: list[str], env: dict[str, str], timeout: float) -> JobRun:
-    """Run a command, relaying its meaningful lines as progress; stop it after ``timeout`` s."""
-    lines: list[str] = []
-    announced: dict[str, Any] = {}
-    parts: list[StepPart] = []
+class _Relay:
+    """A job's output lines as they come: its progress relayed, its profile marks kept, the
+    parts of later steps (:func:`lakehouse.profiling.announce_step_begins`) split off."""
 
-    def relay(line: str) -> None:
+    def __init__(self, ctx: Context, step: str) -> None:
+        self.ctx, self.step = ctx, step
+        self.lines: list[str] = []
+        self.announced: dict[str, Any] = {}
+        self.parts: list[StepPart] = []
+
+    def __call__(self, line: str) -> None:
         values = profiling.parse_line(line)
         if values is not None:
             if profiling.STEP_BEGINS_KEY in values:
                 later = str(values[profiling.STEP_BEGINS_KEY])
-                parts.append(StepPart(later, float(values.get("at") or time.time())))
-                ctx.event("output", later, f"  {later}: runs in this Spark application (its summary follows {step}'s)")
+                self.parts.append(StepPart(later, float(values.get("at") or time.time())))
+                self.ctx.event(
+                    "output", later, f"  {later}: runs in this Spark application (its summary follows {self.step}'s)"
+                )
             else:
-                (parts[-1].announced if parts else announced).update(values)
+                (self.parts[-1].announced if self.parts else self.announced).update(values)
             return
-        lines.append(line)
-        if parts:
-            parts[-1].lines.append(line)
+        self.lines.append(line)
+        if self.parts:
+            self.parts[-1].lines.append(line)
         if not NOISE.match(line):
-            ctx.event("output", parts[-1].step if parts else step, f"  {line}", line=line)
+            self.ctx.event("output", self.parts[-1].step if self.parts else self.step, f"  {line}", line=line)
 
+    def finish(self, code: int, timed_out: bool) -> JobRun:
+        ended = time.time()
+        for i, part in enumerate(self.parts):
+            part.ended_at = self.parts[i + 1].began_at if i + 1 < len(self.parts) else ended
+        return JobRun(code, "\n".join(self.lines), timed_out, self.announced, {p.step: p for p in self.parts})
+
+
+def stream_job(ctx: Context, step: str, command: list[str], env: dict[str, str], timeout: float) -> JobRun:
+    """Run a command, relaying its meaningful lines as progress; stop it after ``timeout`` s."""
+    relay = _Relay(ctx, step)
     finished = processes.stream(command, on_line=relay, timeout=timeout, env=env, cwd=PROJECT_ROOT)
-    ended = time.time()
-    for i, part in enumerate(parts):
-        part.ended_at = parts[i + 1].began_at if i + 1 < len(parts) else ended
-    return JobRun(finished.code, "\n".join(lines), finished.timed_out, announced, {p.step: p for p in parts})
+    return relay.finish(finished.code, finished.timed_out)
 
 
 def failure_line(output: str) -> str:
@@ -111,16 +125,32 @@ def check_exit(code: int, output: str, what: str) -> None:
 
 
 def spark_job(ctx: Context, result: StepResult, job: str, args: list[str]) -> JobRun:
-    """spark-submit one job for the step; the profile of the step's own part goes to ``result``."""
+    """spark-submit one job for the step (jobs/ingest.py: on the ingest server when
+    ``pipeline.ingest_server`` is on); the profile of the step's own part goes to ``result``."""
+    from lakehouse.pipeline import ingest_server
+
     spark.write_spark_conf(ctx.config)
     step = result.name
-    command = spark.spark_submit_command(
-        ctx.config, str(PROJECT_ROOT / "jobs" / job), args, app_name=f"lakehouse-{step}"
-    )
     submitted_at = time.time()
-    ctx.spark_applications += 1
-    run = stream_job(ctx, step, command, spark.spark_env(ctx.config), ctx.config.pipeline.job_timeout_seconds)
-    result.profile = profiling.application_profile(run.announced, submitted_at, run.own_ended_at or time.time())
+    timeout = ctx.config.pipeline.job_timeout_seconds
+    if job == "ingest.py" and ingest_server.for_pipeline(ctx.config):
+        relay = _Relay(ctx, step)
+        say = lambda message: ctx.event("output", step, f"  {message}")  # noqa: E731
+        try:
+            served = ingest_server.run(ctx.config, args, relay, timeout, say)
+        except (ingest_server.IngestServerError, ServiceError) as exc:
+            raise PipelineError(f"{step}: {exc}") from None
+        ctx.spark_applications += served.started_server
+        run = relay.finish(served.code, served.timed_out)
+        result.profile = profiling.application_profile(run.announced, submitted_at, run.own_ended_at or time.time())
+        result.profile.update(spark_applications=int(served.started_server), ingest_server=True)
+    else:
+        command = spark.spark_submit_command(
+            ctx.config, str(PROJECT_ROOT / "jobs" / job), args, app_name=f"lakehouse-{step}"
+        )
+        ctx.spark_applications += 1
+        run = stream_job(ctx, step, command, spark.spark_env(ctx.config), timeout)
+        result.profile = profiling.application_profile(run.announced, submitted_at, run.own_ended_at or time.time())
     if run.timed_out:
         raise PipelineError(job_timeout_message(ctx.config, job))
     return run

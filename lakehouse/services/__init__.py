@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from lakehouse.config import Config
-from lakehouse.services import metastore, mongodb, objectstore, postgres, thrift
+from lakehouse.services import ingest, metastore, mongodb, objectstore, postgres, thrift
 from lakehouse.services.process import ServiceError, ServiceStatus
 
 SERVICES = ("postgres", "mongodb", "objectstore", "thrift")
@@ -45,6 +45,8 @@ def up(config: Config, services: tuple[str, ...] = SERVICES, report: Callable[[s
 def down(config: Config, services: tuple[str, ...] = SERVICES) -> list[str]:
     """Stop the given services that this project started; return the names it stopped."""
     stopped = []
+    if {"postgres", "thrift"} & set(services) and ingest.stop(config):
+        stopped.append(ingest.NAME)  # started by a pipeline run (pipeline.ingest_server)
     for name in reversed(SERVICES):
         if name in services and _MODULES[name].stop(config):
             stopped.append(name)
@@ -53,4 +55,7 @@ def down(config: Config, services: tuple[str, ...] = SERVICES) -> list[str]:
 
 def status(config: Config) -> list[ServiceStatus]:
     """Every service's state; the object store only when the warehouse is on one."""
-    return [_MODULES[name].status(config) for name in SERVICES if name != "objectstore" or config.on_object_store]
+    found = [_MODULES[name].status(config) for name in SERVICES if name != "objectstore" or config.on_object_store]
+    if config.pipeline.ingest_server or ingest.running(config):
+        found.append(ingest.status(config))
+    return found
