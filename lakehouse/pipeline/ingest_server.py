@@ -298,8 +298,6 @@ def run(
                     if code is not None:
                         return Finished(code, False, started_server)
                     on_line(line)
-                else:  # pragma: no cover - read_lines ends only by raising
-                    raise ConnectionError
             except TimeoutError:
                 return Finished(1, True, started_server)
             except ConnectionError as exc:

@@ -133,24 +133,26 @@ def spark_job(ctx: Context, result: StepResult, job: str, args: list[str]) -> Jo
     step = result.name
     submitted_at = time.time()
     timeout = ctx.config.pipeline.job_timeout_seconds
-    if job == "ingest.py" and ingest_server.for_pipeline(ctx.config):
+    on_server = job == "ingest.py" and ingest_server.for_pipeline(ctx.config)
+    if on_server:
         relay = _Relay(ctx, step)
         say = lambda message: ctx.event("output", step, f"  {message}")  # noqa: E731
         try:
             served = ingest_server.run(ctx.config, args, relay, timeout, say)
         except (ingest_server.IngestServerError, ServiceError) as exc:
             raise PipelineError(f"{step}: {exc}") from None
-        ctx.spark_applications += served.started_server
+        started = int(served.started_server)
         run = relay.finish(served.code, served.timed_out)
-        result.profile = profiling.application_profile(run.announced, submitted_at, run.own_ended_at or time.time())
-        result.profile.update(spark_applications=int(served.started_server), ingest_server=True)
     else:
         command = spark.spark_submit_command(
             ctx.config, str(PROJECT_ROOT / "jobs" / job), args, app_name=f"lakehouse-{step}"
         )
-        ctx.spark_applications += 1
+        started = 1
         run = stream_job(ctx, step, command, spark.spark_env(ctx.config), timeout)
-        result.profile = profiling.application_profile(run.announced, submitted_at, run.own_ended_at or time.time())
+    ctx.spark_applications += started
+    result.profile = profiling.application_profile(run.announced, submitted_at, run.own_ended_at or time.time())
+    if on_server:
+        result.profile.update(spark_applications=started, ingest_server=True)
     if run.timed_out:
         raise PipelineError(job_timeout_message(ctx.config, job))
     return run
